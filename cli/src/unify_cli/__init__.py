@@ -1,0 +1,1 @@
+"""The ``unify`` command line (see :mod:`unify_cli.main`)."""

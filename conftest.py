@@ -1,0 +1,3 @@
+"""Root pytest configuration: loads the real-component fixture layer for every test folder."""
+
+pytest_plugins = ["tests.fixtures.components"]

@@ -1,0 +1,138 @@
+"""The catalog state in the JetStream KV bucket, and a live in-memory mirror of it.
+
+consul-bridge is the only writer. Keys (see :func:`unify_common.events.catalog_key`):
+
+* ``i.<hash>`` → one :class:`~unify_common.events.Instance` (JSON)
+* ``k.<hash>`` → one :class:`~unify_common.events.KvEntry` (JSON) from a watched KV prefix
+
+A subscriber starting cold reads the whole bucket, then follows it; either way it sees the
+complete current catalog, which is what its reconciler takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+import msgspec
+from nats.js.kv import KeyValue
+
+from .events import Instance, KvEntry, decode_instance
+from .logs import get_logger
+
+__all__ = ["CatalogMirror", "CatalogState"]
+
+log = get_logger("unify.catalog")
+_kv_decoder = msgspec.json.Decoder(KvEntry)
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """A consistent snapshot of the catalog.
+
+    ``instances`` maps catalog key → instance; ``kv`` maps the *Consul* key → entry;
+    ``revision`` is the bucket's stream sequence the snapshot includes (0 = empty bucket).
+    """
+
+    instances: dict[str, Instance] = field(default_factory=dict)
+    kv: dict[str, KvEntry] = field(default_factory=dict)
+    revision: int = 0
+
+    def by_service(self) -> dict[str, list[Instance]]:
+        """Instances grouped by service name, each list sorted by (node, instance id)."""
+        grouped: dict[str, list[Instance]] = {}
+        for inst in self.instances.values():
+            grouped.setdefault(inst.service, []).append(inst)
+        for insts in grouped.values():
+            insts.sort(key=lambda i: (i.node, i.instance_id))
+        return grouped
+
+
+class CatalogMirror:
+    """Follows the catalog bucket and keeps the latest :class:`CatalogState` in memory.
+
+    ``on_change`` is called (synchronously, no arguments) after every applied update.
+    Undecodable values are logged and ignored (the rest of the state stays).
+    """
+
+    def __init__(self, bucket: KeyValue, *, on_change: Callable[[], None] | None = None):
+        self._bucket = bucket
+        self._on_change = on_change or (lambda: None)
+        self._instances: dict[str, Instance] = {}
+        self._kv_by_catalog_key: dict[str, KvEntry] = {}
+        self._revision = 0
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._watcher = None
+
+    @property
+    def revision(self) -> int:
+        """Last bucket sequence applied."""
+        return self._revision
+
+    def snapshot(self) -> CatalogState:
+        """The current state (copies of the dicts; instances themselves are immutable)."""
+        return CatalogState(
+            instances=dict(self._instances),
+            kv={e.key: e for e in self._kv_by_catalog_key.values()},
+            revision=self._revision,
+        )
+
+    async def start(self, *, timeout: float = 30.0) -> None:
+        """Start following; returns once the initial content is loaded.
+
+        :raises asyncio.TimeoutError: the initial load took longer than ``timeout`` seconds.
+        """
+        self._watcher = await self._bucket.watchall()
+        self._task = asyncio.create_task(self._run(), name="catalog-mirror")
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop following."""
+        if self._watcher is not None:
+            try:
+                await self._watcher.stop()
+            except Exception:  # connection already closed
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async for entry in self._watcher:
+            if entry is None:
+                self._ready.set()
+                self._on_change()
+                continue
+            self._apply(entry.key, entry.value, entry.operation, entry.revision)
+            if self._ready.is_set():
+                self._on_change()
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
+        self._revision = max(self._revision, revision)
+        deleted = operation in ("DEL", "PURGE")
+        try:
+            if key.startswith("i."):
+                if deleted:
+                    self._instances.pop(key, None)
+                else:
+                    self._instances[key] = decode_instance(value or b"")
+            elif key.startswith("k."):
+                if deleted:
+                    self._kv_by_catalog_key.pop(key, None)
+                else:
+                    self._kv_by_catalog_key[key] = _kv_decoder.decode(value or b"")
+        except msgspec.MsgspecError as err:
+            log.error("undecodable catalog entry ignored", extra={"fields": {
+                "key": key, "error": str(err)}})
+
+
+async def read_catalog(bucket: KeyValue, *, timeout: float = 30.0) -> CatalogState:
+    """Read the whole bucket once and return it as a :class:`CatalogState`."""
+    mirror = CatalogMirror(bucket)
+    await mirror.start(timeout=timeout)
+    try:
+        return mirror.snapshot()
+    finally:
+        await mirror.stop()

@@ -1,0 +1,295 @@
+"""Unify's event schemas (version 1), encoded as JSON with msgspec.
+
+Every event published on the ``UNIFY`` JetStream stream is one of the structs below, tagged by
+its ``type`` field. Field names and meanings are stable within a schema version; a breaking
+change adds a new version number in :data:`SCHEMA_VERSION` and a new set of tags.
+
+Instance data follows Consul's ``/v1/health/service/:service`` answer (one ``ServiceEntry``:
+``Node``, ``Service``, ``Checks``); see Consul's "Health - HTTP API" page. Times are Unix epoch
+milliseconds (``int``). Indexes are Consul Raft indexes.
+
+========================  ==============================================  ====================
+type                      meaning                                          subject
+========================  ==============================================  ====================
+``instance.registered``   an instance appeared in the catalog              see :mod:`.subjects`
+``instance.updated``      address, port, tags or meta changed
+``instance.health``       aggregated health changed (only that)
+``instance.deregistered`` the instance left the catalog
+``kv.set``                a watched Consul KV key was written
+``kv.deleted``            a watched Consul KV key was deleted
+``error``                 a component rejected input or failed to apply
+``applied``               a subscriber applied a desired state
+========================  ==============================================  ====================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal, Union
+
+import msgspec
+
+from .tags import TagError, UnifyTags, parse_tags
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Applied",
+    "Check",
+    "ErrorEvent",
+    "Event",
+    "Instance",
+    "InstanceDeregistered",
+    "InstanceHealth",
+    "InstanceRegistered",
+    "InstanceUpdated",
+    "KvDeleted",
+    "KvEntry",
+    "KvSet",
+    "aggregate_health",
+    "decode_event",
+    "encode_event",
+    "instance_from_health_entry",
+]
+
+SCHEMA_VERSION = 1
+
+Health = Literal["passing", "warning", "critical"]
+_HEALTH_ORDER = {"passing": 0, "warning": 1, "critical": 2}
+
+
+class Check(msgspec.Struct, frozen=True, order=True):
+    """One Consul health check of an instance or of its node (``service_id`` empty).
+    ``status`` is ``passing``, ``warning`` or ``critical``. Check output is never carried: it
+    can hold anything the checked program printed."""
+
+    check_id: str
+    name: str
+    status: str
+    service_id: str = ""
+
+
+class Instance(msgspec.Struct, frozen=True):
+    """One registered service instance as Unify sees it.
+
+    ``key`` is the stable catalog key (see :meth:`catalog_key`). ``health`` aggregates the
+    instance's and its node's checks: the worst status wins; no checks means ``passing``
+    (Consul's own rule for ``?passing``). ``unify`` holds the parsed Unify tags, or ``None``
+    when the instance has none or they are malformed; ``tag_error`` says why in the second case.
+    """
+
+    service: str
+    instance_id: str
+    node: str
+    address: str
+    port: int
+    tags: tuple[str, ...] = ()
+    meta: dict[str, str] = {}
+    health: Health = "passing"
+    checks: tuple[Check, ...] = ()
+    unify: UnifyTags | None = None
+    tag_error: str | None = None
+    create_index: int = 0
+    modify_index: int = 0
+
+    @property
+    def key(self) -> str:
+        """The catalog key of this instance, see :func:`catalog_key`."""
+        return catalog_key(self.node, self.instance_id)
+
+    def definition(self) -> tuple:
+        """Everything but health and indexes: two instances with equal definitions differ at
+        most in health."""
+        return (self.service, self.instance_id, self.node, self.address, self.port,
+                self.tags, tuple(sorted(self.meta.items())))
+
+
+def catalog_key(node: str, instance_id: str) -> str:
+    """A JetStream-KV-safe, stable key for (node, instance id).
+
+    Instance ids are arbitrary strings (registrator uses ``host:container:port``), so the key is
+    ``i.`` + the first 40 hex digits of SHA-256 over ``node`` NUL ``instance_id``.
+    """
+    digest = hashlib.sha256(f"{node}\0{instance_id}".encode()).hexdigest()[:40]
+    return f"i.{digest}"
+
+
+class KvEntry(msgspec.Struct, frozen=True):
+    """A Consul KV entry under a watched prefix. ``value`` is the raw value decoded as UTF-8
+    (undecodable bytes are replaced); ``modify_index`` is Consul's ``ModifyIndex``."""
+
+    key: str
+    value: str
+    modify_index: int = 0
+    flags: int = 0
+
+    @property
+    def catalog_key(self) -> str:
+        """Key of this entry in the catalog KV bucket: ``k.`` + 40 hex digits of SHA-256."""
+        return "k." + hashlib.sha256(self.key.encode()).hexdigest()[:40]
+
+
+class _Base(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
+    schema: int = SCHEMA_VERSION
+    #: When the producer observed the change, Unix epoch milliseconds.
+    observed_at: int = 0
+
+
+class InstanceRegistered(_Base, tag="instance.registered"):
+    """An instance appeared. ``consul_index`` is the index of the answer that showed it."""
+
+    instance: Instance
+    consul_index: int = 0
+
+
+class InstanceUpdated(_Base, tag="instance.updated"):
+    """Address, port, tags or meta of an instance changed; ``previous`` is the old view."""
+
+    instance: Instance
+    previous: Instance
+    consul_index: int = 0
+
+
+class InstanceHealth(_Base, tag="instance.health"):
+    """Only the aggregated health (or the check list) of an instance changed."""
+
+    instance: Instance
+    previous_health: str
+    consul_index: int = 0
+
+
+class InstanceDeregistered(_Base, tag="instance.deregistered"):
+    """The instance left the catalog; ``instance`` is its last known view."""
+
+    instance: Instance
+    consul_index: int = 0
+
+
+class KvSet(_Base, tag="kv.set"):
+    """A watched KV key was created or changed."""
+
+    entry: KvEntry
+
+
+class KvDeleted(_Base, tag="kv.deleted"):
+    """A watched KV key was deleted; ``entry`` is its last known value."""
+
+    entry: KvEntry
+
+
+class ErrorEvent(_Base, tag="error"):
+    """A component rejected input or failed to apply.
+
+    ``source`` names the component (``consul-bridge``, ``switchboard``...), ``reason`` is a
+    short machine word (``invalid-tags``, ``config-check-failed``...), ``message`` is for
+    humans. ``service``/``instance_id``/``node`` are set when one instance is concerned.
+    Messages never contain secrets.
+    """
+
+    source: str
+    reason: str
+    message: str
+    service: str = ""
+    instance_id: str = ""
+    node: str = ""
+
+
+class Applied(_Base, tag="applied"):
+    """A subscriber applied a desired state on ``node``.
+
+    ``method`` is ``reload``, ``runtime`` (changed through an API without restart) or
+    ``unchanged``; ``config_hash`` is the SHA-256 of what was applied (hex).
+    """
+
+    source: str
+    node: str
+    method: str
+    config_hash: str
+    detail: str = ""
+
+
+Event = Union[
+    InstanceRegistered, InstanceUpdated, InstanceHealth, InstanceDeregistered,
+    KvSet, KvDeleted, ErrorEvent, Applied,
+]
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+_decoder = msgspec.json.Decoder(Event)
+_instance_decoder = msgspec.json.Decoder(Instance)
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event as canonical JSON (keys in a fixed order: same event → same bytes)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """Decode JSON bytes into an event struct.
+
+    :raises msgspec.ValidationError: the JSON is not a schema-1 event.
+    :raises msgspec.DecodeError: the bytes are not JSON.
+    """
+    return _decoder.decode(data)
+
+
+def encode_instance(instance: Instance) -> bytes:
+    """Canonical JSON of one instance (the catalog KV bucket's value format)."""
+    return _encoder.encode(instance)
+
+
+def decode_instance(data: bytes) -> Instance:
+    """Inverse of :func:`encode_instance`. :raises msgspec.ValidationError: not an instance."""
+    return _instance_decoder.decode(data)
+
+
+def aggregate_health(statuses: list[str] | tuple[str, ...]) -> Health:
+    """The worst of the given check statuses; ``passing`` for none. Unknown statuses count
+    as ``critical`` (fail closed)."""
+    worst = "passing"
+    for status in statuses:
+        if _HEALTH_ORDER.get(status, 2) > _HEALTH_ORDER[worst]:
+            worst = status if status in _HEALTH_ORDER else "critical"
+    return worst  # type: ignore[return-value]
+
+
+def instance_from_health_entry(entry: dict) -> Instance:
+    """Build an :class:`Instance` from one element of ``/v1/health/service/:service``.
+
+    The element has ``Node`` (``Node``, ``Address``), ``Service`` (``ID``, ``Service``,
+    ``Address``, ``Port``, ``Tags``, ``Meta``, ``CreateIndex``, ``ModifyIndex``) and ``Checks``.
+    An empty ``Service.Address`` falls back to the node's address, as Consul's DNS does.
+    Malformed Unify tags do not raise: they set ``tag_error`` and leave ``unify`` ``None``.
+
+    :raises KeyError: the element lacks ``Node`` or ``Service``.
+    """
+    node = entry["Node"]
+    service = entry["Service"]
+    tags = tuple(service.get("Tags") or ())
+    checks = tuple(sorted(
+        Check(
+            check_id=str(c.get("CheckID", "")),
+            name=str(c.get("Name", "")),
+            status=str(c.get("Status", "critical")),
+            service_id=str(c.get("ServiceID", "")),
+        )
+        for c in entry.get("Checks") or ()
+    ))
+    unify, tag_error = None, None
+    try:
+        unify = parse_tags(tags)
+    except TagError as err:
+        tag_error = str(err)
+    return Instance(
+        service=str(service["Service"]),
+        instance_id=str(service["ID"]),
+        node=str(node["Node"]),
+        address=str(service.get("Address") or node.get("Address") or ""),
+        port=int(service.get("Port") or 0),
+        tags=tags,
+        meta={str(k): str(v) for k, v in (service.get("Meta") or {}).items()},
+        health=aggregate_health([c.status for c in checks]),
+        checks=checks,
+        unify=unify,
+        tag_error=tag_error,
+        create_index=int(service.get("CreateIndex") or 0),
+        modify_index=int(service.get("ModifyIndex") or 0),
+    )

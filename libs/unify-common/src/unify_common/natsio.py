@@ -1,0 +1,101 @@
+"""NATS and JetStream plumbing: connect with credentials/TLS, declare the stream and the
+catalog bucket, publish events with deterministic message ids.
+
+Stream ``settings.stream`` (default ``UNIFY``) holds every subject under ``unify.``, on file
+storage, with a 2-minute duplicate window (JetStream drops a second message with the same
+``Nats-Msg-Id`` inside it) and a retention of ``UNIFY_STREAM_MAX_AGE`` seconds (default 7 days),
+so operators can replay a window. The catalog bucket keeps one value per key.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from . import subjects
+from .events import Event, encode_event
+from .settings import CommonSettings, env_float
+
+__all__ = ["connect_nats", "ensure_catalog_bucket", "ensure_stream", "publish_event",
+           "MSG_ID_HEADER"]
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+DUPLICATE_WINDOW_S = 120.0
+
+
+async def connect_nats(settings: CommonSettings, *, name: str) -> NATS:
+    """Connect to ``settings.nats_urls`` as client ``name``, reconnecting forever.
+
+    Uses ``NATS_CREDS`` (a ``.creds`` file), or ``NATS_USER``/``NATS_PASSWORD``; TLS when
+    ``NATS_CA`` or ``NATS_CERT``/``NATS_KEY`` are set or a URL is ``tls://``.
+
+    :raises nats.errors.NoServersError: no server answered the first connection attempt.
+    """
+    options: dict = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+                     "connect_timeout": 5}
+    if settings.nats_creds:
+        options["user_credentials"] = settings.nats_creds
+    elif settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password
+    if settings.nats_ca or settings.nats_cert:
+        context = ssl.create_default_context(cafile=settings.nats_ca or None)
+        if settings.nats_cert:
+            context.load_cert_chain(settings.nats_cert, settings.nats_key or None)
+        options["tls"] = context
+    return await nats.connect(list(settings.nats_urls), **options)
+
+
+async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
+    """Create the events stream, or update it to the expected subjects and limits.
+
+    :raises nats.js.errors.APIError: the server refused (e.g. no JetStream, no permission).
+    """
+    config = StreamConfig(
+        name=settings.stream,
+        subjects=[subjects.ALL],
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=env_float(os.environ, "UNIFY_STREAM_MAX_AGE", 7 * 24 * 3600.0),
+        allow_direct=True,
+    )
+    try:
+        await js.stream_info(settings.stream)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError:
+            pass  # another component created it in between
+    await js.update_stream(config)
+
+
+async def ensure_catalog_bucket(js: JetStreamContext, settings: CommonSettings) -> KeyValue:
+    """Open the catalog KV bucket, creating it (history 1, file storage) when missing."""
+    try:
+        return await js.key_value(settings.catalog_bucket)
+    except Exception:  # BucketNotFoundError, or a race with another creator
+        return await js.create_key_value(
+            KeyValueConfig(bucket=settings.catalog_bucket, history=1,
+                           storage=StorageType.FILE, description="Unify catalog state"))
+
+
+async def publish_event(js: JetStreamContext, subject: str, event: Event, *,
+                        msg_id: str, headers: dict[str, str] | None = None) -> int:
+    """Publish ``event`` on ``subject`` with ``Nats-Msg-Id: msg_id``.
+
+    :returns: the stream sequence (the earlier one when JetStream saw it as a duplicate).
+    :raises nats.errors.TimeoutError: JetStream did not acknowledge in time.
+    """
+    all_headers = {MSG_ID_HEADER: msg_id, "Unify-Schema": str(event.schema)}
+    if headers:
+        all_headers.update(headers)
+    ack = await js.publish(subject, encode_event(event), headers=all_headers)
+    return ack.seq

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a development or CI machine for Unify:
+#   - Debian packages: HAProxy, dnsmasq (the real servers the tests drive)
+#   - a virtualenv in .venv with every package installed editable, versions from constraints.txt
+#   - the pinned Consul, built from the Go module proxy into ~/.cache/unify/bin (reused)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v haproxy >/dev/null || need_apt+=(haproxy)
+command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
+command -v go >/dev/null || need_apt+=(golang-go)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt \
+  -e libs/unify-common \
+  -e services/consul-bridge -e services/switchboard -e services/dns411 \
+  -e services/registry-admin -e services/wireline \
+  -e cli \
+  -r requirements-dev.txt
+
+bash scripts/build-consul.sh >/dev/null
+echo "setup: ready (.venv, consul in ${UNIFY_CACHE_DIR:-$HOME/.cache/unify}/bin)"

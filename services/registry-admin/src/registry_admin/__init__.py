@@ -1,0 +1,1 @@
+"""registry-admin: private registry TLS certificates, secrets and notifications (not built yet)."""

@@ -1,0 +1,1 @@
+"""wireline: git push → image build → registry push → Swarm deploy (not built yet)."""
