@@ -116,7 +116,7 @@ class ManagedProcess:
         """True while the process runs."""
         return self.proc is not None and self.proc.poll() is None
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         """Send ``sig`` to the process."""
         if self.alive():
             os.kill(self.proc.pid, sig)

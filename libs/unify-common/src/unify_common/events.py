@@ -133,6 +133,11 @@ class _Base(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
     #: When the producer observed the change, Unix epoch milliseconds.
     observed_at: int = 0
 
+    @property
+    def type(self) -> str:
+        """The event type tag, e.g. ``instance.registered`` (the JSON ``type`` field)."""
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
 
 class InstanceRegistered(_Base, tag="instance.registered"):
     """An instance appeared. ``consul_index`` is the index of the answer that showed it."""

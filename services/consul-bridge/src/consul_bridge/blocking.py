@@ -1,0 +1,39 @@
+"""Consul blocking-query index handling, as the Consul "Blocking Queries" API page prescribes.
+
+* The ``X-Consul-Index`` of an answer is the ``index`` of the next request.
+* If the index goes backwards (agent restart, snapshot restore), reset to 0: the next request
+  is a plain read that returns at once with a fresh index.
+* An index below 1 is never used to block (it would return at once, forever): use 1.
+* A wake-up with the same index means nothing changed (a timeout or an idempotent write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["IndexStep", "next_index"]
+
+
+@dataclass(frozen=True)
+class IndexStep:
+    """Outcome of one answer: ``index`` to send next; ``changed`` when the answer may carry
+    new data; ``reset`` when the index went backwards."""
+
+    index: int
+    changed: bool
+    reset: bool
+
+
+def next_index(previous: int, returned: int) -> IndexStep:
+    """Decide the next blocking index from the ``previous`` one sent and the ``returned`` one.
+
+    >>> next_index(10, 10)
+    IndexStep(index=10, changed=False, reset=False)
+    >>> next_index(10, 4)
+    IndexStep(index=0, changed=True, reset=True)
+    """
+    if previous > 0 and returned < previous:
+        return IndexStep(index=0, changed=True, reset=True)
+    if returned < 1:
+        return IndexStep(index=1, changed=previous < 1, reset=False)
+    return IndexStep(index=returned, changed=returned != previous, reset=False)

@@ -1,0 +1,302 @@
+"""The bridge loop: Consul blocking queries in, events and catalog-bucket writes out.
+
+One blocking query follows the list of services (``/v1/catalog/services``); one more per service
+follows its instances with their checks (``/v1/health/service/:service``); one per KV prefix
+follows ``/v1/kv/:prefix?recurse``. A change to one service wakes only that service's query,
+and only that service's instances are compared, so the cost of a change does not grow with
+the number of services in the catalog.
+
+For every difference an event is published first (with a deterministic ``Nats-Msg-Id``), then
+the catalog bucket is written. A crash between the two re-publishes the same id on restart
+(JetStream drops it inside its duplicate window) and then writes the bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Callable
+
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from unify_common import subjects
+from unify_common.catalog import read_catalog
+from unify_common.events import ErrorEvent, Instance, KvEntry, instance_from_health_entry
+from unify_common.logs import get_logger
+from unify_common.natsio import publish_event
+
+from .blocking import next_index
+from .diff import Change, diff_instances, diff_kv
+from .guard import RemovalGuard
+from .settings import BridgeSettings
+
+__all__ = ["Bridge"]
+
+log = get_logger("consul_bridge")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Bridge:
+    """Publish every catalog and KV change; see the module doc.
+
+    :param settings: bridge settings.
+    :param client: a ``consul.aio.Consul``.
+    :param js: JetStream context; the stream must exist.
+    :param bucket: the catalog KV bucket.
+    :param clock: monotonic seconds (for the removal guard).
+    """
+
+    def __init__(self, settings: BridgeSettings, client, js: JetStreamContext, bucket: KeyValue,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._consul = client
+        self._js = js
+        self._bucket = bucket
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._published: dict[str, dict[str, Instance]] = {}
+        self._kv_published: dict[str, KvEntry] = {}
+        self._observed: dict[str, tuple[dict[str, Instance], int]] = {}
+        self._watchers: dict[str, asyncio.Task] = {}
+        self._guard = RemovalGuard(confirm_s=settings.removal_confirm_s,
+                                   max_ratio=settings.removal_ratio)
+        self._kv_guard = RemovalGuard(confirm_s=settings.removal_confirm_s,
+                                      max_ratio=settings.removal_ratio)
+        self._wake_guard = asyncio.Event()
+        #: number of events published (for status and the benchmark)
+        self.published_events = 0
+        self.ready = asyncio.Event()
+
+    # -- state -------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Load what was published before (the catalog bucket) as the starting point."""
+        state = await read_catalog(self._bucket)
+        for key, inst in state.instances.items():
+            self._published.setdefault(inst.service, {})[key] = inst
+        self._kv_published = dict(state.kv)
+        log.info("catalog loaded from bucket", extra={"fields": {
+            "instances": len(state.instances), "kv": len(state.kv)}})
+
+    def _known(self) -> int:
+        return sum(len(v) for v in self._published.values())
+
+    # -- loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until cancelled. :raises: nothing but cancellation; errors are retried."""
+        await self.load()
+        tasks = [asyncio.create_task(self._watch_services(), name="watch-services"),
+                 asyncio.create_task(self._guard_timer(), name="removal-guard")]
+        tasks += [asyncio.create_task(self._watch_kv(p), name=f"watch-kv-{p}")
+                  for p in self.settings.kv_prefixes]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in [*tasks, *self._watchers.values()]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._watchers.values(), return_exceptions=True)
+
+    async def _blocking(self, what: str, call, index: int):
+        """One blocking call with retry on error (capped exponential backoff with jitter)."""
+        failures = 0
+        while True:
+            try:
+                return await call(index)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                failures += 1
+                delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                log.warning("Consul query failed; keeping last known state", extra={"fields": {
+                    "query": what, "error": str(err) or type(err).__name__,
+                    "retry_in_s": round(delay, 2)}})
+                await asyncio.sleep(delay)
+
+    async def _watch_services(self) -> None:
+        wait = f"{int(self.settings.wait_s)}s"
+        index = 0
+        while True:
+            returned, services = await self._blocking(
+                "catalog/services",
+                lambda i: self._consul.catalog.services(index=i, wait=wait), index)
+            step = next_index(index, int(returned or 0))
+            if step.reset:
+                log.warning("Consul index went backwards; resetting", extra={"fields": {
+                    "query": "catalog/services", "previous": index, "returned": returned}})
+                self._guard.index_reset(self._clock())
+            index = step.index
+            if not step.changed:
+                continue
+            names = set(services or {})
+            for name in sorted(names - self._watchers.keys()):
+                self._watchers[name] = asyncio.create_task(self._watch_service(name),
+                                                           name=f"watch-{name}")
+            gone = (self._watchers.keys() | self._published.keys()) - names
+            for name in sorted(gone):
+                task = self._watchers.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                await self._apply_service(name, {}, int(returned or 0))
+            self.ready.set()
+
+    async def _watch_service(self, name: str) -> None:
+        wait = f"{int(self.settings.wait_s)}s"
+        index = 0
+        while True:
+            returned, entries = await self._blocking(
+                f"health/service/{name}",
+                lambda i: self._consul.health.service(name, index=i, wait=wait), index)
+            step = next_index(index, int(returned or 0))
+            if step.reset:
+                self._guard.index_reset(self._clock())
+            index = step.index
+            if not step.changed:
+                continue
+            current: dict[str, Instance] = {}
+            for entry in entries or ():
+                try:
+                    inst = instance_from_health_entry(entry)
+                except (KeyError, TypeError, ValueError) as err:
+                    log.error("unreadable health entry skipped", extra={"fields": {
+                        "service": name, "error": repr(err)}})
+                    continue
+                current[inst.key] = inst
+            await self._apply_service(name, current, int(returned or 0))
+
+    async def _apply_service(self, service: str, current: dict[str, Instance],
+                             index: int) -> None:
+        async with self._lock:
+            self._observed[service] = (current, index)
+            previous = self._published.get(service, {})
+            removals = previous.keys() - current.keys()
+            allowed = self._guard.filter(set(removals), scope=set(previous),
+                                         known=self._known(), now=self._clock())
+            effective = dict(current)
+            for key in removals - allowed:
+                effective[key] = previous[key]  # held back: last known state stands
+            if removals - allowed:
+                log.warning("removal held until confirmed", extra={"fields": {
+                    "service": service, "held": len(removals - allowed),
+                    "confirm_s": self._guard.confirm_s}})
+                self._wake_guard.set()
+            changes = diff_instances(previous, effective, index=index, now_ms=_now_ms())
+            for change in changes:
+                await self._publish(change)
+                bucket = self._published.setdefault(service, {})
+                if change.put is None:
+                    bucket.pop(change.key, None)
+                else:
+                    bucket[change.key] = effective[change.key]
+                    await self._report_tag_error(effective[change.key], change, index)
+            if not self._published.get(service):
+                self._published.pop(service, None)
+            if not current:
+                self._observed.pop(service, None)
+
+    async def _report_tag_error(self, inst: Instance, change: Change, index: int) -> None:
+        if inst.tag_error is None or change.event.type == "instance.health":  # type: ignore
+            return
+        event = ErrorEvent(source="consul-bridge", reason="invalid-tags",
+                           message=inst.tag_error, service=inst.service,
+                           instance_id=inst.instance_id, node=inst.node, observed_at=_now_ms())
+        log.warning("instance has invalid Unify tags; subscribers will skip it", extra={
+            "fields": {"service": inst.service, "instance_id": inst.instance_id,
+                       "reason": inst.tag_error}})
+        await self._send(subjects.error_subject("consul-bridge"), event,
+                         f"error:{change.key}:{index}:{change.msg_id.rsplit(':', 1)[-1]}")
+
+    async def _guard_timer(self) -> None:
+        """Re-apply services whose removals are held once they may be released."""
+        while True:
+            due = self._guard.next_check()
+            timeout = None if due is None else max(0.0, due - self._clock()) + 0.01
+            self._wake_guard.clear()
+            try:
+                await asyncio.wait_for(self._wake_guard.wait(), timeout)
+                continue
+            except asyncio.TimeoutError:
+                pass
+            for service in sorted(self._published):
+                current, index = self._observed.get(service, ({}, 0))
+                if self._published[service].keys() - current.keys():
+                    await self._apply_service(service, current, index)
+
+    async def _watch_kv(self, prefix: str) -> None:
+        wait = f"{int(self.settings.wait_s)}s"
+        index = 0
+        while True:
+            returned, entries = await self._blocking(
+                f"kv/{prefix}",
+                lambda i: self._consul.kv.get(prefix, recurse=True, index=i, wait=wait), index)
+            step = next_index(index, int(returned or 0))
+            if step.reset:
+                self._kv_guard.index_reset(self._clock())
+            index = step.index
+            if not step.changed:
+                continue
+            current = {}
+            for e in entries or ():
+                if e["Key"].endswith("/") and not e.get("Value"):
+                    continue  # a "folder"
+                raw = e.get("Value") or b""
+                current[e["Key"]] = KvEntry(
+                    key=e["Key"], value=raw.decode("utf-8", "replace") if isinstance(raw, bytes)
+                    else str(raw), modify_index=int(e.get("ModifyIndex") or 0),
+                    flags=int(e.get("Flags") or 0))
+            await self._apply_kv(prefix, current, int(returned or 0))
+
+    async def _apply_kv(self, prefix: str, current: dict[str, KvEntry], index: int) -> None:
+        async with self._lock:
+            previous = {k: v for k, v in self._kv_published.items() if k.startswith(prefix)}
+            removals = previous.keys() - current.keys()
+            allowed = self._kv_guard.filter(set(removals), scope=set(previous),
+                                            known=len(self._kv_published), now=self._clock())
+            effective = dict(current)
+            for key in removals - allowed:
+                effective[key] = previous[key]
+            for change in diff_kv(previous, effective, index=index, now_ms=_now_ms()):
+                await self._publish(change)
+                entry = change.event.entry  # type: ignore[union-attr]
+                if change.put is None:
+                    self._kv_published.pop(entry.key, None)
+                else:
+                    self._kv_published[entry.key] = entry
+
+    # -- output ------------------------------------------------------------------------------
+    async def _send(self, subject: str, event, msg_id: str) -> None:
+        failures = 0
+        while True:
+            try:
+                await publish_event(self._js, subject, event, msg_id=msg_id)
+                self.published_events += 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                log.warning("publish failed; retrying", extra={"fields": {
+                    "subject": subject, "error": str(err) or type(err).__name__}})
+                await asyncio.sleep(delay)
+
+    async def _publish(self, change: Change) -> None:
+        await self._send(change.subject, change.event, change.msg_id)
+        failures = 0
+        while True:
+            try:
+                if change.put is None:
+                    await self._bucket.delete(change.key)
+                else:
+                    await self._bucket.put(change.key, change.put)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                failures += 1
+                log.warning("catalog bucket write failed; retrying", extra={"fields": {
+                    "key": change.key, "error": str(err) or type(err).__name__}})
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))

@@ -1,0 +1,49 @@
+"""consul-bridge settings (environment variables, on top of :class:`CommonSettings`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from unify_common.settings import CommonSettings, env_float
+
+__all__ = ["BridgeSettings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BridgeSettings:
+    """Settings of one bridge.
+
+    ``kv_prefixes``: Consul KV prefixes to watch (``UNIFY_BRIDGE_KV_PREFIXES``, comma-separated,
+    default ``unify/``). ``lock_key``: the Consul key of the leader lock
+    (``UNIFY_BRIDGE_LOCK_KEY``, default ``unify-locks/consul-bridge``, outside watched
+    prefixes). ``lock_ttl_s``: session TTL in seconds (``UNIFY_BRIDGE_LOCK_TTL``, default 10,
+    Consul allows 10-86400). ``wait_s``: blocking-query wait (``UNIFY_BRIDGE_WAIT``, default 55).
+    ``removal_confirm_s``: how long a suspicious mass removal must persist
+    (``UNIFY_BRIDGE_REMOVAL_CONFIRM``, default 10). ``removal_ratio``: share of instances one
+    observation may remove without suspicion (``UNIFY_BRIDGE_REMOVAL_RATIO``, default 0.5).
+    """
+
+    common: CommonSettings
+    kv_prefixes: tuple[str, ...] = ("unify/",)
+    lock_key: str = "unify-locks/consul-bridge"
+    lock_ttl_s: float = 10.0
+    wait_s: float = 55.0
+    removal_confirm_s: float = 10.0
+    removal_ratio: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "BridgeSettings":
+        """Read from ``env`` (default ``os.environ``). :raises ValueError: a bad number."""
+        env = os.environ if env is None else env
+        prefixes = env.get("UNIFY_BRIDGE_KV_PREFIXES", "unify/")
+        return cls(
+            common=CommonSettings.from_env(env),
+            kv_prefixes=tuple(p.strip() for p in prefixes.split(",") if p.strip()),
+            lock_key=env.get("UNIFY_BRIDGE_LOCK_KEY", "") or "unify-locks/consul-bridge",
+            lock_ttl_s=env_float(env, "UNIFY_BRIDGE_LOCK_TTL", 10.0),
+            wait_s=env_float(env, "UNIFY_BRIDGE_WAIT", 55.0),
+            removal_confirm_s=env_float(env, "UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0),
+            removal_ratio=env_float(env, "UNIFY_BRIDGE_REMOVAL_RATIO", 0.5),
+        )
