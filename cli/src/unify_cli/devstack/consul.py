@@ -65,7 +65,7 @@ class ConsulAgent:
             "client_addr": "127.0.0.1",
             "ports": {"http": self.http_port, "dns": self.dns_port, "grpc": -1,
                       "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
-            "limits": {"http_max_conns_per_client": 20000},
+            "limits": {"http_max_conns_per_client": 4096},
             "log_level": "warn",
             "disable_update_check": True,
         }

@@ -131,7 +131,7 @@ class Bridge:
             index = step.index
             if not step.changed:
                 continue
-            names = set(services or {})
+            names = set(services or {}) - self.settings.ignore_services
             for name in sorted(names - self._watchers.keys()):
                 self._watchers[name] = asyncio.create_task(self._watch_service(name),
                                                            name=f"watch-{name}")

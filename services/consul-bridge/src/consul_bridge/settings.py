@@ -20,7 +20,8 @@ class BridgeSettings:
     (``UNIFY_BRIDGE_LOCK_KEY``, default ``unify-locks/consul-bridge``, outside watched
     prefixes). ``lock_ttl_s``: session TTL in seconds (``UNIFY_BRIDGE_LOCK_TTL``, default 10,
     Consul allows 10-86400). ``wait_s``: blocking-query wait (``UNIFY_BRIDGE_WAIT``, default 55).
-    ``removal_confirm_s``: how long a suspicious mass removal must persist
+    ``ignore_services``: services never published (``UNIFY_BRIDGE_IGNORE_SERVICES``,
+    comma-separated, default ``consul``, the servers' own entry). ``removal_confirm_s``: how long a suspicious mass removal must persist
     (``UNIFY_BRIDGE_REMOVAL_CONFIRM``, default 10). ``removal_ratio``: share of instances one
     observation may remove without suspicion (``UNIFY_BRIDGE_REMOVAL_RATIO``, default 0.5).
     """
@@ -30,6 +31,7 @@ class BridgeSettings:
     lock_key: str = "unify-locks/consul-bridge"
     lock_ttl_s: float = 10.0
     wait_s: float = 55.0
+    ignore_services: frozenset[str] = frozenset({"consul"})
     removal_confirm_s: float = 10.0
     removal_ratio: float = 0.5
 
@@ -44,6 +46,9 @@ class BridgeSettings:
             lock_key=env.get("UNIFY_BRIDGE_LOCK_KEY", "") or "unify-locks/consul-bridge",
             lock_ttl_s=env_float(env, "UNIFY_BRIDGE_LOCK_TTL", 10.0),
             wait_s=env_float(env, "UNIFY_BRIDGE_WAIT", 55.0),
+            ignore_services=frozenset(
+                n.strip() for n in env.get("UNIFY_BRIDGE_IGNORE_SERVICES", "consul").split(",")
+                if n.strip()),
             removal_confirm_s=env_float(env, "UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0),
             removal_ratio=env_float(env, "UNIFY_BRIDGE_REMOVAL_RATIO", 0.5),
         )

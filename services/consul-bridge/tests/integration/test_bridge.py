@@ -1,0 +1,276 @@
+"""consul-bridge against a real Consul agent and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import nats
+import pytest
+from nats.js.api import DeliverPolicy
+
+from consul_bridge.service import run
+from consul_bridge.settings import BridgeSettings
+from unify_common.catalog import read_catalog
+from unify_common.events import decode_event
+from unify_common.natsio import ensure_catalog_bucket
+from tests.fixtures.components import consul_call
+
+
+class EventLog:
+    """Every event on the stream, in order, with subject and message id."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, object]] = []
+
+    async def start(self, url: str) -> None:
+        self.nc = await nats.connect(url)
+        js = self.nc.jetstream()
+        for _ in range(100):  # the bridge creates the stream
+            try:
+                await js.stream_info("UNIFY")
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+
+        async def on_msg(msg):
+            self.items.append((msg.subject, msg.headers.get("Nats-Msg-Id", ""),
+                               decode_event(msg.data)))
+
+        await js.subscribe("unify.>", cb=on_msg, ordered_consumer=True,
+                           deliver_policy=DeliverPolicy.ALL)
+
+    def types(self, prefix: str = "") -> list[tuple[str, str]]:
+        return [(e.type, getattr(getattr(e, "instance", None), "instance_id", ""))
+                for s, _, e in self.items if s.startswith(prefix)]
+
+    async def wait_for(self, count: int, prefix: str = "unify.", timeout: float = 15.0) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if len([1 for s, _, _ in self.items if s.startswith(prefix)]) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"expected {count} events under {prefix}, got {self.types()}")
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+def register(addr: str, service_id: str, name: str, port: int, tags: list[str],
+             address: str = "127.0.0.1", check_ttl: bool = False) -> None:
+    body = {"ID": service_id, "Name": name, "Port": port, "Address": address, "Tags": tags}
+    if check_ttl:
+        body["Check"] = {"CheckID": f"ttl-{service_id}", "TTL": "300s",
+                         "Status": "passing"}
+    consul_call(addr, "PUT", "/v1/agent/service/register", body)
+
+
+@pytest.fixture
+def bridge_settings(common_settings):
+    return BridgeSettings(common=common_settings, kv_prefixes=("unify/",), wait_s=30.0,
+                          removal_confirm_s=2.0)
+
+
+@pytest.fixture
+async def events(nats_server):
+    log = EventLog()
+    yield log
+    await log.close()
+
+
+async def start_bridge(settings: BridgeSettings):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, stop=stop))
+    return stop, task
+
+
+async def stop_bridge(handle) -> None:
+    stop, task = handle
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_lifecycle_events_carry_exact_instance(bridge_settings, consul_http_addr,
+                                                     nats_server, events):
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    register(consul_http_addr, "web-1", "web", 8080, ["dns=example.com", "vhost=www"],
+             check_ttl=True)
+    await events.wait_for(1, "unify.catalog.instance")
+    subject, msg_id, event = events.items[0]
+    assert subject == "unify.catalog.instance.registered.web"
+    assert event.type == "instance.registered"
+    inst = event.instance
+    assert (inst.service, inst.instance_id, inst.node, inst.address, inst.port) == (
+        "web", "web-1", "unify-dev", "127.0.0.1", 8080)
+    assert inst.tags == ("dns=example.com", "vhost=www")
+    assert inst.health == "passing"
+    assert inst.unify.dns == ("example.com",) and inst.unify.vhost == "www"
+    assert msg_id.startswith(f"registered:{inst.key}:")
+
+    # idempotent re-registration: Consul wakes the query but nothing changed
+    register(consul_http_addr, "web-1", "web", 8080, ["dns=example.com", "vhost=www"],
+             check_ttl=True)
+    consul_call(consul_http_addr, "PUT", "/v1/agent/check/fail/ttl-web-1?note=down")
+    await events.wait_for(2, "unify.catalog.instance")
+    register(consul_http_addr, "web-1", "web", 9090, ["dns=example.com", "vhost=www"],
+             check_ttl=True)
+    await events.wait_for(3, "unify.catalog.instance")
+    consul_call(consul_http_addr, "PUT", "/v1/agent/service/deregister/web-1")
+    await events.wait_for(4, "unify.catalog.instance")
+    await asyncio.sleep(0.5)
+    kinds = [e.type for s, _, e in events.items if s.startswith("unify.catalog.instance")]
+    # re-registering with the TTL check resets it to passing: health flips, then port update
+    assert kinds[:2] == ["instance.registered", "instance.health"]
+    assert kinds[-1] == "instance.deregistered"
+    updated = [e for _, _, e in events.items if e.type == "instance.updated"]
+    assert [(u.previous.port, u.instance.port) for u in updated] == [(8080, 9090)]
+    healths = [e for _, _, e in events.items if e.type == "instance.health"]
+    assert (healths[0].previous_health, healths[0].instance.health) == ("passing", "critical")
+    js = events.nc.jetstream()
+    state = await read_catalog(await ensure_catalog_bucket(js, bridge_settings.common))
+    assert state.instances == {}
+    await stop_bridge(handle)
+
+
+async def test_kv_events(bridge_settings, consul_http_addr, nats_server, events):
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    consul_call(consul_http_addr, "PUT", "/v1/kv/unify/dns/db.example.com", "10.1.2.3")
+    consul_call(consul_http_addr, "PUT", "/v1/kv/elsewhere/x", "ignored")
+    await events.wait_for(1, "unify.catalog.kv")
+    consul_call(consul_http_addr, "DELETE", "/v1/kv/unify/dns/db.example.com")
+    await events.wait_for(2, "unify.catalog.kv")
+    kv = [(s, e.entry.key, e.entry.value) for s, _, e in events.items
+          if s.startswith("unify.catalog.kv")]
+    assert kv == [("unify.catalog.kv.set", "unify/dns/db.example.com", "10.1.2.3"),
+                  ("unify.catalog.kv.deleted", "unify/dns/db.example.com", "10.1.2.3")]
+    await stop_bridge(handle)
+
+
+async def test_malformed_tags_give_error_event_and_keep_instance(bridge_settings,
+                                                                 consul_http_addr,
+                                                                 nats_server, events):
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    register(consul_http_addr, "bad-1", "bad", 80, ["vhost=www"])
+    await events.wait_for(1, "unify.error")
+    _, msg_id, error = [i for i in events.items if i[0].startswith("unify.error")][0]
+    assert (error.source, error.reason, error.service, error.instance_id) == (
+        "consul-bridge", "invalid-tags", "bad", "bad-1")
+    assert error.message == "tag 'vhost=www': vhost needs at least one dns=<domain> tag"
+    registered = [e for s, _, e in events.items if e.type == "instance.registered"]
+    assert registered[0].instance.unify is None
+    assert registered[0].instance.tag_error == error.message
+    await stop_bridge(handle)
+
+
+async def test_restart_reconciles_against_the_bucket(bridge_settings, consul_http_addr,
+                                                     nats_server, events):
+    for i in range(4):
+        register(consul_http_addr, f"api-{i}", "api", 7000 + i, [])
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    await events.wait_for(4, "unify.catalog.instance")
+    await stop_bridge(handle)
+
+    consul_call(consul_http_addr, "PUT", "/v1/agent/service/deregister/api-2")
+    register(consul_http_addr, "cache-1", "cache", 6379, [])
+    before = len(events.items)
+    handle = await start_bridge(bridge_settings)
+    await events.wait_for(before + 2, "unify.catalog.instance")
+    await asyncio.sleep(1.0)  # anything else would show up by now
+    after = [(e.type, e.instance.instance_id) for _, _, e in events.items[before:]]
+    assert sorted(after) == [("instance.deregistered", "api-2"),
+                             ("instance.registered", "cache-1")]
+    await stop_bridge(handle)
+
+
+async def test_mass_disappearance_is_held_then_confirmed(bridge_settings, consul_http_addr,
+                                                         nats_server, events):
+    settings = dataclasses.replace(bridge_settings, removal_confirm_s=3.0)
+    for i in range(4):
+        register_on_node(consul_http_addr, "worker-1", f"job-{i}", "job", 7100 + i)
+    handle = await start_bridge(settings)
+    await events.start(nats_server.url)
+    await events.wait_for(4, "unify.catalog.instance")
+    # one answer without any of them (the whole node is gone): held, not trusted at once
+    consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "worker-1"})
+    await asyncio.sleep(1.0)
+    assert [t for t, _ in events.types("unify.catalog.instance")] == ["instance.registered"] * 4
+    await events.wait_for(8, "unify.catalog.instance", timeout=15)
+    assert sorted(events.types("unify.catalog.instance")[4:]) == [
+        ("instance.deregistered", f"job-{i}") for i in range(4)]
+    await stop_bridge(handle)
+
+
+async def test_mass_disappearance_that_comes_back_publishes_nothing(
+        bridge_settings, consul_http_addr, nats_server, events):
+    settings = dataclasses.replace(bridge_settings, removal_confirm_s=5.0)
+    for i in range(3):
+        register_on_node(consul_http_addr, "worker-2", f"q-{i}", "queue", 7200 + i)
+    handle = await start_bridge(settings)
+    await events.start(nats_server.url)
+    await events.wait_for(3, "unify.catalog.instance")
+    consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "worker-2"})
+    await asyncio.sleep(0.5)
+    for i in range(3):  # the node came back with the same registrations
+        register_on_node(consul_http_addr, "worker-2", f"q-{i}", "queue", 7200 + i)
+    await asyncio.sleep(6.0)  # past the confirmation window
+    kinds = [t for t, _ in events.types("unify.catalog.instance")]
+    # re-registration gives the instances new Consul indexes: they are updates, not losses
+    assert "instance.deregistered" not in kinds
+    assert kinds[:3] == ["instance.registered"] * 3
+    await stop_bridge(handle)
+
+
+def register_on_node(addr: str, node: str, service_id: str, name: str, port: int) -> None:
+    consul_call(addr, "PUT", "/v1/catalog/register", {
+        "Node": node, "Address": "127.0.0.2",
+        "Service": {"ID": service_id, "Service": name, "Port": port, "Address": "127.0.0.2"}})
+
+
+def _lock_holder(addr: str) -> str:
+    answer = consul_call(addr, "GET", "/v1/kv/unify-locks/consul-bridge")
+    import base64
+    return base64.b64decode(answer[0]["Value"]).decode() if answer[0].get("Session") else ""
+
+
+async def test_two_bridges_one_publisher_and_takeover(bridge_settings, consul_http_addr,
+                                                      nats_server, events):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def spawn(node: str) -> subprocess.Popen:
+        env = dict(os.environ, CONSUL_HTTP_ADDR=consul_http_addr, NATS_URL=nats_server.url,
+                   UNIFY_NODE=node, UNIFY_BRIDGE_LOCK_TTL="10", UNIFY_BRIDGE_WAIT="20")
+        return subprocess.Popen([sys.executable, "-m", "consul_bridge"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = spawn("bridge-a")
+    await asyncio.sleep(1.5)
+    second = spawn("bridge-b")
+    try:
+        await events.start(nats_server.url)
+        register(consul_http_addr, "one-1", "one", 81, [])
+        await events.wait_for(1, "unify.catalog.instance")
+        assert _lock_holder(consul_http_addr) == "bridge-a"
+        first.send_signal(signal.SIGKILL)
+        first.wait(5)
+        for _ in range(300):  # session TTL 10 s; Consul may take up to twice that
+            if _lock_holder(consul_http_addr) == "bridge-b":
+                break
+            await asyncio.sleep(0.1)
+        assert _lock_holder(consul_http_addr) == "bridge-b"
+        register(consul_http_addr, "two-1", "two", 82, [])
+        await events.wait_for(2, "unify.catalog.instance")
+        await asyncio.sleep(0.5)
+        assert events.types("unify.catalog.instance") == [
+            ("instance.registered", "one-1"), ("instance.registered", "two-1")]
+    finally:
+        for proc in (first, second):
+            proc.terminate()
+            proc.wait(10)
+    _ = json  # keep import used for debugging output
