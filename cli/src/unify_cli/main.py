@@ -1,0 +1,95 @@
+"""``unify``: one entry point for operators and developers.
+
+* ``unify events tail [--subject S] [--json]`` — live events, one line each.
+* ``unify events replay (--since 10m|<RFC3339> | --from-seq N) [--until T] [--subject S]``
+  — exactly the events of a window, in stream order.
+* ``unify dns list [--zone Z] [--source desired|dnsmasq|route53] [--json]`` — DNS records.
+* ``unify dev up [--demo]`` — the whole local stack on real parts; Ctrl-C stops it.
+* ``unify dev demo`` — register example services in a running ``dev up`` stack.
+
+Connection settings come from the environment (``NATS_URL``, ``CONSUL_HTTP_ADDR``, ...; see
+:mod:`unify_common.settings`); ``unify dev up`` writes them to ``.unify/dev/env`` for other
+shells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from unify_common import subjects
+from unify_common.settings import CommonSettings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unify", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    events = sub.add_parser("events", help="follow or replay the event stream")
+    ev = events.add_subparsers(dest="action", required=True)
+    tail = ev.add_parser("tail", help="print live events")
+    tail.add_argument("--subject", default=subjects.ALL, help="subject filter (default unify.>)")
+    tail.add_argument("--json", action="store_true", help="raw JSON, one object per line")
+    replay = ev.add_parser("replay", help="print the events of a time window, in order")
+    start = replay.add_mutually_exclusive_group(required=True)
+    start.add_argument("--since", help="10m, 2h, 30s, or an RFC 3339 time")
+    start.add_argument("--from-seq", type=int, help="first stream sequence")
+    replay.add_argument("--until", help="last event time (RFC 3339 or a duration ago)")
+    replay.add_argument("--subject", default=subjects.ALL, help="subject filter")
+    replay.add_argument("--json", action="store_true", help="raw JSON, one object per line")
+
+    dns = sub.add_parser("dns", help="DNS records")
+    dns_sub = dns.add_subparsers(dest="action", required=True)
+    dns_list = dns_sub.add_parser("list", help="records with drift marked",
+                                  add_help=False)
+    dns_list.add_argument("rest", nargs=argparse.REMAINDER)
+
+    dev = sub.add_parser("dev", help="local stack on real components")
+    dev_sub = dev.add_subparsers(dest="action", required=True)
+    up = dev_sub.add_parser("up", help="start Consul, NATS, HAProxy, dnsmasq, moto, services")
+    up.add_argument("--demo", action="store_true", help="also register the demo services")
+    up.add_argument("--workdir", default=".unify/dev", help="state and logs (default .unify/dev)")
+    demo = dev_sub.add_parser("demo", help="register demo services in a running stack")
+    demo.add_argument("--workdir", default=".unify/dev")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for usage errors)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "events":
+            from . import events_cmd
+            settings = CommonSettings.from_env()
+            if args.action == "tail":
+                try:
+                    asyncio.run(events_cmd.tail(settings, subject=args.subject,
+                                                as_json=args.json))
+                except KeyboardInterrupt:
+                    pass
+                return 0
+            since = events_cmd.parse_time(args.since) if args.since else None
+            until = events_cmd.parse_time(args.until) if args.until else None
+            asyncio.run(events_cmd.replay(settings, subject=args.subject, since=since,
+                                          from_seq=args.from_seq, until=until,
+                                          as_json=args.json))
+            return 0
+        if args.command == "dns":
+            from dns411.listing import cli_list  # the CLI is a client of dns411's listing
+            return cli_list(args.rest)
+        if args.command == "dev":
+            from . import dev
+            if args.action == "up":
+                return dev.up(workdir=args.workdir, demo=args.demo)
+            return dev.demo_from_workdir(args.workdir)
+    except ValueError as err:
+        print(f"unify: {err}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

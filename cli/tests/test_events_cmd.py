@@ -1,0 +1,111 @@
+"""`unify events replay/tail` against a real nats-server, run as the real command."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import nats
+import pytest
+
+from unify_cli.events_cmd import parse_time
+from unify_common import subjects
+from unify_common.events import ErrorEvent, KvEntry, KvSet
+from unify_common.natsio import ensure_stream, publish_event
+from unify_common.settings import CommonSettings
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param("10m", NOW - dt.timedelta(minutes=10), id="minutes"),
+    pytest.param("2h", NOW - dt.timedelta(hours=2), id="hours"),
+    pytest.param("1.5s", NOW - dt.timedelta(seconds=1.5), id="fractional-seconds"),
+    pytest.param("2026-11-30T11:00:00Z", NOW - dt.timedelta(hours=1), id="rfc3339-z"),
+    pytest.param("2026-11-30T12:00:00+01:00", NOW - dt.timedelta(hours=1), id="rfc3339-offset"),
+])
+def test_parse_time(text, expected):
+    assert parse_time(text, now=NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "10 minutes", "2026-11-30T11:00:00"])
+def test_parse_time_rejects(text):
+    with pytest.raises(ValueError):
+        parse_time(text, now=NOW)
+
+
+def run_unify(nats_url: str, *args: str) -> list[str]:
+    env = dict(os.environ, NATS_URL=nats_url)
+    result = subprocess.run([sys.executable, "-m", "unify_cli.main", *args], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+async def publish_kv(js, n: int) -> None:
+    event = KvSet(entry=KvEntry(key=f"unify/k{n}", value=f"v{n}", modify_index=n),
+                  observed_at=n)
+    await publish_event(js, subjects.kv_subject("set"), event, msg_id=f"kv-{n}")
+
+
+async def test_replay_windows(nats_server):
+    settings = CommonSettings(nats_urls=(nats_server.url,))
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js, settings)
+    for n in (1, 2, 3):
+        await publish_kv(js, n)
+    await publish_kv(js, 3)  # a retried publish: same message id, dropped by JetStream
+    await asyncio.sleep(1.2)
+    middle = dt.datetime.now(dt.timezone.utc)
+    await asyncio.sleep(0.2)
+    await publish_event(js, subjects.error_subject("switchboard"),
+                        ErrorEvent(source="switchboard", reason="config-check-failed",
+                                   message="bad"), msg_id="err-1")
+    await publish_kv(js, 5)
+    await nc.close()
+
+    lines = run_unify(nats_server.url, "events", "replay", "--from-seq", "2", "--json")
+    assert [(json.loads(l)["seq"], json.loads(l)["event"]["type"]) for l in lines] == [
+        (2, "kv.set"), (3, "kv.set"), (4, "error"), (5, "kv.set")]
+    assert json.loads(lines[0])["event"]["entry"]["key"] == "unify/k2"
+
+    lines = run_unify(nats_server.url, "events", "replay", "--since", middle.isoformat())
+    assert [l.split()[1:4] for l in lines] == [
+        ["4", "unify.error.switchboard", "error"], ["5", "unify.catalog.kv.set", "kv.set"]]
+    assert lines[0].endswith("switchboard config-check-failed: bad")
+
+    lines = run_unify(nats_server.url, "events", "replay", "--since", "1h",
+                      "--until", middle.isoformat())
+    assert [l.split()[1] for l in lines] == ["1", "2", "3"]
+
+    lines = run_unify(nats_server.url, "events", "replay", "--from-seq", "1",
+                      "--subject", "unify.error.>")
+    assert [l.split()[1] for l in lines] == ["4"]
+
+    assert run_unify(nats_server.url, "events", "replay", "--from-seq", "6") == []
+
+
+async def test_tail_prints_live_events(nats_server):
+    settings = CommonSettings(nats_urls=(nats_server.url,))
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js, settings)
+    await publish_kv(js, 1)  # before tail: not shown
+    env = dict(os.environ, NATS_URL=nats_server.url)
+    proc = subprocess.Popen([sys.executable, "-m", "unify_cli.main", "events", "tail",
+                             "--subject", "unify.catalog.>"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        await asyncio.sleep(1.5)  # let it subscribe
+        await publish_kv(js, 2)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+        assert line.split()[1:] == ["2", "unify.catalog.kv.set", "kv.set", "unify/k2='v2'"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        await nc.close()
