@@ -1,0 +1,1 @@
+"""Sinks: where desired records go (dnsmasq files and process, Route 53)."""

@@ -1,0 +1,113 @@
+"""The dnsmasq sink: validate, write atomically, then reload or restart dnsmasq."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from unify_common.atomic import write_atomic
+from unify_common.logs import get_logger
+
+from ..settings import Dns411Settings
+from .dnsmasq_process import DnsmasqControl
+
+__all__ = ["DnsmasqConfigError", "DnsmasqResult", "DnsmasqSink"]
+
+log = get_logger("dns411.dnsmasq")
+
+
+class DnsmasqConfigError(Exception):
+    """``dnsmasq --test`` rejected the candidate files; ``str()`` holds its message."""
+
+
+@dataclass(frozen=True)
+class DnsmasqResult:
+    """``method``: ``unchanged``, ``reload`` (SIGHUP) or ``restart``; ``did_write``: a file
+    changed on disk."""
+
+    method: str
+    did_write: bool
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+class DnsmasqSink:
+    """Owns ``settings.hosts_path`` and ``settings.conf_path``.
+
+    :meth:`apply` never leaves a file dnsmasq would refuse: candidates are checked with
+    ``dnsmasq --test`` together with the other ``*.conf`` files of the conf-dir (copied into
+    a staging directory) before anything is replaced.
+    """
+
+    def __init__(self, settings: Dns411Settings, control: DnsmasqControl) -> None:
+        self.settings = settings
+        self.control = control
+        self._pending = ""  # a reload/restart that failed after the files were written
+
+    def _signal(self, method: str) -> None:
+        self._pending = method
+        if method == "restart":
+            self.control.restart()
+        else:
+            self.control.reload()
+        self._pending = ""
+
+    def validate(self, hosts: bytes, conf: bytes) -> None:
+        """Run ``dnsmasq --test`` on the candidates. :raises DnsmasqConfigError:."""
+        s = self.settings
+        s.conf_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".dns411-check.", dir=s.conf_dir.parent))
+        try:
+            confs = stage / "conf.d"
+            confs.mkdir()
+            for other in sorted(s.conf_dir.glob("*.conf")):
+                if other.name != s.conf_name and other.is_file():
+                    shutil.copyfile(other, confs / other.name)
+            (confs / s.conf_name).write_bytes(conf)
+            (stage / "hosts").write_bytes(hosts)
+            argv = [s.dnsmasq_bin, "--test", "--conf-file=/dev/null",
+                    f"--conf-dir={confs},*.conf", f"--addn-hosts={stage / 'hosts'}"]
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).strip().replace(str(confs) + "/", "")
+            raise DnsmasqConfigError(f"dnsmasq --test failed: {message[-500:]}")
+
+    def apply(self, hosts: bytes, conf: bytes, *, dry_run: bool = False) -> DnsmasqResult:
+        """Make the files hold ``hosts``/``conf`` and dnsmasq serve them.
+
+        :raises DnsmasqConfigError: validation failed; the old files stay.
+        :raises OSError: / RuntimeError: writing failed or dnsmasq could not be signalled.
+        """
+        s = self.settings
+        hosts_same = _read(s.hosts_path) == hosts
+        conf_same = _read(s.conf_path) == conf
+        if hosts_same and conf_same:
+            if dry_run:
+                return DnsmasqResult("unchanged", False)
+            if self._pending:
+                method = self._pending
+                self._signal(method)
+                return DnsmasqResult(method, False)
+            self.control.ensure_running()
+            return DnsmasqResult("unchanged", False)
+        method = "reload" if conf_same else "restart"
+        if dry_run:
+            return DnsmasqResult(method, False)
+        self.validate(hosts, conf)
+        s.hosts_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(s.hosts_path, hosts)
+        write_atomic(s.conf_path, conf)
+        self._signal("restart" if method == "restart" or self._pending == "restart"
+                     else "reload")
+        log.info("dnsmasq files applied", extra={"fields": {"method": method}})
+        return DnsmasqResult(method, True)

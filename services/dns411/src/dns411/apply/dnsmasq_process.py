@@ -1,0 +1,164 @@
+"""Telling dnsmasq about new files: SIGHUP re-reads addn-hosts files, a restart re-reads
+conf files (dnsmasq(8), "NOTES"). Either dns411 runs dnsmasq as its own child
+(:class:`ManagedDnsmasq`) or it signals one found through a pid file (:class:`PidFileDnsmasq`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from unify_common.logs import get_logger
+
+from ..settings import Dns411Settings
+
+__all__ = ["DnsmasqControl", "ManagedDnsmasq", "PidFileDnsmasq", "NoDnsmasq", "control_for"]
+
+log = get_logger("dns411.dnsmasq")
+
+
+class DnsmasqControl:
+    """Interface: ``reload()`` (hosts changed) and ``restart()`` (conf changed).
+    Both raise :class:`OSError` (or ``RuntimeError``) when dnsmasq cannot be reached."""
+
+    def ensure_running(self) -> None:
+        """Start (again) when dns411 runs dnsmasq and it is not running."""
+
+    def reload(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop a child dnsmasq (nothing for an external one)."""
+
+
+class NoDnsmasq(DnsmasqControl):
+    """Files only (another component signals dnsmasq)."""
+
+    def reload(self) -> None:
+        log.info("dnsmasq hosts file changed; no dnsmasq to signal configured")
+
+    def restart(self) -> None:
+        log.warning("dnsmasq conf changed; no dnsmasq to restart configured")
+
+
+def dnsmasq_argv(settings: Dns411Settings) -> list[str]:
+    """The managed dnsmasq's command line (only dns411's files; no /etc/dnsmasq.conf, no
+    /etc/hosts, no upstream resolvers besides the conf file's ``server=`` lines)."""
+    argv = [settings.dnsmasq_bin, "--keep-in-foreground", "--conf-file=/dev/null",
+            f"--port={settings.port}", f"--listen-address={settings.listen}",
+            "--bind-interfaces", "--no-resolv", "--no-hosts",
+            f"--addn-hosts={settings.hosts_path}", f"--conf-dir={settings.conf_dir},*.conf",
+            "--log-facility=-"]
+    if settings.user:
+        argv.append(f"--user={settings.user}")
+    return argv
+
+
+class ManagedDnsmasq(DnsmasqControl):
+    """dnsmasq as dns411's child process (``UNIFY_DNSMASQ_MANAGE=1``); output goes to
+    dns411's stderr."""
+
+    def __init__(self, settings: Dns411Settings, *, ready_timeout: float = 15.0) -> None:
+        self.settings = settings
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def _port_open(self) -> bool:
+        try:
+            with socket.create_connection((self.settings.listen, self.settings.port), 0.5):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start dnsmasq and wait until its TCP port answers.
+
+        :raises RuntimeError: it exited (bad option, port taken) or did not come up.
+        """
+        self.proc = subprocess.Popen(dnsmasq_argv(self.settings), stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dnsmasq exited with {self.proc.returncode} at start")
+            if self._port_open():
+                log.info("dnsmasq started", extra={"fields": {"pid": self.proc.pid,
+                                                              "port": self.settings.port}})
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("dnsmasq did not answer in time")
+
+    def ensure_running(self) -> None:
+        if self.pid is None:
+            if self.proc is not None:
+                log.warning("dnsmasq was not running; starting it",
+                            extra={"fields": {"exit": self.proc.returncode}})
+            self.start()
+
+    def reload(self) -> None:
+        self.ensure_running()
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class PidFileDnsmasq(DnsmasqControl):
+    """An external dnsmasq whose pid is in ``pid_file``; a restart runs ``restart_cmd``
+    (e.g. ``systemctl restart dnsmasq``), or is reported as needed when none is set."""
+
+    def __init__(self, pid_file: Path, restart_cmd: tuple[str, ...] = ()) -> None:
+        self.pid_file = pid_file
+        self.restart_cmd = restart_cmd
+
+    def _pid(self) -> int:
+        text = self.pid_file.read_text().strip()
+        if not text.isdigit():
+            raise RuntimeError(f"pid file {self.pid_file} does not hold a pid")
+        return int(text)
+
+    def reload(self) -> None:
+        os.kill(self._pid(), signal.SIGHUP)
+
+    def restart(self) -> None:
+        if not self.restart_cmd:
+            raise RuntimeError("dnsmasq conf changed but UNIFY_DNSMASQ_RESTART_CMD is not set; "
+                               "restart dnsmasq to apply CNAMEs/forwarding")
+        result = subprocess.run(list(self.restart_cmd), capture_output=True, text=True,
+                                timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"dnsmasq restart command failed ({result.returncode}): "
+                               f"{result.stderr.strip()[-300:]}")
+
+
+def control_for(settings: Dns411Settings) -> DnsmasqControl:
+    """The control the settings ask for: managed child, pid file, or none."""
+    if settings.manage:
+        return ManagedDnsmasq(settings)
+    if settings.pid_file is not None:
+        return PidFileDnsmasq(settings.pid_file, settings.restart_cmd)
+    return NoDnsmasq()

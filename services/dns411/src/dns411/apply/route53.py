@@ -1,0 +1,168 @@
+"""The Route 53 sink: read hosted zones and record sets, submit planned changes.
+
+API calls (Route 53 API Reference): ListHostedZones (once, then cached), one paginated
+ListResourceRecordSets per zone per reconcile (300 record sets a page, the maximum), and
+ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
+``InvalidInput``) is split in halves until every valid unit has landed and each bad unit is
+isolated and reported. Throttling is retried with backoff (:mod:`.backoff`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from unify_common.logs import get_logger
+
+from ..model import Problem, RecordSet
+from ..names import normalize_name
+from ..plan import ChangeUnit, batch_units, to_boto_change
+from .backoff import with_backoff
+
+__all__ = ["Route53Result", "Route53Sink", "make_route53_client"]
+
+log = get_logger("dns411.route53")
+_REJECTED = frozenset({"InvalidChangeBatch", "InvalidInput"})
+
+
+def make_route53_client(region: str | None = None):
+    """A boto3 Route 53 client. Endpoint, credentials and region come from the AWS SDK's
+    standard variables (``AWS_ENDPOINT_URL_ROUTE_53``/``AWS_ENDPOINT_URL`` included);
+    Route 53 is global, so the region defaults to ``us-east-1``. botocore's own retries are
+    off: :func:`.backoff.with_backoff` retries (and logs) instead."""
+    session = boto3.session.Session()
+    return session.client(
+        "route53", region_name=region or session.region_name or "us-east-1",
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30))
+
+
+def _record_from_api(rrset: dict) -> RecordSet | None:
+    if "ResourceRecords" not in rrset or "SetIdentifier" in rrset:
+        return None  # alias, routing-policy sets: never dns411's
+    rtype = rrset["Type"]
+    values = [r["Value"] for r in rrset["ResourceRecords"]]
+    if rtype == "CNAME":
+        values = [normalize_name(v) for v in values]
+    name = normalize_name(rrset["Name"]).replace("\\052", "*")
+    return RecordSet(name, rtype, tuple(sorted(values)), int(rrset.get("TTL", 0)), "route53")
+
+
+@dataclass
+class Route53Result:
+    """Outcome of one apply: changes that landed, units rejected, API calls made."""
+
+    changes: int = 0
+    rejected: list[Problem] = field(default_factory=list)
+    api_calls: int = 0
+
+
+class Route53Sink:
+    """Reads and writes hosted zones through ``client`` (a boto3 Route 53 client).
+
+    :param max_attempts: tries per call on transient errors; :param backoff_max: cap of
+        one wait, seconds; :param zone_refresh: seconds before the cached zone list may be
+        read again (only when a name matches no zone).
+    """
+
+    def __init__(self, client, *, max_attempts: int = 8, backoff_max: float = 20.0,
+                 zone_refresh: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.max_attempts = max_attempts
+        self.backoff_max = backoff_max
+        self.zone_refresh = zone_refresh
+        self._sleep = sleep
+        self._zones: dict[str, str] | None = None
+        self._zones_at = 0.0
+        self.api_calls = 0
+
+    def _call(self, what: str, fn: Callable[[], dict]) -> dict:
+        def counted() -> dict:
+            self.api_calls += 1
+            return fn()
+        return with_backoff(counted, what=what, max_attempts=self.max_attempts,
+                            cap=self.backoff_max, sleep=self._sleep)
+
+    def zones(self, *, refresh: bool = False) -> dict[str, str]:
+        """Hosted zone id (``/hostedzone/...`` stripped to the id) -> normalised zone name.
+        Cached; ``refresh`` re-reads when the cache is older than ``zone_refresh``."""
+        stale = time.monotonic() - self._zones_at > self.zone_refresh
+        if self._zones is None or (refresh and stale):
+            zones: dict[str, str] = {}
+            marker = None
+            while True:
+                kwargs = {"Marker": marker} if marker else {}
+                page = self._call("ListHostedZones",
+                                  lambda: self.client.list_hosted_zones(**kwargs))
+                for zone in page["HostedZones"]:
+                    zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
+                if not page.get("IsTruncated"):
+                    break
+                marker = page["NextMarker"]
+            self._zones, self._zones_at = zones, time.monotonic()
+        return dict(self._zones)
+
+    def list_zone(self, zone_id: str) -> list[RecordSet]:
+        """Every plain record set of the zone (aliases and routing-policy sets skipped)."""
+        out: list[RecordSet] = []
+        start: dict = {}
+        while True:
+            kwargs = {"HostedZoneId": zone_id, "MaxItems": "300", **start}
+            page = self._call("ListResourceRecordSets",
+                              lambda: self.client.list_resource_record_sets(**kwargs))
+            out.extend(r for r in map(_record_from_api, page["ResourceRecordSets"]) if r)
+            if not page.get("IsTruncated"):
+                break
+            start = {"StartRecordName": page["NextRecordName"],
+                     "StartRecordType": page["NextRecordType"]}
+            if page.get("NextRecordIdentifier"):
+                start["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+        return out
+
+    def _submit(self, zone_id: str, units: Sequence[ChangeUnit], result: Route53Result) -> None:
+        changes = [to_boto_change(c) for u in units for c in u.changes]
+        try:
+            self._call("ChangeResourceRecordSets", lambda: self.client.change_resource_record_sets(
+                HostedZoneId=zone_id,
+                ChangeBatch={"Comment": "dns411", "Changes": changes}))
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code not in _REJECTED:
+                raise
+            if len(units) == 1:
+                message = err.response.get("Error", {}).get("Message", "")[:300]
+                log.error("Route 53 rejected a change", extra={"fields": {
+                    "zone": zone_id, "record": units[0].what, "error": message}})
+                result.rejected.append(Problem("change-rejected",
+                                               f"{units[0].what}: {code}: {message}"))
+                return
+            half = len(units) // 2
+            self._submit(zone_id, units[:half], result)
+            self._submit(zone_id, units[half:], result)
+            return
+        result.changes += len(changes)
+
+    def apply(self, units: Sequence[ChangeUnit]) -> Route53Result:
+        """Submit ``units`` zone by zone in quota-sized batches.
+
+        :raises botocore.exceptions.ClientError: / ConnectionError: a transient error
+            outlasted the retries, or another error; earlier batches stay applied.
+        """
+        before = self.api_calls
+        result = Route53Result()
+        by_zone: dict[str, list[ChangeUnit]] = {}
+        for unit in units:
+            by_zone.setdefault(unit.zone_id, []).append(unit)
+        for zone_id in sorted(by_zone):
+            batches, too_big = batch_units(by_zone[zone_id])
+            for unit in too_big:
+                result.rejected.append(Problem("change-rejected", f"{unit.what}: larger than "
+                                               "one ChangeResourceRecordSets request allows"))
+            for batch in batches:
+                self._submit(zone_id, batch, result)
+        result.api_calls = self.api_calls - before
+        return result

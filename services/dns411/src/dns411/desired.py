@@ -1,0 +1,146 @@
+"""Catalog state -> desired DNS records (pure).
+
+Rules (one instance at a time, instances in catalog-key order):
+
+* Only instances with ``health == "passing"`` and parsed Unify tags take part. An instance
+  whose tags failed to parse (``tag_error``) is skipped with an ``invalid-tags`` problem.
+* ``dns=<domain>`` without ``vhost``: ``<service>.<domain>`` gets the instance's address
+  (A for IPv4, AAAA for IPv6); several instances give several values.
+* ``dns=<domain>`` with ``vhost=<v>``: ``<v>.<domain>`` is a CNAME to
+  ``<haproxy label>.<domain>``.
+* Every instance of the HAProxy service (``haproxy_service``) carrying ``dns=<domain>`` adds
+  its address to ``<haproxy label>.<domain>``.
+
+Conflicts are settled by stated rules: a name holding both addresses and a CNAME keeps the
+addresses (``name-conflict``); static records (see :mod:`.static`) never override the
+catalog, and Consul KV wins over files (``static-conflict``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from unify_common.catalog import CatalogState
+from unify_common.events import Instance
+
+from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
+from .names import MAX_NAME_LEN, is_hostname, parse_address
+
+__all__ = ["build_desired", "merge_sources"]
+
+_PRECEDENCE = {"catalog": 0, "kv": 1, "file": 2, "route53": 3}
+
+
+def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:
+    return Problem(reason, message, service=inst.service, instance_id=inst.instance_id,
+                   node=inst.node)
+
+
+def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str,
+                   problems: list[Problem]) -> list[tuple[str, str, str]]:
+    pairs: list[tuple[str, str, str]] = []
+    for key in sorted(state.instances):
+        inst = state.instances[key]
+        if inst.tag_error is not None:
+            problems.append(_instance_problem(inst, "invalid-tags", inst.tag_error))
+            continue
+        if inst.health != "passing" or inst.unify is None or not inst.unify.dns:
+            continue
+        address = parse_address(inst.address)
+        if address is None:
+            problems.append(_instance_problem(
+                inst, "invalid-address", f"address {inst.address[:60]!r} is not an IP address"))
+            continue
+        rtype, value = address
+        label = inst.service.lower()
+        vhost = inst.unify.vhost
+        if vhost is None and not is_hostname(label):
+            problems.append(_instance_problem(
+                inst, "invalid-name", f"service name {inst.service[:60]!r} is not a DNS label"))
+            continue
+        for domain in inst.unify.dns:
+            wanted: list[tuple[str, str, str]] = []
+            if vhost is None:
+                wanted.append((f"{label}.{domain}", rtype, value))
+            else:
+                wanted.append((f"{vhost}.{domain}", "CNAME", f"{haproxy_label}.{domain}"))
+            if inst.service == haproxy_service:
+                wanted.append((f"{haproxy_label}.{domain}", rtype, value))
+            for name, t, v in wanted:
+                if len(name) > MAX_NAME_LEN:
+                    problems.append(_instance_problem(
+                        inst, "invalid-name", f"name {name[:60]!r}... is longer than 253"))
+                else:
+                    pairs.append((name, t, v))
+    return pairs
+
+
+def _group(pairs: Iterable[tuple[str, str, str]], ttl: int, origin: str) -> list[RecordSet]:
+    grouped: dict[tuple[str, str], set[str]] = {}
+    for name, rtype, value in pairs:
+        grouped.setdefault((name, rtype), set()).add(value)
+    return [RecordSet(name=n, type=t, values=tuple(sorted(v)), ttl=ttl, origin=origin)
+            for (n, t), v in sorted(grouped.items())]
+
+
+def _drop_cname_conflicts(records: list[RecordSet], problems: list[Problem]) -> list[RecordSet]:
+    """A name with address records cannot also be a CNAME (RFC 1034 3.6.2): keep addresses.
+    A CNAME with several targets keeps the first in sorted order."""
+    address_names = {r.name for r in records if r.type in ADDRESS_TYPES}
+    kept: list[RecordSet] = []
+    for rec in records:
+        if rec.type == "CNAME":
+            if rec.name in address_names:
+                problems.append(Problem("name-conflict", f"{rec.name} has address records "
+                                        f"({rec.origin}); its CNAME is dropped"))
+                continue
+            if len(rec.values) > 1:
+                problems.append(Problem("name-conflict", f"{rec.name} has CNAME targets "
+                                        f"{', '.join(rec.values)}; keeping {rec.values[0]}"))
+                rec = RecordSet(rec.name, rec.type, rec.values[:1], rec.ttl, rec.origin)
+        kept.append(rec)
+    return kept
+
+
+def merge_sources(layers: Sequence[Sequence[RecordSet]], problems: list[Problem]
+                  ) -> list[RecordSet]:
+    """Merge record sets from sources of falling precedence (first layer wins).
+
+    A name claimed by an earlier layer (any type) is skipped in every later layer with a
+    ``static-conflict`` problem. :returns: the merged records sorted by ``(name, type)``.
+    """
+    merged: list[RecordSet] = []
+    claimed: dict[str, str] = {}
+    for layer in layers:
+        names_here: dict[str, str] = {}
+        for rec in layer:
+            owner = claimed.get(rec.name)
+            if owner is not None:
+                problems.append(Problem("static-conflict", f"{rec.name} ({rec.type}, from "
+                                        f"{rec.origin}) is already defined by {owner}; "
+                                        "ignored"))
+                continue
+            merged.append(rec)
+            names_here[rec.name] = rec.origin
+        claimed.update(names_here)
+    return sorted(merged)
+
+
+def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "haproxy",
+                  haproxy_label: str = "haproxy",
+                  static_layers: Sequence[Sequence[RecordSet]] = (),
+                  static_problems: Sequence[Problem] = ()) -> Desired:
+    """The desired records for ``state`` (see the module doc for the rules).
+
+    :param ttl: seconds, given to every catalog record.
+    :param static_layers: static record sets, highest precedence first (KV, then files).
+    :param static_problems: problems met parsing them (passed through).
+    :returns: records sorted by ``(name, type)``; problems in the order met.
+    """
+    problems: list[Problem] = list(static_problems)
+    pairs = _catalog_pairs(state, haproxy_service, haproxy_label, problems)
+    catalog = _drop_cname_conflicts(_group(pairs, ttl, "catalog"), problems)
+    layers = [catalog] + [_drop_cname_conflicts(sorted(layer), problems)
+                          for layer in static_layers]
+    records = merge_sources(layers, problems)
+    return Desired(records=tuple(records), problems=tuple(problems))

@@ -1,0 +1,71 @@
+"""The record model of dns411: what a name should resolve to, and why something was skipped."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+__all__ = ["ADDRESS_TYPES", "RECORD_TYPES", "Problem", "RecordSet", "Desired"]
+
+#: Record types dns411 manages (Route 53 and dnsmasq both serve them).
+RECORD_TYPES = ("A", "AAAA", "CNAME")
+ADDRESS_TYPES = ("A", "AAAA")
+
+
+class RecordSet(msgspec.Struct, frozen=True, order=True):
+    """One record set (Route 53's term): every value of one ``type`` at one ``name``.
+
+    ``name`` is normalised (lower case, no trailing dot); ``values`` are sorted and unique
+    (IPv4/IPv6 text for A/AAAA, one normalised target name for CNAME); ``ttl`` is seconds.
+    ``origin`` says where it came from: ``catalog``, ``kv`` (Consul KV), ``file`` (a
+    hosts-style file) or ``route53`` (replica mode).
+    """
+
+    name: str
+    type: str
+    values: tuple[str, ...]
+    ttl: int
+    origin: str = "catalog"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(name, type)``: the identity of a record set."""
+        return (self.name, self.type)
+
+    def same_data(self, other: "RecordSet") -> bool:
+        """Equal values and TTL (origin ignored)."""
+        return self.values == other.values and self.ttl == other.ttl
+
+
+class Problem(msgspec.Struct, frozen=True, order=True):
+    """Why one input item (an instance, a KV key, a file line, a record) was skipped.
+
+    ``reason`` is a short machine word (``invalid-tags``, ``invalid-address``,
+    ``name-conflict``, ``static-conflict``, ``invalid-static``, ``not-owned``,
+    ``owned-by-other``, ``change-rejected``...); ``message`` is for humans and never holds
+    secrets. ``service``/``instance_id``/``node`` are set when one instance is concerned.
+    """
+
+    reason: str
+    message: str
+    service: str = ""
+    instance_id: str = ""
+    node: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying this problem (for deduplicated reporting)."""
+        raw = "\0".join((self.reason, self.message, self.service, self.instance_id, self.node))
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+class Desired(msgspec.Struct, frozen=True):
+    """The desired records (sorted by ``(name, type)``) and the problems met building them."""
+
+    records: tuple[RecordSet, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    def by_key(self) -> dict[tuple[str, str], RecordSet]:
+        """Records keyed by ``(name, type)``."""
+        return {r.key: r for r in self.records}

@@ -1,0 +1,60 @@
+"""DNS name rules shared by the pure core: validation, normalisation, hosted-zone matching.
+
+Names are handled in presentation form, lower case, without the trailing dot
+(``web.example.com``). DNS compares names case-insensitively (RFC 4343), so lower-casing
+at the edge makes every later comparison exact.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Iterable
+
+__all__ = ["is_hostname", "normalize_name", "parse_address", "zone_for", "MAX_NAME_LEN"]
+
+#: Longest name in presentation form without the trailing dot (RFC 1035 section 2.3.4).
+MAX_NAME_LEN = 253
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+
+
+def normalize_name(name: str) -> str:
+    """Lower case, without a trailing dot. Does not validate (see :func:`is_hostname`)."""
+    return name.strip().rstrip(".").lower()
+
+
+def is_hostname(name: str) -> bool:
+    """True when ``name`` (already normalised) is letters, digits and ``-`` in dot-separated
+    labels of 1-63 characters, no label starting or ending with ``-``, at most 253 long."""
+    return len(name) <= MAX_NAME_LEN and bool(_HOSTNAME_RE.match(name))
+
+
+def parse_address(text: str) -> tuple[str, str] | None:
+    """``("A", "10.0.0.1")`` or ``("AAAA", "2001:db8::1")`` (compressed form), or ``None``
+    when ``text`` is not an IP address. Zone indexes (``fe80::1%eth0``) are refused."""
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if getattr(addr, "scope_id", None):
+        return None
+    return ("A", str(addr)) if addr.version == 4 else ("AAAA", addr.compressed)
+
+
+def zone_for(name: str, zone_names: Iterable[str]) -> str | None:
+    """The zone name that is the longest *suffix* of ``name`` on a label boundary.
+
+    ``zone_for("web.dev.example.com", ["example.com", "dev.example.com"])`` is
+    ``"dev.example.com"``; ``"badexample.com"`` is never in zone ``"example.com"``
+    (suffix, never substring). Inputs are compared after :func:`normalize_name`.
+    Returns ``None`` when no zone matches.
+    """
+    name = normalize_name(name)
+    best: str | None = None
+    for zone in zone_names:
+        z = normalize_name(zone)
+        if name == z or name.endswith("." + z):
+            if best is None or len(z) > len(best):
+                best = z
+    return best

@@ -1,0 +1,206 @@
+"""One reconcile: catalog state -> desired records -> dnsmasq and Route 53, with reports.
+
+Level-triggered: every call starts from the whole catalog. Problems (skipped instances,
+rejected changes, failed applies) are logged and published as ``ErrorEvent`` once each
+while they persist; after every call an ``Applied`` event is published. A failed sink makes
+the call raise *after* the other sink ran, so the subscriber retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import hashlib
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from unify_common import subjects
+from unify_common.catalog import CatalogState
+from unify_common.events import Applied, ErrorEvent, Event
+from unify_common.logs import get_logger
+
+from .apply.dnsmasq import DnsmasqConfigError, DnsmasqSink
+from .apply.route53 import Route53Sink
+from .desired import build_desired
+from .model import Desired, Problem, RecordSet
+from .plan import Route53Plan, plan_route53, to_boto_change
+from .render import render_conf, render_hosts
+from .settings import Dns411Settings
+from .static import records_from_hosts, records_from_kv
+
+__all__ = ["ApplyFailed", "Reconciler"]
+
+log = get_logger("dns411")
+Publish = Callable[[str, Event, str], Awaitable[None]]
+
+
+class ApplyFailed(RuntimeError):
+    """At least one sink failed; the message lists them (the subscriber retries)."""
+
+
+class Reconciler:
+    """Callable ``await reconciler(state)``; see the module doc.
+
+    :param publish: ``async (subject, event, msg_id)``; ``None`` only logs.
+    """
+
+    def __init__(self, settings: Dns411Settings, *, node: str,
+                 dnsmasq: DnsmasqSink | None = None, route53: Route53Sink | None = None,
+                 publish: Publish | None = None) -> None:
+        self.settings = settings
+        self.node = node
+        self.dnsmasq = dnsmasq
+        self.route53 = route53
+        self.publish = publish
+        self._reported: set[str] = set()
+        self.last_plan: Route53Plan | None = None
+        self.last_desired: Desired | None = None
+
+    def _static_layers(self, state: CatalogState) -> tuple[list, list[Problem]]:
+        s = self.settings
+        kv_records, problems = records_from_kv(state.kv, s.static_prefix, s.ttl)
+        file_records: list[RecordSet] = []
+        for path in s.static_files:
+            try:
+                text = Path(path).read_text(errors="replace")
+            except OSError as err:
+                problems.append(Problem("invalid-static", f"{path}: {err.strerror}"))
+                continue
+            recs, probs = records_from_hosts(text, str(path), s.ttl)
+            problems.extend(probs)
+            file_records.extend(recs)
+        # one hosts file may repeat a name of another: merge values per (name, type)
+        merged: dict[tuple[str, str], set[str]] = {}
+        for rec in file_records:
+            merged.setdefault(rec.key, set()).update(rec.values)
+        files = [RecordSet(n, t, tuple(sorted(v)), s.ttl, "file")
+                 for (n, t), v in sorted(merged.items())]
+        return [kv_records, files], problems
+
+    def desired(self, state: CatalogState) -> Desired:
+        """The desired records for ``state`` (catalog + static sources)."""
+        s = self.settings
+        layers, problems = self._static_layers(state)
+        return build_desired(state, ttl=s.ttl, haproxy_service=s.haproxy_service,
+                             haproxy_label=s.haproxy_label, static_layers=layers,
+                             static_problems=problems)
+
+    def render(self, desired: Desired) -> tuple[bytes, bytes]:
+        """``(hosts file, conf file)`` bytes."""
+        return (render_hosts(desired.records),
+                render_conf(desired.records, ttl=self.settings.ttl,
+                            consul_dns=self.settings.consul_dns))
+
+    def plan_route53(self, desired: Desired) -> Route53Plan:
+        """Read the managed zones (one listing each) and plan the changes (blocking I/O)."""
+        sink = self.route53
+        zones = self._managed(sink.zones())
+        plan = self._plan(desired, zones, sink)
+        if plan.unzoned:
+            refreshed = self._managed(sink.zones(refresh=True))
+            if refreshed != zones:
+                plan = self._plan(desired, refreshed, sink)
+        return plan
+
+    def _managed(self, zones: dict[str, str]) -> dict[str, str]:
+        wanted = self.settings.zones
+        if not wanted:
+            return zones
+        return {zid: name for zid, name in zones.items()
+                if name in wanted or zid.lower() in wanted}
+
+    def _plan(self, desired: Desired, zones: dict[str, str], sink: Route53Sink) -> Route53Plan:
+        existing = {zid: sink.list_zone(zid) for zid in sorted(zones)}
+        return plan_route53(desired.records, zones, existing, owner_id=self.settings.owner_id,
+                            policy=self.settings.policy)
+
+    async def _report(self, problems: list[Problem]) -> None:
+        current = {p.fingerprint: p for p in problems}
+        for fp in sorted(set(current) - self._reported):
+            p = current[fp]
+            log.warning("skipped", extra={"fields": {
+                "reason": p.reason, "detail": p.message, "service": p.service,
+                "instance_id": p.instance_id}})
+            if self.publish is not None:
+                event = ErrorEvent(source="dns411", reason=p.reason, message=p.message,
+                                   service=p.service, instance_id=p.instance_id, node=p.node,
+                                   observed_at=int(time.time() * 1000))
+                await self.publish(subjects.error_subject("dns411"), event,
+                                   f"dns411:error:{self.node}:{fp}:{time.time_ns()}")
+        self._reported = set(current)
+
+    async def __call__(self, state: CatalogState) -> None:
+        desired = self.desired(state)
+        self.last_desired = desired
+        problems = list(desired.problems)
+        failures: list[str] = []
+        hosts, conf = self.render(desired)
+        dnsmasq_method = "off"
+        if self.dnsmasq is not None:
+            try:
+                dnsmasq_method = (await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)).method
+            except DnsmasqConfigError as err:
+                problems.append(Problem("config-check-failed", str(err)))
+                failures.append("dnsmasq config check")
+            except (OSError, RuntimeError) as err:
+                problems.append(Problem("apply-failed", f"dnsmasq: {err}"))
+                failures.append("dnsmasq")
+        changes = -1
+        if self.route53 is not None:
+            try:
+                plan = await asyncio.to_thread(self.plan_route53, desired)
+                self.last_plan = plan
+                problems.extend(plan.problems)
+                result = await asyncio.to_thread(self.route53.apply, plan.units)
+                problems.extend(result.rejected)
+                changes = result.changes
+            except Exception as err:  # transient after retries, or credentials, or down
+                problems.append(Problem("apply-failed", f"route53: {type(err).__name__}: "
+                                        f"{str(err)[:300]}"))
+                failures.append("route53")
+        await self._report(problems)
+        digest = hashlib.sha256(hosts + b"\0" + conf).hexdigest()
+        method = ("reload" if dnsmasq_method in ("reload", "restart")
+                  else "runtime" if changes > 0 else "unchanged")
+        detail = f"dnsmasq={dnsmasq_method} route53_changes={max(changes, 0)}"
+        if failures:
+            detail += f" failed={','.join(failures)}"
+        if self.publish is not None:
+            await self.publish(subjects.applied_subject("dns411", self.node), Applied(
+                source="dns411", node=self.node, method=method, config_hash=digest,
+                detail=detail, observed_at=int(time.time() * 1000)),
+                f"dns411:applied:{self.node}:{state.revision}:{digest}:{time.time_ns()}")
+        if failures:
+            raise ApplyFailed(f"dns411 apply failed: {', '.join(failures)}")
+
+    def dry_run(self, state: CatalogState) -> str:
+        """The plan as text (file diffs and Route 53 changes); nothing is written."""
+        desired = self.desired(state)
+        hosts, conf = self.render(desired)
+        out: list[str] = [f"# {len(desired.records)} record sets desired"]
+        for p in desired.problems:
+            out.append(f"# skipped ({p.reason}): {p.message}")
+        if self.dnsmasq is not None:
+            for path, new in ((self.settings.hosts_path, hosts),
+                              (self.settings.conf_path, conf)):
+                try:
+                    old = path.read_text()
+                except FileNotFoundError:
+                    old = ""
+                out.extend(line.rstrip("\n") for line in difflib.unified_diff(
+                    old.splitlines(True), new.decode().splitlines(True),
+                    fromfile=str(path), tofile=f"{path} (desired)"))
+        if self.route53 is not None:
+            plan = self.plan_route53(desired)
+            for p in plan.problems:
+                out.append(f"# route53 skipped ({p.reason}): {p.message}")
+            for unit in plan.units:
+                for ch in unit.changes:
+                    rrs = to_boto_change(ch)["ResourceRecordSet"]
+                    values = ",".join(r["Value"] for r in rrs["ResourceRecords"])
+                    out.append(f"route53 {unit.zone_id} {ch.action} {rrs['Name']} "
+                               f"{rrs['Type']} {rrs['TTL']} {values}")
+            if not plan.units:
+                out.append("# route53: no changes")
+        return "\n".join(out) + "\n"

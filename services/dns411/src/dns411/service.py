@@ -1,0 +1,81 @@
+"""The dns411 service shell: NATS catalog in (via :class:`~unify_common.subscriber.Subscriber`),
+dnsmasq files/process and Route 53 out."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from unify_common import subjects
+from unify_common.events import Event
+from unify_common.logs import get_logger
+from unify_common.settings import CommonSettings
+from unify_common.subscriber import Subscriber
+
+from .apply.dnsmasq import DnsmasqSink
+from .apply.dnsmasq_process import control_for
+from .apply.route53 import Route53Sink, make_route53_client
+from .reconciler import Reconciler
+from .settings import Dns411Settings
+
+__all__ = ["Dns411", "build_reconciler", "run"]
+
+log = get_logger("dns411")
+
+
+def build_reconciler(settings: Dns411Settings, common: CommonSettings, *,
+                     route53_client=None) -> Reconciler:
+    """A :class:`Reconciler` with the sinks the settings enable (no publisher yet)."""
+    dnsmasq = (DnsmasqSink(settings, control_for(settings))
+               if settings.dnsmasq_enabled else None)
+    route53 = None
+    if settings.route53_enabled:
+        route53 = Route53Sink(route53_client or make_route53_client(),
+                              max_attempts=settings.max_attempts,
+                              backoff_max=settings.backoff_max)
+    return Reconciler(settings, node=common.node, dnsmasq=dnsmasq, route53=route53)
+
+
+class Dns411:
+    """The running service: ``await start()`` then ``await stop()``.
+
+    ``subscriber.reconciles`` counts successful reconciles; ``reconciler`` exposes the last
+    desired state and plan.
+    """
+
+    def __init__(self, settings: Dns411Settings, common: CommonSettings, *,
+                 route53_client=None) -> None:
+        self.settings = settings
+        self.reconciler = build_reconciler(settings, common, route53_client=route53_client)
+        self.subscriber = Subscriber(common, name="dns411",
+                                     durable=f"dns411-{subjects.token(common.node)}",
+                                     reconcile=self.reconciler)
+        self.reconciler.publish = self._publish
+
+    async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
+        await self.subscriber.publish(subject, event, msg_id=msg_id)
+
+    async def start(self) -> None:
+        """Connect and begin reconciling. :raises nats.errors.NoServersError:."""
+        await self.subscriber.start()
+
+    async def stop(self) -> None:
+        """Stop reconciling; a dnsmasq child is stopped too."""
+        await self.subscriber.stop()
+        if self.reconciler.dnsmasq is not None:
+            await asyncio.to_thread(self.reconciler.dnsmasq.control.stop)
+
+
+async def run(settings: Dns411Settings, common: CommonSettings) -> None:
+    """Run until SIGTERM or SIGINT."""
+    service = Dns411(settings, common)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    log.info("dns411 running", extra={"fields": {"node": common.node, "mode": settings.mode}})
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()

@@ -1,0 +1,159 @@
+"""dns411 settings, read from the environment.
+
+==============================  ==========================================  =================
+variable                        meaning                                      default
+==============================  ==========================================  =================
+``UNIFY_DNS411_MODE``           ``primary`` (catalog -> dnsmasq + Route 53)  ``primary``
+                                or ``replica`` (Route 53 -> dnsmasq)
+``UNIFY_DNS_TTL``               TTL of every record, seconds                 ``30``
+``UNIFY_HAPROXY_SERVICE``       service whose instances answer vhosts        ``haproxy``
+``UNIFY_HAPROXY_LABEL``         first label of the CNAME target name          ``haproxy``
+``UNIFY_DNS_STATIC_PREFIX``     Consul KV prefix of static records           ``unify/dns/``
+``UNIFY_DNS_STATIC_FILES``      comma-separated hosts-style files            (none)
+``UNIFY_DNSMASQ_ENABLED``       write dnsmasq files (``1``/``0``)             ``1``
+``UNIFY_DNSMASQ_HOSTS``         the addn-hosts file dns411 writes            see below
+``UNIFY_DNSMASQ_CONF_DIR``      dnsmasq's conf-dir (``*.conf`` read)         see below
+``UNIFY_DNSMASQ_CONF_NAME``     dns411's file name in the conf-dir           ``dns411.conf``
+``UNIFY_DNSMASQ_BIN``           dnsmasq binary                               ``dnsmasq``
+``UNIFY_DNSMASQ_MANAGE``        ``1``: dns411 runs dnsmasq as its child       ``0``
+``UNIFY_DNSMASQ_PORT``          port of the managed dnsmasq                  ``53``
+``UNIFY_DNSMASQ_LISTEN``        listen address of the managed dnsmasq        ``127.0.0.1``
+``UNIFY_DNSMASQ_USER``          ``--user`` of the managed dnsmasq            (dnsmasq's)
+``UNIFY_DNSMASQ_PIDFILE``       pid file of an unmanaged dnsmasq to signal   (none)
+``UNIFY_DNSMASQ_RESTART_CMD``   command restarting an unmanaged dnsmasq      (none)
+``UNIFY_CONSUL_DNS_ADDR``       ``<ip>[:port]``: forward ``.consul`` there    (none)
+``UNIFY_ROUTE53_ENABLED``       write Route 53 (``1``/``0``)                  ``0``
+``UNIFY_ROUTE53_POLICY``        ``sync`` or ``upsert-only``                  ``sync``
+``UNIFY_ROUTE53_ZONES``         comma-separated zone names or ids to manage  (every zone)
+``UNIFY_DNS_OWNER_ID``          owner id in the ownership TXT records         ``unify``
+``UNIFY_ROUTE53_MAX_ATTEMPTS``  tries per API call on throttling             ``8``
+``UNIFY_ROUTE53_BACKOFF_MAX``   cap of one backoff delay, seconds            ``20``
+``UNIFY_DNS411_REPLICA_EVERY``  replica mode: seconds between reads          ``30``
+==============================  ==========================================  =================
+
+Paths default to ``/var/lib/unify/dnsmasq/dns411.hosts`` and
+``/var/lib/unify/dnsmasq/conf.d``. Route 53 is reached with the AWS SDK's own variables
+(``AWS_REGION``/``AWS_DEFAULT_REGION``, credentials, ``AWS_ENDPOINT_URL_ROUTE_53`` or
+``AWS_ENDPOINT_URL`` for a stand-in such as moto), read by boto3 itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from unify_common.settings import env_float, env_int
+
+from .plan import POLICIES
+from .render import consul_server_line
+
+__all__ = ["Dns411Settings"]
+
+_OWNER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dns411Settings:
+    """Everything dns411 needs besides the connection settings (see the module doc)."""
+
+    mode: str = "primary"
+    ttl: int = 30
+    haproxy_service: str = "haproxy"
+    haproxy_label: str = "haproxy"
+    static_prefix: str = "unify/dns/"
+    static_files: tuple[Path, ...] = ()
+    dnsmasq_enabled: bool = True
+    hosts_path: Path = Path("/var/lib/unify/dnsmasq/dns411.hosts")
+    conf_dir: Path = Path("/var/lib/unify/dnsmasq/conf.d")
+    conf_name: str = "dns411.conf"
+    dnsmasq_bin: str = "dnsmasq"
+    manage: bool = False
+    port: int = 53
+    listen: str = "127.0.0.1"
+    user: str = ""
+    pid_file: Path | None = None
+    restart_cmd: tuple[str, ...] = ()
+    consul_dns: str = ""
+    route53_enabled: bool = False
+    policy: str = "sync"
+    zones: tuple[str, ...] = ()
+    owner_id: str = "unify"
+    max_attempts: int = 8
+    backoff_max: float = 20.0
+    replica_every: float = 30.0
+
+    @property
+    def conf_path(self) -> Path:
+        """dns411's file in the conf-dir."""
+        return self.conf_dir / self.conf_name
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("primary", "replica"):
+            raise ValueError(f"UNIFY_DNS411_MODE must be primary or replica, got {self.mode!r}")
+        if not 0 <= self.ttl <= 2147483647:
+            raise ValueError("UNIFY_DNS_TTL must be 0..2147483647 seconds")
+        if self.policy not in POLICIES:
+            raise ValueError(f"UNIFY_ROUTE53_POLICY must be one of {', '.join(POLICIES)}")
+        if not _OWNER_RE.match(self.owner_id):
+            raise ValueError("UNIFY_DNS_OWNER_ID must be 1-64 of letters, digits, '.', '_', '-'")
+        if not _LABEL_RE.match(self.haproxy_label):
+            raise ValueError("UNIFY_HAPROXY_LABEL must be one DNS label")
+        if not self.conf_name.endswith(".conf") or "/" in self.conf_name:
+            raise ValueError("UNIFY_DNSMASQ_CONF_NAME must be a file name ending in .conf")
+        if self.consul_dns:
+            consul_server_line(self.consul_dns)
+        if self.max_attempts < 1:
+            raise ValueError("UNIFY_ROUTE53_MAX_ATTEMPTS must be at least 1")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Dns411Settings":
+        """Read the settings. :raises ValueError: naming the first bad variable."""
+        env = os.environ if env is None else env
+        pid = env.get("UNIFY_DNSMASQ_PIDFILE", "")
+        return cls(
+            mode=env.get("UNIFY_DNS411_MODE", "") or "primary",
+            ttl=env_int(env, "UNIFY_DNS_TTL", 30),
+            haproxy_service=env.get("UNIFY_HAPROXY_SERVICE", "") or "haproxy",
+            haproxy_label=env.get("UNIFY_HAPROXY_LABEL", "") or "haproxy",
+            static_prefix=env.get("UNIFY_DNS_STATIC_PREFIX", "") or "unify/dns/",
+            static_files=tuple(Path(p.strip()) for p in
+                               env.get("UNIFY_DNS_STATIC_FILES", "").split(",") if p.strip()),
+            dnsmasq_enabled=_flag(env, "UNIFY_DNSMASQ_ENABLED", True),
+            hosts_path=Path(env.get("UNIFY_DNSMASQ_HOSTS", "")
+                            or "/var/lib/unify/dnsmasq/dns411.hosts"),
+            conf_dir=Path(env.get("UNIFY_DNSMASQ_CONF_DIR", "")
+                          or "/var/lib/unify/dnsmasq/conf.d"),
+            conf_name=env.get("UNIFY_DNSMASQ_CONF_NAME", "") or "dns411.conf",
+            dnsmasq_bin=env.get("UNIFY_DNSMASQ_BIN", "") or "dnsmasq",
+            manage=_flag(env, "UNIFY_DNSMASQ_MANAGE", False),
+            port=env_int(env, "UNIFY_DNSMASQ_PORT", 53),
+            listen=env.get("UNIFY_DNSMASQ_LISTEN", "") or "127.0.0.1",
+            user=env.get("UNIFY_DNSMASQ_USER", ""),
+            pid_file=Path(pid) if pid else None,
+            restart_cmd=tuple(shlex.split(env.get("UNIFY_DNSMASQ_RESTART_CMD", ""))),
+            consul_dns=env.get("UNIFY_CONSUL_DNS_ADDR", ""),
+            route53_enabled=_flag(env, "UNIFY_ROUTE53_ENABLED", False),
+            policy=env.get("UNIFY_ROUTE53_POLICY", "") or "sync",
+            zones=tuple(z.strip().rstrip(".").lower() for z in
+                        env.get("UNIFY_ROUTE53_ZONES", "").split(",") if z.strip()),
+            owner_id=env.get("UNIFY_DNS_OWNER_ID", "") or "unify",
+            max_attempts=env_int(env, "UNIFY_ROUTE53_MAX_ATTEMPTS", 8),
+            backoff_max=env_float(env, "UNIFY_ROUTE53_BACKOFF_MAX", 20.0),
+            replica_every=env_float(env, "UNIFY_DNS411_REPLICA_EVERY", 30.0),
+        )

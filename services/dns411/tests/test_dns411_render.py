@@ -1,0 +1,75 @@
+"""Desired records -> dnsmasq files (pure tables, exact bytes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dns411.model import RecordSet
+from dns411.render import (HEADER, consul_server_line, parse_conf_file, parse_hosts_file,
+                           render_conf, render_hosts)
+
+
+def rs(name, rtype, *values, ttl=30):
+    return RecordSet(name, rtype, tuple(values), ttl)
+
+
+RECORDS = [
+    rs("web.example.com", "A", "10.0.0.1", "10.0.0.2"),
+    rs("shop.example.com", "CNAME", "haproxy.example.com"),
+    rs("haproxy.example.com", "A", "10.0.9.1"),
+    rs("web.example.com", "AAAA", "2001:db8::1"),
+]
+
+
+def test_hosts_file_exact():
+    assert render_hosts(RECORDS).decode() == HEADER + (
+        "10.0.9.1 haproxy.example.com\n"
+        "10.0.0.1 web.example.com\n"
+        "10.0.0.2 web.example.com\n"
+        "2001:db8::1 web.example.com\n")
+
+
+def test_conf_file_exact():
+    assert render_conf(RECORDS, ttl=30, consul_dns="127.0.0.1:8600").decode() == HEADER + (
+        "local-ttl=30\n"
+        "server=/consul/127.0.0.1#8600\n"
+        "cname=shop.example.com,haproxy.example.com,30\n")
+
+
+def test_empty_files():
+    assert render_hosts([]) == HEADER.encode()
+    assert render_conf([], ttl=5) == (HEADER + "local-ttl=5\n").encode()
+
+
+def test_same_records_same_bytes_whatever_order():
+    assert render_hosts(RECORDS) == render_hosts(list(reversed(RECORDS)))
+    assert render_conf(RECORDS, ttl=30) == render_conf(list(reversed(RECORDS)), ttl=30)
+
+
+@pytest.mark.parametrize(("addr", "line"), [
+    pytest.param("127.0.0.1:8600", "server=/consul/127.0.0.1#8600\n", id="ip-port"),
+    pytest.param("10.1.2.3", "server=/consul/10.1.2.3#8600\n", id="default-port"),
+    pytest.param("[::1]:53", "server=/consul/::1#53\n", id="ipv6-port"),
+])
+def test_consul_server_line(addr, line):
+    assert consul_server_line(addr) == line
+
+
+@pytest.mark.parametrize("addr", [
+    pytest.param("consul.local:8600", id="name-not-ip"),
+    pytest.param("127.0.0.1:0", id="port-zero"),
+    pytest.param("127.0.0.1:99999", id="port-too-big"),
+    pytest.param("127.0.0.1:86\n00", id="newline"),
+])
+def test_consul_server_line_rejects(addr):
+    with pytest.raises(ValueError, match="Consul DNS address"):
+        consul_server_line(addr)
+
+
+def test_files_parse_back():
+    hosts = parse_hosts_file(render_hosts(RECORDS).decode(), 30)
+    ttl, cnames = parse_conf_file(render_conf(RECORDS, ttl=30).decode())
+    back = sorted(hosts + cnames)
+    assert ttl == 30
+    assert [(r.name, r.type, r.values, r.ttl) for r in back] == [
+        (r.name, r.type, r.values, r.ttl) for r in sorted(RECORDS)]
