@@ -1,0 +1,29 @@
+"""Fixtures for dns411's integration tests (real nats-server, dnsmasq and moto server)."""
+
+from __future__ import annotations
+
+import pytest
+from dns411_support import route53_client
+
+from unify_cli.devstack.moto import MotoServer
+from unify_common.settings import CommonSettings
+
+
+@pytest.fixture
+def dns_common(nats_server) -> CommonSettings:
+    """Connection settings for a NATS-only test (no Consul)."""
+    return CommonSettings(nats_urls=(nats_server.url,), node="test-node")
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory):
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def route53(moto_server: MotoServer):
+    """A client of a freshly reset moto server."""
+    moto_server.reset()
+    return route53_client(moto_server.endpoint_url)

@@ -1,0 +1,91 @@
+"""Helpers for dns411's integration tests: real dnsmasq queried with dnspython, real moto."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Callable
+
+import boto3
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.rcode
+
+from botocore.config import Config
+
+from dns411.settings import Dns411Settings
+from unify_cli.devstack.dnsmasq import free_udp_tcp_port
+
+
+def managed_settings(tmp: Path, **overrides) -> Dns411Settings:
+    """Settings for a dns411 that runs its own dnsmasq on a free loopback port."""
+    values = dict(hosts_path=tmp / "dnsmasq" / "dns411.hosts",
+                  conf_dir=tmp / "dnsmasq" / "conf.d", manage=True,
+                  port=free_udp_tcp_port(), listen="127.0.0.1", user="root",
+                  owner_id="test-owner")
+    values.update(overrides)
+    return Dns411Settings(**values)
+
+
+def route53_client(endpoint_url: str):
+    """A boto3 Route 53 client for ``endpoint_url`` (moto or the fault proxy)."""
+    return boto3.client("route53", endpoint_url=endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+def query(port: int, name: str, rtype: str = "A", *, tcp: bool = False
+          ) -> tuple[str, list[tuple[str, str, int, str]]]:
+    """``(rcode text, sorted answers as (name, type, ttl, value))`` from 127.0.0.1:port."""
+    msg = dns.message.make_query(name, rtype)
+    ask = dns.query.tcp if tcp else dns.query.udp
+    resp = ask(msg, "127.0.0.1", port=port, timeout=3)
+    rows = sorted((rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rrset.ttl,
+                   rd.to_text()) for rrset in resp.answer for rd in rrset)
+    return dns.rcode.to_text(resp.rcode()), rows
+
+
+def both(port: int, name: str, rtype: str = "A"):
+    """The answer over UDP, asserted equal to the answer over TCP."""
+    udp = query(port, name, rtype)
+    tcp = query(port, name, rtype, tcp=True)
+    assert udp == tcp
+    return udp
+
+
+def zone_records(client, zone_id: str) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    """Every record set but NS/SOA as (name, type, ttl, sorted values)."""
+    pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+    return sorted((r["Name"], r["Type"], r.get("TTL", 0),
+                   tuple(sorted(v["Value"] for v in r.get("ResourceRecords", []))))
+                  for page in pages for r in page["ResourceRecordSets"]
+                  if r["Type"] not in ("NS", "SOA"))
+
+
+def create_zone(client, name: str) -> str:
+    """Create a public hosted zone; returns its id (without ``/hostedzone/``)."""
+    zone = client.create_hosted_zone(Name=name, CallerReference=f"{name}-{time.time_ns()}")
+    return zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+
+
+async def eventually(check: Callable[[], object], *, timeout: float = 20.0,
+                     what: str = "condition") -> None:
+    """Await until ``check()`` returns without raising (an AssertionError keeps waiting);
+    re-raises the last failure after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                await result
+            return
+        except (AssertionError, OSError, dns.exception.DNSException):
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.1)
+
+
+OWN = '"heritage=unify-dns411,owner=test-owner"'

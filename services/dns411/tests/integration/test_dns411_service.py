@@ -1,0 +1,102 @@
+"""The core slice end to end: catalog in NATS -> dns411 -> real dnsmasq and Route 53 (moto)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+from dns411_support import OWN, both, create_zone, eventually, managed_settings, zone_records
+from unify_common.events import decode_event
+
+from dns411.service import Dns411
+from tests.fixtures.catalog import delete_instance, make_instance, put_instance
+
+WEB_A = make_instance("web", "web-1", "10.0.0.1", 8080, ["dns=example.com"])
+WEB_B = make_instance("web", "web-2", "10.0.0.2", 8080, ["dns=example.com"], node="node-2")
+WEB_V6 = make_instance("web", "web-3", "2001:db8::3", 8080, ["dns=example.com"], node="node-3")
+SHOP = make_instance("shop", "shop-1", "10.0.1.1", 80, ["dns=example.com", "vhost=shop"])
+HAPROXY = make_instance("haproxy", "hp-1", "10.0.9.1", 80, ["dns=example.com"])
+BAD = make_instance("api", "api-1", "10.0.0.7", 80, ["dns=example.com", "vhost=a b"])
+
+
+async def test_catalog_to_dnsmasq_and_route53(tmp_path, dns_common, route53):
+    zone = create_zone(route53, "example.com")
+    settings = managed_settings(tmp_path, route53_enabled=True)
+    nc = await nats.connect(dns_common.nats_urls[0])
+    events = []
+
+    async def collect(msg):
+        events.append((msg.subject, decode_event(msg.data)))
+
+    await nc.subscribe("unify.applied.>", cb=collect)
+    await nc.subscribe("unify.error.>", cb=collect)
+    js = nc.jetstream()
+    for inst in (WEB_A, WEB_B, SHOP, HAPROXY, BAD):
+        await put_instance(js, dns_common, inst)
+
+    service = Dns411(settings, dns_common, route53_client=route53)
+    await service.start()
+    port = settings.port
+    try:
+        await eventually(lambda: assert_web(port, ["10.0.0.1", "10.0.0.2"]))
+        assert both(port, "shop.example.com") == ("NOERROR", [
+            ("haproxy.example.com.", "A", 30, "10.0.9.1"),
+            ("shop.example.com.", "CNAME", 30, "haproxy.example.com.")])
+        assert both(port, "WEB.Example.COM") == ("NOERROR", [
+            ("WEB.Example.COM.", "A", 30, "10.0.0.1"), ("WEB.Example.COM.", "A", 30, "10.0.0.2")])
+        assert zone_records(route53, zone) == [
+            ("_dns411-a.haproxy.example.com.", "TXT", 30, (OWN,)),
+            ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+            ("_dns411-cname.shop.example.com.", "TXT", 30, (OWN,)),
+            ("haproxy.example.com.", "A", 30, ("10.0.9.1",)),
+            ("shop.example.com.", "CNAME", 30, ("haproxy.example.com.",)),
+            ("web.example.com.", "A", 30, ("10.0.0.1", "10.0.0.2")),
+        ]
+        def reported():
+            errors = [e for s, e in events if s == "unify.error.dns411"]
+            assert [(e.reason, e.service, e.instance_id) for e in errors] == [
+                ("invalid-tags", "api", "api-1")]
+            applied = [e for s, e in events if s == "unify.applied.dns411.test-node"]
+            assert [(e.source, e.node) for e in applied[-1:]] == [("dns411", "test-node")]
+        await eventually(reported)
+
+        # scale down {A, B} -> {A}
+        await delete_instance(js, dns_common, WEB_B)
+        await eventually(lambda: assert_web(port, ["10.0.0.1"]))
+        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)))
+
+        # IPv6 instance -> AAAA in both places
+        await put_instance(js, dns_common, WEB_V6)
+        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("2001:db8::3",),
+                                            rtype="AAAA"))
+        assert both(port, "web.example.com", "AAAA") == ("NOERROR", [
+            ("web.example.com.", "AAAA", 30, "2001:db8::3")])
+
+        # everything deregistered -> nothing answers, Route 53 keeps only NS/SOA
+        for inst in (WEB_A, WEB_V6, SHOP, HAPROXY, BAD):
+            await delete_instance(js, dns_common, inst)
+        await eventually(lambda: assert_gone(port))
+        await eventually(lambda: assert_r53_empty(route53, zone))
+    finally:
+        await service.stop()
+        await nc.close()
+
+
+def assert_web(port, addresses):
+    rcode, rows = both(port, "web.example.com")
+    assert (rcode, rows) == ("NOERROR", [("web.example.com.", "A", 30, a) for a in addresses])
+
+
+def assert_r53(client, zone, name, values, rtype="A"):
+    got = {(n, t): v for n, t, _, v in zone_records(client, zone)}
+    assert got.get((name, rtype)) == values
+
+
+def assert_r53_empty(client, zone):
+    assert zone_records(client, zone) == []
+
+
+def assert_gone(port):
+    assert both(port, "web.example.com") == ("REFUSED", [])
+    assert both(port, "shop.example.com") == ("REFUSED", [])
