@@ -139,7 +139,10 @@ class Reconciler:
         dnsmasq_method = "off"
         if self.dnsmasq is not None:
             try:
-                dnsmasq_method = (await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)).method
+                applied = await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)
+                dnsmasq_method = applied.method
+                if applied.warning:
+                    problems.append(Problem("restart-needed", applied.warning))
             except DnsmasqConfigError as err:
                 problems.append(Problem("config-check-failed", str(err)))
                 failures.append("dnsmasq config check")

@@ -12,7 +12,7 @@ from unify_common.atomic import write_atomic
 from unify_common.logs import get_logger
 
 from ..settings import Dns411Settings
-from .dnsmasq_process import DnsmasqControl
+from .dnsmasq_process import DnsmasqControl, RestartNeeded
 
 __all__ = ["DnsmasqConfigError", "DnsmasqResult", "DnsmasqSink"]
 
@@ -26,10 +26,11 @@ class DnsmasqConfigError(Exception):
 @dataclass(frozen=True)
 class DnsmasqResult:
     """``method``: ``unchanged``, ``reload`` (SIGHUP) or ``restart``; ``did_write``: a file
-    changed on disk."""
+    changed on disk; ``warning``: something the operator must do (restart dnsmasq)."""
 
     method: str
     did_write: bool
+    warning: str = ""
 
 
 def _read(path: Path) -> bytes | None:
@@ -52,13 +53,19 @@ class DnsmasqSink:
         self.control = control
         self._pending = ""  # a reload/restart that failed after the files were written
 
-    def _signal(self, method: str) -> None:
+    def _signal(self, method: str) -> str:
+        """Reload or restart; returns a warning text when a restart must be done by hand."""
         self._pending = method
-        if method == "restart":
-            self.control.restart()
-        else:
-            self.control.reload()
+        warning = ""
+        try:
+            if method == "restart":
+                self.control.restart()
+            else:
+                self.control.reload()
+        except RestartNeeded as err:
+            warning = str(err)
         self._pending = ""
+        return warning
 
     def validate(self, hosts: bytes, conf: bytes) -> None:
         """Run ``dnsmasq --test`` on the candidates. :raises DnsmasqConfigError:."""
@@ -96,8 +103,7 @@ class DnsmasqSink:
                 return DnsmasqResult("unchanged", False)
             if self._pending:
                 method = self._pending
-                self._signal(method)
-                return DnsmasqResult(method, False)
+                return DnsmasqResult(method, False, self._signal(method))
             self.control.ensure_running()
             return DnsmasqResult("unchanged", False)
         method = "reload" if conf_same else "restart"
@@ -107,7 +113,8 @@ class DnsmasqSink:
         s.hosts_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(s.hosts_path, hosts)
         write_atomic(s.conf_path, conf)
-        self._signal("restart" if method == "restart" or self._pending == "restart"
-                     else "reload")
+        if self._pending == "restart":
+            method = "restart"
+        warning = self._signal(method)
         log.info("dnsmasq files applied", extra={"fields": {"method": method}})
-        return DnsmasqResult(method, True)
+        return DnsmasqResult(method, True, warning)

@@ -16,9 +16,15 @@ from unify_common.logs import get_logger
 
 from ..settings import Dns411Settings
 
-__all__ = ["DnsmasqControl", "ManagedDnsmasq", "PidFileDnsmasq", "NoDnsmasq", "control_for"]
+__all__ = ["DnsmasqControl", "ManagedDnsmasq", "PidFileDnsmasq", "NoDnsmasq", "RestartNeeded",
+           "control_for"]
 
 log = get_logger("dns411.dnsmasq")
+
+
+class RestartNeeded(Exception):
+    """The conf file changed but dns411 cannot restart this dnsmasq; the hosts file was
+    re-read (SIGHUP). ``str()`` says what to do."""
 
 
 class DnsmasqControl:
@@ -45,7 +51,7 @@ class NoDnsmasq(DnsmasqControl):
         log.info("dnsmasq hosts file changed; no dnsmasq to signal configured")
 
     def restart(self) -> None:
-        log.warning("dnsmasq conf changed; no dnsmasq to restart configured")
+        raise RestartNeeded("dnsmasq conf changed; no dnsmasq to restart is configured")
 
 
 def dnsmasq_argv(settings: Dns411Settings) -> list[str]:
@@ -146,8 +152,9 @@ class PidFileDnsmasq(DnsmasqControl):
 
     def restart(self) -> None:
         if not self.restart_cmd:
-            raise RuntimeError("dnsmasq conf changed but UNIFY_DNSMASQ_RESTART_CMD is not set; "
-                               "restart dnsmasq to apply CNAMEs/forwarding")
+            self.reload()
+            raise RestartNeeded("dnsmasq conf changed but UNIFY_DNSMASQ_RESTART_CMD is not "
+                                "set; hosts were re-read, restart dnsmasq for the conf file")
         result = subprocess.run(list(self.restart_cmd), capture_output=True, text=True,
                                 timeout=60)
         if result.returncode != 0:
