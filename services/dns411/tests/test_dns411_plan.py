@@ -70,7 +70,7 @@ CASES = [
                       txt("x.example.com", "A", OTHER)], "sync", [], [],
                  id="other-owner-stale-kept"),
     pytest.param([WEB], [txt("web.example.com", "A")], "sync",
-                 [("web.example.com A", [("CREATE", "web.example.com", "A", ("10.0.0.1",))])],
+                 [("web.example.com A", [("UPSERT", "web.example.com", "A", ("10.0.0.1",))])],
                  [], id="half-deleted-pair-heals"),
     pytest.param([], [txt("gone.example.com", "A")], "sync",
                  [("gone.example.com A", [

@@ -7,6 +7,10 @@ because a CNAME may not share its name with a TXT) whose value is
 whose companion names its own owner id; anything else at a desired name is left alone and
 reported (``not-owned`` / ``owned-by-other``).
 
+A companion left without its record set (someone deleted the record by hand) still proves
+ownership: the record is written again with UPSERT, or the companion removed when the record
+is no longer desired.
+
 Policies: ``sync`` creates, updates and deletes; ``upsert-only`` never deletes.
 
 A *unit* is the group of changes that must land together (a record set and its companion;
@@ -161,9 +165,12 @@ def plan_zone(zone_id: str, desired: Sequence[RecordSet], existing: Sequence[Rec
             problems.append(Problem("not-owned", f"{rec.name} {rec.type} would replace a "
                                     f"{blocked} record set dns411 may not delete; left alone"))
             continue
-        changes.append(Change("CREATE", rec))
         if owner is None:
-            changes.append(Change("CREATE", companion(key, rec.ttl)))
+            # CREATE, not UPSERT: if someone else created the name since the listing,
+            # Route 53 rejects the unit instead of letting dns411 take it over
+            changes.extend((Change("CREATE", rec), Change("CREATE", companion(key, rec.ttl))))
+        else:
+            changes.append(Change("UPSERT", rec))  # half-deleted pair: the name is ours
         units.append(ChangeUnit(zone_id, f"{rec.name} {rec.type}", tuple(changes)))
 
     if policy == "sync":

@@ -27,3 +27,14 @@ def route53(moto_server: MotoServer):
     """A client of a freshly reset moto server."""
     moto_server.reset()
     return route53_client(moto_server.endpoint_url)
+
+
+@pytest.fixture
+def fault_proxy(moto_server: MotoServer):
+    """A fault-injecting proxy in front of a freshly reset moto server."""
+    from fault_proxy import FaultProxy
+
+    moto_server.reset()
+    proxy = FaultProxy(moto_server.endpoint_url).start()
+    yield proxy
+    proxy.stop()

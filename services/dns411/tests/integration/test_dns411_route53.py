@@ -1,0 +1,212 @@
+"""Route 53 through moto's server (and a fault proxy in front of it): ownership, policies,
+healing, listings per reconcile, batching, rejected changes, throttling."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from dns411_support import OWN, create_zone, managed_settings, route53_client, zone_records
+from fault_proxy import is_change, is_listing
+from unify_common.catalog import CatalogState
+
+from dns411.apply.route53 import Route53Sink
+from dns411.reconciler import ApplyFailed, Reconciler
+from tests.fixtures.catalog import make_instance
+
+OTHER = '"heritage=unify-dns411,owner=someone-else"'
+
+
+def state(*instances) -> CatalogState:
+    return CatalogState(instances={i.key: i for i in instances})
+
+
+def web(n: int, domain: str = "example.com"):
+    return make_instance("web", f"web-{n}", f"10.0.{n // 250}.{n % 250 + 1}", 80,
+                         [f"dns={domain}"], node=f"n{n}")
+
+
+def svc(name: str, address: str, *tags: str):
+    return make_instance(name, f"{name}-1", address, 80, list(tags) or ["dns=example.com"])
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.events = []
+
+    async def __call__(self, subject, event, msg_id):
+        self.events.append((subject, event))
+
+    def errors(self):
+        return [(e.reason, e.message) for s, e in self.events if s == "unify.error.dns411"]
+
+
+def make(tmp_path, client, sleeps=None, **overrides):
+    settings = managed_settings(tmp_path, dnsmasq_enabled=False, route53_enabled=True,
+                                **overrides)
+    sink = Route53Sink(client, max_attempts=settings.max_attempts,
+                       backoff_max=settings.backoff_max,
+                       sleep=(lambda s: (sleeps.append(s), time.sleep(s))) if sleeps is not None
+                       else time.sleep)
+    publish = Collected()
+    return Reconciler(settings, node="n1", route53=sink, publish=publish), publish
+
+
+def put(client, zone, name, rtype, value, action="CREATE"):
+    client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
+        "Action": action, "ResourceRecordSet": {"Name": name, "Type": rtype, "TTL": 300,
+                                                "ResourceRecords": [{"Value": value}]}}]})
+
+
+async def test_foreign_and_other_owner_records_are_never_touched(tmp_path, route53):
+    zone = create_zone(route53, "example.com")
+    put(route53, zone, "web.example.com.", "A", "10.9.9.9")           # by hand, no owner
+    put(route53, zone, "api.example.com.", "A", "10.8.8.8")           # another dns411
+    put(route53, zone, "_dns411-a.api.example.com.", "TXT", OTHER)
+    put(route53, zone, "mail.example.com.", "A", "10.7.7.7")          # not desired, by hand
+    reconciler, publish = make(tmp_path, route53)
+    await reconciler(state(svc("web", "10.0.0.1"), svc("api", "10.0.0.2")))
+    assert zone_records(route53, zone) == [
+        ("_dns411-a.api.example.com.", "TXT", 300, (OTHER,)),
+        ("api.example.com.", "A", 300, ("10.8.8.8",)),
+        ("mail.example.com.", "A", 300, ("10.7.7.7",)),
+        ("web.example.com.", "A", 300, ("10.9.9.9",)),
+    ]
+    assert publish.errors() == [
+        ("owned-by-other", "api.example.com A belongs to owner someone-else; left alone"),
+        ("not-owned", "web.example.com A exists without a dns411 ownership record; left alone"),
+    ]
+    await reconciler(state())  # sync deletes only what it owns: nothing here
+    assert len(zone_records(route53, zone)) == 4
+
+
+@pytest.mark.parametrize(("policy", "left"), [
+    pytest.param("sync", [], id="sync-deletes"),
+    pytest.param("upsert-only", [("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+                                 ("web.example.com.", "A", 30, ("10.0.0.2",))],
+                 id="upsert-only-keeps"),
+])
+async def test_policies(tmp_path, route53, policy, left):
+    zone = create_zone(route53, "example.com")
+    reconciler, _ = make(tmp_path, route53, policy=policy)
+    await reconciler(state(svc("web", "10.0.0.1")))
+    await reconciler(state(svc("web", "10.0.0.2")))
+    assert ("web.example.com.", "A", 30, ("10.0.0.2",)) in zone_records(route53, zone)
+    await reconciler(state())
+    assert zone_records(route53, zone) == left
+
+
+async def test_half_deleted_pairs_heal(tmp_path, route53):
+    zone = create_zone(route53, "example.com")
+    reconciler, _ = make(tmp_path, route53)
+    await reconciler(state(svc("web", "10.0.0.1"), svc("old", "10.0.0.5")))
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+        {"Action": "DELETE", "ResourceRecordSet": {"Name": "web.example.com.", "Type": "A",
+                                                   "TTL": 30,
+                                                   "ResourceRecords": [{"Value": "10.0.0.1"}]}},
+        {"Action": "DELETE", "ResourceRecordSet": {"Name": "old.example.com.", "Type": "A",
+                                                   "TTL": 30,
+                                                   "ResourceRecords": [{"Value": "10.0.0.5"}]}}]})
+    await reconciler(state(svc("web", "10.0.0.1")))  # web still wanted, old not
+    assert zone_records(route53, zone) == [
+        ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+        ("web.example.com.", "A", 30, ("10.0.0.1",)),
+    ]
+
+
+async def test_type_change_and_longest_suffix_zone(tmp_path, route53):
+    top = create_zone(route53, "example.com")
+    dev = create_zone(route53, "dev.example.com")
+    reconciler, _ = make(tmp_path, route53)
+    www = make_instance("www", "www-1", "10.0.0.1", 80, ["dns=dev.example.com"])
+    await reconciler(state(www, svc("api", "10.0.0.2", "dns=badexample.com"),
+                           svc("web", "10.0.0.3")))
+    assert zone_records(route53, dev) == [
+        ("_dns411-a.www.dev.example.com.", "TXT", 30, (OWN,)),
+        ("www.dev.example.com.", "A", 30, ("10.0.0.1",))]
+    assert zone_records(route53, top) == [
+        ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+        ("web.example.com.", "A", 30, ("10.0.0.3",))]
+    # www becomes a vhost: A pair out, CNAME pair in, one request
+    shop = make_instance("shop", "shop-1", "10.0.0.9", 80, ["dns=dev.example.com", "vhost=www"])
+    await reconciler(state(shop, svc("web", "10.0.0.3")))
+    assert zone_records(route53, dev) == [
+        ("_dns411-cname.www.dev.example.com.", "TXT", 30, (OWN,)),
+        ("www.dev.example.com.", "CNAME", 30, ("haproxy.dev.example.com.",))]
+
+
+async def test_one_listing_per_zone_per_reconcile(tmp_path, fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    create_zone(admin, "example.com")
+    create_zone(admin, "example.org")
+    reconciler, _ = make(tmp_path, route53_client(fault_proxy.url))
+    for n in range(3):
+        await reconciler(state(web(1), web(2, "example.org"), web(3 + n)))
+    zones_listed = fault_proxy.count(lambda m, p, b: m == "GET" and p.split("?")[0].rstrip("/")
+                                     .endswith("/hostedzone"))
+    assert zones_listed == 1                      # zone ids cached
+    assert fault_proxy.count(is_listing) == 6     # 2 zones x 3 reconciles
+    assert fault_proxy.count(is_change) == 4      # first: 2 zones; then one per scale step
+
+
+async def test_changes_batched_under_1000_records(tmp_path, fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    zone = create_zone(admin, "example.com")
+    reconciler, _ = make(tmp_path, route53_client(fault_proxy.url))
+    instances = [make_instance(f"s{n}", f"s{n}", f"10.1.{n // 250}.{n % 250 + 1}", 80,
+                               ["dns=example.com"]) for n in range(1200)]
+    await reconciler(state(*instances))
+    # each new record set is 2 ResourceRecord elements (record + owner TXT): 500 per request
+    assert fault_proxy.count(is_change) == 3
+    assert len(zone_records(admin, zone)) == 2400
+
+
+async def test_rejected_change_is_isolated_and_the_rest_lands(tmp_path, fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    zone = create_zone(admin, "example.com")
+    fault_proxy.add_rule(lambda m, p, b: is_change(m, p, b) and b"bad.example.com" in b,
+                         times=100, code="InvalidChangeBatch",
+                         message="[RRSet with DNS name bad.example.com. is not permitted]")
+    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url))
+    names = ["a", "b", "bad", "c", "d", "e", "f"]
+    with_bad = state(*(svc(n, f"10.0.0.{i + 1}") for i, n in enumerate(names)))
+    await reconciler(with_bad)
+    assert sorted({r[0] for r in zone_records(admin, zone) if r[1] == "A"}) == [
+        f"{n}.example.com." for n in names if n != "bad"]
+    assert publish.errors() == [("change-rejected", "bad.example.com A: InvalidChangeBatch: "
+                                 "[RRSet with DNS name bad.example.com. is not permitted]")]
+    # whole batch, then halves until "bad" stands alone:
+    # [a b bad c d e f] -> [a b bad] -> [a] ok, [b bad] -> [b] ok, [bad]; then [c d e f] ok
+    assert [s for m, p, b, s in fault_proxy.requests if is_change(m, p, b)] == [
+        400, 400, 200, 400, 200, 400, 200]
+
+
+@pytest.mark.parametrize("code", ["Throttling", "PriorRequestNotComplete"])
+async def test_throttling_is_retried_with_capped_backoff(tmp_path, fault_proxy, code):
+    admin = route53_client(fault_proxy.upstream)
+    zone = create_zone(admin, "example.com")
+    fault_proxy.add_rule(is_change, times=3, code=code, message="Rate exceeded")
+    fault_proxy.add_rule(is_listing, times=1, code=code, message="Rate exceeded")
+    sleeps: list[float] = []
+    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url), sleeps,
+                               backoff_max=0.3)
+    await reconciler(state(svc("web", "10.0.0.1")))
+    assert zone_records(admin, zone) == [
+        ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+        ("web.example.com.", "A", 30, ("10.0.0.1",))]
+    assert len(sleeps) == 4 and all(0 <= s <= 0.3 for s in sleeps)
+    assert publish.errors() == []
+
+
+async def test_throttling_beyond_attempts_fails_the_reconcile_then_recovers(tmp_path,
+                                                                            fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    zone = create_zone(admin, "example.com")
+    fault_proxy.add_rule(is_change, times=3, code="Throttling", message="Rate exceeded")
+    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url), [], max_attempts=3,
+                               backoff_max=0.01)
+    with pytest.raises(ApplyFailed, match="route53"):
+        await reconciler(state(svc("web", "10.0.0.1")))
+    assert [r for r, _ in publish.errors()] == ["apply-failed"]
+    await reconciler(state(svc("web", "10.0.0.1")))
+    assert len(zone_records(admin, zone)) == 2
