@@ -259,3 +259,11 @@ def batch_units(units: Sequence[ChangeUnit], *, max_records: int = MAX_BATCH_REC
     if current:
         batches.append(current)
     return batches, too_big
+
+
+def owned_records(existing: Iterable[RecordSet], owner_id: str) -> list[RecordSet]:
+    """The A/AAAA/CNAME record sets among ``existing`` whose companion names ``owner_id``
+    (what a replica serves), sorted, origin ``route53``."""
+    have = {r.key: r for r in existing}
+    return sorted(r for r in have.values() if r.type in RECORD_TYPES
+                  and owner_of(have.get((companion_name(*r.key), "TXT"))) == owner_id)

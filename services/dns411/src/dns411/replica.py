@@ -1,0 +1,77 @@
+"""Replica mode (``UNIFY_DNS411_MODE=replica``): serve, through dnsmasq, what Route 53 holds.
+
+Every ``UNIFY_DNS411_REPLICA_EVERY`` seconds the managed hosted zones are read (one listing
+each) and the record sets owned by ``UNIFY_DNS_OWNER_ID`` are written to the dnsmasq files,
+validated and applied exactly as in primary mode. Nodes that must not write Route 53 stay
+consistent with the one that does, without reading the catalog. A failed read keeps the
+last good files (and is retried at the next tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from unify_common.logs import get_logger
+from unify_common.settings import CommonSettings
+
+from .apply.dnsmasq import DnsmasqResult, DnsmasqSink
+from .apply.dnsmasq_process import control_for
+from .apply.route53 import Route53Sink, make_route53_client
+from .plan import owned_records
+from .render import render_conf, render_hosts
+from .settings import Dns411Settings
+
+__all__ = ["Replica", "run_replica"]
+
+log = get_logger("dns411.replica")
+
+
+class Replica:
+    """One replica: :meth:`sync_once` reads Route 53 and applies dnsmasq (blocking I/O)."""
+
+    def __init__(self, settings: Dns411Settings, *, route53: Route53Sink,
+                 dnsmasq: DnsmasqSink) -> None:
+        self.settings = settings
+        self.route53 = route53
+        self.dnsmasq = dnsmasq
+
+    def sync_once(self) -> DnsmasqResult:
+        """Read the zones, apply the owned records to dnsmasq.
+
+        :raises botocore.exceptions.ClientError: / DnsmasqConfigError: nothing was changed.
+        """
+        wanted = self.settings.zones
+        zones = {zid: name for zid, name in self.route53.zones().items()
+                 if not wanted or name in wanted or zid.lower() in wanted}
+        found = [r for zid in sorted(zones) for r in self.route53.list_zone(zid)]
+        records = owned_records(found, self.settings.owner_id)
+        hosts = render_hosts(records)
+        conf = render_conf(records, ttl=self.settings.ttl, consul_dns=self.settings.consul_dns)
+        return self.dnsmasq.apply(hosts, conf)
+
+
+async def run_replica(settings: Dns411Settings, common: CommonSettings) -> None:
+    """Run replica mode until SIGTERM or SIGINT."""
+    replica = Replica(settings, dnsmasq=DnsmasqSink(settings, control_for(settings)),
+                      route53=Route53Sink(make_route53_client(),
+                                          max_attempts=settings.max_attempts,
+                                          backoff_max=settings.backoff_max))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("dns411 replica running", extra={"fields": {"node": common.node}})
+    try:
+        while not stop.is_set():
+            try:
+                result = await asyncio.to_thread(replica.sync_once)
+                log.debug("replica applied", extra={"fields": {"method": result.method}})
+            except Exception as err:  # keep the last good files; retry next tick
+                log.error("replica sync failed", extra={"fields": {"error": str(err)[:300]}})
+            try:
+                await asyncio.wait_for(stop.wait(), settings.replica_every)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await asyncio.to_thread(replica.dnsmasq.control.stop)
