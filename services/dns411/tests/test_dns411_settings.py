@@ -1,0 +1,49 @@
+"""Settings from the environment (pure tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dns411.settings import Dns411Settings
+
+
+def test_defaults():
+    s = Dns411Settings.from_env({})
+    assert (s.mode, s.ttl, s.haproxy_service, s.policy, s.owner_id, s.route53_enabled,
+            s.manage, s.port) == ("primary", 30, "haproxy", "sync", "unify", False, False, 53)
+    assert s.conf_path == Path("/var/lib/unify/dnsmasq/conf.d/dns411.conf")
+
+
+def test_everything_from_env():
+    s = Dns411Settings.from_env({
+        "UNIFY_DNS_TTL": "45", "UNIFY_HAPROXY_SERVICE": "switchboard",
+        "UNIFY_DNSMASQ_MANAGE": "1", "UNIFY_DNSMASQ_PORT": "5353",
+        "UNIFY_DNSMASQ_HOSTS": "/x/h", "UNIFY_DNSMASQ_CONF_DIR": "/x/c",
+        "UNIFY_DNSMASQ_PIDFILE": "/run/dnsmasq.pid",
+        "UNIFY_DNSMASQ_RESTART_CMD": "systemctl restart dnsmasq",
+        "UNIFY_ROUTE53_ENABLED": "true", "UNIFY_ROUTE53_POLICY": "upsert-only",
+        "UNIFY_ROUTE53_ZONES": "Example.com., Z123", "UNIFY_DNS_OWNER_ID": "edge-eu",
+        "UNIFY_CONSUL_DNS_ADDR": "127.0.0.1:8600", "UNIFY_DNS_STATIC_FILES": "/a, /b",
+        "UNIFY_DNS411_MODE": "replica"})
+    assert (s.ttl, s.haproxy_service, s.manage, s.port, s.route53_enabled, s.policy) == (
+        45, "switchboard", True, 5353, True, "upsert-only")
+    assert s.zones == ("example.com", "z123")
+    assert s.restart_cmd == ("systemctl", "restart", "dnsmasq")
+    assert s.static_files == (Path("/a"), Path("/b"))
+    assert s.pid_file == Path("/run/dnsmasq.pid") and s.mode == "replica"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    pytest.param({"UNIFY_DNS_TTL": "ten"}, "UNIFY_DNS_TTL must be an integer", id="ttl"),
+    pytest.param({"UNIFY_ROUTE53_POLICY": "delete-all"}, "UNIFY_ROUTE53_POLICY", id="policy"),
+    pytest.param({"UNIFY_DNS_OWNER_ID": "a b"}, "UNIFY_DNS_OWNER_ID", id="owner"),
+    pytest.param({"UNIFY_DNSMASQ_MANAGE": "maybe"}, "UNIFY_DNSMASQ_MANAGE", id="flag"),
+    pytest.param({"UNIFY_CONSUL_DNS_ADDR": "consul:8600"}, "Consul DNS", id="consul"),
+    pytest.param({"UNIFY_DNS411_MODE": "both"}, "UNIFY_DNS411_MODE", id="mode"),
+    pytest.param({"UNIFY_DNSMASQ_CONF_NAME": "../x.conf"}, "CONF_NAME", id="conf-name"),
+])
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ValueError, match=message):
+        Dns411Settings.from_env(env)
