@@ -1,0 +1,54 @@
+"""``python -m switchboard`` / ``unify-switchboard``: run switchboard until SIGINT/SIGTERM.
+
+Settings come from the environment (see :mod:`switchboard.settings` and
+:mod:`unify_common.settings`). Exit status 2 on a settings error, 1 when NATS is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from unify_common.logs import configure_logging, get_logger
+
+from .service import SwitchboardService
+from .settings import SwitchboardSettings
+
+log = get_logger("switchboard")
+
+
+async def _run(settings: SwitchboardSettings) -> None:
+    service = SwitchboardService(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    log.info("switchboard running", extra={"fields": {
+        "node": settings.common.node, "config": str(settings.config_path),
+        "manage": settings.manage}})
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def main() -> int:
+    """Entry point; returns the process exit status."""
+    try:
+        settings = SwitchboardSettings.from_env()
+    except ValueError as err:
+        print(f"switchboard: {err}", file=sys.stderr)
+        return 2
+    configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
+    try:
+        asyncio.run(_run(settings))
+    except OSError as err:
+        log.error("cannot start", extra={"fields": {"error": str(err)}})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

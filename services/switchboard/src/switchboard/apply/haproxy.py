@@ -1,0 +1,180 @@
+"""The HAProxy sink: validate a configuration, replace the live file atomically, then reload
+through the master CLI (or change servers through the runtime API) and confirm it took.
+
+* Validation is ``haproxy -c -f <candidate>`` on a temporary copy next to the live file; a
+  configuration that fails it is never written (:class:`ConfigCheckFailed`), so the running
+  workers keep the last good configuration.
+* Reload is the master CLI ``reload`` command; it is confirmed when ``show proc`` shows the
+  master's reload counter up, its failure counter unchanged, and a new worker PID that answers
+  ``@<n> show info`` (HAProxy 2.6 management guide, 9.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from unify_common.atomic import write_atomic
+from unify_common.logs import get_logger
+
+from ..procinfo import ProcInfo, parse_show_proc
+from .mastercli import master_command
+
+__all__ = ["ConfigCheckFailed", "HAProxySink", "ReloadFailed"]
+
+log = get_logger("switchboard.haproxy")
+
+
+class ConfigCheckFailed(Exception):
+    """``haproxy -c`` rejected a configuration; ``output`` is HAProxy's message (trimmed)."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(f"haproxy -c rejected the configuration: {output}")
+        self.output = output
+
+
+class ReloadFailed(Exception):
+    """HAProxy did not confirm a reload (no master, failed load or timeout); transient."""
+
+
+def _error_lines(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if "[ALERT]" in ln or "[WARNING]" in ln]
+    text = "\n".join(lines or output.strip().splitlines())
+    return text[-2000:]
+
+
+class HAProxySink:
+    """Apply configuration bytes to one HAProxy master-worker.
+
+    :param config_path: the live configuration file.
+    :param master_socket: the master CLI socket.
+    :param haproxy_bin: HAProxy executable used for ``-c``.
+    :param reload_timeout: seconds to wait for a reload to be confirmed.
+    """
+
+    def __init__(self, *, config_path: Path, master_socket: Path, haproxy_bin: str = "haproxy",
+                 reload_timeout: float = 30.0) -> None:
+        self.config_path = config_path
+        self.master_socket = master_socket
+        self.haproxy_bin = haproxy_bin
+        self.reload_timeout = reload_timeout
+        #: True while the file holds a configuration HAProxy has not loaded yet
+        self.reload_pending = False
+
+    def live_bytes(self) -> bytes | None:
+        """The live file's content, or ``None`` when it does not exist."""
+        try:
+            return self.config_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def check(self, data: bytes) -> None:
+        """Run ``haproxy -c`` on ``data``.
+
+        :raises ConfigCheckFailed: HAProxy rejected it (or ``haproxy`` could not run).
+        """
+        fd, tmp = tempfile.mkstemp(dir=self.config_path.parent,
+                                   prefix=f".{self.config_path.name}.", suffix=".check")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    self.haproxy_bin, "-c", "-f", tmp,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT)
+            except OSError as err:
+                raise ConfigCheckFailed(f"cannot run {self.haproxy_bin}: {err}") from None
+            output, _ = await proc.communicate()
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise ConfigCheckFailed(_error_lines(
+                output.decode(errors="replace").replace(tmp, "<candidate>")))
+
+    async def write(self, data: bytes) -> bool:
+        """Check ``data`` and, if valid, replace the live file with it.
+
+        :returns: whether the file changed.
+        :raises ConfigCheckFailed: invalid; the live file is untouched.
+        """
+        if self.live_bytes() == data:
+            return False
+        await self.check(data)
+        write_atomic(self.config_path, data)
+        self.reload_pending = True
+        return True
+
+    async def cli(self, command: str) -> str:
+        """One master CLI command. :raises OSError: / asyncio.TimeoutError: no master."""
+        return await master_command(self.master_socket, command)
+
+    async def proc_info(self) -> ProcInfo:
+        """The master's ``show proc``. :raises OSError: / ValueError: no master answers."""
+        return parse_show_proc(await self.cli("show proc"))
+
+    async def master_alive(self) -> bool:
+        """True when a master answers ``show proc`` with at least one worker."""
+        try:
+            return bool((await self.proc_info()).workers)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            return False
+
+    async def reload(self) -> int:
+        """Reload HAProxy and wait for the new worker.
+
+        :returns: the new worker's PID.
+        :raises ReloadFailed: no master, the master reported a failed load, or no new worker
+            answered within ``reload_timeout`` seconds.
+        """
+        try:
+            before = await self.proc_info()
+        except (OSError, ValueError, asyncio.TimeoutError) as err:
+            raise ReloadFailed(f"no HAProxy master at {self.master_socket}: {err}") from None
+        try:
+            await self.cli("reload")
+        except (OSError, asyncio.TimeoutError):
+            pass  # the master re-executes itself and may drop the connection
+        deadline = time.monotonic() + self.reload_timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            try:
+                now = await self.proc_info()
+            except (OSError, ValueError, asyncio.TimeoutError):
+                continue
+            if now.failed > before.failed:
+                raise ReloadFailed("HAProxy could not load the new configuration; the previous "
+                                   "workers keep serving")
+            fresh = [pid for pid in now.workers if pid not in before.workers]
+            if now.reloads > before.reloads and fresh and await self._answers(fresh[0]):
+                self.reload_pending = False
+                return fresh[0]
+        raise ReloadFailed(f"no new HAProxy worker after {self.reload_timeout:.0f}s")
+
+    async def _answers(self, pid: int) -> bool:
+        try:
+            info = await self.cli(f"@!{pid} show info")
+        except (OSError, asyncio.TimeoutError):
+            return False
+        return f"Pid: {pid}\n" in info
+
+    async def runtime(self, commands: Sequence[str]) -> bool:
+        """Send runtime API commands to the current worker (``@1 <command>`` each).
+
+        :returns: False when a command was refused (the caller then reloads instead).
+        :raises OSError: / asyncio.TimeoutError: the master does not answer.
+        """
+        for command in commands:
+            answer = (await self.cli(f"@1 {command}")).strip()
+            lowered = answer.lower()
+            if any(word in lowered for word in ("no such", "require", "invalid", "unknown",
+                                                 "failed", "not ", "error", "denied")):
+                log.warning("runtime command refused; will reload", extra={"fields": {
+                    "command": command, "answer": answer[:200]}})
+                return False
+        self.reload_pending = False
+        return True

@@ -1,0 +1,240 @@
+"""Catalog instances -> the desired HAProxy state (pure: same inputs, same result).
+
+Routing rules (each one a stated, deterministic choice):
+
+* Services are handled oldest first: lowest ``create_index`` of their instances, then name.
+  A frontend port, a ``(port, host, prefix)`` HTTP route and a ``(port, host)`` TLS
+  pass-through route belong to the first service that claims them; later claimants are
+  rejected (``port-conflict`` / ``route-conflict``) and keep their other routes.
+* ``http`` and ``https`` listeners need a ``vhost`` (``missing-vhost`` otherwise); the service
+  answers on ``<vhost>.<dns>`` for every ``dns`` domain. ``tcp`` listeners take the whole port.
+* TLS (``ssl`` tag): ``offloading`` ends TLS at HAProxy; ``bridge`` ends it and re-encrypts to
+  the servers; ``backend`` keeps clients on plain HTTP and encrypts to the servers (not valid on
+  an ``https`` listener); ``pass-through`` routes the TLS stream by SNI untouched (``https``
+  listeners only). Without the tag the servers are taken to speak TLS when every instance
+  listens on port 443: an ``https`` listener then defaults to ``bridge``, else to
+  ``offloading``.
+* A terminating ``https`` route needs a certificate covering its host (exact name or a
+  one-label ``*.`` wildcard); without one the route is skipped (``missing-certificate``).
+* Health checks: HTTP backends check ``GET /`` unless the tag says otherwise; TCP backends
+  (``tcp`` listeners, pass-through) use a connect check; ``check=disabled`` turns them off.
+* Servers: Consul ``passing`` -> ``ready``; ``warning`` -> ``drain``; ``critical`` -> ``maint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from unify_common.events import Instance
+from unify_common.tags import UnifyTags
+
+from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
+                    SniRoute)
+from .slots import assign_slots
+from .validate import consensus, usable_instances
+
+__all__ = ["backend_name", "build_desired", "certificate_for", "order_routes"]
+
+_STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
+_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+
+
+def backend_name(mode: str, service: str) -> str:
+    """``be_<mode>_<service cleaned to [a-z0-9_.-], 32 chars max>_<8 hex of SHA-256>``."""
+    clean = _UNSAFE.sub("_", service.lower())[:32]
+    digest = hashlib.sha256(service.encode()).hexdigest()[:8]
+    return f"be_{mode}_{clean}_{digest}"
+
+
+def certificate_for(host: str, certificates: Sequence[Certificate]) -> Certificate | None:
+    """The first certificate (in the given order) covering ``host`` exactly or by a wildcard
+    ``*.rest`` where ``host`` is ``<one label>.rest``; ``None`` when none does."""
+    parent = host.partition(".")[2]
+    for cert in certificates:
+        if host in cert.names or (parent and f"*.{parent}" in cert.names):
+            return cert
+    return None
+
+
+def order_routes(routes: Iterable[HttpRoute]) -> tuple[HttpRoute, ...]:
+    """Routes in ``use_backend`` order: by host; within a host the longest prefix first and the
+    no-prefix route (the rest of the host) last."""
+    return tuple(sorted(set(routes), key=lambda r: (
+        r.host, r.prefix is None, -len(r.prefix or ""), r.prefix or "")))
+
+
+@dataclass
+class _Claims:
+    port_kind: dict[int, tuple[str, str]] = field(default_factory=dict)
+    http: dict[tuple[int, str, str | None], str] = field(default_factory=dict)
+    host_mode: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
+    routes: dict[int, list[HttpRoute]] = field(default_factory=dict)
+    sni: dict[int, list[SniRoute]] = field(default_factory=dict)
+    tcp: dict[int, str] = field(default_factory=dict)
+    used_backends: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+
+    def reject(self, reason: str, message: str, service: str) -> None:
+        self.problems.append(Problem(reason=reason, message=message, service=service))
+
+    def port(self, port: int, kind: str, service: str) -> bool:
+        owner = self.port_kind.setdefault(port, (kind, service))
+        if owner[1] == service and owner[0] == kind:
+            return True
+        if owner[0] == kind and kind != "tcp":
+            return True
+        self.reject("port-conflict", f"port {port} is already used for {owner[0]} by "
+                    f"service {owner[1]!r}", service)
+        return False
+
+    def host(self, port: int, host: str, how: str, service: str) -> bool:
+        owner = self.host_mode.setdefault((port, host), (how, service))
+        if owner[0] == how and (how == "terminate" or owner[1] == service):
+            return True
+        self.reject("route-conflict", f"{host} on port {port} is already routed "
+                    f"({owner[0]}) by service {owner[1]!r}", service)
+        return False
+
+    def http_route(self, port: int, host: str, prefix: str | None, backend: str,
+                   service: str) -> None:
+        owner = self.http.setdefault((port, host, prefix), service)
+        if owner != service:
+            self.reject("route-conflict", f"{host}{prefix or ''} on port {port} is already "
+                        f"routed to service {owner!r}", service)
+            return
+        self.routes.setdefault(port, []).append(HttpRoute(host, prefix, backend))
+        self.used_backends.add(backend)
+
+
+def _ssl_plan(tags: UnifyTags, members: list[Instance]) -> tuple[bool, str]:
+    """(servers speak TLS, https mode: offloading | bridge | pass-through | invalid)."""
+    if tags.ssl is None:
+        tls = all(i.port == 443 for i in members)
+        return tls, "bridge" if tls else "offloading"
+    if tags.ssl == "backend":
+        return True, "invalid"
+    return tags.ssl in ("bridge", "pass-through"), tags.ssl
+
+
+def _claim_service(service: str, tags: UnifyTags, members: list[Instance], claims: _Claims,
+                   certificates: Sequence[Certificate]) -> None:
+    https_mode = _ssl_plan(tags, members)[1]
+    hosts = [f"{tags.vhost}.{domain}" for domain in tags.dns] if tags.vhost else []
+    prefix = None if tags.url_prefix in (None, "/") else tags.url_prefix
+    http_backend, tcp_backend = backend_name("http", service), backend_name("tcp", service)
+    for listener in tags.listeners:
+        port, proto = listener.port, listener.protocol
+        if proto == "tcp":
+            if claims.port(port, "tcp", service):
+                claims.tcp[port] = tcp_backend
+                claims.used_backends.add(tcp_backend)
+            continue
+        if not hosts:
+            claims.reject("missing-vhost", f"{proto}={port} needs vhost= and dns= tags", service)
+            continue
+        if proto == "http" and tags.ssl == "pass-through":
+            claims.reject("ssl-mode-conflict",
+                          "ssl=pass-through needs an https listener, not http", service)
+            continue
+        if proto == "https" and https_mode == "invalid":
+            claims.reject("ssl-mode-conflict",
+                          "ssl=backend keeps clients on plain HTTP: use http=, not https=",
+                          service)
+            continue
+        if not claims.port(port, "https" if proto == "https" else "http", service):
+            continue
+        for host in hosts:
+            if proto == "https" and https_mode == "pass-through":
+                if claims.host(port, host, "pass-through", service):
+                    claims.sni.setdefault(port, []).append(SniRoute(host, tcp_backend))
+                    claims.used_backends.add(tcp_backend)
+                continue
+            if proto == "https":
+                if certificate_for(host, certificates) is None:
+                    claims.reject("missing-certificate",
+                                  f"no certificate covers {host}; https route skipped", service)
+                    continue
+                if not claims.host(port, host, "terminate", service):
+                    continue
+            claims.http_route(port, host, prefix, http_backend, service)
+
+
+def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Instance],
+             previous: Mapping[str, Sequence[str | None]], min_slots: int) -> Backend:
+    by_key = {i.key: i for i in members}
+    layout = assign_slots(list(by_key), previous.get(name), min_slots)
+    slots = tuple(
+        None if key is None else Server(key=key, address=by_key[key].address,
+                                        port=by_key[key].port,
+                                        state=_STATE.get(by_key[key].health, "maint"))
+        for key in layout)
+    if tags.check is not None and not tags.check.enabled:
+        check = None
+    elif mode == "tcp":
+        check = ("tcp", "")
+    elif tags.check is not None:
+        check = (tags.check.method, tags.check.path)
+    else:
+        check = ("GET", "/")
+    return Backend(name=name, service=service, mode=mode,
+                   balance=tags.balance or "roundrobin", check=check,
+                   server_ssl=_ssl_plan(tags, members)[0] and mode == "http", slots=slots)
+
+
+def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certificate] = (),
+                  previous_slots: Mapping[str, Sequence[str | None]] | None = None,
+                  min_slots: int = 4) -> Desired:
+    """Build the desired state from the whole catalog.
+
+    :param instances: every catalog instance (any service, any health).
+    :param certificates: usable TLS bundles, sorted by path (see :mod:`switchboard.certs`).
+    :param previous_slots: backend name -> last slot layout (see :mod:`switchboard.slots`).
+    :param min_slots: smallest slot count of a fresh backend layout.
+    :returns: the :class:`Desired` state; ``problems`` lists every rejected input, sorted.
+    """
+    usable, problems = usable_instances(instances)
+    by_service: dict[str, list[Instance]] = {}
+    for inst in usable:
+        by_service.setdefault(inst.service, []).append(inst)
+    followed: list[tuple[int, str, UnifyTags, list[Instance]]] = []
+    for service, insts in by_service.items():
+        tags, members, dissent = consensus(insts)
+        problems.extend(dissent)
+        followed.append((min(i.create_index for i in members), service, tags, members))
+    followed.sort(key=lambda item: (item[0], item[1]))
+
+    claims = _Claims()
+    for _, service, tags, members in followed:
+        _claim_service(service, tags, members, claims, certificates)
+    problems.extend(claims.problems)
+
+    previous = previous_slots or {}
+    backends = []
+    for _, service, tags, members in followed:
+        for mode in ("http", "tcp"):
+            name = backend_name(mode, service)
+            if name in claims.used_backends:
+                backends.append(_backend(name, mode, service, tags, members, previous,
+                                         min_slots))
+
+    frontends = []
+    for port, (kind, _) in sorted(claims.port_kind.items()):
+        routes = order_routes(claims.routes.get(port, ()))
+        sni = tuple(sorted(claims.sni.get(port, ())))
+        if kind == "tcp":
+            if port in claims.tcp:
+                frontends.append(Frontend(name=f"fe_tcp_{port}", kind="tcp", port=port,
+                                          default_backend=claims.tcp[port]))
+            continue
+        if not routes and not sni:
+            continue
+        certs: tuple[Certificate, ...] = ()
+        if kind == "https":
+            certs = tuple(sorted({certificate_for(r.host, certificates) for r in routes}))
+        frontends.append(Frontend(name=f"fe_{kind}_{port}", kind=kind, port=port,
+                                  routes=routes, sni_routes=sni, certificates=certs))
+    return Desired(frontends=tuple(frontends), backends=tuple(sorted(backends,
+                   key=lambda b: b.name)), problems=tuple(sorted(set(problems))))

@@ -1,0 +1,130 @@
+"""One reconcile: whole catalog -> desired state -> checked config -> HAProxy, plus reports.
+
+Level-triggered and idempotent: the same catalog gives the same bytes and then nothing is
+written or reloaded (``Applied`` with method ``unchanged``). Reports go out as events:
+
+* every :class:`~switchboard.model.Problem` as an ``ErrorEvent`` on
+  ``unify.error.switchboard`` when it first appears (not again while it persists);
+* ``config-check-failed`` when ``haproxy -c`` rejects a rendering (once per rendering; the old
+  configuration keeps serving and the catalog messages are acknowledged: retrying the same
+  bytes cannot help, the next catalog change renders anew);
+* ``Applied`` (``reload``, ``runtime`` or ``unchanged``) after every successful apply, on
+  ``unify.applied.switchboard.<node>``.
+
+Transient failures (HAProxy not answering, reload not confirmed) raise, so the subscriber
+retries with backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Awaitable, Callable
+
+from unify_common import subjects
+from unify_common.catalog import CatalogState
+from unify_common.events import Applied, ErrorEvent, Event
+from unify_common.logs import get_logger
+
+from .apply.certstore import load_certificates
+from .apply.haproxy import ConfigCheckFailed, HAProxySink
+from .apply.supervisor import HAProxySupervisor
+from .desired import build_desired
+from .model import Desired, Problem
+from .plan import layout_from_config, runtime_commands, slot_layout
+from .render import config_hash, render
+from .settings import SwitchboardSettings
+
+__all__ = ["Reconciler"]
+
+log = get_logger("switchboard")
+SOURCE = "switchboard"
+Publish = Callable[[str, Event, str], Awaitable[None]]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Reconciler:
+    """``await reconciler(state)`` applies ``state``; see the module doc.
+
+    :param publish: ``async (subject, event, msg_id)``, e.g. :meth:`Subscriber.publish`.
+    :param supervisor: set when switchboard runs HAProxy itself (``UNIFY_HAPROXY_MANAGE=1``).
+    """
+
+    def __init__(self, settings: SwitchboardSettings, sink: HAProxySink, publish: Publish,
+                 supervisor: HAProxySupervisor | None = None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.supervisor = supervisor
+        self._publish = publish
+        self._node = settings.common.node
+        self._live: Desired | None = None
+        self._slots: dict[str, tuple[str | None, ...]] | None = None
+        self._reported: set[Problem] = set()
+        self._rejected_hash = ""
+        #: the last applied configuration hash (for status and tests)
+        self.applied_hash = ""
+
+    async def __call__(self, state: CatalogState) -> None:
+        certificates, cert_problems = load_certificates(self.settings.cert_dir)
+        if self._slots is None:
+            live = self.sink.live_bytes()
+            self._slots = layout_from_config(live.decode(errors="replace")) if live else {}
+        desired = build_desired(state.instances.values(), certificates=certificates,
+                                previous_slots=self._slots, min_slots=self.settings.min_slots)
+        await self._report(sorted(set(cert_problems) | set(desired.problems)))
+        data = render(desired, self.settings.render)
+        digest = config_hash(data)
+        if digest == self._rejected_hash:
+            return
+        try:
+            method = await self._apply(desired, data)
+        except ConfigCheckFailed as err:
+            self._rejected_hash = digest
+            log.error("config rejected by haproxy -c; previous config keeps serving",
+                      extra={"fields": {"config_hash": digest, "error": err.output[:500]}})
+            await self._publish(subjects.error_subject(SOURCE), ErrorEvent(
+                source=SOURCE, reason="config-check-failed", node=self._node,
+                message=f"haproxy -c rejected config {digest[:12]}: {err.output[:1500]}",
+                observed_at=_now_ms()), f"{SOURCE}:{self._node}:rejected:{digest}")
+            return
+        self._rejected_hash = ""
+        self._live = desired
+        self._slots = slot_layout(desired)
+        self.applied_hash = digest
+        log.info("applied", extra={"fields": {"method": method, "config_hash": digest,
+                                              "revision": state.revision}})
+        await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
+            source=SOURCE, node=self._node, method=method, config_hash=digest,
+            detail=f"revision {state.revision}", observed_at=_now_ms()),
+            f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:{method}")
+
+    async def _apply(self, desired: Desired, data: bytes) -> str:
+        changed = await self.sink.write(data)
+        if self.supervisor is not None and await self.supervisor.ensure_running():
+            return "reload"
+        if not changed and not self.sink.reload_pending:
+            return "unchanged"
+        commands = runtime_commands(self._live, desired) if self._live is not None else None
+        if commands is not None and await self.sink.runtime(commands):
+            return "runtime"
+        await self.sink.reload()
+        return "reload"
+
+    async def _report(self, problems: list[Problem]) -> None:
+        current = set(problems)
+        for problem in problems:
+            if problem in self._reported:
+                continue
+            log.warning("input rejected", extra={"fields": {
+                "reason": problem.reason, "service": problem.service,
+                "instance_id": problem.instance_id, "message": problem.message}})
+            ident = hashlib.sha256(repr(problem).encode()).hexdigest()[:24]
+            await self._publish(subjects.error_subject(SOURCE), ErrorEvent(
+                source=SOURCE, reason=problem.reason, message=problem.message,
+                service=problem.service, instance_id=problem.instance_id,
+                node=problem.node or self._node, observed_at=_now_ms()),
+                f"{SOURCE}:{self._node}:problem:{ident}:{time.time_ns()}")
+        self._reported = current

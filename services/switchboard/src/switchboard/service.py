@@ -1,0 +1,81 @@
+"""The switchboard shell: a :class:`~unify_common.subscriber.Subscriber` per node whose
+reconcile is :class:`~switchboard.reconciler.Reconciler`, plus HAProxy supervision when
+switchboard runs HAProxy itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+from unify_common.events import Event
+from unify_common.logs import get_logger
+from unify_common.subjects import token
+from unify_common.subscriber import Subscriber
+
+from .apply.haproxy import HAProxySink, ReloadFailed
+from .apply.supervisor import HAProxySupervisor
+from .reconciler import Reconciler
+from .settings import SwitchboardSettings
+
+__all__ = ["SwitchboardService", "build_service"]
+
+log = get_logger("switchboard")
+
+
+class SwitchboardService:
+    """switchboard on one node: ``await start()``, ``await stop()``.
+
+    ``subscriber.durable`` is ``switchboard-<node token>``: one durable consumer per node, so
+    every node sees every change.
+    """
+
+    def __init__(self, settings: SwitchboardSettings) -> None:
+        self.settings = settings
+        self.sink = HAProxySink(config_path=settings.config_path,
+                                master_socket=settings.master_socket,
+                                haproxy_bin=settings.haproxy_bin,
+                                reload_timeout=settings.reload_timeout)
+        self.supervisor = (HAProxySupervisor(self.sink, log_path=settings.config_path.with_name(
+            "haproxy.log")) if settings.manage else None)
+        self.subscriber = Subscriber(settings.common, name="switchboard",
+                                     durable=f"switchboard-{token(settings.common.node)}",
+                                     reconcile=self._reconcile)
+        self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor)
+        self._watch: asyncio.Task | None = None
+
+    async def _reconcile(self, state) -> None:
+        await self.reconciler(state)
+
+    async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
+        await self.subscriber.publish(subject, event, msg_id=msg_id)
+
+    async def start(self) -> None:
+        """Connect to NATS and start reconciling (the first reconcile follows at once)."""
+        self.settings.config_path.parent.mkdir(parents=True, exist_ok=True)
+        await self.subscriber.start()
+        if self.supervisor is not None:
+            self._watch = asyncio.create_task(self._watch_haproxy(), name="haproxy-watch")
+
+    async def _watch_haproxy(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            if self.sink.live_bytes() is None or self.reconciler.applied_hash == "":
+                continue
+            try:
+                if await self.supervisor.ensure_running():
+                    log.warning("haproxy was not running; started it again")
+            except ReloadFailed as err:
+                log.error("cannot start haproxy", extra={"fields": {"error": str(err)}})
+
+    async def stop(self) -> None:
+        """Stop reconciling; stop HAProxy too when switchboard started it."""
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        await self.subscriber.stop()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+
+
+def build_service(settings: SwitchboardSettings) -> SwitchboardService:
+    """The service for ``settings`` (not started)."""
+    return SwitchboardService(settings)

@@ -1,0 +1,92 @@
+"""Real components for switchboard's integration tests: nats-server (from the shared fixture
+layer), HAProxy master-worker, tiny HTTP backends, and a running switchboard."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import nats
+import pytest
+
+from unify_cli.devstack.haproxy import HAProxyServer
+from unify_common.settings import CommonSettings
+from switchboard.render import RenderOptions
+from switchboard.service import SwitchboardService
+from switchboard.settings import SwitchboardSettings
+
+from sb_backends import NamedBackend
+from sb_support import Events
+
+
+@pytest.fixture
+def sb_common(nats_server) -> CommonSettings:
+    return CommonSettings(nats_urls=(nats_server.url,), node="test-node")
+
+
+@pytest.fixture
+def run_dir():
+    # UNIX socket paths are limited to 107 bytes: keep HAProxy's directory short.
+    path = Path(tempfile.mkdtemp(prefix="sb-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def haproxy(run_dir: Path):
+    server = HAProxyServer(run_dir, config=run_dir / "haproxy.cfg").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def backends():
+    made: list[NamedBackend] = []
+
+    def make(name: str) -> NamedBackend:
+        backend = NamedBackend(name)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+async def nc(sb_common: CommonSettings):
+    client = await nats.connect(list(sb_common.nats_urls))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def events(nc) -> Events:
+    seen = Events()
+    await nc.subscribe("unify.error.>", cb=seen.handle)
+    await nc.subscribe("unify.applied.>", cb=seen.handle)
+    await nc.flush()
+    return seen
+
+
+@pytest.fixture
+async def switchboard_factory(sb_common: CommonSettings, run_dir: Path):
+    started: list[SwitchboardService] = []
+
+    async def start(*, cert_dir: Path | None = None, ssl_ciphers: str = "",
+                    manage: bool = False, min_slots: int = 4) -> SwitchboardService:
+        sb_settings = SwitchboardSettings(
+            common=sb_common, config_path=run_dir / "haproxy.cfg",
+            master_socket=run_dir / "master.sock", haproxy_bin="haproxy", cert_dir=cert_dir,
+            manage=manage, min_slots=min_slots,
+            render=RenderOptions(bind="127.0.0.1", run_dir=str(run_dir), maxconn=2000,
+                                 hard_stop_after="10s", ssl_ciphers=ssl_ciphers))
+        service = SwitchboardService(sb_settings)
+        await service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()

@@ -1,0 +1,55 @@
+"""Tiny real HTTP backends for the integration tests: each answers every GET with its own name
+(and echoes the path and X-Forwarded-For in headers), on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["NamedBackend"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.server.backend_name.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Seen-Path", self.path)
+        self.send_header("X-Seen-Forwarded-For", self.headers.get("X-Forwarded-For", ""))
+        self.send_header("X-Seen-Forwarded-Proto", self.headers.get("X-Forwarded-Proto", ""))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+    do_OPTIONS = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # health checks and proxies close connections abruptly; that is normal
+
+
+class NamedBackend:
+    """A threaded HTTP/1.1 server on ``127.0.0.1:<port>`` answering ``name`` to every request."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.backend_name = name
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       name=f"backend-{name}")
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,57 @@
+"""Helpers shared by switchboard's integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+import httpx
+import msgspec
+
+from unify_common.events import Applied, ErrorEvent, decode_event
+
+__all__ = ["Events", "get_body", "wait_until"]
+
+
+class Events:
+    """Every ``unify.error.>`` and ``unify.applied.>`` event seen on NATS, in order."""
+
+    def __init__(self) -> None:
+        self.errors: list[ErrorEvent] = []
+        self.applied: list[Applied] = []
+
+    async def handle(self, msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except msgspec.MsgspecError:
+            return
+        if isinstance(event, ErrorEvent):
+            self.errors.append(event)
+        elif isinstance(event, Applied):
+            self.applied.append(event)
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], *,
+                     timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``predicate`` (sync or async) every 50 ms until it is true.
+
+    :raises AssertionError: naming ``what`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+
+async def get_body(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    """GET ``http://127.0.0.1:<port><path>`` with ``Host: host``; ``(status, body)``."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        resp = await client.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+        return resp.status_code, resp.text

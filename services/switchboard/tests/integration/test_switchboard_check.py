@@ -1,0 +1,54 @@
+"""A configuration that fails ``haproxy -c`` is never applied: the old one keeps serving and
+an ErrorEvent says why."""
+
+from __future__ import annotations
+
+from sb_support import get_body, wait_until
+from sb_tls import TestCA
+
+from tests.fixtures.catalog import make_instance, put_instance
+from unify_cli.devstack.process import free_port
+
+
+async def test_rejected_config_keeps_old_one_serving(
+        sb_common, nc, haproxy, backends, events, switchboard_factory, tmp_path):
+    ca = TestCA(tmp_path / "ca")
+    cert_dir = tmp_path / "certs"
+    ca.issue(["secure.example.com"], cert_dir / "secure.pem")
+    js = nc.jetstream()
+    http_port, https_port = free_port(), free_port()
+    alpha = backends("alpha")
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
+                                                   f"http={http_port}"]))
+    # The cipher list passes switchboard's syntax check but OpenSSL knows no such cipher, so
+    # only HAProxy's own check can reject it, and only once a TLS bind exists.
+    await switchboard_factory(cert_dir=cert_dir, ssl_ciphers="NO-SUCH-CIPHER")
+
+    async def web_served() -> bool:
+        try:
+            return await get_body(http_port, "web.example.com") == (200, "alpha")
+        except Exception:
+            return False
+
+    await wait_until(web_served, what="web served")
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="Applied of the first config")
+    good_config = haproxy.config.read_bytes()
+    pids = haproxy.worker_pids()
+    applied = len(events.applied)
+
+    await put_instance(js, sb_common, make_instance(
+        "secure", "secure-1", "127.0.0.1", backends("beta").port,
+        ["dns=example.com", "vhost=secure", f"https={https_port}", "ssl=offloading"]))
+    await wait_until(lambda: any(e.reason == "config-check-failed" for e in events.errors),
+                     what="config-check-failed error event")
+    [error] = [e for e in events.errors if e.reason == "config-check-failed"]
+    assert error.source == "switchboard"
+    assert error.node == "test-node"
+    assert "NO-SUCH-CIPHER" in error.message
+    assert haproxy.config.read_bytes() == good_config
+    assert haproxy.worker_pids() == pids
+    assert len(events.applied) == applied == 1
+    assert await get_body(http_port, "web.example.com") == (200, "alpha")
+    assert sorted(p.name for p in haproxy.config.parent.glob(".haproxy.cfg.*")) == []
