@@ -1,0 +1,217 @@
+"""Pure tables: hostile input, tag disagreement, claim conflicts, TLS modes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import pytest
+
+from switchboard.desired import backend_name, build_desired
+from switchboard.model import Certificate, Problem
+from switchboard.render import RenderOptions, render
+from tests.fixtures.catalog import make_instance
+from unify_common.tags import UnifyTags, parse_tags
+
+OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb")
+BASE = [
+    make_instance("web", "w1", "10.0.0.1", 8080, ["dns=example.com", "vhost=web"],
+                  create_index=5),
+    make_instance("db", "d1", "10.0.0.2", 5432, ["tcp=15432"], create_index=6),
+]
+HOSTILE_TAGS = {
+    "newline": ["dns=example.com", "vhost=web\n    use_backend evil"],
+    "brace": ["dns=example.com", "vhost=we}b"],
+    "jinja": ["dns=example.com", "vhost={{ options }}"],
+    "hash": ["dns=example.com", "vhost=web#x"],
+    "space": ["dns=example.com", "vhost=web x"],
+    "huge": ["dns=example.com", "vhost=" + "a" * 5000],
+    "unicode": ["dns=example.com", "vhost=wéb"],
+    "prefix-injection": ["dns=example.com", "vhost=web", "url_prefix=/a }"],
+    "check-injection": ["dns=example.com", "vhost=web", "check=GET /\n    server x"],
+    "balance": ["dns=example.com", "vhost=web", "balance=uri whole"],
+    "port": ["dns=example.com", "vhost=web", "http=80 ssl"],
+    "vhost-twice": ["dns=example.com", "vhost=web", "vhost=admin"],
+}
+
+
+@pytest.mark.parametrize("tags", list(HOSTILE_TAGS.values()), ids=list(HOSTILE_TAGS))
+def test_hostile_tags_only_drop_the_instance(tags):
+    bad = make_instance("evil", "e1", "10.0.0.66", 80, tags, create_index=1)
+    desired = build_desired(BASE + [bad])
+    assert render(desired, OPTIONS) == render(build_desired(BASE), OPTIONS)
+    [problem] = desired.problems
+    assert (problem.reason, problem.service, problem.instance_id) == ("invalid-tags", "evil",
+                                                                       "e1")
+
+
+FORGED = {
+    # unify never produced by the parser from these tags (a writer bypassed validation)
+    "forged-vhost": UnifyTags(dns=("example.com",), vhost="web.example.com }\n  bind :1"),
+    "forged-prefix": UnifyTags(dns=("example.com",), vhost="x", url_prefix="/a b"),
+    "forged-other-host": UnifyTags(dns=("example.com",), vhost="admin"),
+}
+
+
+@pytest.mark.parametrize("unify", list(FORGED.values()), ids=list(FORGED))
+def test_parsed_tags_not_matching_raw_tags_are_refused(unify):
+    honest = make_instance("evil", "e1", "10.0.0.66", 80, ["dns=example.com", "vhost=x"])
+    forged = msgspec.structs.replace(honest, unify=unify)
+    desired = build_desired(BASE + [forged])
+    assert render(desired, OPTIONS) == render(build_desired(BASE), OPTIONS)
+    assert [p.reason for p in desired.problems] == ["invalid-tags"]
+
+
+@pytest.mark.parametrize("address", ["web.internal", "10.0.0.1\n", "", "1.2.3.4 backup",
+                                     "::1 check"], ids=["hostname", "newline", "empty",
+                                                        "option", "ipv6-option"])
+def test_non_ip_addresses_only_drop_the_instance(address):
+    bad = make_instance("web", "w9", address, 8080, ["dns=example.com", "vhost=web"])
+    desired = build_desired(BASE + [bad])
+    assert render(desired, OPTIONS) == render(build_desired(BASE), OPTIONS)
+    assert [p.reason for p in desired.problems] == ["invalid-address"]
+
+
+def test_hostile_names_reach_the_config_only_cleaned():
+    name = "web}\n frontend evil # ünï"
+    inst = make_instance(name, "id\nx", "10.0.0.1", 8080, ["dns=example.com", "vhost=web"],
+                         node="n\n")
+    text = render(build_desired([inst]), OPTIONS).decode()
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    assert backend_name("http", name) == f"be_http_web_frontend_evil_n__{digest}"
+    assert f"backend be_http_web_frontend_evil_n__{digest}\n" in text
+    assert "evil #" not in text and "\n frontend evil" not in text
+    assert text.isascii()
+
+
+def test_majority_tags_win_and_dissent_is_reported():
+    tags_a = ["dns=example.com", "vhost=web"]
+    tags_b = ["dns=example.com", "vhost=www"]
+    desired = build_desired([
+        make_instance("web", "w1", "10.0.0.1", 80, tags_b),
+        make_instance("web", "w2", "10.0.0.2", 80, tags_a),
+        make_instance("web", "w3", "10.0.0.3", 80, tags_a),
+    ])
+    [fe] = desired.frontends
+    assert [r.host for r in fe.routes] == ["web.example.com"]
+    [backend] = desired.backends
+    assert sorted(s.address for s in backend.slots if s) == ["10.0.0.2", "10.0.0.3"]
+    assert [(p.reason, p.instance_id) for p in desired.problems] == [
+        ("tag-disagreement", "w1")]
+
+
+def test_tie_goes_to_the_lowest_instance_id():
+    desired = build_desired([
+        make_instance("web", "w2", "10.0.0.2", 80, ["dns=example.com", "vhost=web"]),
+        make_instance("web", "w1", "10.0.0.1", 80, ["dns=example.com", "vhost=www"]),
+    ])
+    assert [r.host for r in desired.frontends[0].routes] == ["www.example.com"]
+    assert [(p.reason, p.instance_id) for p in desired.problems] == [
+        ("tag-disagreement", "w2")]
+
+
+def test_oldest_service_keeps_a_claimed_vhost_and_tcp_port():
+    older = make_instance("shop", "s1", "10.0.0.1", 80,
+                          ["dns=example.com", "vhost=web", "http", "tcp=9000"], create_index=3)
+    newer = make_instance("hijack", "h1", "10.0.0.2", 80,
+                          ["dns=example.com", "vhost=web", "http", "tcp=9000"], create_index=2000)
+    desired = build_desired([newer, older])
+    routes = {(fe.port, r.host, r.backend) for fe in desired.frontends for r in fe.routes}
+    assert routes == {(80, "web.example.com", backend_name("http", "shop"))}
+    assert {fe.default_backend for fe in desired.frontends if fe.kind == "tcp"} == {
+        backend_name("tcp", "shop")}
+    assert {b.service for b in desired.backends} == {"shop"}
+    assert desired.problems == tuple(sorted([
+        Problem("port-conflict", "port 9000 is already used for tcp by service 'shop'",
+                "hijack"),
+        Problem("route-conflict", "web.example.com on port 80 is already routed to "
+                "service 'shop'", "hijack"),
+    ]))
+
+
+def test_same_create_index_tie_goes_to_the_service_name():
+    a = make_instance("b-svc", "x", "10.0.0.1", 80, ["tcp=9000"], create_index=7)
+    b = make_instance("a-svc", "y", "10.0.0.2", 80, ["tcp=9000"], create_index=7)
+    desired = build_desired([a, b])
+    assert [fe.default_backend for fe in desired.frontends] == [backend_name("tcp", "a-svc")]
+
+
+CERTS = (Certificate("/c/star.pem", ("*.example.com",), "f1"),)
+TLS_CASES = {
+    # tags, instance port -> (frontend kinds, backend modes, server ssl, problems)
+    "https-default-offloading": (["https=8443"], 8080, ["https"], [("http", False)], []),
+    "https-default-bridge-on-443": (["https=8443"], 443, ["https"], [("http", True)], []),
+    "https-bridge": (["https=8443", "ssl=bridge"], 8443, ["https"], [("http", True)], []),
+    "http-backend-tls": (["http=8080", "ssl=backend"], 8443, ["http"], [("http", True)], []),
+    "https-pass-through": (["https=8443", "ssl=pass-through"], 8443, ["https"],
+                           [("tcp", False)], []),
+    "https-with-backend-mode": (["https=8443", "ssl=backend"], 8443, [], [],
+                                ["ssl-mode-conflict"]),
+    "http-with-pass-through": (["http=8080", "ssl=pass-through"], 8443, [], [],
+                               ["ssl-mode-conflict"]),
+}
+
+
+@pytest.mark.parametrize("case", list(TLS_CASES.values()), ids=list(TLS_CASES))
+def test_tls_modes(case):
+    tags, port, kinds, backends, problems = case
+    desired = build_desired([make_instance("app", "a1", "10.0.0.1", port,
+                                           ["dns=example.com", "vhost=app", *tags])],
+                            certificates=CERTS)
+    assert [fe.kind for fe in desired.frontends] == kinds
+    assert [(b.mode, b.server_ssl) for b in desired.backends] == backends
+    assert [p.reason for p in desired.problems] == problems
+
+
+def test_missing_certificate_skips_only_that_vhost():
+    desired = build_desired([
+        make_instance("app", "a1", "10.0.0.1", 80, ["dns=example.com", "vhost=app",
+                                                     "https=8443"]),
+        make_instance("other", "o1", "10.0.0.2", 80, ["dns=other.org", "vhost=www",
+                                                       "https=8443"]),
+    ], certificates=CERTS)
+    [fe] = desired.frontends
+    assert [r.host for r in fe.routes] == ["app.example.com"]
+    assert fe.certificates == CERTS
+    assert [(p.reason, p.service) for p in desired.problems] == [
+        ("missing-certificate", "other")]
+
+
+def test_wildcard_covers_one_label_only():
+    desired = build_desired([make_instance("app", "a1", "10.0.0.1", 80, [
+        "dns=example.com", "vhost=a.b", "https=8443"])], certificates=CERTS)
+    assert desired.frontends == ()
+    assert [p.reason for p in desired.problems] == ["missing-certificate"]
+
+
+def test_pass_through_and_termination_share_a_port_by_sni():
+    desired = build_desired([
+        make_instance("app", "a1", "10.0.0.1", 80, ["dns=example.com", "vhost=app",
+                                                     "https=8443"]),
+        make_instance("vault", "v1", "10.0.0.2", 8200, ["dns=example.com", "vhost=vault",
+                                                         "https=8443", "ssl=pass-through"]),
+    ], certificates=CERTS)
+    text = render(desired, OPTIONS).decode()
+    assert f"""
+frontend fe_https_8443
+    bind 127.0.0.1:8443
+    mode tcp
+    tcp-request inspect-delay 5s
+    tcp-request content accept if {{ req.ssl_hello_type 1 }}
+    use_backend {backend_name("tcp", "vault")} if {{ req.ssl_sni -i vault.example.com }}
+    default_backend be_tls_8443
+
+backend be_tls_8443
+    mode tcp
+    server terminator unix@/run/sb/tls_8443.sock send-proxy-v2
+
+frontend fe_https_8443_tls
+    bind unix@/run/sb/tls_8443.sock accept-proxy ssl crt /c/star.pem
+    mode http
+""" in text
+
+
+def test_untagged_instances_are_ignored_silently():
+    desired = build_desired([make_instance("plain", "p1", "10.0.0.1", 80, ["primary"])])
+    assert (desired.frontends, desired.backends, desired.problems) == ((), (), ())
+    assert parse_tags(["primary"]) is None
