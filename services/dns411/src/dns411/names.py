@@ -7,6 +7,7 @@ at the edge makes every later comparison exact.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Iterable
@@ -30,8 +31,9 @@ def is_hostname(name: str) -> bool:
     return len(name) <= MAX_NAME_LEN and bool(_HOSTNAME_RE.match(name))
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_address(text: str) -> tuple[str, str] | None:
-    """``("A", "10.0.0.1")`` or ``("AAAA", "2001:db8::1")`` (compressed form), or ``None``
+    """(Cached: the catalog repeats the same addresses on every reconcile.) ``("A", "10.0.0.1")`` or ``("AAAA", "2001:db8::1")`` (compressed form), or ``None``
     when ``text`` is not an IP address. Zone indexes (``fe80::1%eth0``) are refused."""
     try:
         addr = ipaddress.ip_address(text.strip())

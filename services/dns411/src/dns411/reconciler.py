@@ -1,6 +1,9 @@
 """One reconcile: catalog state -> desired records -> dnsmasq and Route 53, with reports.
 
-Level-triggered: every call starts from the whole catalog. Problems (skipped instances,
+Level-triggered: every call starts from the whole catalog. Route 53 is read (one listing
+per zone) and written only when the desired records changed since the last verified apply,
+or ``UNIFY_ROUTE53_RESYNC`` seconds passed (drift made by hand heals then): the Route 53
+API allows five requests per second per account, and a 10,000-record zone takes 67 pages. Problems (skipped instances,
 rejected changes, failed applies) are logged and published as ``ErrorEvent`` once each
 while they persist; after every call an ``Applied`` event is published. A failed sink makes
 the call raise *after* the other sink ran, so the subscriber retries with backoff.
@@ -13,6 +16,8 @@ import difflib
 import hashlib
 import time
 from pathlib import Path
+
+import msgspec
 from typing import Awaitable, Callable
 
 from unify_common import subjects
@@ -54,6 +59,9 @@ class Reconciler:
         self.route53 = route53
         self.publish = publish
         self._reported: set[str] = set()
+        self._r53_key = ""  # desired records last verified in Route 53, and when
+        self._r53_at = 0.0
+        self._r53_problems: list[Problem] = []
         self.last_plan: Route53Plan | None = None
         self.last_desired: Desired | None = None
 
@@ -151,17 +159,28 @@ class Reconciler:
                 failures.append("dnsmasq")
         changes = -1
         if self.route53 is not None:
-            try:
-                plan = await asyncio.to_thread(self.plan_route53, desired)
-                self.last_plan = plan
-                problems.extend(plan.problems)
-                result = await asyncio.to_thread(self.route53.apply, plan.units)
-                problems.extend(result.rejected)
-                changes = result.changes
-            except Exception as err:  # transient after retries, or credentials, or down
-                problems.append(Problem("apply-failed", f"route53: {type(err).__name__}: "
-                                        f"{str(err)[:300]}"))
-                failures.append("route53")
+            r53_key = hashlib.sha256(msgspec.json.encode(desired.records)).hexdigest()
+            fresh = (r53_key == self._r53_key
+                     and time.monotonic() - self._r53_at < self.settings.route53_resync)
+            if fresh:  # same desired records, recently verified: no API call at all
+                problems.extend(self._r53_problems)
+                changes = 0
+            else:
+                try:
+                    plan = await asyncio.to_thread(self.plan_route53, desired)
+                    self.last_plan = plan
+                    result = await asyncio.to_thread(self.route53.apply, plan.units)
+                    changes = result.changes
+                    r53_problems = list(plan.problems) + result.rejected
+                    problems.extend(r53_problems)
+                    if not result.rejected:
+                        self._r53_key, self._r53_at = r53_key, time.monotonic()
+                        self._r53_problems = r53_problems
+                except Exception as err:  # transient after retries, credentials, or down
+                    self._r53_key = ""
+                    problems.append(Problem("apply-failed", f"route53: {type(err).__name__}: "
+                                            f"{str(err)[:300]}"))
+                    failures.append("route53")
         await self._report(problems)
         digest = hashlib.sha256(hosts + b"\0" + conf).hexdigest()
         method = ("reload" if dnsmasq_method in ("reload", "restart")

@@ -26,6 +26,8 @@ variable                        meaning                                      def
 ``UNIFY_ROUTE53_POLICY``        ``sync`` or ``upsert-only``                  ``sync``
 ``UNIFY_ROUTE53_ZONES``         comma-separated zone names or ids to manage  (every zone)
 ``UNIFY_DNS_OWNER_ID``          owner id in the ownership TXT records         ``unify``
+``UNIFY_ROUTE53_RESYNC``        seconds an unchanged desired state is not    ``300``
+                                re-read from Route 53 (0: read every time)
 ``UNIFY_ROUTE53_MAX_ATTEMPTS``  tries per API call on throttling             ``8``
 ``UNIFY_ROUTE53_BACKOFF_MAX``   cap of one backoff delay, seconds            ``20``
 ``UNIFY_DNS411_REPLICA_EVERY``  replica mode: seconds between reads          ``30``
@@ -94,6 +96,7 @@ class Dns411Settings:
     policy: str = "sync"
     zones: tuple[str, ...] = ()
     owner_id: str = "unify"
+    route53_resync: float = 300.0
     max_attempts: int = 8
     backoff_max: float = 20.0
     replica_every: float = 30.0
@@ -153,6 +156,7 @@ class Dns411Settings:
             zones=tuple(z.strip().rstrip(".").lower() for z in
                         env.get("UNIFY_ROUTE53_ZONES", "").split(",") if z.strip()),
             owner_id=env.get("UNIFY_DNS_OWNER_ID", "") or "unify",
+            route53_resync=env_float(env, "UNIFY_ROUTE53_RESYNC", 300.0),
             max_attempts=env_int(env, "UNIFY_ROUTE53_MAX_ATTEMPTS", 8),
             backoff_max=env_float(env, "UNIFY_ROUTE53_BACKOFF_MAX", 20.0),
             replica_every=env_float(env, "UNIFY_DNS411_REPLICA_EVERY", 30.0),

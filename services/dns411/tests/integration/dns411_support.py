@@ -25,7 +25,7 @@ def managed_settings(tmp: Path, **overrides) -> Dns411Settings:
     values = dict(hosts_path=tmp / "dnsmasq" / "dns411.hosts",
                   conf_dir=tmp / "dnsmasq" / "conf.d", manage=True,
                   port=free_udp_tcp_port(), listen="127.0.0.1", user="root",
-                  owner_id="test-owner")
+                  owner_id="test-owner", route53_resync=0.0)
     values.update(overrides)
     return Dns411Settings(**values)
 

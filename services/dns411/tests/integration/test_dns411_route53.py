@@ -210,3 +210,15 @@ async def test_throttling_beyond_attempts_fails_the_reconcile_then_recovers(tmp_
     assert [r for r, _ in publish.errors()] == ["apply-failed"]
     await reconciler(state(svc("web", "10.0.0.1")))
     assert len(zone_records(admin, zone)) == 2
+
+
+async def test_unchanged_desired_state_makes_no_api_call_until_resync(tmp_path, fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    create_zone(admin, "example.com")
+    reconciler, _ = make(tmp_path, route53_client(fault_proxy.url), route53_resync=300.0)
+    await reconciler(state(web(1)))
+    before = len(fault_proxy.requests)
+    await reconciler(state(web(1)))
+    assert len(fault_proxy.requests) == before          # nothing read, nothing written
+    await reconciler(state(web(1), web(2)))
+    assert fault_proxy.count(is_listing) == 2 and fault_proxy.count(is_change) == 2
