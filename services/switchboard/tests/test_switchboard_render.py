@@ -145,3 +145,22 @@ def test_terminating_https_lists_covering_certificates_only():
                   certificates=certs)
     assert "    bind 127.0.0.1:8443 ssl crt /certs/a.pem\n" in text
     assert "X-Forwarded-Proto https" in text
+
+
+SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>
+16394           master          2 [failed: 1]   0d00h00m02s     2.6.12-1+deb12u4
+# workers
+16480           worker          0               0d00h00m01s     2.6.12-1+deb12u4
+# old workers
+16411           worker          1               0d00h00m10s     2.6.12-1+deb12u4
+# programs
+
+"""
+
+
+def test_parse_show_proc():
+    from switchboard.procinfo import ProcInfo, parse_show_proc
+    assert parse_show_proc(SHOW_PROC) == ProcInfo(master=16394, reloads=2, failed=1,
+                                                  workers=(16480,), old_workers=(16411,))
+    with pytest.raises(ValueError):
+        parse_show_proc("Unknown command.\n")

@@ -9,9 +9,10 @@ __all__ = ["ProcInfo", "parse_show_proc"]
 
 @dataclass(frozen=True)
 class ProcInfo:
-    """``reloads`` and ``failed``: the master's reload counters; ``workers``: PIDs of the
+    """``master``: the master's PID; ``reloads`` and ``failed``: its reload counters; ``workers``: PIDs of the
     current workers; ``old_workers``: PIDs of workers still finishing after a reload."""
 
+    master: int
     reloads: int
     failed: int
     workers: tuple[int, ...]
@@ -27,7 +28,7 @@ def parse_show_proc(text: str) -> ProcInfo:
 
     :raises ValueError: no master line (not a master CLI answer).
     """
-    reloads = failed = -1
+    master = reloads = failed = -1
     section = ""
     workers: list[int] = []
     old: list[int] = []
@@ -39,6 +40,7 @@ def parse_show_proc(text: str) -> ProcInfo:
         if len(fields) < 3 or not fields[0].isdigit():
             continue
         if fields[1] == "master":
+            master = int(fields[0])
             reloads = int(fields[2])
             rest = " ".join(fields[3:])
             if rest.startswith("[failed:"):
@@ -49,5 +51,5 @@ def parse_show_proc(text: str) -> ProcInfo:
             (old if section.startswith("old") else workers).append(int(fields[0]))
     if reloads < 0:
         raise ValueError("not a 'show proc' answer: no master line")
-    return ProcInfo(reloads=reloads, failed=failed, workers=tuple(workers),
+    return ProcInfo(master=master, reloads=reloads, failed=failed, workers=tuple(workers),
                     old_workers=tuple(old))
