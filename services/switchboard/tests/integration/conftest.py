@@ -44,8 +44,8 @@ def haproxy(run_dir: Path):
 def backends():
     made: list[NamedBackend] = []
 
-    def make(name: str) -> NamedBackend:
-        backend = NamedBackend(name)
+    def make(name: str, tls=None) -> NamedBackend:
+        backend = NamedBackend(name, tls)
         made.append(backend)
         return backend
 

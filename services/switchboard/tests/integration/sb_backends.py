@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -38,11 +39,15 @@ class _Server(ThreadingHTTPServer):
 
 
 class NamedBackend:
-    """A threaded HTTP/1.1 server on ``127.0.0.1:<port>`` answering ``name`` to every request."""
+    """A threaded HTTP/1.1 server on ``127.0.0.1:<port>`` answering ``name`` to every request;
+    with ``tls`` (a server-side :class:`ssl.SSLContext`) it speaks HTTPS."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tls: ssl.SSLContext | None = None) -> None:
         self.name = name
         self.server = _Server(("127.0.0.1", 0), _Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
         self.server.backend_name = name
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,

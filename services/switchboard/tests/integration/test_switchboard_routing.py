@@ -26,6 +26,10 @@ async def test_vhost_routes_to_passing_instance_and_404_after_removal(
     await put_instance(js, sb_common, web)
     await put_instance(js, sb_common, sick)
     await put_instance(js, sb_common, other)
+    # Malformed tags: skipped with an error event, the rest keeps working.
+    await put_instance(js, sb_common, make_instance(
+        "evil", "evil-1", "127.0.0.1", beta.port,
+        ["dns=example.com", "vhost=web\n  server x 1.2.3.4:80", f"http={port}"]))
     await switchboard_factory()
 
     async def routed() -> bool:
@@ -35,6 +39,8 @@ async def test_vhost_routes_to_passing_instance_and_404_after_removal(
             return False
 
     await wait_until(routed, what="web.example.com served by alpha")
+    assert [(e.reason, e.service, e.instance_id, e.node) for e in events.errors] == [
+        ("invalid-tags", "evil", "evil-1", "node-1")]
     for _ in range(6):
         assert await get_body(port, "web.example.com") == (200, "alpha")
     # Host matching ignores a :port and the case of the name.
