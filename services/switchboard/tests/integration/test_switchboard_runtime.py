@@ -1,0 +1,78 @@
+"""Membership changes go through the runtime API into pre-allocated server slots: the worker
+PID stays; only running out of slots (or a frontend change) reloads."""
+
+from __future__ import annotations
+
+import httpx
+from sb_support import wait_until
+
+from tests.fixtures.catalog import delete_instance, make_instance, put_instance
+from unify_cli.devstack.process import free_port
+
+
+async def bodies(port: int, host: str, count: int = 12) -> set[str]:
+    seen = set()
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for _ in range(count):
+            resp = await client.get(f"http://127.0.0.1:{port}/", headers={"Host": host})
+            seen.add(f"{resp.status_code} {resp.text}")
+    return seen
+
+
+async def test_membership_changes_without_reload(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    tags = ["dns=example.com", "vhost=web", f"http={port}"]
+    names = ["b1", "b2", "b3", "b4", "b5"]
+    servers = {name: backends(name) for name in names}
+    inst = {name: make_instance("web", f"web-{name}", "127.0.0.1", servers[name].port, tags)
+            for name in names}
+    await put_instance(js, sb_common, inst["b1"])
+    await switchboard_factory(min_slots=4)
+
+    async def only(*expected: str) -> bool:
+        try:
+            return await bodies(port, "web.example.com") == {f"200 {n}" for n in expected}
+        except httpx.HTTPError:
+            return False
+
+    await wait_until(lambda: only("b1"), what="b1 serving")
+    await wait_until(lambda: len(events.applied) == 1, what="first Applied")
+    pids = haproxy.worker_pids()
+
+    async def applied(count: int, method: str) -> None:
+        await wait_until(lambda: len(events.applied) >= count, what=f"Applied #{count}")
+        assert [e.method for e in events.applied][count - 1] == method
+
+    await put_instance(js, sb_common, inst["b2"])
+    await applied(2, "runtime")
+    await wait_until(lambda: only("b1", "b2"), what="b1 and b2 serving")
+    assert haproxy.worker_pids() == pids
+
+    # Health going critical drains the instance out of rotation, at runtime.
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-b1", "127.0.0.1", servers["b1"].port, tags, status="critical"))
+    await applied(3, "runtime")
+    await wait_until(lambda: only("b2"), what="only b2 serving")
+    await delete_instance(js, sb_common, inst["b1"])
+    await applied(4, "runtime")
+    assert await bodies(port, "web.example.com") == {"200 b2"}
+
+    for name in ("b3", "b4"):
+        await put_instance(js, sb_common, inst[name])
+    await wait_until(lambda: only("b2", "b3", "b4"), what="b2-b4 serving")
+    assert {e.method for e in events.applied[4:]} == {"runtime"}
+    assert haproxy.worker_pids() == pids
+    assert "# " + inst["b4"].key in haproxy.config.read_text()
+
+    # Four slots hold b2, b3, b4 and the slot b1 left: b5 fits, then b1 again needs a reload.
+    await put_instance(js, sb_common, inst["b5"])
+    await wait_until(lambda: only("b2", "b3", "b4", "b5"), what="b2-b5 serving")
+    assert haproxy.worker_pids() == pids
+    reloads = sum(e.method == "reload" for e in events.applied)
+    await put_instance(js, sb_common, inst["b1"])
+    await wait_until(lambda: only(*names), what="all five serving")
+    await wait_until(lambda: sum(e.method == "reload" for e in events.applied) == reloads + 1,
+                     what="reload when slots ran out")
+    assert haproxy.worker_pids() != pids
