@@ -14,7 +14,8 @@ Dissenting instances are left out of the service and reported (``tag-disagreemen
 
 from __future__ import annotations
 
-import ipaddress
+import socket
+from functools import lru_cache
 from typing import Iterable
 
 from unify_common.events import Instance
@@ -30,16 +31,32 @@ def _problem(reason: str, message: str, inst: Instance) -> Problem:
                    instance_id=inst.instance_id, node=inst.node)
 
 
-def _instance_problem(inst: Instance) -> Problem | None:
+@lru_cache(maxsize=8192)
+def _parsed(tags: tuple[str, ...]) -> UnifyTags | str | None:
+    """parse_tags, cached (instances of one service share their tags); errors as text."""
     try:
-        reparsed = parse_tags(inst.tags)
+        return parse_tags(tags)
     except TagError as err:
-        return _problem("invalid-tags", str(err), inst)
+        return str(err)
+
+
+def _is_ip(address: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _instance_problem(inst: Instance) -> Problem | None:
+    reparsed = _parsed(tuple(inst.tags))
+    if isinstance(reparsed, str):
+        return _problem("invalid-tags", reparsed, inst)
     if reparsed != inst.unify:
         return _problem("invalid-tags", "parsed tags do not match the instance's tags", inst)
-    try:
-        ipaddress.ip_address(inst.address)
-    except ValueError:
+    if not _is_ip(inst.address):
         shown = inst.address if len(inst.address) <= 64 else inst.address[:61] + "..."
         return _problem("invalid-address",
                         f"address {shown!r} is not an IP address", inst)
