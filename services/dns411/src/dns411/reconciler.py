@@ -58,6 +58,9 @@ class Reconciler:
         self.dnsmasq = dnsmasq
         self.route53 = route53
         self.publish = publish
+        #: a :class:`~dns411.apply.lock.WriterLock`; Route 53 is written only while it holds
+        self.lock = None
+        self._serial = asyncio.Lock()
         self._reported: set[str] = set()
         self._r53_key = ""  # desired records last verified in Route 53, and when
         self._r53_at = 0.0
@@ -139,6 +142,10 @@ class Reconciler:
         self._reported = set(current)
 
     async def __call__(self, state: CatalogState) -> None:
+        async with self._serial:  # the subscriber and a lock takeover may both call
+            await self._reconcile(state)
+
+    async def _reconcile(self, state: CatalogState) -> None:
         desired = self.desired(state)
         self.last_desired = desired
         problems = list(desired.problems)
@@ -158,7 +165,10 @@ class Reconciler:
                 problems.append(Problem("apply-failed", f"dnsmasq: {err}"))
                 failures.append("dnsmasq")
         changes = -1
-        if self.route53 is not None:
+        standby = self.lock is not None and not self.lock.holding
+        if standby:
+            self._r53_key = ""  # verify everything once the lock is won
+        if self.route53 is not None and not standby:
             r53_key = hashlib.sha256(msgspec.json.encode(desired.records)).hexdigest()
             fresh = (r53_key == self._r53_key
                      and time.monotonic() - self._r53_at < self.settings.route53_resync)
@@ -186,6 +196,8 @@ class Reconciler:
         method = ("reload" if dnsmasq_method in ("reload", "restart")
                   else "runtime" if changes > 0 else "unchanged")
         detail = f"dnsmasq={dnsmasq_method} route53_changes={max(changes, 0)}"
+        if standby and self.route53 is not None:
+            detail = f"dnsmasq={dnsmasq_method} route53=standby"
         if failures:
             detail += f" failed={','.join(failures)}"
         if self.publish is not None:

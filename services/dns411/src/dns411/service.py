@@ -7,6 +7,7 @@ import asyncio
 import signal
 
 from unify_common import subjects
+from unify_common.consulio import make_consul
 from unify_common.events import Event
 from unify_common.logs import get_logger
 from unify_common.settings import CommonSettings
@@ -14,6 +15,7 @@ from unify_common.subscriber import Subscriber
 
 from .apply.dnsmasq import DnsmasqSink
 from .apply.dnsmasq_process import control_for
+from .apply.lock import WriterLock
 from .apply.route53 import Route53Sink, make_route53_client
 from .reconciler import Reconciler
 from .settings import Dns411Settings
@@ -51,17 +53,51 @@ class Dns411:
                                      durable=f"dns411-{subjects.token(common.node)}",
                                      reconcile=self.reconciler)
         self.reconciler.publish = self._publish
+        self._consul = None
+        self._lock_task: asyncio.Task | None = None
+        self._takeovers: set[asyncio.Task] = set()
+        if settings.route53_enabled and settings.route53_lock:
+            self._consul = make_consul(common)
+            self.reconciler.lock = WriterLock(self._consul, key=settings.lock_key,
+                                              holder=common.node, ttl_s=settings.lock_ttl,
+                                              on_acquired=self._takeover)
+
+    def _takeover(self) -> None:
+        """The writer lock was won: reconcile now rather than at the next catalog change."""
+        task = asyncio.get_running_loop().create_task(self._reconcile_now())
+        self._takeovers.add(task)
+        task.add_done_callback(self._takeovers.discard)
+
+    async def _reconcile_now(self) -> None:
+        if self.subscriber.mirror is None:
+            return  # not started yet: the first reconcile follows anyway
+        try:
+            await self.reconciler(self.subscriber.mirror.snapshot())
+        except Exception as err:  # logged; the subscriber's next run retries
+            log.warning("reconcile after winning the writer lock failed",
+                        extra={"fields": {"error": str(err)}})
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
         await self.subscriber.publish(subject, event, msg_id=msg_id)
 
     async def start(self) -> None:
         """Connect and begin reconciling. :raises nats.errors.NoServersError:."""
+        if self.reconciler.lock is not None:
+            await self.reconciler.lock.step()  # know who writes before the first reconcile
+            self._lock_task = asyncio.create_task(self.reconciler.lock.run(),
+                                                  name="dns411-writer-lock")
         await self.subscriber.start()
 
     async def stop(self) -> None:
         """Stop reconciling; a dnsmasq child is stopped too."""
         await self.subscriber.stop()
+        for task in [self._lock_task, *self._takeovers]:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.reconciler.lock is not None:
+            await self.reconciler.lock.release()
+            await self._consul.http.close()
         if self.reconciler.dnsmasq is not None:
             await asyncio.to_thread(self.reconciler.dnsmasq.control.stop)
 

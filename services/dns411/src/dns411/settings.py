@@ -28,6 +28,10 @@ variable                        meaning                                      def
 ``UNIFY_DNS_OWNER_ID``          owner id in the ownership TXT records         ``unify``
 ``UNIFY_ROUTE53_RESYNC``        seconds an unchanged desired state is not    ``300``
                                 re-read from Route 53 (0: read every time)
+``UNIFY_ROUTE53_LOCK``          ``1``: only the holder of a Consul session    ``0``
+                                lock writes Route 53 (needs Consul)
+``UNIFY_ROUTE53_LOCK_KEY``      the lock's KV key          ``unify/locks/dns411-route53``
+``UNIFY_ROUTE53_LOCK_TTL``      session TTL, seconds (10-86400)              ``15``
 ``UNIFY_ROUTE53_MAX_ATTEMPTS``  tries per API call on throttling             ``8``
 ``UNIFY_ROUTE53_BACKOFF_MAX``   cap of one backoff delay, seconds            ``20``
 ``UNIFY_DNS411_REPLICA_EVERY``  replica mode: seconds between reads          ``30``
@@ -97,6 +101,9 @@ class Dns411Settings:
     zones: tuple[str, ...] = ()
     owner_id: str = "unify"
     route53_resync: float = 300.0
+    route53_lock: bool = False
+    lock_key: str = "unify/locks/dns411-route53"
+    lock_ttl: float = 15.0
     max_attempts: int = 8
     backoff_max: float = 20.0
     replica_every: float = 30.0
@@ -157,6 +164,9 @@ class Dns411Settings:
                         env.get("UNIFY_ROUTE53_ZONES", "").split(",") if z.strip()),
             owner_id=env.get("UNIFY_DNS_OWNER_ID", "") or "unify",
             route53_resync=env_float(env, "UNIFY_ROUTE53_RESYNC", 300.0),
+            route53_lock=_flag(env, "UNIFY_ROUTE53_LOCK", False),
+            lock_key=env.get("UNIFY_ROUTE53_LOCK_KEY", "") or "unify/locks/dns411-route53",
+            lock_ttl=env_float(env, "UNIFY_ROUTE53_LOCK_TTL", 15.0),
             max_attempts=env_int(env, "UNIFY_ROUTE53_MAX_ATTEMPTS", 8),
             backoff_max=env_float(env, "UNIFY_ROUTE53_BACKOFF_MAX", 20.0),
             replica_every=env_float(env, "UNIFY_DNS411_REPLICA_EVERY", 30.0),

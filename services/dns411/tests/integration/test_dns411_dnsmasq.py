@@ -21,6 +21,11 @@ SHOP = make_instance("shop", "shop-1", "10.0.1.1", 80, ["dns=example.com", "vhos
 HAPROXY = make_instance("haproxy", "hp-1", "10.0.9.1", 80, ["dns=example.com"])
 
 
+def answers(port, name, rows):
+    """dnsmasq answers ``rows`` for ``name`` (SIGHUP is asynchronous: callers wait)."""
+    assert both(port, name) == ("NOERROR", rows)
+
+
 def state(*instances) -> CatalogState:
     return CatalogState(instances={i.key: i for i in instances})
 
@@ -55,8 +60,8 @@ async def test_hosts_change_reloads_conf_change_restarts(managed):
 
     await reconciler(state(WEB, WEB2))  # hosts only: SIGHUP, same process
     assert control.pid == first_pid
-    assert both(settings.port, "web.example.com") == ("NOERROR", [
-        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")])
+    await eventually(lambda: answers(settings.port, "web.example.com", [
+        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]))
 
     await reconciler(state(WEB, WEB2, SHOP, HAPROXY))  # new cname= line: restart
     assert control.pid != first_pid
@@ -119,14 +124,14 @@ async def test_pid_file_mode_signals_external_dnsmasq(tmp_path):
         # first apply writes the conf file: no restart command -> hosts re-read, restart asked
         await reconciler(state(WEB))
         # hosts re-read; local-ttl=30 from the conf file waits for the restart (TTL 0 now)
-        assert both(settings.port, "web.example.com") == (
-            "NOERROR", [("web.example.com.", "A", 0, "10.0.0.1")])
+        await eventually(lambda: answers(settings.port, "web.example.com", [
+            ("web.example.com.", "A", 0, "10.0.0.1")]))
         assert [(e.reason, e.message) for s, e in publish.events if s.startswith("unify.error")] \
             == [("restart-needed", "dnsmasq conf changed but UNIFY_DNSMASQ_RESTART_CMD is not "
                  "set; hosts were re-read, restart dnsmasq for the conf file")]
         await reconciler(state(WEB, WEB2))  # hosts only: SIGHUP
-        assert both(settings.port, "web.example.com") == ("NOERROR", [
-            ("web.example.com.", "A", 0, "10.0.0.1"), ("web.example.com.", "A", 0, "10.0.0.2")])
+        await eventually(lambda: answers(settings.port, "web.example.com", [
+            ("web.example.com.", "A", 0, "10.0.0.1"), ("web.example.com.", "A", 0, "10.0.0.2")]))
         assert server.process.pid == pid
         server.restart()  # the operator restarts: the conf file now counts
         assert both(settings.port, "web.example.com")[1][0] == (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dns411_support import both, create_zone, managed_settings
+from dns411_support import both, create_zone, eventually, managed_settings
 from unify_common.catalog import CatalogState
 
 from dns411.apply.dnsmasq import DnsmasqSink
@@ -15,6 +15,10 @@ from tests.fixtures.catalog import make_instance
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 SHOP = make_instance("shop", "shop-1", "10.0.1.1", 80, ["dns=example.com", "vhost=shop"])
 HAPROXY = make_instance("haproxy", "hp-1", "10.0.9.1", 80, ["dns=example.com"])
+
+
+def gone(port):
+    assert both(port, "web.example.com") == ("REFUSED", [])
 
 
 def put(client, zone, name, rtype, value):
@@ -47,6 +51,6 @@ async def test_replica_serves_owned_route53_records(tmp_path, route53):
 
         await primary(CatalogState(instances={i.key: i for i in (SHOP, HAPROXY)}))
         assert replica.sync_once().method == "reload"
-        assert both(settings.port, "web.example.com") == ("REFUSED", [])
+        await eventually(lambda: gone(settings.port))
     finally:
         control.stop()

@@ -45,14 +45,14 @@ async def test_catalog_to_dnsmasq_and_route53(tmp_path, dns_common, route53):
             ("shop.example.com.", "CNAME", 30, "haproxy.example.com.")])
         assert both(port, "WEB.Example.COM") == ("NOERROR", [
             ("WEB.Example.COM.", "A", 30, "10.0.0.1"), ("WEB.Example.COM.", "A", 30, "10.0.0.2")])
-        assert zone_records(route53, zone) == [
+        await eventually(lambda: assert_zone(route53, zone, [
             ("_dns411-a.haproxy.example.com.", "TXT", 30, (OWN,)),
             ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
             ("_dns411-cname.shop.example.com.", "TXT", 30, (OWN,)),
             ("haproxy.example.com.", "A", 30, ("10.0.9.1",)),
             ("shop.example.com.", "CNAME", 30, ("haproxy.example.com.",)),
             ("web.example.com.", "A", 30, ("10.0.0.1", "10.0.0.2")),
-        ]
+        ]))
         def reported():
             errors = [e for s, e in events if s == "unify.error.dns411"]
             assert [(e.reason, e.service, e.instance_id) for e in errors] == [
@@ -91,6 +91,10 @@ def assert_web(port, addresses):
 def assert_r53(client, zone, name, values, rtype="A"):
     got = {(n, t): v for n, t, _, v in zone_records(client, zone)}
     assert got.get((name, rtype)) == values
+
+
+def assert_zone(client, zone, expected):
+    assert zone_records(client, zone) == expected
 
 
 def assert_r53_empty(client, zone):

@@ -76,9 +76,9 @@ async def test_static_records_merge_with_catalog(tmp_path, route53):
 
 async def test_consul_names_are_forwarded(tmp_path):
     upstream = Dnsmasq(tmp_path / "consul-dns")  # a real DNS server standing where Consul's is
-    upstream.start()
+    upstream.workdir.mkdir(parents=True)
     upstream.hosts_path.write_text("10.5.5.5 web.service.consul\n")
-    upstream.reload()
+    upstream.start()
     settings = managed_settings(tmp_path, consul_dns=f"127.0.0.1:{upstream.port}")
     control = ManagedDnsmasq(settings)
     reconciler = Reconciler(settings, node="n1", dnsmasq=DnsmasqSink(settings, control))
