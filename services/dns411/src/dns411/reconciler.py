@@ -1,9 +1,11 @@
 """One reconcile: catalog state -> desired records -> dnsmasq and Route 53, with reports.
 
-Level-triggered: every call starts from the whole catalog. Route 53 is read (one listing
-per zone) and written only when the desired records changed since the last verified apply,
-or ``UNIFY_ROUTE53_RESYNC`` seconds passed (drift made by hand heals then): the Route 53
-API allows five requests per second per account, and a 10,000-record zone takes 67 pages. Problems (skipped instances,
+Level-triggered: every call starts from the whole catalog. Route 53 is planned only when
+the desired records changed since the last verified apply, or ``UNIFY_ROUTE53_RESYNC``
+seconds passed; zones are planned against a listing kept up to date with dns411's own
+changes and read again (one listing per zone) once it is older than that, so drift made by
+hand heals then. The Route 53 API allows five requests per second per account, and a
+10,000-record zone takes 67 pages to list. Problems (skipped instances,
 rejected changes, failed applies) are logged and published as ``ErrorEvent`` once each
 while they persist; after every call an ``Applied`` event is published. A failed sink makes
 the call raise *after* the other sink ran, so the subscriber retries with backoff.
@@ -122,7 +124,8 @@ class Reconciler:
                 if name in wanted or zid.lower() in wanted}
 
     def _plan(self, desired: Desired, zones: dict[str, str], sink: Route53Sink) -> Route53Plan:
-        existing = {zid: sink.list_zone(zid) for zid in sorted(zones)}
+        existing = {zid: sink.list_zone(zid, max_age=self.settings.route53_resync)
+                    for zid in sorted(zones)}
         return plan_route53(desired.records, zones, existing, owner_id=self.settings.owner_id,
                             policy=self.settings.policy)
 
@@ -166,8 +169,9 @@ class Reconciler:
                 failures.append("dnsmasq")
         changes = -1
         standby = self.lock is not None and not self.lock.holding
-        if standby:
-            self._r53_key = ""  # verify everything once the lock is won
+        if standby and self.route53 is not None:
+            self._r53_key = ""  # another dns411 writes: read everything once the lock is won
+            self.route53.forget()
         if self.route53 is not None and not standby:
             r53_key = hashlib.sha256(msgspec.json.encode(desired.records)).hexdigest()
             fresh = (r53_key == self._r53_key

@@ -1,8 +1,9 @@
 """The Route 53 sink: read hosted zones and record sets, submit planned changes.
 
-API calls (Route 53 API Reference): ListHostedZones (once, then cached), one paginated
-ListResourceRecordSets per zone per reconcile (300 record sets a page, the maximum), and
-ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
+API calls (Route 53 API Reference): ListHostedZones (once, then cached), at most one
+paginated ListResourceRecordSets per zone per reconcile (300 record sets a page, the
+maximum; a listing kept up to date with dns411's own changes is reused for ``max_age``
+seconds), and ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
 ``InvalidInput``) is split in halves until every valid unit has landed and each bad unit is
 isolated and reported. Throttling is retried with backoff (:mod:`.backoff`).
 """
@@ -78,6 +79,9 @@ class Route53Sink:
         self._sleep = sleep
         self._zones: dict[str, str] | None = None
         self._zones_at = 0.0
+        #: zone id -> (monotonic time of the listing, record sets by key), kept up to date
+        #: with every change that landed
+        self._listings: dict[str, tuple[float, dict[tuple[str, str], RecordSet]]] = {}
         self.api_calls = 0
 
     def _call(self, what: str, fn: Callable[[], dict]) -> dict:
@@ -106,8 +110,16 @@ class Route53Sink:
             self._zones, self._zones_at = zones, time.monotonic()
         return dict(self._zones)
 
-    def list_zone(self, zone_id: str) -> list[RecordSet]:
-        """Every plain record set of the zone (aliases and routing-policy sets skipped)."""
+    def list_zone(self, zone_id: str, *, max_age: float = 0.0) -> list[RecordSet]:
+        """Every plain record set of the zone (aliases and routing-policy sets skipped).
+
+        :param max_age: seconds a previous listing (updated with the changes dns411 made
+            since) may be reused instead of reading the zone again; 0 always reads.
+        """
+        cached = self._listings.get(zone_id)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return list(cached[1].values())
+        read_at = time.monotonic()
         out: list[RecordSet] = []
         start: dict = {}
         while True:
@@ -121,7 +133,25 @@ class Route53Sink:
                      "StartRecordType": page["NextRecordType"]}
             if page.get("NextRecordIdentifier"):
                 start["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+        self._listings[zone_id] = (read_at, {r.key: r for r in out})
         return out
+
+    def forget(self) -> None:
+        """Drop kept listings (another writer may change the zones meanwhile)."""
+        self._listings.clear()
+
+    def _landed(self, zone_id: str, units: Sequence[ChangeUnit]) -> None:
+        cached = self._listings.get(zone_id)
+        if cached is None:
+            return
+        for unit in units:
+            for change in unit.changes:
+                rec = change.record
+                if change.action == "DELETE":
+                    cached[1].pop(rec.key, None)
+                else:
+                    cached[1][rec.key] = RecordSet(rec.name, rec.type, rec.values, rec.ttl,
+                                                   "route53")
 
     def _submit(self, zone_id: str, units: Sequence[ChangeUnit], result: Route53Result) -> None:
         changes = [to_boto_change(c) for u in units for c in u.changes]
@@ -133,6 +163,7 @@ class Route53Sink:
             code = err.response.get("Error", {}).get("Code", "")
             if code not in _REJECTED:
                 raise
+            self._listings.pop(zone_id, None)  # the zone differs from what dns411 believed
             if len(units) == 1:
                 message = err.response.get("Error", {}).get("Message", "")[:300]
                 log.error("Route 53 rejected a change", extra={"fields": {
@@ -144,6 +175,7 @@ class Route53Sink:
             self._submit(zone_id, units[:half], result)
             self._submit(zone_id, units[half:], result)
             return
+        self._landed(zone_id, units)
         result.changes += len(changes)
 
     def apply(self, units: Sequence[ChangeUnit]) -> Route53Result:
@@ -157,12 +189,17 @@ class Route53Sink:
         by_zone: dict[str, list[ChangeUnit]] = {}
         for unit in units:
             by_zone.setdefault(unit.zone_id, []).append(unit)
-        for zone_id in sorted(by_zone):
-            batches, too_big = batch_units(by_zone[zone_id])
-            for unit in too_big:
-                result.rejected.append(Problem("change-rejected", f"{unit.what}: larger than "
-                                               "one ChangeResourceRecordSets request allows"))
-            for batch in batches:
-                self._submit(zone_id, batch, result)
+        try:
+            for zone_id in sorted(by_zone):
+                batches, too_big = batch_units(by_zone[zone_id])
+                for unit in too_big:
+                    result.rejected.append(Problem(
+                        "change-rejected",
+                        f"{unit.what}: larger than one ChangeResourceRecordSets request allows"))
+                for batch in batches:
+                    self._submit(zone_id, batch, result)
+        except Exception:
+            self._listings.clear()  # unknown what landed: read the zones next time
+            raise
         result.api_calls = self.api_calls - before
         return result
