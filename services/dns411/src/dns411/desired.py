@@ -28,9 +28,6 @@ from .names import MAX_NAME_LEN, is_hostname, parse_address
 
 __all__ = ["build_desired", "merge_sources"]
 
-_PRECEDENCE = {"catalog": 0, "kv": 1, "file": 2, "route53": 3}
-
-
 def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:
     return Problem(reason, message, service=inst.service, instance_id=inst.instance_id,
                    node=inst.node)

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 
 import msgspec
 
-from .model import ADDRESS_TYPES, RECORD_TYPES, Problem, RecordSet
+from .model import RECORD_TYPES, Problem, RecordSet
 from .names import MAX_NAME_LEN, zone_for
 
 __all__ = ["Change", "ChangeUnit", "Route53Plan", "batch_units", "companion_name",
@@ -175,7 +175,7 @@ def plan_zone(zone_id: str, desired: Sequence[RecordSet], existing: Sequence[Rec
 
     if policy == "sync":
         stale: set[tuple[str, str]] = set()
-        for key, rec in have.items():
+        for key in have:
             if key[1] in RECORD_TYPES and key not in want and key not in handled \
                     and owner_of(txt_of(key)) == owner_id:
                 stale.add(key)

@@ -1,14 +1,15 @@
 """One reconcile: catalog state -> desired records -> dnsmasq and Route 53, with reports.
 
-Level-triggered: every call starts from the whole catalog. Route 53 is planned only when
-the desired records changed since the last verified apply, or ``UNIFY_ROUTE53_RESYNC``
-seconds passed; zones are planned against a listing kept up to date with dns411's own
-changes and read again (one listing per zone) once it is older than that, so drift made by
-hand heals then. The Route 53 API allows five requests per second per account, and a
-10,000-record zone takes 67 pages to list. Problems (skipped instances,
+Level-triggered: every call starts from the whole catalog. Problems (skipped instances,
 rejected changes, failed applies) are logged and published as ``ErrorEvent`` once each
 while they persist; after every call an ``Applied`` event is published. A failed sink makes
 the call raise *after* the other sink ran, so the subscriber retries with backoff.
+
+Route 53 is planned only when the desired records changed since the last verified apply or
+``UNIFY_ROUTE53_RESYNC`` seconds passed. Zones are planned against a listing kept up to date
+with dns411's own changes, read again (one listing per zone) once older than that, so drift
+made by hand heals then. (The Route 53 API allows five requests per second per account; a
+10,000-record zone takes 67 pages to list.)
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import difflib
 import hashlib
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import msgspec
-from typing import Awaitable, Callable
 
 from unify_common import subjects
 from unify_common.catalog import CatalogState
@@ -148,12 +149,16 @@ class Reconciler:
         async with self._serial:  # the subscriber and a lock takeover may both call
             await self._reconcile(state)
 
-    async def _reconcile(self, state: CatalogState) -> None:
+    def _desired_and_files(self, state: CatalogState) -> tuple[Desired, bytes, bytes]:
         desired = self.desired(state)
+        return (desired, *self.render(desired))
+
+    async def _reconcile(self, state: CatalogState) -> None:
+        # CPU-bound at large catalogs and reads static files: keep it off the event loop
+        desired, hosts, conf = await asyncio.to_thread(self._desired_and_files, state)
         self.last_desired = desired
         problems = list(desired.problems)
         failures: list[str] = []
-        hosts, conf = self.render(desired)
         dnsmasq_method = "off"
         if self.dnsmasq is not None:
             try:

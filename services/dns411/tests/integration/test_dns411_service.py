@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import nats
-import pytest
 from dns411_support import OWN, both, create_zone, eventually, managed_settings, zone_records
 from unify_common.events import decode_event
 

@@ -3,7 +3,7 @@ and moto."""
 
 from __future__ import annotations
 
-from dns411_support import OWN, both, create_zone, managed_settings, zone_records
+from dns411_support import both, create_zone, managed_settings, zone_records
 from unify_common.catalog import CatalogState
 from unify_common.events import KvEntry
 
