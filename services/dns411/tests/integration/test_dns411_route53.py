@@ -176,9 +176,10 @@ async def test_rejected_change_is_isolated_and_the_rest_lands(tmp_path, fault_pr
     assert publish.errors() == [("change-rejected", "bad.example.com A: InvalidChangeBatch: "
                                  "[RRSet with DNS name bad.example.com. is not permitted]")]
     # whole batch, then halves until "bad" stands alone:
-    # [a b bad c d e f] -> [a b bad] -> [a] ok, [b bad] -> [b] ok, [bad]; then [c d e f] ok
+    # [a b bad c d e f] -> [a b bad] -> [a] ok, [b bad] -> [b] ok, [bad] -> (its name is
+    # free in the zone) [bad as UPSERT] refused too; then [c d e f] ok
     assert [s for m, p, b, s in fault_proxy.requests if is_change(m, p, b)] == [
-        400, 400, 200, 400, 200, 400, 200]
+        400, 400, 200, 400, 200, 400, 400, 200]
 
 
 @pytest.mark.parametrize("code", ["Throttling", "PriorRequestNotComplete"])
@@ -222,3 +223,14 @@ async def test_unchanged_desired_state_makes_no_api_call_until_resync(tmp_path, 
     assert len(fault_proxy.requests) == before          # nothing read, nothing written
     await reconciler(state(web(1), web(2)))  # planned against the kept listing
     assert fault_proxy.count(is_listing) == 1 and fault_proxy.count(is_change) == 2
+
+
+async def test_record_comes_back_after_removal(tmp_path, route53):
+    zone = create_zone(route53, "example.com")
+    reconciler, publish = make(tmp_path, route53)
+    await reconciler(state(svc("web", "10.0.0.1"), svc("zz", "10.0.0.9")))
+    await reconciler(state(svc("zz", "10.0.0.9")))
+    await reconciler(state(svc("web", "10.0.0.1"), svc("zz", "10.0.0.9")))
+    assert [r for r in zone_records(route53, zone) if r[0].startswith("web")] == [
+        ("web.example.com.", "A", 30, ("10.0.0.1",))]
+    assert publish.errors() == []

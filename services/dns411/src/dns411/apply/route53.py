@@ -5,7 +5,9 @@ paginated ListResourceRecordSets per zone per reconcile (300 record sets a page,
 maximum; a listing kept up to date with dns411's own changes is reused for ``max_age``
 seconds), and ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
 ``InvalidInput``) is split in halves until every valid unit has landed and each bad unit is
-isolated and reported. Throttling is retried with backoff (:mod:`.backoff`).
+isolated and reported (a lone unit of CREATEs is first checked: if its record sets are in
+fact absent, it is sent again as UPSERT). Throttling is retried with backoff
+(:mod:`.backoff`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from unify_common.logs import get_logger
 
 from ..model import Problem, RecordSet
 from ..names import normalize_name
-from ..plan import ChangeUnit, batch_units, to_boto_change
+from ..plan import Change, ChangeUnit, batch_units, to_boto_change
 from .backoff import with_backoff
 
 __all__ = ["Route53Result", "Route53Sink", "make_route53_client"]
@@ -153,7 +155,33 @@ class Route53Sink:
                     cached[1][rec.key] = RecordSet(rec.name, rec.type, rec.values, rec.ttl,
                                                    "route53")
 
-    def _submit(self, zone_id: str, units: Sequence[ChangeUnit], result: Route53Result) -> None:
+    def _absent(self, zone_id: str, rec: RecordSet) -> bool:
+        """True when the zone holds no record set ``(rec.name, rec.type)`` right now."""
+        page = self._call("ListResourceRecordSets", lambda: self.client.list_resource_record_sets(
+            HostedZoneId=zone_id, StartRecordName=rec.name + ".", StartRecordType=rec.type,
+            MaxItems="1"))
+        first = next(iter(page["ResourceRecordSets"]), None)
+        return first is None or (normalize_name(first["Name"]), first["Type"]) != rec.key
+
+    def _rejected(self, zone_id: str, unit: ChangeUnit, err: ClientError,
+                  result: Route53Result, creates_checked: bool) -> None:
+        if not creates_checked and all(c.action == "CREATE" for c in unit.changes) \
+                and all(self._absent(zone_id, c.record) for c in unit.changes):
+            # Route 53 refuses a CREATE only when the record set exists; if a fresh look
+            # shows it absent (moto refuses a CREATE identical to an earlier one), the names
+            # are free: send the unit again as UPSERT.
+            upsert = ChangeUnit(unit.zone_id, unit.what,
+                                tuple(Change("UPSERT", c.record) for c in unit.changes))
+            self._submit(zone_id, [upsert], result, creates_checked=True)
+            return
+        code = err.response.get("Error", {}).get("Code", "")
+        message = err.response.get("Error", {}).get("Message", "")[:300]
+        log.error("Route 53 rejected a change", extra={"fields": {
+            "zone": zone_id, "record": unit.what, "error": message}})
+        result.rejected.append(Problem("change-rejected", f"{unit.what}: {code}: {message}"))
+
+    def _submit(self, zone_id: str, units: Sequence[ChangeUnit], result: Route53Result,
+                *, creates_checked: bool = False) -> None:
         changes = [to_boto_change(c) for u in units for c in u.changes]
         try:
             self._call("ChangeResourceRecordSets", lambda: self.client.change_resource_record_sets(
@@ -165,11 +193,7 @@ class Route53Sink:
                 raise
             self._listings.pop(zone_id, None)  # the zone differs from what dns411 believed
             if len(units) == 1:
-                message = err.response.get("Error", {}).get("Message", "")[:300]
-                log.error("Route 53 rejected a change", extra={"fields": {
-                    "zone": zone_id, "record": units[0].what, "error": message}})
-                result.rejected.append(Problem("change-rejected",
-                                               f"{units[0].what}: {code}: {message}"))
+                self._rejected(zone_id, units[0], err, result, creates_checked)
                 return
             half = len(units) // 2
             self._submit(zone_id, units[:half], result)
