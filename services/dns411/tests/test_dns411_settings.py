@@ -26,13 +26,14 @@ def test_everything_from_env():
         "UNIFY_ROUTE53_ENABLED": "true", "UNIFY_ROUTE53_POLICY": "upsert-only",
         "UNIFY_ROUTE53_ZONES": "Example.com., Z123", "UNIFY_DNS_OWNER_ID": "edge-eu",
         "UNIFY_CONSUL_DNS_ADDR": "127.0.0.1:8600", "UNIFY_DNS_STATIC_FILES": "/a, /b",
-        "UNIFY_DNS411_MODE": "replica"})
+        "UNIFY_DNS411_MODE": "replica", "UNIFY_DNS411_TICK": "5", "UNIFY_ROUTE53_LOCK": "1"})
     assert (s.ttl, s.haproxy_service, s.manage, s.port, s.route53_enabled, s.policy) == (
         45, "switchboard", True, 5353, True, "upsert-only")
     assert s.zones == ("example.com", "z123")
     assert s.restart_cmd == ("systemctl", "restart", "dnsmasq")
     assert s.static_files == (Path("/a"), Path("/b"))
     assert s.pid_file == Path("/run/dnsmasq.pid") and s.mode == "replica"
+    assert (s.tick, s.route53_lock, s.lock_key) == (5.0, True, "unify/locks/dns411-route53")
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -55,7 +55,7 @@ class Dns411:
         self.reconciler.publish = self._publish
         self._consul = None
         self._lock_task: asyncio.Task | None = None
-        self._takeovers: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()
         if settings.route53_enabled and settings.route53_lock:
             self._consul = make_consul(common)
             self.reconciler.lock = WriterLock(self._consul, key=settings.lock_key,
@@ -64,18 +64,25 @@ class Dns411:
 
     def _takeover(self) -> None:
         """The writer lock was won: reconcile now rather than at the next catalog change."""
-        task = asyncio.get_running_loop().create_task(self._reconcile_now())
-        self._takeovers.add(task)
-        task.add_done_callback(self._takeovers.discard)
+        task = asyncio.get_running_loop().create_task(self._reconcile_now("lock won"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _reconcile_now(self) -> None:
+    async def _reconcile_now(self, why: str) -> None:
         if self.subscriber.mirror is None:
             return  # not started yet: the first reconcile follows anyway
         try:
             await self.reconciler(self.subscriber.mirror.snapshot())
-        except Exception as err:  # logged; the subscriber's next run retries
-            log.warning("reconcile after winning the writer lock failed",
-                        extra={"fields": {"error": str(err)}})
+        except Exception as err:  # logged and reported; the next run retries
+            log.warning("reconcile failed", extra={"fields": {"trigger": why,
+                                                              "error": str(err)}})
+
+    async def _tick_loop(self) -> None:
+        """Reconcile every ``tick`` seconds even when the catalog is quiet: a dead dnsmasq
+        child is started again and Route 53 drift heals once its resync time is due."""
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            await self._reconcile_now("tick")
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
         await self.subscriber.publish(subject, event, msg_id=msg_id)
@@ -87,11 +94,13 @@ class Dns411:
             self._lock_task = asyncio.create_task(self.reconciler.lock.run(),
                                                   name="dns411-writer-lock")
         await self.subscriber.start()
+        if self.settings.tick > 0:
+            self._background.add(asyncio.create_task(self._tick_loop(), name="dns411-tick"))
 
     async def stop(self) -> None:
         """Stop reconciling; a dnsmasq child is stopped too."""
         await self.subscriber.stop()
-        for task in [self._lock_task, *self._takeovers]:
+        for task in [self._lock_task, *list(self._background)]:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -34,6 +34,9 @@ variable                        meaning                                      def
 ``UNIFY_ROUTE53_LOCK_TTL``      session TTL, seconds (10-86400)              ``15``
 ``UNIFY_ROUTE53_MAX_ATTEMPTS``  tries per API call on throttling             ``8``
 ``UNIFY_ROUTE53_BACKOFF_MAX``   cap of one backoff delay, seconds            ``20``
+``UNIFY_DNS411_TICK``           seconds between reconciles without a         ``30``
+                                catalog change (restarts a dead dnsmasq
+                                child, heals Route 53 drift); 0: never
 ``UNIFY_DNS411_REPLICA_EVERY``  replica mode: seconds between reads          ``30``
 ==============================  ==========================================  =================
 
@@ -106,6 +109,7 @@ class Dns411Settings:
     lock_ttl: float = 15.0
     max_attempts: int = 8
     backoff_max: float = 20.0
+    tick: float = 30.0
     replica_every: float = 30.0
 
     @property
@@ -169,5 +173,6 @@ class Dns411Settings:
             lock_ttl=env_float(env, "UNIFY_ROUTE53_LOCK_TTL", 15.0),
             max_attempts=env_int(env, "UNIFY_ROUTE53_MAX_ATTEMPTS", 8),
             backoff_max=env_float(env, "UNIFY_ROUTE53_BACKOFF_MAX", 20.0),
+            tick=env_float(env, "UNIFY_DNS411_TICK", 30.0),
             replica_every=env_float(env, "UNIFY_DNS411_REPLICA_EVERY", 30.0),
         )

@@ -102,3 +102,30 @@ def assert_r53_empty(client, zone):
 def assert_gone(port):
     assert both(port, "web.example.com") == ("REFUSED", [])
     assert both(port, "shop.example.com") == ("REFUSED", [])
+
+
+async def test_quiet_catalog_ticks_restart_dnsmasq_and_heal_route53(tmp_path, dns_common,
+                                                                    route53):
+    zone = create_zone(route53, "example.com")
+    settings = managed_settings(tmp_path, route53_enabled=True, tick=0.3, route53_resync=0.5)
+    nc = await nats.connect(dns_common.nats_urls[0])
+    await put_instance(nc.jetstream(), dns_common, WEB_A)
+    service = Dns411(settings, dns_common, route53_client=route53)
+    await service.start()
+    try:
+        await eventually(lambda: assert_web(settings.port, ["10.0.0.1"]))
+        child = service.reconciler.dnsmasq.control
+        first_pid = child.pid
+        child.proc.kill()  # dnsmasq dies (dns411 started it: its own child)
+        child.proc.wait(5)
+        await eventually(lambda: assert_web(settings.port, ["10.0.0.1"]))
+        assert child.pid not in (None, first_pid)
+        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)))
+        route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
+            "Action": "DELETE", "ResourceRecordSet": {
+                "Name": "web.example.com.", "Type": "A", "TTL": 30,
+                "ResourceRecords": [{"Value": "10.0.0.1"}]}}]})
+        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)))
+    finally:
+        await service.stop()
+        await nc.close()
