@@ -89,7 +89,8 @@ CASES = [
                  id="type-change-over-foreign-refused"),
     pytest.param([rs("web.example.com", "CNAME", "haproxy.example.com")],
                  [r53("web.example.com", "A", "10.0.0.1"), txt("web.example.com", "A")],
-                 "upsert-only", [], ["not-owned"], id="type-change-needs-delete-upsert-only"),
+                 "upsert-only", [], ["policy-forbids-delete"],
+                 id="type-change-needs-delete-upsert-only"),
 ]
 
 

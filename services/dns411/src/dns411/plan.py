@@ -151,19 +151,23 @@ def plan_zone(zone_id: str, desired: Sequence[RecordSet], existing: Sequence[Rec
                                         (Change("UPSERT", rec),)))
             continue
         changes: list[Change] = []
-        blocked = ""
+        blocked: Problem | None = None
         for other in RECORD_TYPES:
             okey = (rec.name, other)
             if not _conflicting(rec.type, other) or okey not in have:
                 continue
-            if owner_of(txt_of(okey)) != owner_id or okey in want or policy != "sync":
-                blocked = other
+            if owner_of(txt_of(okey)) != owner_id:
+                blocked = Problem("not-owned", f"{rec.name} {rec.type} would replace a {other} "
+                                  "record set dns411 does not own; left alone")
+            elif policy != "sync":
+                blocked = Problem("policy-forbids-delete", f"{rec.name} {rec.type} would "
+                                  f"replace dns411's {other} record set; {policy} never deletes")
+            if blocked is not None:
                 break
             changes.extend(removal(okey))
             handled.add(okey)
-        if blocked:
-            problems.append(Problem("not-owned", f"{rec.name} {rec.type} would replace a "
-                                    f"{blocked} record set dns411 may not delete; left alone"))
+        if blocked is not None:
+            problems.append(blocked)
             continue
         if owner is None:
             # CREATE, not UPSERT: if someone else created the name since the listing,
