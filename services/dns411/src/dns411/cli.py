@@ -37,7 +37,11 @@ def list_main(argv: list[str] | None = None) -> int:
     from .listing import format_table, list_records
 
     args = _list_parser().parse_args(argv)
-    rows = list_records(zone=args.zone, source=args.source)
+    try:
+        rows = list_records(zone=args.zone, source=args.source)
+    except Exception as err:  # unreachable NATS/AWS, bad settings: one clear line
+        print(f"dns411 list: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
     else:
@@ -46,16 +50,10 @@ def list_main(argv: list[str] | None = None) -> int:
 
 
 async def _dry_run(settings: Dns411Settings, common: CommonSettings) -> str:
-    from unify_common.catalog import read_catalog
-    from unify_common.natsio import connect_nats, ensure_catalog_bucket
-
+    from .listing import read_state
     from .service import build_reconciler
 
-    nc = await connect_nats(common, name="dns411-dry-run")
-    try:
-        state = await read_catalog(await ensure_catalog_bucket(nc.jetstream(), common))
-    finally:
-        await nc.close()
+    state = await read_state(common)
     reconciler = build_reconciler(settings, common)
     return await asyncio.to_thread(reconciler.dry_run, state)
 
@@ -65,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["list"]:
         return list_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="unify-dns411", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="unify-dns411",
+        description="Keep dnsmasq and Route 53 in step with the Unify catalog "
+                    "(settings from the environment). 'unify-dns411 list --help' lists records.")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
     common = CommonSettings.from_env()
@@ -76,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dns411: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        sys.stdout.write(asyncio.run(_dry_run(settings, common)))
+        try:
+            sys.stdout.write(asyncio.run(_dry_run(settings, common)))
+        except Exception as err:  # unreachable NATS/AWS: one clear line
+            print(f"dns411 --dry-run: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
         return 0
     if settings.mode == "replica":
         from .replica import run_replica

@@ -8,6 +8,7 @@ configured paths, and Route 53 through boto3 (standard AWS variables).
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from unify_common.catalog import CatalogState, read_catalog
 from unify_common.natsio import connect_nats, ensure_catalog_bucket
@@ -27,8 +28,17 @@ __all__ = ["SOURCES", "format_table", "list_records", "Row"]
 SOURCES = ("desired", "dnsmasq", "route53")
 
 
-async def _read_state(common: CommonSettings) -> CatalogState:
-    nc = await connect_nats(common, name="dns411-list")
+async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> CatalogState:
+    """Read the catalog once (for one-shot commands).
+
+    :raises TimeoutError: NATS did not answer within ``timeout`` seconds.
+    """
+    logging.getLogger("nats").setLevel(logging.CRITICAL)  # one clear error, not a retry log
+    try:
+        nc = await asyncio.wait_for(connect_nats(common, name="dns411-list"), timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no NATS server answered at {', '.join(common.nats_urls)} "
+                           f"within {timeout:.0f}s") from None
     try:
         return await read_catalog(await ensure_catalog_bucket(nc.jetstream(), common))
     finally:
@@ -81,7 +91,7 @@ def list_records(zone: str | None = None, source: str = "desired", *,
     settings = settings or Dns411Settings.from_env()
     common = common or CommonSettings.from_env()
     if state is None:
-        state = asyncio.run(_read_state(common))
+        state = asyncio.run(read_state(common))
     desired = Reconciler(settings, node=common.node).desired(state).records
     if source == "desired":
         rows = desired_rows(desired, settings.owner_id)
