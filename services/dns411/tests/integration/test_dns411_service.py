@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
+import msgspec
 import nats
 from dns411_support import OWN, both, create_zone, eventually, managed_settings, zone_records
-from unify_common.events import decode_event
+from unify_common.events import KvEntry, decode_event
 
 from dns411.service import Dns411
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
@@ -129,3 +129,31 @@ async def test_quiet_catalog_ticks_restart_dnsmasq_and_heal_route53(tmp_path, dn
     finally:
         await service.stop()
         await nc.close()
+
+
+async def test_consul_kv_static_record_through_the_catalog_bucket(tmp_path, dns_common):
+    """A KV entry as consul-bridge stores it (``k.<hash>`` in the catalog bucket) resolves."""
+    settings = managed_settings(tmp_path)
+    nc = await nats.connect(dns_common.nats_urls[0])
+    js = nc.jetstream()
+    await put_instance(js, dns_common, WEB_A)  # creates stream and bucket
+    bucket = await js.key_value(dns_common.catalog_bucket)
+    entry = KvEntry(key="unify/dns/db.example.com", value="192.0.2.7", modify_index=5)
+    await bucket.put(entry.catalog_key, msgspec.json.encode(entry))
+    service = Dns411(settings, dns_common)
+    await service.start()
+    try:
+        await eventually(lambda: assert_answer(settings.port, "db.example.com", "192.0.2.7"))
+        await bucket.delete(entry.catalog_key)  # the bucket change alone wakes dns411
+        await eventually(lambda: assert_refused(settings.port, "db.example.com"))
+    finally:
+        await service.stop()
+        await nc.close()
+
+
+def assert_answer(port, name, address):
+    assert both(port, name) == ("NOERROR", [(name + ".", "A", 30, address)])
+
+
+def assert_refused(port, name):
+    assert both(port, name) == ("REFUSED", [])
