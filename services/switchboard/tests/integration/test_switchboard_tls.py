@@ -33,6 +33,7 @@ async def test_tls_modes_prefix_and_tcp_through_haproxy(
     ca = TestCA(tmp_path / "ca")
     cert_dir = tmp_path / "certs"
     ca.issue(["*.example.com"], cert_dir / "wildcard.pem")
+    ca.issue(["shop.other.net"], cert_dir / "shop.pem")
     vault_bundle = ca.issue(["vault.example.com"], tmp_path / "vault-server.pem")
     internal_bundle = ca.issue(["internal"], tmp_path / "internal-server.pem")
     js = nc.jetstream()
@@ -58,6 +59,9 @@ async def test_tls_modes_prefix_and_tcp_through_haproxy(
                        "ssl=pass-through"], create_index=4),
         make_instance("raw", "raw-1", "127.0.0.1", raw.port, [f"tcp={tcp_port}"],
                       create_index=5),
+        # Its own certificate, picked by SNI on the shared port.
+        make_instance("shop", "shop-1", "127.0.0.1", api.port,
+                      ["dns=other.net", "vhost=shop", f"https={https_port}"], create_index=7),
         # No certificate covers other.org: only this vhost is skipped.
         make_instance("orphan", "orphan-1", "127.0.0.1", plain.port,
                       ["dns=other.org", "vhost=www", f"https={https_port}"], create_index=6),
@@ -86,6 +90,8 @@ async def test_tls_modes_prefix_and_tcp_through_haproxy(
     # The client address survives the PROXY-protocol hop to the TLS terminator.
     assert offloaded.headers["X-Seen-Forwarded-For"] == "127.0.0.1"
     assert offloaded.headers["X-Seen-Forwarded-Proto"] == "https"
+    shop = await https_get(https_port, "shop.other.net", ca)
+    assert (shop.status_code, shop.text) == (200, "api")
     bridged_resp = await https_get(https_port, "secure.example.com", ca)
     assert (bridged_resp.status_code, bridged_resp.text) == (200, "bridged")
     passed = await https_get(https_port, "vault.example.com", ca)
