@@ -35,9 +35,14 @@ class DnsmasqControl:
         """Start (again) when dns411 runs dnsmasq and it is not running."""
 
     def reload(self) -> None:
+        """Make dnsmasq re-read the addn-hosts file (SIGHUP)."""
         raise NotImplementedError
 
     def restart(self) -> None:
+        """Make dnsmasq re-read its conf files (restart).
+
+        :raises RestartNeeded: this control cannot restart dnsmasq (hosts were re-read).
+        """
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -48,9 +53,11 @@ class NoDnsmasq(DnsmasqControl):
     """Files only (another component signals dnsmasq)."""
 
     def reload(self) -> None:
+        """Nothing to signal: logged."""
         log.info("dnsmasq hosts file changed; no dnsmasq to signal configured")
 
     def restart(self) -> None:
+        """:raises RestartNeeded: always."""
         raise RestartNeeded("dnsmasq conf changed; no dnsmasq to restart is configured")
 
 
@@ -108,6 +115,7 @@ class ManagedDnsmasq(DnsmasqControl):
         raise RuntimeError("dnsmasq did not answer in time")
 
     def ensure_running(self) -> None:
+        """Start the child when it is not running (it died, or was never started)."""
         if self.pid is None:
             if self.proc is not None:
                 log.warning("dnsmasq was not running; starting it",
@@ -115,14 +123,17 @@ class ManagedDnsmasq(DnsmasqControl):
             self.start()
 
     def reload(self) -> None:
+        """SIGHUP the child (started first when not running)."""
         self.ensure_running()
         os.kill(self.proc.pid, signal.SIGHUP)
 
     def restart(self) -> None:
+        """Stop and start the child. :raises RuntimeError: it did not come back."""
         self.stop()
         self.start()
 
     def stop(self) -> None:
+        """SIGTERM the child, SIGKILL after 10 seconds."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -148,9 +159,15 @@ class PidFileDnsmasq(DnsmasqControl):
         return int(text)
 
     def reload(self) -> None:
+        """SIGHUP the pid in the pid file. :raises OSError: / RuntimeError: no such process."""
         os.kill(self._pid(), signal.SIGHUP)
 
     def restart(self) -> None:
+        """Run the restart command.
+
+        :raises RestartNeeded: none configured (hosts were re-read by SIGHUP).
+        :raises RuntimeError: the command failed.
+        """
         if not self.restart_cmd:
             self.reload()
             raise RestartNeeded("dnsmasq conf changed but UNIFY_DNSMASQ_RESTART_CMD is not "
