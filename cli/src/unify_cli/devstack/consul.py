@@ -63,7 +63,7 @@ class ConsulAgent:
             "node_name": self.node,
             "bind_addr": "127.0.0.1",
             "client_addr": "127.0.0.1",
-            "ports": {"http": self.http_port, "dns": self.dns_port, "grpc": -1,
+            "ports": {"http": self.http_port, "dns": self.dns_port, "grpc": -1, "grpc_tls": -1,
                       "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
             "limits": {"http_max_conns_per_client": 4096},
             "log_level": "warn",

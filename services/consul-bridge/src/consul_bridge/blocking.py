@@ -37,3 +37,25 @@ def next_index(previous: int, returned: int) -> IndexStep:
     if returned < 1:
         return IndexStep(index=1, changed=previous < 1, reset=False)
     return IndexStep(index=returned, changed=returned != previous, reset=False)
+
+
+async def blocking_get(client, path: str, *, index: int, wait: str,
+                       params: list[tuple[str, str]] | None = None) -> tuple[int, str]:
+    """One blocking GET through py-consul's HTTP client, returning the raw answer.
+
+    Used instead of the parsed helpers so an unchanged answer (many wake-ups are: a node
+    write wakes every service on that node) is recognised by comparing text, before any JSON
+    decoding. The ACL token (``X-Consul-Token``) is added by the client.
+
+    :returns: ``(X-Consul-Index, body text)``.
+    :raises consul.ConsulException: a non-2xx answer (``consul.NotFound`` for 404).
+    """
+    from consul.callback import CB
+
+    def callback(response):
+        CB._status(response, allow_404=False)
+        return int(response.headers.get("X-Consul-Index", 0) or 0), response.body
+
+    query = [("index", str(index)), ("wait", wait), *(params or [])]
+    return await client.http.get(callback, path, params=query,
+                                 headers=client.prepare_headers())

@@ -14,6 +14,7 @@ the catalog bucket is written. A crash between the two re-publishes the same id 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import Callable
@@ -27,7 +28,7 @@ from unify_common.events import ErrorEvent, Instance, KvEntry, instance_from_hea
 from unify_common.logs import get_logger
 from unify_common.natsio import publish_event
 
-from .blocking import next_index
+from .blocking import blocking_get, next_index
 from .diff import Change, diff_instances, diff_kv
 from .guard import RemovalGuard
 from .settings import BridgeSettings
@@ -118,20 +119,22 @@ class Bridge:
 
     async def _watch_services(self) -> None:
         wait = f"{int(self.settings.wait_s)}s"
-        index = 0
+        index, last_body = 0, None
         while True:
-            returned, services = await self._blocking(
+            returned, body = await self._blocking(
                 "catalog/services",
-                lambda i: self._consul.catalog.services(index=i, wait=wait), index)
-            step = next_index(index, int(returned or 0))
+                lambda i: blocking_get(self._consul, "/v1/catalog/services", index=i,
+                                       wait=wait), index)
+            step = next_index(index, returned)
             if step.reset:
                 log.warning("Consul index went backwards; resetting", extra={"fields": {
                     "query": "catalog/services", "previous": index, "returned": returned}})
                 self._guard.index_reset(self._clock())
             index = step.index
-            if not step.changed:
+            if not step.changed or (body == last_body and self.ready.is_set()):
                 continue
-            names = set(services or {}) - self.settings.ignore_services
+            last_body = body
+            names = set(json.loads(body) or {}) - self.settings.ignore_services
             for name in sorted(names - self._watchers.keys()):
                 self._watchers[name] = asyncio.create_task(self._watch_service(name),
                                                            name=f"watch-{name}")
@@ -140,24 +143,25 @@ class Bridge:
                 task = self._watchers.pop(name, None)
                 if task is not None:
                     task.cancel()
-                await self._apply_service(name, {}, int(returned or 0))
+                await self._apply_service(name, {}, returned)
             self.ready.set()
 
     async def _watch_service(self, name: str) -> None:
         wait = f"{int(self.settings.wait_s)}s"
-        index = 0
+        path = f"/v1/health/service/{name}"
+        index, last_body = 0, None
         while True:
-            returned, entries = await self._blocking(
-                f"health/service/{name}",
-                lambda i: self._consul.health.service(name, index=i, wait=wait), index)
-            step = next_index(index, int(returned or 0))
+            returned, body = await self._blocking(
+                path, lambda i: blocking_get(self._consul, path, index=i, wait=wait), index)
+            step = next_index(index, returned)
             if step.reset:
                 self._guard.index_reset(self._clock())
             index = step.index
-            if not step.changed:
-                continue
+            if not step.changed or body == last_body:
+                continue  # woken by a write that did not change this service
+            last_body = body
             current: dict[str, Instance] = {}
-            for entry in entries or ():
+            for entry in json.loads(body) or ():
                 try:
                     inst = instance_from_health_entry(entry)
                 except (KeyError, TypeError, ValueError) as err:
@@ -165,7 +169,7 @@ class Bridge:
                         "service": name, "error": repr(err)}})
                     continue
                 current[inst.key] = inst
-            await self._apply_service(name, current, int(returned or 0))
+            await self._apply_service(name, current, returned)
 
     async def _apply_service(self, service: str, current: dict[str, Instance],
                              index: int) -> None:
