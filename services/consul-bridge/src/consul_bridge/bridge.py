@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+
+import msgspec
 import time
 from typing import Callable
 
@@ -31,6 +33,7 @@ from unify_common.natsio import publish_event
 from .blocking import blocking_get, next_index
 from .diff import Change, diff_instances, diff_kv
 from .guard import RemovalGuard
+from .wire import as_api_dict, decode_health, signature
 from .settings import BridgeSettings
 
 __all__ = ["Bridge"]
@@ -149,7 +152,7 @@ class Bridge:
     async def _watch_service(self, name: str) -> None:
         wait = f"{int(self.settings.wait_s)}s"
         path = f"/v1/health/service/{name}"
-        index, last_body = 0, None
+        index, last_body, last_signature = 0, None, None
         while True:
             returned, body = await self._blocking(
                 path, lambda i: blocking_get(self._consul, path, index=i, wait=wait), index)
@@ -160,14 +163,19 @@ class Bridge:
             if not step.changed or body == last_body:
                 continue  # woken by a write that did not change this service
             last_body = body
+            try:
+                entries = decode_health(body)
+            except msgspec.MsgspecError as err:
+                log.error("unreadable health answer ignored", extra={"fields": {
+                    "service": name, "error": str(err)}})
+                continue
+            sig = signature(entries)
+            if sig == last_signature:
+                continue  # only node bookkeeping changed (a write to a shared node)
+            last_signature = sig
             current: dict[str, Instance] = {}
-            for entry in json.loads(body) or ():
-                try:
-                    inst = instance_from_health_entry(entry)
-                except (KeyError, TypeError, ValueError) as err:
-                    log.error("unreadable health entry skipped", extra={"fields": {
-                        "service": name, "error": repr(err)}})
-                    continue
+            for entry in entries:
+                inst = instance_from_health_entry(as_api_dict(entry))
                 current[inst.key] = inst
             await self._apply_service(name, current, returned)
 
