@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                           as_json=args.json))
             return 0
         if args.command == "dns":
-            from dns411.listing import cli_list  # the CLI is a client of dns411's listing
+            from dns411 import cli_list  # the CLI is a client of dns411's listing
             return cli_list(args.rest)
         if args.command == "dev":
             from . import dev

@@ -36,6 +36,18 @@ def test_conf_file_exact():
         "cname=shop.example.com,haproxy.example.com,30\n")
 
 
+def test_local_domains_answer_nxdomain_for_unknown_names():
+    conf = render_conf(RECORDS, ttl=30, local_domains=["unify.test", "example.com",
+                                                       "unify.test"]).decode()
+    assert conf == HEADER + (
+        "local-ttl=30\n"
+        "local=/example.com/\n"
+        "local=/unify.test/\n"
+        "cname=shop.example.com,haproxy.example.com,30\n")
+    assert parse_conf_file(conf) == (30, [RecordSet("shop.example.com", "CNAME",
+                                                    ("haproxy.example.com",), 30, "dnsmasq")])
+
+
 def test_empty_files():
     assert render_hosts([]) == HEADER.encode()
     assert render_conf([], ttl=5) == (HEADER + "local-ttl=5\n").encode()

@@ -48,3 +48,11 @@ def test_everything_from_env():
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):
         Dns411Settings.from_env(env)
+
+
+def test_local_domains_are_normalised_and_validated():
+    from dns411.settings import Dns411Settings
+    env = {"UNIFY_DNS_LOCAL_DOMAINS": "Unify.Test., example.com,unify.test"}
+    assert Dns411Settings.from_env(env).local_domains == ("example.com", "unify.test")
+    with pytest.raises(ValueError, match="UNIFY_DNS_LOCAL_DOMAINS"):
+        Dns411Settings.from_env({"UNIFY_DNS_LOCAL_DOMAINS": "bad domain/"})

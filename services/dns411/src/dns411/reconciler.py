@@ -104,7 +104,8 @@ class Reconciler:
         """``(hosts file, conf file)`` bytes."""
         return (render_hosts(desired.records),
                 render_conf(desired.records, ttl=self.settings.ttl,
-                            consul_dns=self.settings.consul_dns))
+                            consul_dns=self.settings.consul_dns,
+                            local_domains=self.settings.local_domains))
 
     def plan_route53(self, desired: Desired) -> Route53Plan:
         """Read the managed zones (one listing each) and plan the changes (blocking I/O)."""

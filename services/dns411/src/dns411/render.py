@@ -50,13 +50,17 @@ def consul_server_line(addr: str) -> str:
     return f"server=/consul/{host}#{int(port)}\n"
 
 
-def render_conf(records: Iterable[RecordSet], *, ttl: int, consul_dns: str = "") -> bytes:
-    """The conf-dir file: ``local-ttl``, one ``cname=`` per CNAME record set, and the
-    ``.consul`` forwarding line when ``consul_dns`` is set (see :func:`consul_server_line`).
+def render_conf(records: Iterable[RecordSet], *, ttl: int, consul_dns: str = "",
+                local_domains: Iterable[str] = ()) -> bytes:
+    """The conf-dir file: ``local-ttl``, a ``local=/<domain>/`` line per domain dnsmasq
+    answers alone (unknown names there get NXDOMAIN), the ``.consul`` forwarding line when
+    ``consul_dns`` is set (see :func:`consul_server_line`), and one ``cname=`` per CNAME
+    record set. ``local_domains`` must be validated domain names (see settings).
 
     :raises ValueError: ``consul_dns`` is malformed.
     """
     out = [HEADER, f"local-ttl={ttl}\n"]
+    out.extend(f"local=/{domain}/\n" for domain in sorted(set(local_domains)))
     if consul_dns:
         out.append(consul_server_line(consul_dns))
     for rec in sorted(r for r in records if r.type == "CNAME"):

@@ -47,7 +47,8 @@ class Replica:
         found = [r for zid in sorted(zones) for r in self.route53.list_zone(zid)]
         records = owned_records(found, self.settings.owner_id)
         hosts = render_hosts(records)
-        conf = render_conf(records, ttl=self.settings.ttl, consul_dns=self.settings.consul_dns)
+        conf = render_conf(records, ttl=self.settings.ttl, consul_dns=self.settings.consul_dns,
+                            local_domains=self.settings.local_domains)
         return self.dnsmasq.apply(hosts, conf)
 
 

@@ -22,6 +22,9 @@ variable                        meaning                                      def
 ``UNIFY_DNSMASQ_PIDFILE``       pid file of an unmanaged dnsmasq to signal   (none)
 ``UNIFY_DNSMASQ_RESTART_CMD``   command restarting an unmanaged dnsmasq      (none)
 ``UNIFY_CONSUL_DNS_ADDR``       ``<ip>[:port]``: forward ``.consul`` there    (none)
+``UNIFY_DNS_LOCAL_DOMAINS``     comma-separated domains dnsmasq answers       (none)
+                                alone (``local=``): unknown names in them
+                                get NXDOMAIN, never REFUSED or forwarded
 ``UNIFY_ROUTE53_ENABLED``       write Route 53 (``1``/``0``)                  ``0``
 ``UNIFY_ROUTE53_POLICY``        ``sync`` or ``upsert-only``                  ``sync``
 ``UNIFY_ROUTE53_ZONES``         comma-separated zone names or ids to manage  (every zone)
@@ -64,6 +67,7 @@ __all__ = ["Dns411Settings"]
 
 _OWNER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DOMAIN_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -99,6 +103,7 @@ class Dns411Settings:
     pid_file: Path | None = None
     restart_cmd: tuple[str, ...] = ()
     consul_dns: str = ""
+    local_domains: tuple[str, ...] = ()
     route53_enabled: bool = False
     policy: str = "sync"
     zones: tuple[str, ...] = ()
@@ -132,6 +137,9 @@ class Dns411Settings:
             raise ValueError("UNIFY_DNSMASQ_CONF_NAME must be a file name ending in .conf")
         if self.consul_dns:
             consul_server_line(self.consul_dns)
+        for domain in self.local_domains:
+            if not _DOMAIN_RE.match(domain):
+                raise ValueError(f"UNIFY_DNS_LOCAL_DOMAINS: not a domain name: {domain!r}")
         if self.max_attempts < 1:
             raise ValueError("UNIFY_ROUTE53_MAX_ATTEMPTS must be at least 1")
 
@@ -162,6 +170,9 @@ class Dns411Settings:
             pid_file=Path(pid) if pid else None,
             restart_cmd=tuple(shlex.split(env.get("UNIFY_DNSMASQ_RESTART_CMD", ""))),
             consul_dns=env.get("UNIFY_CONSUL_DNS_ADDR", ""),
+            local_domains=tuple(sorted({d.strip().lower().rstrip(".") for d in
+                                        env.get("UNIFY_DNS_LOCAL_DOMAINS", "").split(",")
+                                        if d.strip()})),
             route53_enabled=_flag(env, "UNIFY_ROUTE53_ENABLED", False),
             policy=env.get("UNIFY_ROUTE53_POLICY", "") or "sync",
             zones=tuple(z.strip().rstrip(".").lower() for z in

@@ -1,0 +1,162 @@
+"""``unify dev up`` and ``unify dev demo``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from .devstack.process import ManagedProcess, free_port
+from .devstack.stack import DevStack, consul_put
+
+__all__ = ["Demo", "demo_from_workdir", "up"]
+
+
+class Demo:
+    """Example services on a running stack: a real HTTP backend exposed as the vhost
+    ``hello.<domain>`` on HAProxy's ``http_port``, and ``api.<domain>`` as a plain A record.
+
+    :param state: the stack's ``dev.json`` content.
+    :param workdir: where the backend's log goes.
+    """
+
+    def __init__(self, state: dict, workdir: Path) -> None:
+        self.state = state
+        self.workdir = workdir
+        self.backend: ManagedProcess | None = None
+
+    def start(self) -> None:
+        """Start the backend and register both services in Consul."""
+        port = free_port()
+        self.backend = ManagedProcess(
+            "demo-backend", [sys.executable, "-m", "unify_cli.demo_backend", "--port",
+                             str(port), "--name", "hello-1"],
+            log_path=self.workdir / "logs" / "demo-backend.log")
+        from .devstack.process import tcp_open
+        self.backend.start(lambda: tcp_open("127.0.0.1", port))
+        domain, addr = self.state["domain"], self.state["CONSUL_HTTP_ADDR"]
+        consul_put(addr, "/v1/agent/service/register", {
+            "ID": "hello-1", "Name": "hello", "Address": "127.0.0.1", "Port": port,
+            "Tags": [f"dns={domain}", "vhost=hello", f"http={self.state['http_port']}"],
+            "Check": {"HTTP": f"http://127.0.0.1:{port}/", "Interval": "2s"}})
+        consul_put(addr, "/v1/agent/service/register", {
+            "ID": "api-1", "Name": "api", "Address": "127.0.0.1", "Port": port,
+            "Tags": [f"dns={domain}"]})
+
+    def wait_and_show(self, *, timeout: float = 30.0) -> bool:
+        """Wait until HAProxy routes ``hello`` and dnsmasq answers; print what was seen.
+
+        :returns: True when both answered within ``timeout`` seconds.
+        """
+        import dns.resolver
+
+        domain, http_port = self.state["domain"], self.state["http_port"]
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = self.state["dns_port"]
+        started = time.monotonic()
+        body, answers = None, None
+        while time.monotonic() - started < timeout and (body is None or answers is None):
+            if body is None:
+                try:
+                    req = urllib.request.Request(f"http://127.0.0.1:{http_port}/",
+                                                 headers={"Host": f"hello.{domain}"})
+                    with urllib.request.urlopen(req, timeout=1) as resp:
+                        body = resp.read().decode().strip()
+                        http_s = time.monotonic() - started
+                except OSError:
+                    pass
+            if answers is None:
+                try:
+                    hello = resolver.resolve(f"hello.{domain}", "A", lifetime=1)
+                    api = resolver.resolve(f"api.{domain}", "A", lifetime=1)
+                    answers = (hello.rrset.to_text(), api.rrset.to_text())
+                    for rrset in hello.response.answer:
+                        answers = (*answers, rrset.to_text())
+                    dns_s = time.monotonic() - started
+                except Exception:
+                    pass
+            time.sleep(0.1)
+        if body is None or answers is None:
+            print("demo: not served within the timeout; see the logs in "
+                  f"{self.workdir / 'logs'}", file=sys.stderr)
+            return False
+        print(f"\nHAProxy routed hello.{domain} after {http_s:.2f}s:")
+        print(f"  curl -H 'Host: hello.{domain}' http://127.0.0.1:{http_port}/  →  {body}")
+        print(f"dnsmasq answered after {dns_s:.2f}s:")
+        print(f"  dig @127.0.0.1 -p {self.state['dns_port']} hello.{domain}")
+        for line in answers[2:]:
+            print(f"    {line}")
+        print(f"  dig @127.0.0.1 -p {self.state['dns_port']} api.{domain}")
+        print(f"    {answers[1]}")
+        return True
+
+    def stop(self) -> None:
+        """Deregister the demo services and stop the backend."""
+        addr = self.state["CONSUL_HTTP_ADDR"]
+        for service_id in ("hello-1", "api-1"):
+            try:
+                consul_put(addr, f"/v1/agent/service/deregister/{service_id}", {})
+            except OSError:
+                pass
+        if self.backend:
+            self.backend.stop()
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def up(*, workdir: str, demo: bool) -> int:
+    """Start the stack (and the demo), print where each part listens, stop on Ctrl-C."""
+    stack = DevStack(Path(workdir).absolute())
+    print(f"unify dev: starting the stack in {stack.workdir} ...", flush=True)
+    the_demo = None
+    try:
+        stack.start()
+        print("\n  component       where")
+        for name, where in stack.describe():
+            print(f"  {name:<15} {where}")
+        print(f"\n  other shells: source {stack.workdir / 'env'}")
+        if demo:
+            state = json.loads((stack.workdir / "dev.json").read_text())
+            the_demo = Demo(state, stack.workdir)
+            the_demo.start()
+            if not the_demo.wait_and_show():
+                return 1
+        print("\nunify dev: running; Ctrl-C stops everything.", flush=True)
+        _wait_for_interrupt()
+        return 0
+    finally:
+        print("unify dev: stopping ...", flush=True)
+        if the_demo:
+            the_demo.stop()
+        stack.stop()
+
+
+def demo_from_workdir(workdir: str) -> int:
+    """``unify dev demo``: register the demo on the stack of a running ``unify dev up``."""
+    path = Path(workdir).absolute()
+    try:
+        state = json.loads((path / "dev.json").read_text())
+    except FileNotFoundError:
+        print(f"unify dev demo: no running stack in {path} (start `unify dev up` first)",
+              file=sys.stderr)
+        return 1
+    the_demo = Demo(state, path)
+    try:
+        the_demo.start()
+        if not the_demo.wait_and_show():
+            return 1
+        print("\nunify dev demo: running; Ctrl-C removes the demo services.", flush=True)
+        _wait_for_interrupt()
+        return 0
+    finally:
+        the_demo.stop()

@@ -1,0 +1,161 @@
+"""The whole Unify stack on real parts, on loopback: what ``unify dev up`` runs and what the
+end-to-end tests drive.
+
+Consul (``-dev``), nats-server with JetStream, moto's server for Route 53, and the three
+services as their own processes, started exactly as in production (``python -m <service>``,
+configured by environment only): consul-bridge, switchboard (supervising its HAProxy) and
+dns411 (supervising its dnsmasq). The HAProxy "service" itself is registered in Consul with
+``dns=<domain>`` as registrator would, so ``haproxy.<domain>`` resolves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .consul import ConsulAgent
+from .dnsmasq import free_udp_tcp_port
+from .moto import MotoServer
+from .nats import NatsServer
+from .process import ManagedProcess, free_port, tcp_open
+
+__all__ = ["DevStack", "consul_put"]
+
+
+def consul_put(addr: str, path: str, body: object) -> None:
+    """PUT ``body`` (JSON) to Consul's HTTP API at ``addr``.
+
+    :raises urllib.error.HTTPError: Consul refused.
+    """
+    req = urllib.request.Request(f"http://{addr}{path}", data=json.dumps(body).encode(),
+                                 method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+@dataclass
+class DevStack:
+    """Start and stop the stack under ``workdir``.
+
+    :param domain: the demo domain; a Route 53 hosted zone of that name is created in moto.
+    :param http_port: HAProxy's HTTP frontend port for the demo vhosts (free port if 0).
+    """
+
+    workdir: Path
+    domain: str = "unify.test"
+    http_port: int = 0
+    node: str = "dev-node"
+    consul: ConsulAgent | None = None
+    nats: NatsServer | None = None
+    moto: MotoServer | None = None
+    dns_port: int = 0
+    services: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The variables every component of this stack reads."""
+        assert self.consul and self.nats and self.moto
+        return {
+            "CONSUL_HTTP_ADDR": self.consul.http_addr,
+            "NATS_URL": self.nats.url,
+            "UNIFY_NODE": self.node,
+            **self.moto.env(),
+        }
+
+    def start(self) -> "DevStack":
+        """Start everything and wait until each part answers.
+
+        :raises RuntimeError: a part exited (its log tail is in the message).
+        :raises TimeoutError: a part did not come up.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port = self.http_port or free_port()
+        self.dns_port = free_udp_tcp_port()
+        self.consul = ConsulAgent(self.workdir / "consul").start()
+        self.nats = NatsServer(self.workdir / "nats").start()
+        self.moto = MotoServer(self.workdir / "moto").start()
+        self._create_zone()
+        base = {**os.environ, **self.env(), "UNIFY_LOG_FORMAT": "json"}
+        py = sys.executable
+        self._spawn("consul-bridge", [py, "-m", "consul_bridge"], base)
+        haproxy_dir = self.workdir / "haproxy"
+        haproxy_dir.mkdir(exist_ok=True)
+        self._spawn("switchboard", [py, "-m", "switchboard"], {
+            **base, "UNIFY_HAPROXY_CONFIG": str(haproxy_dir / "haproxy.cfg"),
+            "UNIFY_HAPROXY_MANAGE": "1", "UNIFY_HAPROXY_BIND": "127.0.0.1"})
+        dns_dir = self.workdir / "dnsmasq"
+        (dns_dir / "conf.d").mkdir(parents=True, exist_ok=True)
+        self._spawn("dns411", [py, "-m", "dns411"], {
+            **base, "UNIFY_DNSMASQ_MANAGE": "1", "UNIFY_DNSMASQ_PORT": str(self.dns_port),
+            "UNIFY_DNSMASQ_LISTEN": "127.0.0.1", "UNIFY_DNSMASQ_USER": "root",
+            "UNIFY_DNSMASQ_HOSTS": str(dns_dir / "hosts"),
+            "UNIFY_DNSMASQ_CONF_DIR": str(dns_dir / "conf.d"),
+            "UNIFY_CONSUL_DNS_ADDR": f"127.0.0.1:{self.consul.dns_port}",
+            "UNIFY_DNS_LOCAL_DOMAINS": self.domain, "UNIFY_ROUTE53_ENABLED": "1"})
+        consul_put(self.consul.http_addr, "/v1/agent/service/register", {
+            "ID": "haproxy-dev", "Name": "haproxy", "Address": "127.0.0.1", "Port": 80,
+            "Tags": [f"dns={self.domain}"]})
+        self._wait_dns()
+        (self.workdir / "env").write_text(
+            "".join(f"export {k}={v}\n" for k, v in sorted(self.env().items())))
+        (self.workdir / "dev.json").write_text(json.dumps({
+            **self.env(), "domain": self.domain, "http_port": self.http_port,
+            "dns_port": self.dns_port, "consul_dns_port": self.consul.dns_port}, indent=2))
+        return self
+
+    def _create_zone(self) -> None:
+        import boto3
+
+        client = boto3.client("route53", endpoint_url=self.moto.endpoint_url,
+                              region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")
+        client.create_hosted_zone(Name=self.domain, CallerReference=f"unify-dev-{self.domain}")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        proc = ManagedProcess(name, argv, log_path=self.workdir / "logs" / f"{name}.log",
+                              env=env)
+        proc.start()
+        self.services[name] = proc
+
+    def _wait_dns(self) -> None:
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for name, proc in self.services.items():
+                if not proc.alive():
+                    raise RuntimeError(f"{name} exited:\n{proc.tail()}")
+            try:
+                if tcp_open("127.0.0.1", self.dns_port):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"dnsmasq (through dns411) not listening:\n"
+                           f"{self.services['dns411'].tail()}")
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(component, where it listens or logs) rows for printing."""
+        logs = self.workdir / "logs"
+        return [
+            ("consul", f"http://{self.consul.http_addr}  (DNS 127.0.0.1:{self.consul.dns_port})"),
+            ("nats", self.nats.url),
+            ("route53 (moto)", f"{self.moto.endpoint_url}  zone {self.domain}"),
+            ("haproxy", f"http://127.0.0.1:<vhost port>  config "
+                        f"{self.workdir / 'haproxy' / 'haproxy.cfg'}"),
+            ("dnsmasq", f"127.0.0.1:{self.dns_port} (udp+tcp)"),
+            ("consul-bridge", f"log {logs / 'consul-bridge.log'}"),
+            ("switchboard", f"log {logs / 'switchboard.log'}"),
+            ("dns411", f"log {logs / 'dns411.log'}"),
+        ]
+
+    def stop(self) -> None:
+        """Stop the services, then the servers, in reverse order of start."""
+        for proc in reversed(list(self.services.values())):
+            proc.stop()
+        for part in (self.moto, self.nats, self.consul):
+            if part is not None:
+                part.stop()
