@@ -11,8 +11,9 @@ written or reloaded (``Applied`` with method ``unchanged``). Reports go out as e
 * ``Applied`` (``reload``, ``runtime`` or ``unchanged``) after every successful apply, on
   ``unify.applied.switchboard.<node>``.
 
-Transient failures (HAProxy not answering, reload not confirmed) raise, so the subscriber
-retries with backoff.
+Transient failures (HAProxy not answering, reload not confirmed) are reported once per
+rendering (``reload-failed``) and raised, so the subscriber retries with backoff; the file
+already holds the checked configuration, so an HAProxy (re)started meanwhile loads it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.logs import get_logger
 
 from .apply.certstore import load_certificates
-from .apply.haproxy import ConfigCheckFailed, HAProxySink
+from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
 from .apply.supervisor import HAProxySupervisor
 from .desired import build_desired
 from .model import Desired, Problem
@@ -64,6 +65,7 @@ class Reconciler:
         self._slots: dict[str, tuple[str | None, ...]] | None = None
         self._reported: set[Problem] = set()
         self._rejected_hash = ""
+        self._reload_failed_hash = ""
         #: the last applied configuration hash (for status and tests)
         self.applied_hash = ""
 
@@ -90,7 +92,15 @@ class Reconciler:
                 message=f"haproxy -c rejected config {digest[:12]}: {err.output[:1500]}",
                 observed_at=_now_ms()), f"{SOURCE}:{self._node}:rejected:{digest}")
             return
-        self._rejected_hash = ""
+        except ReloadFailed as err:
+            if digest != self._reload_failed_hash:
+                self._reload_failed_hash = digest
+                await self._publish(subjects.error_subject(SOURCE), ErrorEvent(
+                    source=SOURCE, reason="reload-failed", node=self._node,
+                    message=f"config {digest[:12]} written but not loaded: {err}",
+                    observed_at=_now_ms()), f"{SOURCE}:{self._node}:reload-failed:{digest}")
+            raise
+        self._rejected_hash = self._reload_failed_hash = ""
         self._live = desired
         self._slots = slot_layout(desired)
         self.applied_hash = digest

@@ -3,7 +3,9 @@ layer), HAProxy master-worker, tiny HTTP backends, and a running switchboard."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -89,4 +91,9 @@ async def switchboard_factory(sb_common: CommonSettings, run_dir: Path):
 
     yield start
     for service in started:
-        await service.stop()
+        try:
+            await asyncio.wait_for(service.stop(), 20)
+        except asyncio.TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(file=sys.stderr)
+            raise AssertionError("switchboard did not stop within 20 s") from None

@@ -3,6 +3,8 @@ an ErrorEvent says why."""
 
 from __future__ import annotations
 
+import socket
+
 from sb_support import get_body, wait_until
 from sb_tls import TestCA
 
@@ -52,3 +54,40 @@ async def test_rejected_config_keeps_old_one_serving(
     assert len(events.applied) == applied == 1
     assert await get_body(http_port, "web.example.com") == (200, "alpha")
     assert sorted(p.name for p in haproxy.config.parent.glob(".haproxy.cfg.*")) == []
+
+
+async def test_reload_failure_is_reported_and_retried(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    http_port = free_port()
+    alpha = backends("alpha")
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
+                                                   f"http={http_port}"]))
+    await switchboard_factory()
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+    pids = haproxy.worker_pids()
+
+    # Another program holds the port a new tcp frontend wants: haproxy -c cannot know, the
+    # reload fails, the old worker keeps serving, and switchboard retries until it works.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    busy_port = blocker.getsockname()[1]
+    try:
+        await put_instance(js, sb_common, make_instance(
+            "raw", "raw-1", "127.0.0.1", alpha.port, [f"tcp={busy_port}"]))
+        await wait_until(lambda: any(e.reason == "reload-failed" for e in events.errors),
+                         what="reload-failed error event")
+        assert await get_body(http_port, "web.example.com") == (200, "alpha")
+        assert haproxy.worker_pids() == pids
+        assert [e.method for e in events.applied] == ["reload"]
+    finally:
+        blocker.close()
+    # The subscriber's retry (capped backoff) applies it once the port is free.
+    await wait_until(lambda: [e.method for e in events.applied].count("reload") == 2,
+                     timeout=60, what="reload after the port was freed")
+    assert haproxy.worker_pids() != pids
+    assert await get_body(busy_port, "anything") == (200, "alpha")
+    assert [e.reason for e in events.errors] == ["reload-failed"]
