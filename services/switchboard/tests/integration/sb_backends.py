@@ -15,7 +15,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         body = self.server.backend_name.encode()
-        self.send_response(200)
+        healthy = self.server.healthy or self.path != "/health"
+        if self.path == "/health":
+            self.server.seen_methods.append(self.command)
+        self.send_response(200 if healthy else 503)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Seen-Path", self.path)
@@ -40,7 +43,8 @@ class _Server(ThreadingHTTPServer):
 
 class NamedBackend:
     """A threaded HTTP/1.1 server on ``127.0.0.1:<port>`` answering ``name`` to every request;
-    with ``tls`` (a server-side :class:`ssl.SSLContext`) it speaks HTTPS."""
+    with ``tls`` (a server-side :class:`ssl.SSLContext`) it speaks HTTPS. ``/health`` answers
+    503 while :attr:`healthy` is false; :attr:`health_methods` lists the methods it saw."""
 
     def __init__(self, name: str, tls: ssl.SSLContext | None = None) -> None:
         self.name = name
@@ -49,10 +53,26 @@ class NamedBackend:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True,
                                                  do_handshake_on_connect=False)
         self.server.backend_name = name
+        self.server.healthy = True
+        self.server.seen_methods = []
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name=f"backend-{name}")
         self.thread.start()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether ``/health`` answers 200 (else 503)."""
+        return self.server.healthy
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        self.server.healthy = value
+
+    @property
+    def health_methods(self) -> list[str]:
+        """HTTP methods of the ``/health`` requests received so far."""
+        return list(self.server.seen_methods)
 
     def close(self) -> None:
         """Stop serving and free the port."""

@@ -76,3 +76,27 @@ async def test_membership_changes_without_reload(
     await wait_until(lambda: sum(e.method == "reload" for e in events.applied) == reloads + 1,
                      what="reload when slots ran out")
     assert haproxy.worker_pids() != pids
+
+
+async def test_http_check_from_the_tag_takes_a_failing_server_out(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    tags = ["dns=example.com", "vhost=web", f"http={port}", "check=HEAD /health"]
+    good, bad = backends("good"), backends("bad")
+    bad.healthy = False
+    for name, backend in (("good", good), ("bad", bad)):
+        await put_instance(js, sb_common, make_instance("web", f"web-{name}", "127.0.0.1",
+                                                        backend.port, tags))
+    await switchboard_factory()
+
+    async def only_good() -> bool:
+        try:
+            return await bodies(port, "web.example.com") == {"200 good"}
+        except httpx.HTTPError:
+            return False
+
+    # HAProxy's own check (HEAD /health every 2 s, down after 3 failures) removes "bad".
+    await wait_until(only_good, timeout=30, what="failing server taken out by its check")
+    assert set(bad.health_methods) == {"HEAD"}
+    assert set(good.health_methods) == {"HEAD"}
