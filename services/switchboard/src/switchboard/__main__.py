@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 
+import nats.errors
 from unify_common.logs import configure_logging, get_logger
 
 from .service import SwitchboardService
@@ -44,8 +45,8 @@ def main() -> int:
     configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
     try:
         asyncio.run(_run(settings))
-    except OSError as err:
-        log.error("cannot start", extra={"fields": {"error": str(err)}})
+    except (OSError, nats.errors.Error) as err:
+        log.error("cannot start", extra={"fields": {"error": repr(err)}})
         return 1
     return 0
 

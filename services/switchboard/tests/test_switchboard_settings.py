@@ -1,0 +1,55 @@
+"""Pure table: switchboard settings from environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchboard.settings import SwitchboardSettings
+
+
+def test_defaults_from_the_config_path():
+    s = SwitchboardSettings.from_env({"UNIFY_HAPROXY_CONFIG": "/etc/haproxy/unify.cfg",
+                                      "UNIFY_NODE": "edge-1"})
+    assert (s.config_path, s.master_socket, s.haproxy_bin, s.cert_dir, s.manage) == (
+        Path("/etc/haproxy/unify.cfg"), Path("/etc/haproxy/master.sock"), "haproxy", None,
+        False)
+    assert (s.render.bind, s.render.run_dir, s.render.maxconn, s.render.hard_stop_after,
+            s.render.ssl_ciphers, s.min_slots) == ("0.0.0.0", "/etc/haproxy", 4000, "30s", "",
+                                                   4)
+    assert s.common.node == "edge-1"
+
+
+def test_every_variable():
+    s = SwitchboardSettings.from_env({
+        "UNIFY_HAPROXY_CONFIG": "/srv/h.cfg", "UNIFY_HAPROXY_MASTER_SOCKET": "/run/m.sock",
+        "UNIFY_HAPROXY_BIN": "/opt/haproxy", "UNIFY_HAPROXY_CERT_DIR": "/srv/certs",
+        "UNIFY_HAPROXY_BIND": "127.0.0.1", "UNIFY_HAPROXY_RUN_DIR": "/run/sb",
+        "UNIFY_HAPROXY_MANAGE": "1", "UNIFY_HAPROXY_MAXCONN": "2000",
+        "UNIFY_HAPROXY_HARD_STOP_AFTER": "5m", "UNIFY_HAPROXY_SSL_CIPHERS": "ECDHE+AESGCM",
+        "UNIFY_HAPROXY_MIN_SLOTS": "16"})
+    assert (s.master_socket, s.haproxy_bin, s.cert_dir, s.manage) == (
+        Path("/run/m.sock"), "/opt/haproxy", Path("/srv/certs"), True)
+    assert (s.render.bind, s.render.run_dir, s.render.maxconn, s.render.hard_stop_after,
+            s.render.ssl_ciphers, s.min_slots) == ("127.0.0.1", "/run/sb", 2000, "5m",
+                                                   "ECDHE+AESGCM", 16)
+
+
+CFG = {"UNIFY_HAPROXY_CONFIG": "/srv/h.cfg"}
+BAD = {
+    "no-config": ({"UNIFY_HAPROXY_BIND": "127.0.0.1"}, "UNIFY_HAPROXY_CONFIG"),
+    "bind-not-ip": ({**CFG, "UNIFY_HAPROXY_BIND": "0.0.0.0:80"}, "bind must be an IP address"),
+    "run-dir-space": ({**CFG, "UNIFY_HAPROXY_RUN_DIR": "/run/a b"}, "run_dir"),
+    "ciphers-newline": ({**CFG, "UNIFY_HAPROXY_SSL_CIPHERS": "A\nB"}, "ssl_ciphers"),
+    "hard-stop": ({**CFG, "UNIFY_HAPROXY_HARD_STOP_AFTER": "soon"}, "hard_stop_after"),
+    "manage": ({**CFG, "UNIFY_HAPROXY_MANAGE": "yes"}, "UNIFY_HAPROXY_MANAGE"),
+    "maxconn": ({**CFG, "UNIFY_HAPROXY_MAXCONN": "many"}, "UNIFY_HAPROXY_MAXCONN"),
+    "slots": ({**CFG, "UNIFY_HAPROXY_MIN_SLOTS": "0"}, "UNIFY_HAPROXY_MIN_SLOTS"),
+}
+
+
+@pytest.mark.parametrize(("env", "message"), list(BAD.values()), ids=list(BAD))
+def test_bad_settings_name_the_variable(env, message):
+    with pytest.raises(ValueError, match=message):
+        SwitchboardSettings.from_env(env)
