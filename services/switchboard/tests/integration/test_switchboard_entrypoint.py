@@ -42,12 +42,25 @@ async def test_module_entry_point_manages_haproxy(sb_common, nc, backends, run_d
         info = parse_show_proc(master_cli(run_dir / "master.sock", "show proc"))
         assert len(info.workers) == 1
         master_pid = info.master
+        # HAProxy dying is noticed and it is started again with the same configuration.
+        os.kill(master_pid, signal.SIGTERM)
+        await wait_until(lambda: _new_master(run_dir, master_pid), timeout=30,
+                         what="HAProxy started again")
+        await wait_until(served, timeout=30, what="serving again after the restart")
+        master_pid = parse_show_proc(master_cli(run_dir / "master.sock", "show proc")).master
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         log.close()
     # HAProxy went away with switchboard.
     await wait_until(lambda: not _alive(master_pid), timeout=10, what="HAProxy stopped")
+
+
+def _new_master(run_dir, old: int) -> bool:
+    try:
+        return parse_show_proc(master_cli(run_dir / "master.sock", "show proc")).master != old
+    except (OSError, ValueError):
+        return False
 
 
 def _alive(pid: int) -> bool:
