@@ -215,3 +215,19 @@ def test_untagged_instances_are_ignored_silently():
     desired = build_desired([make_instance("plain", "p1", "10.0.0.1", 80, ["primary"])])
     assert (desired.frontends, desired.backends, desired.problems) == ((), (), ())
     assert parse_tags(["primary"]) is None
+
+
+def test_backend_name_collision_rejects_the_younger_service():
+    # Two names that clean to "x_" and share the first 32 bits of their SHA-256.
+    first, second = "x@@!!@@@!!!@@@!!", "x@!@!!@!!@@@@@!!@!"
+    assert backend_name("tcp", first) == backend_name("tcp", second) == "be_tcp_x__e583bcf7"
+    desired = build_desired([
+        make_instance(second, "s1", "10.0.0.2", 80, ["tcp=9002"], create_index=2),
+        make_instance(first, "f1", "10.0.0.1", 80, ["tcp=9001"], create_index=1),
+    ])
+    assert [(fe.port, fe.default_backend) for fe in desired.frontends] == [
+        (9001, "be_tcp_x__e583bcf7")]
+    assert [(b.service, b.name) for b in desired.backends] == [(first, "be_tcp_x__e583bcf7")]
+    assert desired.problems == (Problem(
+        "name-collision", "backend name be_http_x__e583bcf7 is already used by service "
+        f"{first!r}", second),)

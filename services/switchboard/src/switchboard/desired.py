@@ -184,6 +184,24 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
                    server_ssl=_ssl_plan(tags, members)[0] and mode == "http", slots=slots)
 
 
+def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
+    """Two services whose backend names collide (same cleaned name and same 32-bit digest):
+    the older keeps it, the other is rejected (``name-collision``) instead of breaking the
+    whole configuration with a duplicate backend."""
+    owners: dict[str, str] = {}
+    kept = []
+    for item in followed:
+        service = item[1]
+        name = backend_name("http", service)
+        owner = owners.setdefault(name, service)
+        if owner != service:
+            problems.append(Problem("name-collision", f"backend name {name} is already used "
+                                    f"by service {owner!r}", service))
+            continue
+        kept.append(item)
+    return kept
+
+
 def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certificate] = (),
                   previous_slots: Mapping[str, Sequence[str | None]] | None = None,
                   min_slots: int = 4) -> Desired:
@@ -205,6 +223,7 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
         problems.extend(dissent)
         followed.append((min(i.create_index for i in members), service, tags, members))
     followed.sort(key=lambda item: (item[0], item[1]))
+    followed = _drop_name_collisions(followed, problems)
 
     claims = _Claims()
     for _, service, tags, members in followed:
