@@ -43,12 +43,14 @@ class DevStack:
 
     :param domain: the demo domain; a Route 53 hosted zone of that name is created in moto.
     :param http_port: HAProxy's HTTP frontend port for the demo vhosts (free port if 0).
+    :param route53: run dns411 with Route 53 (moto) enabled.
     """
 
     workdir: Path
     domain: str = "unify.test"
     http_port: int = 0
     node: str = "dev-node"
+    route53: bool = True
     consul: ConsulAgent | None = None
     nats: NatsServer | None = None
     moto: MotoServer | None = None
@@ -94,7 +96,8 @@ class DevStack:
             "UNIFY_DNSMASQ_HOSTS": str(dns_dir / "hosts"),
             "UNIFY_DNSMASQ_CONF_DIR": str(dns_dir / "conf.d"),
             "UNIFY_CONSUL_DNS_ADDR": f"127.0.0.1:{self.consul.dns_port}",
-            "UNIFY_DNS_LOCAL_DOMAINS": self.domain, "UNIFY_ROUTE53_ENABLED": "1"})
+            "UNIFY_DNS_LOCAL_DOMAINS": self.domain,
+            "UNIFY_ROUTE53_ENABLED": "1" if self.route53 else "0"})
         consul_put(self.consul.http_addr, "/v1/agent/service/register", {
             "ID": "haproxy-dev", "Name": "haproxy", "Address": "127.0.0.1", "Port": 80,
             "Tags": [f"dns={self.domain}"]})
