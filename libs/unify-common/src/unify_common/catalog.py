@@ -12,41 +12,19 @@ complete current catalog, which is what its reconciler takes.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Callable
 
 import msgspec
 from nats.js.kv import KeyValue
 
 from .events import Instance, KvEntry, decode_instance
+from .state import CatalogState
 from .logs import get_logger
 
 __all__ = ["CatalogMirror", "CatalogState"]
 
 log = get_logger("unify.catalog")
 _kv_decoder = msgspec.json.Decoder(KvEntry)
-
-
-@dataclass(frozen=True)
-class CatalogState:
-    """A consistent snapshot of the catalog.
-
-    ``instances`` maps catalog key → instance; ``kv`` maps the *Consul* key → entry;
-    ``revision`` is the bucket's stream sequence the snapshot includes (0 = empty bucket).
-    """
-
-    instances: dict[str, Instance] = field(default_factory=dict)
-    kv: dict[str, KvEntry] = field(default_factory=dict)
-    revision: int = 0
-
-    def by_service(self) -> dict[str, list[Instance]]:
-        """Instances grouped by service name, each list sorted by (node, instance id)."""
-        grouped: dict[str, list[Instance]] = {}
-        for inst in self.instances.values():
-            grouped.setdefault(inst.service, []).append(inst)
-        for insts in grouped.values():
-            insts.sort(key=lambda i: (i.node, i.instance_id))
-        return grouped
 
 
 class CatalogMirror:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from unify_common.catalog import CatalogState
+from unify_common.state import CatalogState
 from unify_common.events import Instance
 
 from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
