@@ -231,3 +231,9 @@ def test_backend_name_collision_rejects_the_younger_service():
     assert desired.problems == (Problem(
         "name-collision", "backend name be_http_x__e583bcf7 is already used by service "
         f"{first!r}", second),)
+
+
+def test_unavailable_port_is_left_out_with_a_reason():
+    desired = build_desired(BASE, unavailable_ports=frozenset({15432}))
+    assert [fe.port for fe in desired.frontends] == [80]
+    assert [(p.reason, p.service) for p in desired.problems] == [("port-unavailable", "db")]

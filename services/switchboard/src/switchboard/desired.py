@@ -18,6 +18,8 @@ Routing rules (each one a stated, deterministic choice):
   one-label ``*.`` wildcard); without one the route is skipped (``missing-certificate``).
 * Health checks: HTTP backends check ``GET /`` unless the tag says otherwise; TCP backends
   (``tcp`` listeners, pass-through) use a connect check; ``check=disabled`` turns them off.
+* A port another program holds on the node (found by the shell) is left out
+  (``port-unavailable``), so one such tag cannot block every other change.
 * Servers: Consul ``passing`` -> ``ready``; ``warning`` -> ``drain``; ``critical`` -> ``maint``.
 """
 
@@ -76,11 +78,16 @@ class _Claims:
     tcp: dict[int, str] = field(default_factory=dict)
     used_backends: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    unavailable: frozenset[int] = frozenset()
 
     def reject(self, reason: str, message: str, service: str) -> None:
         self.problems.append(Problem(reason=reason, message=message, service=service))
 
     def port(self, port: int, kind: str, service: str) -> bool:
+        if port in self.unavailable:
+            self.reject("port-unavailable", f"port {port} is held by another program on "
+                        "this node; its routes wait until it is free", service)
+            return False
         owner = self.port_kind.setdefault(port, (kind, service))
         if owner[1] == service and owner[0] == kind:
             return True
@@ -204,13 +211,16 @@ def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
 
 def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certificate] = (),
                   previous_slots: Mapping[str, Sequence[str | None]] | None = None,
-                  min_slots: int = 4) -> Desired:
+                  min_slots: int = 4, unavailable_ports: frozenset[int] = frozenset()
+                  ) -> Desired:
     """Build the desired state from the whole catalog.
 
     :param instances: every catalog instance (any service, any health).
     :param certificates: usable TLS bundles, sorted by path (see :mod:`switchboard.certs`).
     :param previous_slots: backend name -> last slot layout (see :mod:`switchboard.slots`).
     :param min_slots: smallest slot count of a fresh backend layout.
+    :param unavailable_ports: frontend ports another program holds on this node; their
+        claims are rejected (``port-unavailable``) so the rest can still be applied.
     :returns: the :class:`Desired` state; ``problems`` lists every rejected input, sorted.
     """
     usable, problems = usable_instances(instances)
@@ -225,7 +235,7 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
     followed.sort(key=lambda item: (item[0], item[1]))
     followed = _drop_name_collisions(followed, problems)
 
-    claims = _Claims()
+    claims = _Claims(unavailable=unavailable_ports)
     for _, service, tags, members in followed:
         _claim_service(service, tags, members, claims, certificates)
     problems.extend(claims.problems)

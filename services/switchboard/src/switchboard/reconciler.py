@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from functools import partial
 from typing import Awaitable, Callable
 
 from unify_common import subjects
@@ -28,6 +29,7 @@ from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.logs import get_logger
 
 from .apply.certstore import load_certificates
+from .apply.ports import busy_ports, listening_ports
 from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
 from .apply.supervisor import HAProxySupervisor
 from .desired import build_desired
@@ -36,7 +38,7 @@ from .plan import layout_from_config, runtime_commands, slot_layout
 from .render import config_hash, render
 from .settings import SwitchboardSettings
 
-__all__ = ["Reconciler"]
+__all__ = ["PortsUnavailable", "Reconciler"]
 
 log = get_logger("switchboard")
 SOURCE = "switchboard"
@@ -45,6 +47,11 @@ Publish = Callable[[str, Event, str], Awaitable[None]]
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class PortsUnavailable(OSError):
+    """Frontend ports were left out because another program holds them; raised after the
+    rest was applied so the subscriber retries (with backoff) until they are free."""
 
 
 class Reconciler:
@@ -74,8 +81,12 @@ class Reconciler:
         if self._slots is None:
             live = self.sink.live_bytes()
             self._slots = layout_from_config(live.decode(errors="replace")) if live else {}
-        desired = build_desired(state.instances.values(), certificates=certificates,
-                                previous_slots=self._slots, min_slots=self.settings.min_slots)
+        build = partial(build_desired, state.instances.values(), certificates=certificates,
+                        previous_slots=self._slots, min_slots=self.settings.min_slots)
+        desired = build()
+        busy = self._busy_ports(desired)
+        if busy:
+            desired = build(unavailable_ports=busy)
         await self._report(sorted(set(cert_problems) | set(desired.problems)))
         data = render(desired, self.settings.render)
         digest = config_hash(data)
@@ -110,6 +121,18 @@ class Reconciler:
             source=SOURCE, node=self._node, method=method, config_hash=digest,
             detail=f"revision {state.revision}", observed_at=_now_ms()),
             f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:{method}")
+        if busy:
+            raise PortsUnavailable(f"ports {sorted(busy)} are held by another program; "
+                                   "everything else is applied, retrying for these")
+
+    def _busy_ports(self, desired: Desired) -> frozenset[int]:
+        wanted = {fe.port for fe in desired.frontends}
+        if self._live is not None:
+            held = {fe.port for fe in self._live.frontends}
+        else:
+            live = self.sink.live_bytes()
+            held = listening_ports(live.decode(errors="replace")) if live else set()
+        return busy_ports(self.settings.render.bind, wanted - held)
 
     async def _apply(self, desired: Desired, data: bytes) -> str:
         changed = await self.sink.write(data)

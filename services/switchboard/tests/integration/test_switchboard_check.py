@@ -56,21 +56,20 @@ async def test_rejected_config_keeps_old_one_serving(
     assert sorted(p.name for p in haproxy.config.parent.glob(".haproxy.cfg.*")) == []
 
 
-async def test_reload_failure_is_reported_and_retried(
+async def test_busy_port_is_left_out_and_picked_up_once_free(
         sb_common, nc, haproxy, backends, events, switchboard_factory):
     js = nc.jetstream()
     http_port = free_port()
-    alpha = backends("alpha")
+    alpha, beta = backends("alpha"), backends("beta")
     await put_instance(js, sb_common, make_instance(
         "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
                                                    f"http={http_port}"]))
     await switchboard_factory()
     await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
                      what="first reload")
-    pids = haproxy.worker_pids()
 
-    # Another program holds the port a new tcp frontend wants: haproxy -c cannot know, the
-    # reload fails, the old worker keeps serving, and switchboard retries until it works.
+    # Another program holds the port a new tcp frontend wants: haproxy -c cannot know, so
+    # switchboard probes new ports, leaves this one out and applies everything else.
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
@@ -78,16 +77,55 @@ async def test_reload_failure_is_reported_and_retried(
     try:
         await put_instance(js, sb_common, make_instance(
             "raw", "raw-1", "127.0.0.1", alpha.port, [f"tcp={busy_port}"]))
-        await wait_until(lambda: any(e.reason == "reload-failed" for e in events.errors),
-                         what="reload-failed error event")
-        assert await get_body(http_port, "web.example.com") == (200, "alpha")
-        assert haproxy.worker_pids() == pids
-        assert [e.method for e in events.applied] == ["reload"]
+        await wait_until(lambda: any(e.reason == "port-unavailable" for e in events.errors),
+                         what="port-unavailable error event")
+        await put_instance(js, sb_common, make_instance(
+            "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
+                                                        f"http={http_port}"]))
+
+        async def docs_served() -> bool:
+            return await get_body(http_port, "docs.example.com") == (200, "beta")
+
+        await wait_until(docs_served, what="other changes still applied")
+        assert f":{busy_port}" not in haproxy.config.read_text()
     finally:
         blocker.close()
-    # The subscriber's retry (capped backoff) applies it once the port is free.
+
+    async def raw_served() -> bool:
+        try:
+            return await get_body(busy_port, "anything") == (200, "alpha")
+        except Exception:
+            return False
+
+    # The subscriber's retry (capped backoff) adds the frontend once the port is free.
+    await wait_until(raw_served, timeout=60, what="tcp frontend after the port was freed")
+    [error] = [e for e in events.errors if e.reason == "port-unavailable"]
+    assert (error.service, error.message) == ("raw", f"port {busy_port} is held by another "
+                                              "program on this node; its routes wait until "
+                                              "it is free")
+
+
+async def test_reload_failure_is_reported_and_retried(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    http_port = free_port()
+    alpha, beta = backends("alpha"), backends("beta")
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
+                                                   f"http={http_port}"]))
+    await switchboard_factory()
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+
+    haproxy.stop()  # HAProxy goes away: the checked file is written, the reload cannot happen
+    await put_instance(js, sb_common, make_instance(
+        "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
+                                                    f"http={http_port}"]))
+    await wait_until(lambda: any(e.reason == "reload-failed" for e in events.errors),
+                     what="reload-failed error event")
+    assert "docs.example.com" in haproxy.config.read_text()
+    haproxy.start()  # back: it loads the written file, and the retry confirms with a reload
     await wait_until(lambda: [e.method for e in events.applied].count("reload") == 2,
-                     timeout=60, what="reload after the port was freed")
-    assert haproxy.worker_pids() != pids
-    assert await get_body(busy_port, "anything") == (200, "alpha")
+                     timeout=60, what="reload after HAProxy came back")
+    assert await get_body(http_port, "docs.example.com") == (200, "beta")
     assert [e.reason for e in events.errors] == ["reload-failed"]
