@@ -24,7 +24,7 @@ from functools import partial
 from typing import Awaitable, Callable
 
 from unify_common import subjects
-from unify_common.catalog import CatalogState
+from unify_common.state import CatalogState
 from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.logs import get_logger
 
