@@ -60,7 +60,8 @@ class Dns411:
             self._consul = make_consul(common)
             self.reconciler.lock = WriterLock(self._consul, key=settings.lock_key,
                                               holder=common.node, ttl_s=settings.lock_ttl,
-                                              on_acquired=self._takeover)
+                                              on_acquired=self._takeover,
+                                              purpose="dns411 route53")
 
     def _takeover(self) -> None:
         """The writer lock was won: reconcile now rather than at the next catalog change."""
