@@ -2,13 +2,17 @@
 
 Run: ``.venv/bin/python bench/switchboard_render.py [instances] [services]``. Prints the time of
 a cold build+render, the median of warm ones, and a re-render with a previous slot layout
-(the steady-state path), plus the config size. No I/O besides printing.
+(the steady-state path), plus the config size; then, when ``haproxy`` is installed, the time
+``haproxy -c`` takes to validate that configuration (the other fixed cost of a change).
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,6 +63,14 @@ def main() -> None:
     print(f"cold build+render: {cold * 1000:.1f} ms")
     print(f"warm build+render (median of 5): {statistics.median(warm) * 1000:.1f} ms")
     print(f"with previous slot layout (median of 5): {statistics.median(steady) * 1000:.1f} ms")
+    if shutil.which("haproxy"):
+        with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+            cfg = Path(tmp) / "haproxy.cfg"
+            cfg.write_bytes(render(desired, RenderOptions(bind="127.0.0.1", run_dir=tmp)))
+            start = time.perf_counter()
+            result = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True)
+            took = time.perf_counter() - start
+        print(f"haproxy -c on it: {took * 1000:.1f} ms (exit {result.returncode})")
 
 
 if __name__ == "__main__":

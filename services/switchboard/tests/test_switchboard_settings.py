@@ -45,6 +45,8 @@ BAD = {
     "hard-stop": ({**CFG, "UNIFY_HAPROXY_HARD_STOP_AFTER": "soon"}, "hard_stop_after"),
     "manage": ({**CFG, "UNIFY_HAPROXY_MANAGE": "yes"}, "UNIFY_HAPROXY_MANAGE"),
     "maxconn": ({**CFG, "UNIFY_HAPROXY_MAXCONN": "many"}, "UNIFY_HAPROXY_MAXCONN"),
+    "socket-comma": ({**CFG, "UNIFY_HAPROXY_MASTER_SOCKET": "/run/a,b.sock"},
+                     "UNIFY_HAPROXY_MASTER_SOCKET"),
     "slots": ({**CFG, "UNIFY_HAPROXY_MIN_SLOTS": "0"}, "UNIFY_HAPROXY_MIN_SLOTS"),
 }
 

@@ -216,7 +216,7 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
     """Build the desired state from the whole catalog.
 
     :param instances: every catalog instance (any service, any health).
-    :param certificates: usable TLS bundles, sorted by path (see :mod:`switchboard.certs`).
+    :param certificates: usable TLS bundles, sorted by path (see :mod:`switchboard.apply.certstore`).
     :param previous_slots: backend name -> last slot layout (see :mod:`switchboard.slots`).
     :param min_slots: smallest slot count of a fresh backend layout.
     :param unavailable_ports: frontend ports another program holds on this node; their

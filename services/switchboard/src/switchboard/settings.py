@@ -75,11 +75,15 @@ class SwitchboardSettings:
         min_slots = env_int(env, "UNIFY_HAPROXY_MIN_SLOTS", 4)
         if not 1 <= min_slots <= 4096:
             raise ValueError(f"UNIFY_HAPROXY_MIN_SLOTS must be 1-4096, got {min_slots}")
+        master_socket = Path(env.get("UNIFY_HAPROXY_MASTER_SOCKET", "")
+                             or run_dir / "master.sock").absolute()
+        if "," in str(master_socket) or len(str(master_socket)) > 107:
+            raise ValueError("UNIFY_HAPROXY_MASTER_SOCKET must be a path without ',' of at "
+                             "most 107 bytes (a UNIX socket address)")
         return cls(
             common=CommonSettings.from_env(env),
             config_path=config_path,
-            master_socket=Path(env.get("UNIFY_HAPROXY_MASTER_SOCKET", "")
-                               or run_dir / "master.sock").absolute(),
+            master_socket=master_socket,
             haproxy_bin=env.get("UNIFY_HAPROXY_BIN", "") or "haproxy",
             cert_dir=Path(cert_dir).absolute() if cert_dir else None,
             manage=manage in ("1", "true"),
