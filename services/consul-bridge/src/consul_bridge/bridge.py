@@ -66,6 +66,7 @@ class Bridge:
         self._published: dict[str, dict[str, Instance]] = {}
         self._kv_published: dict[str, KvEntry] = {}
         self._observed: dict[str, tuple[dict[str, Instance], int]] = {}
+        self._kv_observed: dict[str, tuple[dict[str, KvEntry], int]] = {}
         self._watchers: dict[str, asyncio.Task] = {}
         self._guard = RemovalGuard(confirm_s=settings.removal_confirm_s,
                                    max_ratio=settings.removal_ratio)
@@ -93,6 +94,10 @@ class Bridge:
     async def run(self) -> None:
         """Run until cancelled. :raises: nothing but cancellation; errors are retried."""
         await self.load()
+        # A bridge that just started (or just became leader) may be talking to an agent that
+        # just restarted: treat its first answers like those after an index reset.
+        self._guard.index_reset(self._clock())
+        self._kv_guard.index_reset(self._clock())
         tasks = [asyncio.create_task(self._watch_services(), name="watch-services"),
                  asyncio.create_task(self._guard_timer(), name="removal-guard")]
         tasks += [asyncio.create_task(self._watch_kv(p), name=f"watch-kv-{p}")
@@ -222,10 +227,11 @@ class Bridge:
                          f"error:{change.key}:{index}:{change.msg_id.rsplit(':', 1)[-1]}")
 
     async def _guard_timer(self) -> None:
-        """Re-apply services whose removals are held once they may be released."""
+        """Re-apply the scopes whose removals are held once they may be released."""
         while True:
-            due = self._guard.next_check()
-            timeout = None if due is None else max(0.0, due - self._clock()) + 0.01
+            checks = [t for t in (self._guard.next_check(), self._kv_guard.next_check())
+                      if t is not None]
+            timeout = None if not checks else max(0.0, min(checks) - self._clock()) + 0.01
             self._wake_guard.clear()
             try:
                 await asyncio.wait_for(self._wake_guard.wait(), timeout)
@@ -236,6 +242,8 @@ class Bridge:
                 current, index = self._observed.get(service, ({}, 0))
                 if self._published[service].keys() - current.keys():
                     await self._apply_service(service, current, index)
+            for prefix, (current, index) in sorted(self._kv_observed.items()):
+                await self._apply_kv(prefix, current, index)
 
     async def _watch_kv(self, prefix: str) -> None:
         wait = f"{int(self.settings.wait_s)}s"
@@ -263,6 +271,7 @@ class Bridge:
 
     async def _apply_kv(self, prefix: str, current: dict[str, KvEntry], index: int) -> None:
         async with self._lock:
+            self._kv_observed[prefix] = (current, index)
             previous = {k: v for k, v in self._kv_published.items() if k.startswith(prefix)}
             removals = previous.keys() - current.keys()
             allowed = self._kv_guard.filter(set(removals), scope=set(previous),
@@ -270,6 +279,8 @@ class Bridge:
             effective = dict(current)
             for key in removals - allowed:
                 effective[key] = previous[key]
+            if removals - allowed:
+                self._wake_guard.set()
             for change in diff_kv(previous, effective, index=index, now_ms=_now_ms()):
                 await self._publish(change)
                 entry = change.event.entry  # type: ignore[union-attr]

@@ -274,3 +274,47 @@ async def test_two_bridges_one_publisher_and_takeover(bridge_settings, consul_ht
             proc.terminate()
             proc.wait(10)
     _ = json  # keep import used for debugging output
+
+
+@pytest.mark.parametrize("comes_back", [True, False], ids=["re-registered", "really-gone"])
+async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
+    """A dev agent restarts empty. If registrations come back within the confirmation
+    window nothing is deregistered; if they do not, each instance is deregistered once."""
+    from unify_cli.devstack.consul import ConsulAgent
+    from unify_common.settings import CommonSettings
+
+    agent = ConsulAgent(tmp_path / "consul").start()
+    try:
+        settings = BridgeSettings(
+            common=CommonSettings(consul_addr=agent.http_addr, nats_urls=(nats_server.url,),
+                                  node="restart-node"),
+            wait_s=10.0, removal_confirm_s=4.0)
+        for i in range(3):
+            register(agent.http_addr, f"r-{i}", "restarted", 7300 + i, [])
+        handle = await start_bridge(settings)
+        await events.start(nats_server.url)
+        await events.wait_for(3, "unify.catalog.instance")
+        agent.stop()
+        await asyncio.sleep(2.0)  # the bridge sees errors and keeps its state
+        agent.start()
+        if comes_back:
+            for i in range(3):
+                register(agent.http_addr, f"r-{i}", "restarted", 7300 + i, [])
+        for _ in range(300):  # the session died with the agent: wait for the new leader
+            try:
+                if _lock_holder(agent.http_addr) == "restart-node":
+                    break
+            except Exception:
+                pass
+            await asyncio.sleep(0.1)
+        if comes_back:
+            await asyncio.sleep(settings.removal_confirm_s + 3.0)  # past the window
+            kinds = events.types("unify.catalog.instance")[3:]
+            assert [k for k, _ in kinds if k == "instance.deregistered"] == []
+        else:
+            await events.wait_for(6, "unify.catalog.instance", timeout=30)
+            assert sorted(events.types("unify.catalog.instance")[3:]) == [
+                ("instance.deregistered", f"r-{i}") for i in range(3)]
+        await stop_bridge(handle)
+    finally:
+        agent.stop()
