@@ -66,16 +66,18 @@ class CatalogMirror:
         self._task = asyncio.create_task(self._run(), name="catalog-mirror")
         await asyncio.wait_for(self._ready.wait(), timeout)
 
-    async def stop(self) -> None:
-        """Stop following."""
-        if self._watcher is not None:
-            try:
-                await self._watcher.stop()
-            except Exception:  # connection already closed
-                pass
+    async def stop(self, *, timeout: float = 5.0) -> None:
+        """Stop following; every step is bounded by ``timeout`` seconds (nats-py's watcher
+        stop can otherwise wait for ever on a broken connection)."""
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._watcher is not None:
+            try:
+                await asyncio.wait_for(self._watcher.stop(), timeout)
+            except Exception:  # connection closed, or the server did not answer in time
+                pass
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout)
 
     async def _run(self) -> None:
         async for entry in self._watcher:

@@ -62,6 +62,7 @@ class Subscriber:
         self._pending: list = []
         self._tasks: list[asyncio.Task] = []
         self._failures = 0
+        self._stopping = False
         self._retry_at: float | None = None
         self.nc = None
         self.js = None
@@ -97,15 +98,24 @@ class Subscriber:
         ]
         self._touch()  # the first reconcile happens from the cold-start state
 
-    async def stop(self) -> None:
-        """Stop the loops and close the connection (un-acked messages are redelivered)."""
+    async def stop(self, *, timeout: float = 5.0) -> None:
+        """Stop the loops and close the connection (un-acked messages are redelivered).
+
+        Each step waits at most ``timeout`` seconds: a loop stuck inside the NATS client (it
+        can swallow a cancellation while flushing) must not keep the process from exiting.
+        """
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
         if self.mirror is not None:
-            await self.mirror.stop()
+            await self.mirror.stop(timeout=timeout)
         if self.nc is not None and not self.nc.is_closed:
-            await self.nc.close()
+            try:
+                await asyncio.wait_for(self.nc.close(), timeout)
+            except Exception:  # already broken: nothing more to release
+                pass
 
     async def publish(self, subject: str, event: Event, *, msg_id: str) -> None:
         """Publish an event (errors, applied reports) on the stream; failures are logged."""
@@ -116,12 +126,16 @@ class Subscriber:
                 "subject": subject, "error": str(err)}})
 
     async def _fetch_loop(self, psub) -> None:
-        while True:
+        while not self._stopping:
             try:
                 msgs = await psub.fetch(batch=512, timeout=5)
             except (NatsTimeoutError, asyncio.TimeoutError):
                 continue
+            except asyncio.CancelledError:
+                raise
             except Exception as err:
+                if self._stopping:
+                    return
                 log.warning("fetch failed", extra={"fields": {"error": str(err)}})
                 await asyncio.sleep(1)
                 continue

@@ -78,25 +78,7 @@ class SwitchboardService:
             await self.supervisor.stop()
 
     async def _stop_subscriber(self) -> None:
-        # nats-py's KV watcher stop() (called by CatalogMirror.stop) can wait forever; bound
-        # it, then close the connection so the watcher ends, and stop the mirror again.
-        try:
-            await asyncio.wait_for(self.subscriber.stop(), STOP_TIMEOUT_S)
-            return
-        except asyncio.TimeoutError:
-            log.warning("subscriber did not stop in time; closing the NATS connection")
-        nc = self.subscriber.nc
-        if nc is not None and not nc.is_closed:
-            await self._bounded(nc.close())
-        if self.subscriber.mirror is not None:
-            await self._bounded(self.subscriber.mirror.stop())
-
-    @staticmethod
-    async def _bounded(step) -> None:
-        try:
-            await asyncio.wait_for(step, STOP_TIMEOUT_S)
-        except Exception as err:  # best effort on the way out (timeouts included)
-            log.warning("forced stop step failed", extra={"fields": {"error": repr(err)}})
+        await self.subscriber.stop(timeout=STOP_TIMEOUT_S)  # every step bounded
 
 
 def build_service(settings: SwitchboardSettings) -> SwitchboardService:
