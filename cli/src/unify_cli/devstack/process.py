@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["ManagedProcess", "free_port", "wait_for"]
+__all__ = ["ManagedProcess", "free_port", "reserved_port", "wait_for"]
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -18,6 +18,31 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def reserved_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port *below* the kernel's ephemeral range, for a server that binds it much
+    later (an HAProxy frontend): a port from :func:`free_port` may meanwhile be taken as the
+    source port of an outgoing connection.
+
+    :raises RuntimeError: no free port found.
+    """
+    import random
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str,

@@ -21,7 +21,7 @@ from .consul import ConsulAgent
 from .dnsmasq import free_udp_tcp_port
 from .moto import MotoServer
 from .nats import NatsServer
-from .process import ManagedProcess, free_port, tcp_open
+from .process import ManagedProcess, reserved_port, tcp_open
 
 __all__ = ["DevStack", "consul_put"]
 
@@ -74,7 +74,7 @@ class DevStack:
         :raises TimeoutError: a part did not come up.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.http_port = self.http_port or free_port()
+        self.http_port = self.http_port or reserved_port()
         self.dns_port = free_udp_tcp_port()
         self.consul = ConsulAgent(self.workdir / "consul").start()
         self.nats = NatsServer(self.workdir / "nats").start()

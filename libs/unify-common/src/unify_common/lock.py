@@ -4,8 +4,11 @@ Every candidate runs :meth:`SessionLock.run`: it creates a TTL session (``behavi
 no lock delay), tries ``PUT /v1/kv/<key>?acquire=<session>`` and, once it holds the key,
 renews the session every third of the TTL. The others keep trying at the same pace. When the
 holder stops, its session is destroyed (or expires after the TTL) and a standby takes over;
-``on_acquired`` is then called. Any failed renewal drops ``holding`` at once and calls
-``on_lost``: two holders at once are worse than a few seconds without one.
+``on_acquired`` is then called. A session Consul reports gone drops ``holding`` at once and
+calls ``on_lost``. A renewal that merely fails (timeout, Consul busy or restarting) is
+tolerated while less than half a TTL has passed since the last good one — the session cannot
+have expired yet, so no one else can hold the key — and drops the lock after that: two
+holders at once are worse than a few seconds without one.
 
 Used by consul-bridge (one publisher) and dns411 (one Route 53 writer).
 """
@@ -48,21 +51,26 @@ class SessionLock:
         self.on_lost = on_lost or (lambda: None)
         self.session_id: str | None = None
         self.holding = False
+        self._last_ok = 0.0
 
     async def step(self) -> bool:
         """One attempt: create the session if needed, renew it, try to acquire.
 
         :returns: whether the lock is held afterwards.
         """
+        loop = asyncio.get_running_loop()
+        bound = self.ttl_s / 3
         try:
             if self.session_id is None:
-                self.session_id = await self._consul.session.create(
+                self.session_id = await asyncio.wait_for(self._consul.session.create(
                     name=f"{self.purpose} {self.holder}", behavior="release",
-                    ttl=int(self.ttl_s), lock_delay=0)
-            elif not await self._consul.session.renew(self.session_id):
+                    ttl=int(self.ttl_s), lock_delay=0), bound)
+            elif not await asyncio.wait_for(self._consul.session.renew(self.session_id), bound):
                 raise consul.NotFound("session gone")
+            self._last_ok = loop.time()
             if not self.holding:
-                if await self._consul.kv.put(self.key, self.holder, acquire=self.session_id):
+                if await asyncio.wait_for(self._consul.kv.put(
+                        self.key, self.holder, acquire=self.session_id), bound):
                     self.holding = True
                     log.info("lock acquired", extra={"fields": {"lock": self.purpose,
                                                               "key": self.key}})
@@ -72,8 +80,13 @@ class SessionLock:
             self.session_id = None
         except asyncio.CancelledError:
             raise
-        except Exception as err:  # Consul down or refusing: stop writing until sure again
-            self._lost(str(err) or type(err).__name__)
+        except Exception as err:  # Consul down, busy or refusing
+            why = str(err) or type(err).__name__
+            if self.holding and loop.time() - self._last_ok < self.ttl_s / 2:
+                log.warning("lock renewal failed; still within the TTL", extra={"fields": {
+                    "lock": self.purpose, "reason": why}})
+            else:
+                self._lost(why)
         return self.holding
 
     def _lost(self, why: str) -> None:
