@@ -213,3 +213,31 @@ def _lacks(records, key):
 def _eq_item(records, key, value):
     assert records.get(key) == value, records
     return records
+
+
+def test_unify_dns_list_shows_records_from_every_source(stack):
+    import os
+    import subprocess
+
+    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
+        "ID": "listed-1", "Name": "listed", "Address": "127.0.0.21", "Port": 80,
+        "Tags": [f"dns={DOMAIN}"]})
+    eventually(lambda: _eq(dns_answer(stack, f"listed.{DOMAIN}", "A"),
+                           ("NOERROR", [f"listed.{DOMAIN}. 30 IN A 127.0.0.21"])))
+    eventually(lambda: _eq_item(route53_records(stack), (f"listed.{DOMAIN}.", "A"),
+                                ["127.0.0.21"]))
+    env = {**os.environ, **stack.env()}
+
+    def listed(source: str) -> list[dict]:
+        out = subprocess.run([sys.executable, "-m", "unify_cli.main", "dns", "list", "--json",
+                              "--zone", DOMAIN, "--source", source], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [row for row in json.loads(out.stdout) if row["name"] == f"listed.{DOMAIN}"]
+
+    for source in ("desired", "dnsmasq", "route53"):
+        rows = eventually(lambda: _eq([(r["type"], r["value"], r["ttl"], r["drift"])
+                                       for r in listed(source)],
+                                      [("A", "127.0.0.21", 30, "in-sync")]))
+        assert rows == [("A", "127.0.0.21", 30, "in-sync")], source
+    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/listed-1", {})

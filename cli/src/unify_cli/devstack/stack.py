@@ -60,10 +60,16 @@ class DevStack:
     def env(self) -> dict[str, str]:
         """The variables every component of this stack reads."""
         assert self.consul and self.nats and self.moto
+        dns_dir = self.workdir / "dnsmasq"
         return {
             "CONSUL_HTTP_ADDR": self.consul.http_addr,
             "NATS_URL": self.nats.url,
             "UNIFY_NODE": self.node,
+            # where dns411 keeps dnsmasq's files (also read by `unify dns list`)
+            "UNIFY_DNSMASQ_HOSTS": str(dns_dir / "hosts"),
+            "UNIFY_DNSMASQ_CONF_DIR": str(dns_dir / "conf.d"),
+            "UNIFY_DNS_LOCAL_DOMAINS": self.domain,
+            "UNIFY_ROUTE53_ENABLED": "1" if self.route53 else "0",
             **self.moto.env(),
         }
 
@@ -93,11 +99,7 @@ class DevStack:
         self._spawn("dns411", [py, "-m", "dns411"], {
             **base, "UNIFY_DNSMASQ_MANAGE": "1", "UNIFY_DNSMASQ_PORT": str(self.dns_port),
             "UNIFY_DNSMASQ_LISTEN": "127.0.0.1", "UNIFY_DNSMASQ_USER": "root",
-            "UNIFY_DNSMASQ_HOSTS": str(dns_dir / "hosts"),
-            "UNIFY_DNSMASQ_CONF_DIR": str(dns_dir / "conf.d"),
-            "UNIFY_CONSUL_DNS_ADDR": f"127.0.0.1:{self.consul.dns_port}",
-            "UNIFY_DNS_LOCAL_DOMAINS": self.domain,
-            "UNIFY_ROUTE53_ENABLED": "1" if self.route53 else "0"})
+            "UNIFY_CONSUL_DNS_ADDR": f"127.0.0.1:{self.consul.dns_port}"})
         consul_put(self.consul.http_addr, "/v1/agent/service/register", {
             "ID": "haproxy-dev", "Name": "haproxy", "Address": "127.0.0.1", "Port": 80,
             "Tags": [f"dns={self.domain}"]})

@@ -126,12 +126,13 @@ class Reconciler:
                                    "everything else is applied, retrying for these")
 
     def _busy_ports(self, desired: Desired) -> frozenset[int]:
+        # Ports HAProxy itself listens on (the last applied state, and the live file, which
+        # the running workers loaded) are ours, not "another program's".
         wanted = {fe.port for fe in desired.frontends}
-        if self._live is not None:
-            held = {fe.port for fe in self._live.frontends}
-        else:
-            live = self.sink.live_bytes()
-            held = listening_ports(live.decode(errors="replace")) if live else set()
+        held = {fe.port for fe in self._live.frontends} if self._live is not None else set()
+        live = self.sink.live_bytes()
+        if live:
+            held |= listening_ports(live.decode(errors="replace"))
         return busy_ports(self.settings.render.bind, wanted - held)
 
     async def _apply(self, desired: Desired, data: bytes) -> str:

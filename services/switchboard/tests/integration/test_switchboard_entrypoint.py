@@ -39,7 +39,7 @@ async def test_module_entry_point_manages_haproxy(sb_common, nc, backends, run_d
                 return False
 
         await wait_until(served, timeout=30, what="switchboard-managed HAProxy serving")
-        info = parse_show_proc(master_cli(run_dir / "master.sock", "show proc"))
+        info = _show_proc(run_dir)  # the master may be re-executing for a reload
         assert len(info.workers) == 1
         master_pid = info.master
         # HAProxy dying is noticed and it is started again with the same configuration.
@@ -47,13 +47,28 @@ async def test_module_entry_point_manages_haproxy(sb_common, nc, backends, run_d
         await wait_until(lambda: _new_master(run_dir, master_pid), timeout=30,
                          what="HAProxy started again")
         await wait_until(served, timeout=30, what="serving again after the restart")
-        master_pid = parse_show_proc(master_cli(run_dir / "master.sock", "show proc")).master
+        master_pid = _show_proc(run_dir).master
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         log.close()
     # HAProxy went away with switchboard.
     await wait_until(lambda: not _alive(master_pid), timeout=10, what="HAProxy stopped")
+
+
+def _show_proc(run_dir, attempts: int = 200):
+    """``show proc`` through the master CLI, retried while the master re-executes."""
+    import time
+
+    for _ in range(attempts):
+        try:
+            info = parse_show_proc(master_cli(run_dir / "master.sock", "show proc"))
+            if len(info.workers) == 1:
+                return info
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return parse_show_proc(master_cli(run_dir / "master.sock", "show proc"))
 
 
 def _new_master(run_dir, old: int) -> bool:

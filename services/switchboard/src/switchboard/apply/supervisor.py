@@ -42,10 +42,12 @@ class HAProxySupervisor:
         :returns: True when it was started now.
         :raises ReloadFailed: it exited or did not answer within ``start_timeout`` seconds.
         """
-        if await self.sink.master_alive():
-            return False
         if self.process is not None and self.process.returncode is None:
-            await self.stop()
+            # Our master is alive. It may not answer right now (it re-executes itself on
+            # every reload and parses the whole configuration): never start a second one.
+            return False
+        if await self.sink.master_alive():
+            return False  # a master we did not start (or started before a restart) answers
         self.sink.master_socket.unlink(missing_ok=True)
         log_file = open(self.log_path, "ab")
         try:
