@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for usage errors)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["dns", "list"]:
+        from dns411 import cli_list  # the CLI is a client of dns411's listing
+        return cli_list(argv[2:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "events":
@@ -77,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                                           from_seq=args.from_seq, until=until,
                                           as_json=args.json))
             return 0
-        if args.command == "dns":
-            from dns411 import cli_list  # the CLI is a client of dns411's listing
-            return cli_list(args.rest)
+        if args.command == "dns":  # only `dns list` exists; reached here with bad words
+            print("unify: use `unify dns list [--zone Z] [--source S] [--json]`",
+                  file=sys.stderr)
+            return 2
         if args.command == "dev":
             from . import dev
             if args.action == "up":
