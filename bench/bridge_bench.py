@@ -101,8 +101,13 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
 
         await nc.subscribe("unify.catalog.instance.registered.>", cb=on_msg)
         bridge_pid = stack.services["consul-bridge"].pid
+        for _ in range(60):  # wait until the bridge is quiet (initial load fully digested)
+            c0 = cpu_seconds(bridge_pid)
+            await asyncio.sleep(2.0)
+            if cpu_seconds(bridge_pid) - c0 <= 0.04:
+                break
         idle0, t_idle = cpu_seconds(bridge_pid), time.perf_counter()
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(5.0)
         idle_rate = (cpu_seconds(bridge_pid) - idle0) / (time.perf_counter() - t_idle)
 
         to_nats, to_haproxy = [], []

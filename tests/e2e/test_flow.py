@@ -242,3 +242,18 @@ def test_unify_dns_list_shows_records_from_every_source(stack):
                                        for r in listed(source)], expected))
         assert rows == expected, source
     consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/listed-1", {})
+
+
+def test_name_registered_after_a_negative_answer_resolves_within_the_ttl(stack):
+    assert dns_answer(stack, f"late.{DOMAIN}", "A")[0] == "NXDOMAIN"
+    registered = time.monotonic()
+    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
+        "ID": "late-1", "Name": "late", "Address": "127.0.0.31", "Port": 80,
+        "Tags": [f"dns={DOMAIN}"]})
+    expected = ("NOERROR", [f"late.{DOMAIN}. 30 IN A 127.0.0.31"])
+    # dnsmasq keeps no negative cache for its own names: the answer changes as soon as
+    # dns411 has written the record, well inside the 30 s TTL
+    assert eventually(lambda: _eq(dns_answer(stack, f"late.{DOMAIN}", "A"), expected),
+                      timeout=30) == expected
+    assert time.monotonic() - registered < 30
+    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/late-1", {})

@@ -1,0 +1,45 @@
+"""`unify dev up --demo` as a newcomer runs it: real processes, the demo answers, Ctrl-C
+stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
+    workdir = tmp_path / "dev"
+    proc = subprocess.Popen([sys.executable, "-m", "unify_cli.main", "dev", "up", "--demo",
+                             "--workdir", str(workdir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if "Ctrl-C stops everything" in line:
+                break
+        text = "\n".join(lines)
+        assert "unify dev: running; Ctrl-C stops everything." in text, text
+        assert "→  hello from hello-1" in text
+        assert "    hello.unify.test. 30 IN CNAME haproxy.unify.test." in text
+        assert "    haproxy.unify.test. 30 IN A 127.0.0.1" in text
+        assert "    api.unify.test. 30 IN A 127.0.0.1" in text
+        for name in ("consul", "nats", "route53 (moto)", "haproxy", "dnsmasq",
+                     "consul-bridge", "switchboard", "dns411"):
+            assert any(l.startswith(f"  {name} ") for l in lines), name
+        assert (workdir / "env").read_text().count("export ") >= 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, rest
+    assert "unify dev: stopping ..." in rest
+    # every process of the stack is gone
+    leftovers = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True)
+    assert leftovers.stdout == ""
