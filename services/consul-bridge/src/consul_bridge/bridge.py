@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 
 import msgspec
 import time
@@ -29,6 +28,7 @@ from unify_common.catalog import read_catalog
 from unify_common.events import ErrorEvent, Instance, KvEntry, instance_from_health_entry
 from unify_common.logs import get_logger
 from unify_common.natsio import publish_event
+from unify_common.retry import retry_forever
 
 from .blocking import blocking_get, next_index
 from .diff import Change, diff_instances, diff_kv
@@ -110,20 +110,10 @@ class Bridge:
             await asyncio.gather(*tasks, *self._watchers.values(), return_exceptions=True)
 
     async def _blocking(self, what: str, call, index: int):
-        """One blocking call with retry on error (capped exponential backoff with jitter)."""
-        failures = 0
-        while True:
-            try:
-                return await call(index)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                failures += 1
-                delay = min(10.0, 0.2 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
-                log.warning("Consul query failed; keeping last known state", extra={"fields": {
-                    "query": what, "error": str(err) or type(err).__name__,
-                    "retry_in_s": round(delay, 2)}})
-                await asyncio.sleep(delay)
+        """One blocking call, retried through errors while the last known state stands."""
+        return await retry_forever(lambda: call(index), what="Consul query (last known state "
+                                   "stands)", log=log, base=0.2, cap=10.0,
+                                   fields={"query": what})
 
     async def _watch_services(self) -> None:
         wait = f"{int(self.settings.wait_s)}s"
@@ -291,35 +281,16 @@ class Bridge:
 
     # -- output ------------------------------------------------------------------------------
     async def _send(self, subject: str, event, msg_id: str) -> None:
-        failures = 0
-        while True:
-            try:
-                await publish_event(self._js, subject, event, msg_id=msg_id)
-                self.published_events += 1
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
-                log.warning("publish failed; retrying", extra={"fields": {
-                    "subject": subject, "error": str(err) or type(err).__name__}})
-                await asyncio.sleep(delay)
+        await retry_forever(lambda: publish_event(self._js, subject, event, msg_id=msg_id),
+                            what="publish", log=log, fields={"subject": subject})
+        self.published_events += 1
 
     async def _publish(self, change: Change) -> None:
         await self._send(change.subject, change.event, change.msg_id)
-        failures = 0
-        while True:
-            try:
-                if change.put is None:
-                    await self._bucket.delete(change.key)
-                else:
-                    await self._bucket.put(change.key, change.put)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                failures += 1
-                log.warning("catalog bucket write failed; retrying", extra={"fields": {
-                    "key": change.key, "error": str(err) or type(err).__name__}})
-                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
+        def write():  # a fresh coroutine for every attempt
+            if change.put is None:
+                return self._bucket.delete(change.key)
+            return self._bucket.put(change.key, change.put)
+
+        await retry_forever(write, what="catalog bucket write", log=log,
+                            fields={"key": change.key})

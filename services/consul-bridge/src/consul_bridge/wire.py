@@ -54,10 +54,12 @@ def decode_health(body: str | bytes) -> list[HealthEntry]:
 
 def signature(entries: list[HealthEntry]) -> tuple:
     """What Unify's view of the service depends on, as a comparable tuple: instance ids,
-    their ``ModifyIndex`` (tags, meta, address, port changes bump it), node name and address,
-    and each check's id and status. Equal signatures give equal instances."""
+    their ``ModifyIndex`` (tags, meta, address, port changes bump it), the node name, the
+    effective address (the node's only when the service has none) and each check's id and
+    status. Equal signatures give equal instances."""
     return tuple(
-        (e.service.id, e.service.modify_index, e.node.node, e.node.address,
+        (e.service.id, e.service.modify_index, e.node.node,
+         e.service.address or e.node.address,
          tuple((c.check_id, c.status) for c in e.checks or ()))
         for e in entries
     )

@@ -1,0 +1,46 @@
+"""Retrying transient failures with capped exponential backoff and jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Awaitable, Callable, TypeVar
+
+__all__ = ["backoff_delay", "retry_forever"]
+
+T = TypeVar("T")
+
+
+def backoff_delay(failures: int, *, base: float, cap: float,
+                  rng: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (1 or more): ``base * 2**n``
+    capped at ``cap``, times a random factor in [0.5, 1) so many clients do not retry in step.
+
+    >>> backoff_delay(3, base=0.1, cap=5.0, rng=lambda a, b: 1.0)
+    0.8
+    """
+    return min(cap, base * 2 ** min(failures, 20)) * rng(0.5, 1.0)
+
+
+async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
+                        log: logging.Logger, base: float = 0.1, cap: float = 5.0,
+                        fields: dict | None = None) -> T:
+    """Await ``call()`` until it succeeds; log each failure (``what`` failed; retrying) with
+    the error and the delay, then wait :func:`backoff_delay`. Cancellation goes through.
+
+    :returns: what ``call()`` returned the first time it did not raise.
+    """
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            failures += 1
+            delay = backoff_delay(failures, base=base, cap=cap)
+            log.warning(f"{what} failed; retrying", extra={"fields": {
+                **(fields or {}), "error": str(err) or type(err).__name__,
+                "retry_in_s": round(delay, 2), "attempt": failures}})
+            await asyncio.sleep(delay)
