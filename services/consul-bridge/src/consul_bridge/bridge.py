@@ -14,6 +14,7 @@ the catalog bucket is written. A crash between the two re-publishes the same id 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import msgspec
@@ -39,6 +40,14 @@ from .settings import BridgeSettings
 __all__ = ["Bridge"]
 
 log = get_logger("consul_bridge")
+
+
+def _freeze_heap() -> None:
+    """Move everything allocated so far (the loaded catalog, long-lived tasks) out of the
+    cyclic garbage collector's view: otherwise each full collection walks the whole catalog
+    and the cost of a change grows with its size."""
+    gc.collect()
+    gc.freeze()
 
 
 def _now_ms() -> int:
@@ -132,6 +141,7 @@ class Bridge:
             if not step.changed or (body == last_body and self.ready.is_set()):
                 continue
             last_body = body
+            first_sync = not self.ready.is_set()
             names = set(json.loads(body) or {}) - self.settings.ignore_services
             for name in sorted(names - self._watchers.keys()):
                 self._watchers[name] = asyncio.create_task(self._watch_service(name),
@@ -143,6 +153,8 @@ class Bridge:
                     task.cancel()
                 await self._apply_service(name, {}, returned)
             self.ready.set()
+            if first_sync:
+                asyncio.get_running_loop().call_later(5.0, _freeze_heap)
 
     async def _watch_service(self, name: str) -> None:
         wait = f"{int(self.settings.wait_s)}s"
