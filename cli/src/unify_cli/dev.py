@@ -125,13 +125,12 @@ def up(*, workdir: str, demo: bool) -> int:
         for name, where in stack.describe():
             print(f"  {name:<15} {where}")
         print(f"\n  other shells: source {stack.workdir / 'env'}")
+        running = "unify dev: running; Ctrl-C stops everything."
         if demo:
-            state = json.loads((stack.workdir / "dev.json").read_text())
-            the_demo = Demo(state, stack.workdir)
-            the_demo.start()
-            if not the_demo.wait_and_show():
-                return 1
-        print("\nunify dev: running; Ctrl-C stops everything.", flush=True)
+            the_demo = Demo(json.loads((stack.workdir / "dev.json").read_text()),
+                            stack.workdir)
+            return _serve_demo(the_demo, running)
+        print(f"\n{running}", flush=True)
         _wait_for_interrupt()
         return 0
     finally:
@@ -152,11 +151,18 @@ def demo_from_workdir(workdir: str) -> int:
         return 1
     the_demo = Demo(state, path)
     try:
-        the_demo.start()
-        if not the_demo.wait_and_show():
-            return 1
-        print("\nunify dev demo: running; Ctrl-C removes the demo services.", flush=True)
-        _wait_for_interrupt()
-        return 0
+        return _serve_demo(the_demo, "unify dev demo: running; Ctrl-C removes the demo "
+                                     "services.")
     finally:
         the_demo.stop()
+
+
+def _serve_demo(the_demo: Demo, running: str) -> int:
+    """Start the demo, show that it answers, then wait for Ctrl-C; 1 when it never answered.
+    The caller stops the demo."""
+    the_demo.start()
+    if not the_demo.wait_and_show():
+        return 1
+    print(f"\n{running}", flush=True)
+    _wait_for_interrupt()
+    return 0
