@@ -6,8 +6,8 @@ HAProxy, dns411 with dnsmasq; Route 53 off) as separate processes on loopback.
 The catalog is spread over services of 10 instances and nodes of 20 instances (each node runs
 instances of 20 different services), every service exposed as a vhost, as a cluster of many
 small web services. Each measured change registers one new vhost service pointing at a real
-HTTP backend; the clock stops when its event arrives on NATS, and when HAProxy answers 200
-for its Host header.
+HTTP backend; the clock stops when its event arrives on NATS, when HAProxy answers 200
+for its Host header, and when dnsmasq answers its name.
 
     .venv/bin/python bench/bridge_bench.py [--sizes 100,1000,10000] [--changes 50]
 """
@@ -59,10 +59,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def resolves(dns_port: int, name: str) -> bool:
+    """True when dnsmasq answers ``name`` with at least one record."""
+    import dns.message
+    import dns.query
+
+    try:
+        reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=dns_port,
+                              timeout=0.2)
+    except Exception:
+        return False
+    return bool(reply.answer)
+
+
 def serves(http_port: int, host: str) -> bool:
     req = urllib.request.Request(f"http://127.0.0.1:{http_port}/", headers={"Host": host})
     try:
-        with urllib.request.urlopen(req, timeout=1) as resp:
+        with urllib.request.urlopen(req, timeout=0.5) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -110,7 +123,7 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
         await asyncio.sleep(5.0)
         idle_rate = (cpu_seconds(bridge_pid) - idle0) / (time.perf_counter() - t_idle)
 
-        to_nats, to_haproxy = [], []
+        to_nats, to_haproxy, to_dns = [], [], []
         cpu0, t0 = cpu_seconds(bridge_pid), time.perf_counter()
         loop = asyncio.get_running_loop()
         for n in range(changes):
@@ -126,16 +139,23 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
             while f"inst-{i}" not in arrived:
                 await asyncio.sleep(0.0005)
             to_nats.append((arrived[f"inst-{i}"] - sent) * 1000)
-            while not await loop.run_in_executor(None, serves, stack.http_port,
-                                                 f"{name}.{DOMAIN}"):
-                await asyncio.sleep(0.002)
-            to_haproxy.append((time.perf_counter() - sent) * 1000)
+            async def until(check, *args) -> float:
+                while not await loop.run_in_executor(None, check, *args):
+                    await asyncio.sleep(0.002)
+                return time.perf_counter()
+
+            http_done, dns_done = await asyncio.gather(  # polled side by side
+                until(serves, stack.http_port, f"{name}.{DOMAIN}"),
+                until(resolves, stack.dns_port, f"{name}.{DOMAIN}"))
+            to_haproxy.append((http_done - sent) * 1000)
+            to_dns.append((dns_done - sent) * 1000)
             await asyncio.sleep(0.05)
         wall = time.perf_counter() - t0
         cpu = cpu_seconds(bridge_pid) - cpu0 - idle_rate * wall
         await nc.close()
         return {"size": size, "nats_p50": pct(to_nats, 0.5), "nats_p99": pct(to_nats, 0.99),
                 "haproxy_p50": pct(to_haproxy, 0.5), "haproxy_p99": pct(to_haproxy, 0.99),
+                "dns_p50": pct(to_dns, 0.5), "dns_p99": pct(to_dns, 0.99),
                 "cpu_ms": max(0.0, cpu) * 1000 / changes, "load_s": initial_load_s}
     finally:
         backend.stop()
@@ -154,14 +174,16 @@ async def main() -> None:
             rows.append(r)
             print(f"size={size}: NATS p50={r['nats_p50']:.1f} p99={r['nats_p99']:.1f} ms; "
                   f"HAProxy p50={r['haproxy_p50']:.1f} p99={r['haproxy_p99']:.1f} ms; "
+                  f"dnsmasq p50={r['dns_p50']:.1f} p99={r['dns_p99']:.1f} ms; "
                   f"bridge CPU/change={r['cpu_ms']:.2f} ms; load {r['load_s']:.1f} s",
                   flush=True)
     print("\n| instances | → NATS p50 | → NATS p99 | → HAProxy p50 | → HAProxy p99 "
-          "| bridge CPU per change |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "| → dnsmasq p50 | → dnsmasq p99 | bridge CPU per change |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['size']:,} | {r['nats_p50']:.1f} ms | {r['nats_p99']:.1f} ms | "
-              f"{r['haproxy_p50']:.1f} ms | {r['haproxy_p99']:.1f} ms | {r['cpu_ms']:.2f} ms |")
+              f"{r['haproxy_p50']:.1f} ms | {r['haproxy_p99']:.1f} ms | "
+              f"{r['dns_p50']:.1f} ms | {r['dns_p99']:.1f} ms | {r['cpu_ms']:.2f} ms |")
     base = rows[0]["cpu_ms"] or 1e-9
     print(f"\nbridge CPU per change, largest vs smallest catalog: "
           f"{rows[-1]['cpu_ms'] / base:.2f}x")
