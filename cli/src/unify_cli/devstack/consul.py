@@ -44,9 +44,11 @@ class ConsulAgent:
     blocking queries.
     """
 
-    def __init__(self, workdir: Path, *, node: str = "unify-dev") -> None:
+    def __init__(self, workdir: Path, *, node: str = "unify-dev",
+                 extra_config: dict | None = None) -> None:
         self.workdir = workdir
         self.node = node
+        self.extra_config = extra_config or {}
         self.http_port = free_port()
         self.dns_port = free_port()
         self.process: ManagedProcess | None = None
@@ -68,6 +70,7 @@ class ConsulAgent:
             "limits": {"http_max_conns_per_client": 4096},
             "log_level": "warn",
             "disable_update_check": True,
+            **self.extra_config,
         }
         cfg = self.workdir / "consul.json"
         cfg.write_text(json.dumps(config))
@@ -78,7 +81,11 @@ class ConsulAgent:
         return self
 
     def _has_leader(self) -> bool:
-        with urllib.request.urlopen(f"http://{self.http_addr}/v1/status/leader", timeout=1) as r:
+        token = (self.extra_config.get("acl") or {}).get("tokens", {}).get(
+            "initial_management", "")
+        req = urllib.request.Request(f"http://{self.http_addr}/v1/status/leader",
+                                     headers={"X-Consul-Token": token} if token else {})
+        with urllib.request.urlopen(req, timeout=1) as r:
             return json.loads(r.read()) not in ("", None)
 
     def stop(self) -> None:

@@ -318,3 +318,50 @@ async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
         await stop_bridge(handle)
     finally:
         agent.stop()
+
+
+async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events, caplog):
+    """With Consul ACLs on (default deny), the bridge sees the catalog only through
+    CONSUL_HTTP_TOKEN, and the token never appears in its logs."""
+    import json as _json
+    import logging
+    import urllib.request
+
+    from unify_cli.devstack.consul import ConsulAgent
+    from unify_common.settings import CommonSettings
+
+    token = "5e3c7a52-8d1f-4c2b-9a61-acl-management"
+    agent = ConsulAgent(tmp_path / "consul", extra_config={"acl": {
+        "enabled": True, "default_policy": "deny",
+        "tokens": {"initial_management": token}}}).start()
+    try:
+        req = urllib.request.Request(
+            f"http://{agent.http_addr}/v1/agent/service/register", method="PUT",
+            data=_json.dumps({"ID": "sec-1", "Name": "secured", "Port": 443,
+                              "Address": "127.0.0.1"}).encode(),
+            headers={"X-Consul-Token": token})
+        urllib.request.urlopen(req, timeout=10).read()
+        def settings_with(secret: str) -> BridgeSettings:
+            return BridgeSettings(
+                common=CommonSettings.from_env({"CONSUL_HTTP_ADDR": agent.http_addr,
+                                                "CONSUL_HTTP_TOKEN": secret,
+                                                "NATS_URL": nats_server.url,
+                                                "UNIFY_NODE": "acl-node"}),
+                wait_s=10.0, removal_confirm_s=2.0)
+
+        # without the token the agent denies everything: no leadership, no events
+        handle = await start_bridge(settings_with(""))
+        await events.start(nats_server.url)
+        await asyncio.sleep(3.0)
+        assert events.types() == []
+        await stop_bridge(handle)
+
+        settings = settings_with(token)
+        with caplog.at_level(logging.DEBUG):
+            handle = await start_bridge(settings)
+            await events.wait_for(1, "unify.catalog.instance", timeout=30)
+            assert events.types("unify.catalog.instance") == [("instance.registered", "sec-1")]
+            await stop_bridge(handle)
+        assert token not in caplog.text
+    finally:
+        agent.stop()
