@@ -32,7 +32,8 @@ def test_parse_time(text, expected):
     assert parse_time(text, now=NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["yesterday", "10 minutes", "2026-11-30T11:00:00"])
+@pytest.mark.parametrize("text", ["yesterday", "10 minutes", "2026-11-30T11:00:00",
+                                  "99999999999d", "999999d"])
 def test_parse_time_rejects(text):
     with pytest.raises(ValueError):
         parse_time(text, now=NOW)
@@ -109,3 +110,23 @@ async def test_tail_prints_live_events(nats_server):
         proc.terminate()
         proc.wait(10)
         await nc.close()
+
+
+def test_hostile_text_cannot_split_lines_or_drive_the_terminal():
+    from unify_cli.events_cmd import _printable
+
+    assert _printable("id\n}evil") == "id\\n}evil"
+    assert _printable("esc-\x1b[31mRED") == "esc-\\x1b[31mRED"
+    assert _printable("plain") == "plain"
+
+
+def test_unreachable_nats_gives_one_clear_error():
+    env = dict(os.environ, NATS_URL="nats://127.0.0.1:1")
+    result = subprocess.run([sys.executable, "-m", "unify_cli.main", "events", "replay",
+                             "--since", "5m"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == ("unify: cannot reach NATS at nats://127.0.0.1:1 (nats: no servers "
+                             "available for connection); set NATS_URL (for the dev stack: "
+                             "source .unify/dev/env)\n")

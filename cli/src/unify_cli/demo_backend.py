@@ -32,7 +32,11 @@ def serve(port: int, name: str, host: str = "127.0.0.1") -> None:
         def log_message(self, *args) -> None:
             pass
 
-    http.server.ThreadingHTTPServer((host, port), Handler).serve_forever()
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            pass  # health checks that hang up early are normal, not worth a traceback
+
+    Server((host, port), Handler).serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,10 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
     now = now or dt.datetime.now(dt.timezone.utc)
     match = _DURATION.match(text.strip())
     if match:
-        return now - dt.timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        try:
+            return now - dt.timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        except (OverflowError, ValueError):
+            raise ValueError(f"duration too large: {text!r}") from None
     try:
         parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -46,6 +49,15 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"RFC 3339 time needs a zone offset or Z: {text!r}")
     return parsed
+
+
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, escape, ...) shown as a Python
+    escape, so hostile catalog data can neither split a line nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                   for c in text)
 
 
 def _summary(event) -> str:
@@ -88,13 +100,23 @@ def format_line(msg, *, as_json: bool) -> str:
         text = f"{event.type} {_summary(event)}"
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         text = f"undecodable: {err}"
-    return f"{stamp} {meta.sequence.stream:>8} {msg.subject} {text}"
+    return _printable(f"{stamp} {meta.sequence.stream:>8} {msg.subject} {text}")
+
+
+async def _connect(settings: CommonSettings, name: str):
+    try:
+        return await connect_nats(settings, name=name, fail_fast=True)
+    except Exception as err:
+        where = ", ".join(settings.nats_urls)
+        why = str(err) or type(err).__name__
+        raise ValueError(f"cannot reach NATS at {where} ({why}); set NATS_URL "
+                         "(for the dev stack: source .unify/dev/env)") from None
 
 
 async def tail(settings: CommonSettings, *, subject: str, as_json: bool,
                out: TextIO = sys.stdout, stop: asyncio.Event | None = None) -> None:
     """Print live events on ``subject`` until ``stop`` is set (or the task is cancelled)."""
-    nc = await connect_nats(settings, name="unify-cli-tail")
+    nc = await _connect(settings, "unify-cli-tail")
     try:
         js = nc.jetstream()
 
@@ -121,7 +143,7 @@ async def replay(settings: CommonSettings, *, subject: str = subjects.ALL,
     """
     if (since is None) == (from_seq is None):
         raise ValueError("give exactly one of --since or --from-seq")
-    nc = await connect_nats(settings, name="unify-cli-replay")
+    nc = await _connect(settings, "unify-cli-replay")
     try:
         js = nc.jetstream()
         info = await js.stream_info(settings.stream)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ class DevStack:
         :raises TimeoutError: a part did not come up.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # Consul -dev starts empty every time, so the event store and the rendered files of
+        # an earlier run would describe a catalog that no longer exists: start clean.
+        for stale in ("nats", "haproxy", "dnsmasq"):
+            shutil.rmtree(self.workdir / stale, ignore_errors=True)
         self.http_port = self.http_port or reserved_port()
         self.dns_port = free_udp_tcp_port()
         self.consul = ConsulAgent(self.workdir / "consul").start()

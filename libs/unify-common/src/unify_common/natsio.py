@@ -30,8 +30,9 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def connect_nats(settings: CommonSettings, *, name: str) -> NATS:
-    """Connect to ``settings.nats_urls`` as client ``name``, reconnecting forever.
+async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool = False) -> NATS:
+    """Connect to ``settings.nats_urls`` as client ``name``, reconnecting forever — or, with
+    ``fail_fast`` (one-shot commands), trying each server once and raising.
 
     Uses ``NATS_CREDS`` (a ``.creds`` file), or ``NATS_USER``/``NATS_PASSWORD``; TLS when
     ``NATS_CA`` or ``NATS_CERT``/``NATS_KEY`` are set or a URL is ``tls://``.
@@ -40,6 +41,12 @@ async def connect_nats(settings: CommonSettings, *, name: str) -> NATS:
     """
     options: dict = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
                      "connect_timeout": 5}
+    if fail_fast:
+        async def quiet(_err: Exception) -> None:  # the caller reports the failure once
+            return None
+
+        options.update(max_reconnect_attempts=1, allow_reconnect=False, connect_timeout=3,
+                       error_cb=quiet)
     if settings.nats_creds:
         options["user_credentials"] = settings.nats_creds
     elif settings.nats_user:

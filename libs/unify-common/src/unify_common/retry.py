@@ -25,10 +25,12 @@ def backoff_delay(failures: int, *, base: float, cap: float,
 
 async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
                         log: logging.Logger, base: float = 0.1, cap: float = 5.0,
-                        fields: dict | None = None) -> T:
+                        fields: dict | None = None,
+                        permanent: tuple[type[BaseException], ...] = ()) -> T:
     """Await ``call()`` until it succeeds; log each failure (``what`` failed; retrying) with
     the error and the delay, then wait :func:`backoff_delay`. Cancellation goes through.
 
+    :param permanent: exception types that no retry can cure; they are raised at once.
     :returns: what ``call()`` returned the first time it did not raise.
     """
     failures = 0
@@ -36,6 +38,8 @@ async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
         try:
             return await call()
         except asyncio.CancelledError:
+            raise
+        except permanent:
             raise
         except Exception as err:
             failures += 1

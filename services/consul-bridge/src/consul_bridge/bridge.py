@@ -16,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-
-import msgspec
 import time
+
 from typing import Callable
 
+import msgspec
+
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from unify_common import subjects
 from unify_common.catalog import read_catalog
-from unify_common.events import ErrorEvent, Instance, KvEntry, instance_from_health_entry
+from unify_common.events import (ErrorEvent, Instance, KvEntry, encode_instance,
+                                 instance_from_health_entry)
 from unify_common.logs import get_logger
 from unify_common.natsio import publish_event
 from unify_common.retry import retry_forever
@@ -183,6 +186,10 @@ class Bridge:
             current: dict[str, Instance] = {}
             for entry in entries:
                 inst = instance_from_health_entry(as_api_dict(entry))
+                size = len(encode_instance(inst))
+                if size > self.settings.max_instance_bytes:
+                    await self._reject_oversized(inst, size, returned)
+                    continue  # as if absent: never published, never stored
                 current[inst.key] = inst
             await self._apply_service(name, current, returned)
 
@@ -215,6 +222,21 @@ class Bridge:
                 self._published.pop(service, None)
             if not current:
                 self._observed.pop(service, None)
+
+    async def _reject_oversized(self, inst: Instance, size: int, index: int) -> None:
+        """An instance too large to be an event (hostile or broken tags/meta) is skipped
+        with a logged reason and one error event per Consul index."""
+        message = (f"instance is {size} bytes encoded, more than the "
+                   f"{self.settings.max_instance_bytes} allowed (tags and meta too large)")
+        log.error("instance skipped", extra={"fields": {
+            "service": inst.service[:200], "instance_id": inst.instance_id[:200],
+            "reason": message}})
+        event = ErrorEvent(source="consul-bridge", reason="instance-too-large",
+                           message=message, service=inst.service[:200],
+                           instance_id=inst.instance_id[:200], node=inst.node[:200],
+                           observed_at=_now_ms())
+        await self._send(subjects.error_subject("consul-bridge"), event,
+                         f"error:{inst.key}:{index}:too-large")
 
     async def _report_tag_error(self, inst: Instance, change: Change, index: int) -> None:
         if inst.tag_error is None or change.event.type == "instance.health":  # type: ignore
@@ -265,6 +287,10 @@ class Bridge:
                 if e["Key"].endswith("/") and not e.get("Value"):
                     continue  # a "folder"
                 raw = e.get("Value") or b""
+                if len(raw) > self.settings.max_instance_bytes:
+                    log.error("KV entry skipped: value too large", extra={"fields": {
+                        "key": e["Key"][:200], "bytes": len(raw)}})
+                    continue
                 current[e["Key"]] = KvEntry(
                     key=e["Key"], value=raw.decode("utf-8", "replace") if isinstance(raw, bytes)
                     else str(raw), modify_index=int(e.get("ModifyIndex") or 0),
@@ -294,11 +320,19 @@ class Bridge:
     # -- output ------------------------------------------------------------------------------
     async def _send(self, subject: str, event, msg_id: str) -> None:
         await retry_forever(lambda: publish_event(self._js, subject, event, msg_id=msg_id),
-                            what="publish", log=log, fields={"subject": subject})
+                            what="publish", log=log, fields={"subject": subject},
+                            permanent=(MaxPayloadError,))
         self.published_events += 1
 
     async def _publish(self, change: Change) -> None:
-        await self._send(change.subject, change.event, change.msg_id)
+        try:
+            await self._send(change.subject, change.event, change.msg_id)
+        except MaxPayloadError:
+            # Cannot happen for instances (they are size-checked first); for anything else
+            # too large, skip this one change rather than stop the bridge.
+            log.error("event larger than the NATS max payload skipped", extra={"fields": {
+                "subject": change.subject, "key": change.key}})
+            return
         def write():  # a fresh coroutine for every attempt
             if change.put is None:
                 return self._bucket.delete(change.key)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from unify_common.settings import CommonSettings, env_float
+from unify_common.settings import CommonSettings, env_float, env_int
 
 __all__ = ["BridgeSettings"]
 
@@ -20,7 +20,9 @@ class BridgeSettings:
     (``UNIFY_BRIDGE_LOCK_KEY``, default ``unify-locks/consul-bridge``, outside watched
     prefixes). ``lock_ttl_s``: session TTL in seconds (``UNIFY_BRIDGE_LOCK_TTL``, default 10,
     Consul allows 10-86400). ``wait_s``: blocking-query wait (``UNIFY_BRIDGE_WAIT``, default 55).
-    ``ignore_services``: services never published (``UNIFY_BRIDGE_IGNORE_SERVICES``,
+    ``max_instance_bytes``: an instance whose JSON is larger is skipped with an error event
+    (``UNIFY_BRIDGE_MAX_INSTANCE_BYTES``, default 65536; NATS refuses messages above its
+    ``max_payload``, 1 MiB by default). ``ignore_services``: services never published (``UNIFY_BRIDGE_IGNORE_SERVICES``,
     comma-separated, default ``consul``, the servers' own entry). ``removal_confirm_s``: how long a suspicious mass removal must persist
     (``UNIFY_BRIDGE_REMOVAL_CONFIRM``, default 10). ``removal_ratio``: share of instances one
     observation may remove without suspicion (``UNIFY_BRIDGE_REMOVAL_RATIO``, default 0.5).
@@ -32,6 +34,7 @@ class BridgeSettings:
     lock_ttl_s: float = 10.0
     wait_s: float = 55.0
     ignore_services: frozenset[str] = frozenset({"consul"})
+    max_instance_bytes: int = 65536
     removal_confirm_s: float = 10.0
     removal_ratio: float = 0.5
 
@@ -51,4 +54,5 @@ class BridgeSettings:
                 if n.strip()),
             removal_confirm_s=env_float(env, "UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0),
             removal_ratio=env_float(env, "UNIFY_BRIDGE_REMOVAL_RATIO", 0.5),
+            max_instance_bytes=env_int(env, "UNIFY_BRIDGE_MAX_INSTANCE_BYTES", 65536),
         )

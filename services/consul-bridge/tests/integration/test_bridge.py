@@ -365,3 +365,19 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events,
         assert token not in caplog.text
     finally:
         agent.stop()
+
+
+async def test_oversized_instance_is_skipped_and_the_bridge_goes_on(bridge_settings,
+                                                                    consul_http_addr,
+                                                                    nats_server, events):
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    register(consul_http_addr, "big-1", "bigtags", 80, ["x" * 1_500_000, "dns=example.com"])
+    await events.wait_for(1, "unify.error")
+    errors = [e for s, _, e in events.items if s.startswith("unify.error")]
+    assert [(e.reason, e.service, e.instance_id) for e in errors][:1] == [
+        ("instance-too-large", "bigtags", "big-1")]
+    register(consul_http_addr, "after-1", "after", 81, ["dns=example.com"])
+    await events.wait_for(1, "unify.catalog.instance")
+    assert events.types("unify.catalog.instance") == [("instance.registered", "after-1")]
+    await stop_bridge(handle)
