@@ -107,15 +107,18 @@ class Demo:
             self.backend.stop()
 
 
-def _wait_for_interrupt() -> None:
+def _interrupt_event() -> threading.Event:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM; installed before anything is printed, so
+    an early Ctrl-C still stops everything cleanly."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def up(*, workdir: str, demo: bool) -> int:
     """Start the stack (and the demo), print where each part listens, stop on Ctrl-C."""
+    stop = _interrupt_event()
     stack = DevStack(Path(workdir).absolute())
     print(f"unify dev: starting the stack in {stack.workdir} ...", flush=True)
     the_demo = None
@@ -129,9 +132,9 @@ def up(*, workdir: str, demo: bool) -> int:
         if demo:
             the_demo = Demo(json.loads((stack.workdir / "dev.json").read_text()),
                             stack.workdir)
-            return _serve_demo(the_demo, running)
+            return _serve_demo(the_demo, running, stop)
         print(f"\n{running}", flush=True)
-        _wait_for_interrupt()
+        stop.wait()
         return 0
     finally:
         print("unify dev: stopping ...", flush=True)
@@ -142,6 +145,7 @@ def up(*, workdir: str, demo: bool) -> int:
 
 def demo_from_workdir(workdir: str) -> int:
     """``unify dev demo``: register the demo on the stack of a running ``unify dev up``."""
+    stop = _interrupt_event()
     path = Path(workdir).absolute()
     try:
         state = json.loads((path / "dev.json").read_text())
@@ -152,17 +156,17 @@ def demo_from_workdir(workdir: str) -> int:
     the_demo = Demo(state, path)
     try:
         return _serve_demo(the_demo, "unify dev demo: running; Ctrl-C removes the demo "
-                                     "services.")
+                                     "services.", stop)
     finally:
         the_demo.stop()
 
 
-def _serve_demo(the_demo: Demo, running: str) -> int:
+def _serve_demo(the_demo: Demo, running: str, stop: threading.Event) -> int:
     """Start the demo, show that it answers, then wait for Ctrl-C; 1 when it never answered.
     The caller stops the demo."""
     the_demo.start()
     if not the_demo.wait_and_show():
         return 1
     print(f"\n{running}", flush=True)
-    _wait_for_interrupt()
+    stop.wait()
     return 0
