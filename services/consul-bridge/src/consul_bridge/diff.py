@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import msgspec
+
 from unify_common import subjects
 from unify_common.events import (Event, Instance, InstanceDeregistered, InstanceHealth,
                                  InstanceRegistered, InstanceUpdated, KvDeleted, KvEntry, KvSet,
@@ -31,6 +33,15 @@ class Change:
     put: bytes | None
 
 
+def _differing(previous: dict, current: dict):
+    """``(key, old, new)`` for every key whose value differs, in key order (``None`` for a
+    side that lacks the key)."""
+    for key in sorted(previous.keys() | current.keys()):
+        old, new = previous.get(key), current.get(key)
+        if old != new:
+            yield key, old, new
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -48,10 +59,7 @@ def diff_instances(previous: dict[str, Instance], current: dict[str, Instance], 
         gone ones. Equal instances produce nothing.
     """
     changes: list[Change] = []
-    for key in sorted(previous.keys() | current.keys()):
-        old, new = previous.get(key), current.get(key)
-        if old == new:
-            continue
+    for key, old, new in _differing(previous, current):
         if new is None:
             body = encode_instance(old)
             changes.append(Change(
@@ -86,13 +94,8 @@ def diff_kv(previous: dict[str, KvEntry], current: dict[str, KvEntry], *, index:
     :returns: ``kv.set`` for new or changed entries (by value, flags or ``ModifyIndex``),
         ``kv.deleted`` for gone ones, sorted by key.
     """
-    import msgspec  # local: only needed to encode entries
-
     changes: list[Change] = []
-    for key in sorted(previous.keys() | current.keys()):
-        old, new = previous.get(key), current.get(key)
-        if old == new:
-            continue
+    for _, old, new in _differing(previous, current):
         if new is None:
             changes.append(Change(subjects.kv_subject("deleted"),
                                   KvDeleted(entry=old, observed_at=now_ms),

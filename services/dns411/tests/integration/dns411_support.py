@@ -17,6 +17,7 @@ import dns.rcode
 from botocore.config import Config
 
 from dns411.settings import Dns411Settings
+from unify_common.state import CatalogState
 from unify_cli.devstack.dnsmasq import free_udp_tcp_port
 
 
@@ -89,3 +90,22 @@ async def eventually(check: Callable[[], object], *, timeout: float = 20.0,
 
 
 OWN = '"heritage=unify-dns411,owner=test-owner"'
+
+
+def state(*instances) -> CatalogState:
+    """A catalog state holding exactly ``instances``."""
+    return CatalogState(instances={i.key: i for i in instances})
+
+
+class Collected:
+    """Publisher that keeps what it is given (the reconciler's only outside call)."""
+
+    def __init__(self) -> None:
+        self.events = []
+
+    async def __call__(self, subject, event, msg_id):
+        self.events.append((subject, event))
+
+    def errors(self):
+        """(reason, message) of the dns411 error events collected so far."""
+        return [(e.reason, e.message) for s, e in self.events if s == "unify.error.dns411"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 
 import pytest
-from dns411_support import both, eventually, managed_settings
-from unify_common.catalog import CatalogState
+from dns411_support import both, Collected, eventually, managed_settings, state
 
 from dns411.apply.dnsmasq import DnsmasqConfigError, DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq, PidFileDnsmasq
@@ -25,18 +24,6 @@ def answers(port, name, rows):
     assert both(port, name) == ("NOERROR", rows)
 
 
-def state(*instances) -> CatalogState:
-    return CatalogState(instances={i.key: i for i in instances})
-
-
-class Collected:
-    """Publisher that keeps what it is given (the reconciler's only outside call)."""
-
-    def __init__(self) -> None:
-        self.events = []
-
-    async def __call__(self, subject, event, msg_id):
-        self.events.append((subject, event))
 
 
 @pytest.fixture

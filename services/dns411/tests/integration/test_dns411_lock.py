@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import nats
-from dns411_support import OWN, create_zone, eventually, managed_settings, zone_records
-from unify_common.catalog import CatalogState
+from dns411_support import (Collected, create_zone, eventually, managed_settings, OWN, state,
+                           zone_records)
 from unify_common.consulio import make_consul
 from unify_common.settings import CommonSettings
 
@@ -21,16 +21,6 @@ def web(address: str):
     return make_instance("web", "web-1", address, 80, ["dns=example.com"])
 
 
-def state(*instances) -> CatalogState:
-    return CatalogState(instances={i.key: i for i in instances})
-
-
-class Collected:
-    def __init__(self) -> None:
-        self.events = []
-
-    async def __call__(self, subject, event, msg_id):
-        self.events.append((subject, event))
 
 
 async def test_only_the_lock_holder_writes(tmp_path, consul_http_addr, route53):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from dns411_support import OWN, create_zone, managed_settings, route53_client, zone_records
+from dns411_support import (Collected, create_zone, managed_settings, OWN, route53_client, state,
+                           zone_records)
 from fault_proxy import is_change, is_listing
-from unify_common.catalog import CatalogState
 
 from dns411.apply.route53 import Route53Sink
 from dns411.reconciler import ApplyFailed, Reconciler
@@ -16,9 +16,6 @@ from tests.fixtures.catalog import make_instance
 
 OTHER = '"heritage=unify-dns411,owner=someone-else"'
 
-
-def state(*instances) -> CatalogState:
-    return CatalogState(instances={i.key: i for i in instances})
 
 
 def web(n: int, domain: str = "example.com"):
@@ -29,16 +26,6 @@ def web(n: int, domain: str = "example.com"):
 def svc(name: str, address: str, *tags: str):
     return make_instance(name, f"{name}-1", address, 80, list(tags) or ["dns=example.com"])
 
-
-class Collected:
-    def __init__(self) -> None:
-        self.events = []
-
-    async def __call__(self, subject, event, msg_id):
-        self.events.append((subject, event))
-
-    def errors(self):
-        return [(e.reason, e.message) for s, e in self.events if s == "unify.error.dns411"]
 
 
 def make(tmp_path, client, sleeps=None, **overrides):

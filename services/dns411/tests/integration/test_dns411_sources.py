@@ -3,7 +3,7 @@ and moto."""
 
 from __future__ import annotations
 
-from dns411_support import both, create_zone, managed_settings, zone_records
+from dns411_support import both, Collected, create_zone, managed_settings, zone_records
 from unify_common.catalog import CatalogState
 from unify_common.events import KvEntry
 
@@ -16,13 +16,6 @@ from unify_cli.devstack.dnsmasq import Dnsmasq
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 
-
-class Collected:
-    def __init__(self) -> None:
-        self.events = []
-
-    async def __call__(self, subject, event, msg_id):
-        self.events.append((subject, event))
 
 
 def kv(**pairs) -> dict[str, KvEntry]:
