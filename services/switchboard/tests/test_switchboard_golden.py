@@ -1,0 +1,103 @@
+"""Golden renderings: the exact bytes of a small mixed catalog and the SHA-256 of a large one.
+
+They pin the renderer's output so that optimisations of the build and render paths can prove
+they change nothing. Regenerate ``golden/small.cfg`` only for an intended change of the
+configuration, never to make an optimisation pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from switchboard.desired import build_desired
+from switchboard.model import Certificate
+from switchboard.plan import slot_layout
+from switchboard.render import RenderOptions, render
+from tests.fixtures.catalog import make_instance
+
+GOLDEN = Path(__file__).parent / "golden"
+OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", maxconn=2000,
+                        hard_stop_after="10s", ssl_ciphers="ECDHE+AESGCM:!aNULL")
+CERTS = (Certificate("/c/star.pem", ("*.example.com",), "f1"),
+         Certificate("/c/other.pem", ("www.other.org",), "f2"))
+
+
+def small_catalog():
+    """Every kind of frontend, route, TLS mode, check and server state once."""
+    web = ["dns=example.com", "dns=example.org", "vhost=web"]
+    return [
+        make_instance("web", "w1", "10.0.0.1", 8080, web, create_index=1),
+        make_instance("web", "w2", "10.0.0.2", 8080, web, status="warning", create_index=1),
+        make_instance("web", "w3", "10.0.0.3", 8080, web, status="critical", create_index=1),
+        make_instance("api", "a1", "fd00::7", 9000,
+                      ["dns=example.com", "vhost=web", "url_prefix=/api", "check=HEAD /health",
+                       "balance=leastconn"], create_index=2),
+        make_instance("v2", "v1", "10.0.0.4", 9001,
+                      ["dns=example.com", "vhost=web", "url_prefix=/api/v2/"], create_index=3),
+        make_instance("db", "d1", "10.0.0.5", 5432, ["tcp=15432", "check=disabled"],
+                      create_index=4),
+        make_instance("app", "p1", "10.0.0.6", 443,
+                      ["dns=example.com", "vhost=app", "https=8443"], create_index=5),
+        make_instance("vault", "t1", "10.0.0.7", 8200,
+                      ["dns=example.com", "vhost=vault", "https=8443", "ssl=pass-through"],
+                      create_index=6),
+        make_instance("www", "x1", "10.0.0.8", 80,
+                      ["dns=other.org", "vhost=www", "https=9443", "ssl=offloading"],
+                      create_index=7),
+        make_instance("legacy", "l1", "10.0.0.9", 8443,
+                      ["dns=example.com", "vhost=legacy", "http=8081", "ssl=backend"],
+                      create_index=8),
+        make_instance("big", "b1", "10.0.1.1", 80, ["dns=example.com", "vhost=big"],
+                      create_index=9),
+        *[make_instance("big", f"b{i}", f"10.0.1.{i}", 80, ["dns=example.com", "vhost=big"],
+                        create_index=9) for i in range(2, 7)],
+    ]
+
+
+def large_catalog(count: int = 2000, services: int = 100):
+    """Like bench/switchboard_render.py: vhosts on two domains, every fifth on a prefix,
+    every tenth a tcp service."""
+    out = []
+    for i in range(count):
+        s = i % services
+        if s % 10 == 9:
+            tags = [f"tcp={20000 + s}"]
+        else:
+            tags = ["dns=example.com", "dns=example.org", f"vhost=svc{s}", "http"]
+            if s % 5 == 4:
+                tags.append(f"url_prefix=/p{s}")
+        out.append(make_instance(f"svc{s}", f"svc{s}-{i}", f"10.0.{i // 256}.{i % 256}",
+                                 8000 + i % 1000, tags, node=f"node-{i % 50}",
+                                 status=("passing", "warning", "critical")[i % 3],
+                                 create_index=s + 1))
+    return out
+
+
+def test_small_catalog_renders_exactly_the_golden_file():
+    data = render(build_desired(small_catalog(), certificates=CERTS), OPTIONS)
+    assert data == (GOLDEN / "small.cfg").read_bytes()
+
+
+def test_small_catalog_with_previous_slots_renders_the_golden_file():
+    desired = build_desired(small_catalog(), certificates=CERTS)
+    again = build_desired(small_catalog(), certificates=CERTS,
+                          previous_slots=slot_layout(desired))
+    assert render(again, OPTIONS) == (GOLDEN / "small.cfg").read_bytes()
+
+
+def test_large_catalog_hash_is_pinned():
+    desired = build_desired(large_catalog())
+    data = render(desired, OPTIONS)
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (LARGE_LEN, LARGE_SHA256)
+    # one instance gone, the rest keep their slots: a different, equally pinned text
+    layout = slot_layout(desired)
+    fewer = build_desired(large_catalog()[1:], previous_slots=layout)
+    data = render(fewer, OPTIONS)
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (FEWER_LEN, FEWER_SHA256)
+
+
+LARGE_LEN = 389598
+LARGE_SHA256 = "1706140a0050b0b9681b80e5463c34aeea147ab526db6d594c9a296b6e9cede5"
+FEWER_LEN = 389560
+FEWER_SHA256 = "0ab8f2e920eecedef862b75764219f71a0e82644497683c8935e94a77bd85a48"
