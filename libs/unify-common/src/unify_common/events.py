@@ -75,6 +75,9 @@ class Instance(msgspec.Struct, frozen=True):
     instance's and its node's checks: the worst status wins; no checks means ``passing``
     (Consul's own rule for ``?passing``). ``unify`` holds the parsed Unify tags, or ``None``
     when the instance has none or they are malformed; ``tag_error`` says why in the second case.
+    ``weight`` is the instance's relative share of traffic while passing: Consul's
+    ``Service.Weights.Passing`` (default 1; Consul allows 1..65535 and HAProxy 0..256, so a
+    subscriber clamps it). It came into schema v1 with a default, so older events decode.
     """
 
     service: str
@@ -88,6 +91,7 @@ class Instance(msgspec.Struct, frozen=True):
     checks: tuple[Check, ...] = ()
     unify: UnifyTags | None = None
     tag_error: str | None = None
+    weight: int = 1
     create_index: int = 0
     modify_index: int = 0
 
@@ -100,7 +104,7 @@ class Instance(msgspec.Struct, frozen=True):
         """Everything but health and indexes: two instances with equal definitions differ at
         most in health."""
         return (self.service, self.instance_id, self.node, self.address, self.port,
-                self.tags, tuple(sorted(self.meta.items())))
+                self.tags, tuple(sorted(self.meta.items())), self.weight)
 
 
 def catalog_key(node: str, instance_id: str) -> str:
@@ -256,11 +260,22 @@ def aggregate_health(statuses: list[str] | tuple[str, ...]) -> Health:
     return worst  # type: ignore[return-value]
 
 
+def _passing_weight(weights: object) -> int:
+    if not isinstance(weights, dict):
+        return 1
+    try:
+        value = int(weights.get("Passing") or 1)
+    except (TypeError, ValueError):
+        return 1
+    return value if value > 0 else 1
+
+
 def instance_from_health_entry(entry: dict) -> Instance:
     """Build an :class:`Instance` from one element of ``/v1/health/service/:service``.
 
     The element has ``Node`` (``Node``, ``Address``), ``Service`` (``ID``, ``Service``,
-    ``Address``, ``Port``, ``Tags``, ``Meta``, ``CreateIndex``, ``ModifyIndex``) and ``Checks``.
+    ``Address``, ``Port``, ``Tags``, ``Meta``, ``Weights``, ``CreateIndex``, ``ModifyIndex``)
+    and ``Checks``. A missing or non-positive ``Weights.Passing`` gives weight 1.
     An empty ``Service.Address`` falls back to the node's address, as Consul's DNS does.
     Malformed Unify tags do not raise: they set ``tag_error`` and leave ``unify`` ``None``.
 
@@ -295,6 +310,7 @@ def instance_from_health_entry(entry: dict) -> Instance:
         checks=checks,
         unify=unify,
         tag_error=tag_error,
+        weight=_passing_weight(service.get("Weights")),
         create_index=int(service.get("CreateIndex") or 0),
         modify_index=int(service.get("ModifyIndex") or 0),
     )

@@ -18,6 +18,11 @@ class _Node(msgspec.Struct, rename="pascal"):
     address: str = ""
 
 
+class _Weights(msgspec.Struct, rename="pascal"):
+    passing: int = 1
+    warning: int = 1
+
+
 class _Service(msgspec.Struct, rename="pascal"):
     id: str = msgspec.field(name="ID", default="")
     service: str = ""
@@ -25,6 +30,7 @@ class _Service(msgspec.Struct, rename="pascal"):
     port: int = 0
     tags: list[str] | None = None
     meta: dict[str, str] | None = None
+    weights: _Weights | None = None
     create_index: int = 0
     modify_index: int = 0
 
@@ -54,7 +60,7 @@ def decode_health(body: str | bytes) -> list[HealthEntry]:
 
 def signature(entries: list[HealthEntry]) -> tuple:
     """What Unify's view of the service depends on, as a comparable tuple: instance ids,
-    their ``ModifyIndex`` (tags, meta, address, port changes bump it), the node name, the
+    their ``ModifyIndex`` (tags, meta, address, port, weights changes bump it), the node name, the
     effective address (the node's only when the service has none) and each check's id and
     status. Equal signatures give equal instances."""
     return tuple(

@@ -381,3 +381,21 @@ async def test_oversized_instance_is_skipped_and_the_bridge_goes_on(bridge_setti
     await events.wait_for(1, "unify.catalog.instance")
     assert events.types("unify.catalog.instance") == [("instance.registered", "after-1")]
     await stop_bridge(handle)
+
+
+async def test_weight_comes_from_consul_weights(bridge_settings, consul_http_addr,
+                                                nats_server, events):
+    """``Service.Weights.Passing`` becomes ``Instance.weight``; changing it is an update."""
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    body = {"ID": "w-1", "Name": "weighted", "Port": 8080, "Address": "127.0.0.1",
+            "Tags": ["dns=example.com", "vhost=w"], "Weights": {"Passing": 7, "Warning": 1}}
+    consul_call(consul_http_addr, "PUT", "/v1/agent/service/register", body)
+    await events.wait_for(1, "unify.catalog.instance")
+    consul_call(consul_http_addr, "PUT", "/v1/agent/service/register",
+                {**body, "Weights": {"Passing": 3, "Warning": 1}})
+    await events.wait_for(2, "unify.catalog.instance")
+    got = [(e.type, e.instance.weight, getattr(getattr(e, "previous", None), "weight", None))
+           for s, _, e in events.items if s.startswith("unify.catalog.instance")]
+    assert got == [("instance.registered", 7, None), ("instance.updated", 3, 7)]
+    await stop_bridge(handle)
