@@ -156,7 +156,9 @@ class Reconciler:
 
     async def _reconcile(self, state: CatalogState) -> None:
         # CPU-bound at large catalogs and reads static files: keep it off the event loop
+        started = time.perf_counter()
         desired, hosts, conf = await asyncio.to_thread(self._desired_and_files, state)
+        render_ms = round((time.perf_counter() - started) * 1000, 1)
         self.last_desired = desired
         problems = list(desired.problems)
         failures: list[str] = []
@@ -165,6 +167,10 @@ class Reconciler:
             try:
                 applied = await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)
                 dnsmasq_method = applied.method
+                if applied.did_write:
+                    log.info("dnsmasq files applied", extra={"fields": {
+                        "method": applied.method, "revision": state.revision,
+                        "steps_ms": {"render": render_ms, **applied.steps_ms}}})
                 if applied.warning:
                     problems.append(Problem("restart-needed", applied.warning))
             except DnsmasqConfigError as err:

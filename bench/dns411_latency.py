@@ -1,0 +1,223 @@
+"""Benchmark: catalog change → dnsmasq answering, through dns411 alone. Not a test.
+
+Real parts only: nats-server with JetStream, dns411 as its own process (``python -m dns411``,
+configured by environment, Route 53 off) supervising its real dnsmasq on a loopback port.
+Consul and consul-bridge are left out on purpose: each change is written the way
+consul-bridge writes it (the ``instance.registered`` event on the stream, then the instance
+in the ``unify-catalog`` KV bucket), so the clock measures dns411 and dnsmasq only.
+
+The catalog before the measured changes: ``size`` instances in services of 10, every other
+service a vhost (``vhost=<svc>``), nodes of 20 instances; every instance has its own
+address (``Service.Address``) on a node with a stable address; two HAProxy instances carry
+``dns=<domain>`` so ``haproxy.<domain>`` resolves. Measured, one after another, with a pause
+between changes so each is its own reconcile:
+
+* (a) a new service with ``dns=<domain>``: the clock stops when dnsmasq answers
+  ``<svc>.<domain>`` with the instance's A record (addn-hosts file, SIGHUP);
+* (b) a new vhost service: the clock stops when dnsmasq answers ``<vhost>.<domain>`` with
+  the CNAME to ``haproxy.<domain>`` and its addresses (conf-dir file, dnsmasq restart).
+
+dnsmasq is polled every millisecond over a connected UDP socket (a query sent while the
+port is closed fails at once instead of waiting for a timeout; one that reaches a dnsmasq
+being stopped is lost and given up after 10 ms). dns411's log states how
+long each reconcile spent in each step (``dnsmasq files applied`` lines, ``steps_ms``);
+their medians are printed too.
+
+    .venv/bin/python bench/dns411_latency.py [--sizes 100,1000] [--changes 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dns.message
+import dns.rdatatype
+import nats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.catalog import put_instance  # noqa: E402
+from unify_cli.devstack.dnsmasq import free_udp_tcp_port  # noqa: E402
+from unify_cli.devstack.nats import NatsServer  # noqa: E402
+from unify_cli.devstack.process import ManagedProcess  # noqa: E402
+from unify_common.events import Instance, encode_instance, instance_from_health_entry  # noqa: E402
+from unify_common.natsio import ensure_catalog_bucket, ensure_stream  # noqa: E402
+from unify_common.settings import CommonSettings  # noqa: E402
+
+DOMAIN = "bench.test"
+PER_SERVICE = 10
+PER_NODE = 20
+
+
+def instance(service: str, instance_id: str, node: int, address: str,
+             tags: list[str]) -> Instance:
+    """One passing instance as the bridge builds it: the node has a stable address of its
+    own, the instance its own ``Service.Address``."""
+    return instance_from_health_entry({
+        "Node": {"Node": f"node-{node}", "Address": f"10.200.{node // 256}.{node % 256}"},
+        "Service": {"ID": instance_id, "Service": service, "Address": address, "Port": 8080,
+                    "Tags": tags, "CreateIndex": 10, "ModifyIndex": 10},
+        "Checks": [{"CheckID": f"service:{instance_id}", "Status": "passing",
+                    "ServiceID": instance_id}]})
+
+
+def addr(i: int) -> str:
+    """A distinct IPv4 address for instance number ``i`` (10.0.0.0/8)."""
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+def initial_catalog(size: int) -> list[Instance]:
+    out = [instance("haproxy", f"haproxy-{n}", n, f"192.0.2.{n + 1}", [f"dns={DOMAIN}"])
+           for n in range(2)]
+    for i in range(size):
+        svc = i // PER_SERVICE
+        tags = [f"dns={DOMAIN}"] + ([f"vhost=site-{svc}"] if svc % 2 == 0 else [])
+        out.append(instance(f"svc-{svc}", f"inst-{i}", i // PER_NODE, addr(i), tags))
+    return out
+
+
+def answer(sock: socket.socket, query: bytes) -> list[tuple[str, str]] | None:
+    """``(type, value)`` rows of dnsmasq's answer, or ``None`` (port closed, no answer)."""
+    try:
+        sock.send(query)
+        reply = dns.message.from_wire(sock.recv(4096))
+    except (OSError, dns.exception.DNSException):
+        return None
+    return sorted((dns.rdatatype.to_text(rr.rdtype), rd.to_text())
+                  for rr in reply.answer for rd in rr)
+
+
+async def until_answer(port: int, name: str, want: list[tuple[str, str]]) -> float:
+    """Poll dnsmasq for ``name`` (type A) every millisecond; the ``perf_counter`` time at
+    which the answer equals ``want``. A query is given up after 10 ms: one sent to a
+    dnsmasq that is being stopped is lost without any reply (a real resolver would wait
+    its retry timeout, seconds), and waiting longer would only measure this poller."""
+    query = dns.message.make_query(name, "A").to_wire()
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.01)
+            sock.connect(("127.0.0.1", port))
+            if answer(sock, query) == want:
+                return time.perf_counter()
+        await asyncio.sleep(0.001)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def steps_from_log(path: Path, since: int) -> dict[str, dict[str, list[float]]]:
+    """``{method: {step: [ms, ...]}}`` from dns411's JSON log lines after byte ``since``."""
+    out: dict[str, dict[str, list[float]]] = {}
+    with open(path, "rb") as handle:
+        handle.seek(since)
+        for line in handle:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("msg") != "dnsmasq files applied" or "steps_ms" not in rec:
+                continue
+            steps = out.setdefault(rec["method"], {})
+            for step, ms in rec["steps_ms"].items():
+                steps.setdefault(step, []).append(float(ms))
+    return out
+
+
+async def run_size(size: int, changes: int, workdir: Path) -> dict:
+    nats_server = NatsServer(workdir / "nats").start()
+    port = free_udp_tcp_port()
+    dns_dir = workdir / "dnsmasq"
+    (dns_dir / "conf.d").mkdir(parents=True)
+    common = CommonSettings(nats_urls=(nats_server.url,), node="bench")
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js, common)
+    bucket = await ensure_catalog_bucket(js, common)
+    for inst in initial_catalog(size):
+        await bucket.put(inst.key, encode_instance(inst))
+    log_path = workdir / "dns411.log"
+    env = {**os.environ, "NATS_URL": nats_server.url, "UNIFY_NODE": "bench",
+           "UNIFY_LOG_FORMAT": "json", "UNIFY_ROUTE53_ENABLED": "0",
+           "UNIFY_DNSMASQ_MANAGE": "1", "UNIFY_DNSMASQ_PORT": str(port),
+           "UNIFY_DNSMASQ_LISTEN": "127.0.0.1", "UNIFY_DNSMASQ_USER": "root",
+           "UNIFY_DNSMASQ_HOSTS": str(dns_dir / "hosts"),
+           "UNIFY_DNSMASQ_CONF_DIR": str(dns_dir / "conf.d"),
+           "UNIFY_DNS_LOCAL_DOMAINS": DOMAIN}
+    dns411 = ManagedProcess("dns411", [sys.executable, "-m", "dns411"], log_path=log_path,
+                            env=env)
+    dns411.start()
+    try:
+        haproxy = [("A", "192.0.2.1"), ("A", "192.0.2.2")]
+        await asyncio.wait_for(until_answer(port, f"site-0.{DOMAIN}",
+                                            sorted([("CNAME", f"haproxy.{DOMAIN}.")] + haproxy)),
+                               60)
+        await asyncio.sleep(1.0)
+        log_from = log_path.stat().st_size
+        results: dict[str, list[float]] = {"a": [], "cname": []}
+        for n in range(changes):
+            kind = "a" if n % 2 == 0 else "cname"
+            i = 1_000_000 + n
+            if kind == "a":
+                name = f"new-a-{n}"
+                inst = instance(name, f"new-{n}", n % max(1, size // PER_NODE), addr(i),
+                                [f"dns={DOMAIN}"])
+                want = [("A", addr(i))]
+            else:
+                name = f"new-v-{n}"
+                inst = instance(name, f"new-{n}", n % max(1, size // PER_NODE), addr(i),
+                                [f"dns={DOMAIN}", f"vhost={name}"])
+                want = sorted([("CNAME", f"haproxy.{DOMAIN}.")] + haproxy)
+            sent = time.perf_counter()
+            await put_instance(js, common, inst)  # event, then the bucket: as the bridge
+            done = await asyncio.wait_for(until_answer(port, f"{name}.{DOMAIN}", want), 30)
+            results[kind].append((done - sent) * 1000)
+            await asyncio.sleep(0.3)
+        steps = steps_from_log(log_path, log_from)
+        await nc.close()
+        return {"size": size, "results": results, "steps": steps}
+    finally:
+        dns411.stop()
+        nats_server.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--changes", type=int, default=40,
+                        help="changes per size, half (a) and half (b)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="unify-dns411-lat-") as tmp:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            row = await run_size(size, args.changes, Path(tmp) / f"size-{size}")
+            rows.append(row)
+            for method, steps in sorted(row["steps"].items()):
+                text = ", ".join(f"{k} {statistics.median(v):.1f}"
+                                 for k, v in steps.items())
+                print(f"size={size} {method} ({len(next(iter(steps.values())))} applies), "
+                      f"median ms: {text}", flush=True)
+    print("\n| instances | change | n | p50 | p99 | max |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for row in rows:
+        for kind, label in (("a", "(a) new A record"), ("cname", "(b) new vhost CNAME")):
+            v = row["results"][kind]
+            print(f"| {row['size']:,} | {label} | {len(v)} | {pct(v, 0.5):.1f} ms | "
+                  f"{pct(v, 0.99):.1f} ms | {max(v):.1f} ms |")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    asyncio.run(main())
