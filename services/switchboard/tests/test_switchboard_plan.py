@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgspec
 import pytest
 
 from switchboard.desired import backend_name, build_desired
@@ -105,5 +106,5 @@ def test_structural_changes_need_a_reload():
     assert _runtime([w1], [web(f"w{i}", f"10.0.0.{i}") for i in range(1, 5)]) is not None
     assert _runtime([w1], [web(f"w{i}", f"10.0.0.{i}") for i in range(1, 6)]) is None
     live = build_desired([w1])
-    changed = dataclasses.replace(live.backends[0], balance="leastconn")
+    changed = msgspec.structs.replace(live.backends[0], balance="leastconn")
     assert runtime_commands(live, dataclasses.replace(live, backends=(changed,))) is None

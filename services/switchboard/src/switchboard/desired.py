@@ -28,15 +28,17 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from unify_common.events import Instance
+from unify_common.events import Instance, catalog_key
 from unify_common.tags import UnifyTags
 
+from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import consensus, usable_instances
+from .validate import consensus, usable_by_service
 
 __all__ = ["backend_name", "build_desired", "certificate_for", "order_routes"]
 
@@ -44,11 +46,16 @@ _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 
 
+@lru_cache(maxsize=1 << 14)
 def backend_name(mode: str, service: str) -> str:
     """``be_<mode>_<service cleaned to [a-z0-9_.-], 32 chars max>_<8 hex of SHA-256>``."""
     clean = _UNSAFE.sub("_", service.lower())[:32]
     digest = hashlib.sha256(service.encode()).hexdigest()[:8]
     return f"be_{mode}_{clean}_{digest}"
+
+
+#: ``catalog_key`` (a SHA-256 per instance), remembered across builds by (node, instance id).
+_instance_key = lru_cache(maxsize=1 << 16)(catalog_key)
 
 
 def certificate_for(host: str, certificates: Sequence[Certificate]) -> Certificate | None:
@@ -170,14 +177,17 @@ def _claim_service(service: str, tags: UnifyTags, members: list[Instance], claim
 
 
 def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Instance],
-             previous: Mapping[str, Sequence[str | None]], min_slots: int) -> Backend:
-    by_key = {i.key: i for i in members}
+             server_ssl: bool, previous: Mapping[str, Sequence[str | None]],
+             min_slots: int) -> Backend:
+    by_key = {_instance_key(i.node, i.instance_id): i for i in members}
     layout = assign_slots(list(by_key), previous.get(name), min_slots)
-    slots = tuple(
-        None if key is None else Server(key=key, address=by_key[key].address,
-                                        port=by_key[key].port,
-                                        state=_STATE.get(by_key[key].health, "maint"))
-        for key in layout)
+    slots = []
+    for key in layout:
+        if key is None:
+            slots.append(None)
+        else:
+            inst = by_key[key]
+            slots.append(Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint")))
     if tags.check is not None and not tags.check.enabled:
         check = None
     elif mode == "tcp":
@@ -188,7 +198,7 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
         check = ("GET", "/")
     return Backend(name=name, service=service, mode=mode,
                    balance=tags.balance or "roundrobin", check=check,
-                   server_ssl=_ssl_plan(tags, members)[0] and mode == "http", slots=slots)
+                   server_ssl=server_ssl and mode == "http", slots=tuple(slots))
 
 
 def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
@@ -223,10 +233,14 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
         claims are rejected (``port-unavailable``) so the rest can still be applied.
     :returns: the :class:`Desired` state; ``problems`` lists every rejected input, sorted.
     """
-    usable, problems = usable_instances(instances)
-    by_service: dict[str, list[Instance]] = {}
-    for inst in usable:
-        by_service.setdefault(inst.service, []).append(inst)
+    with gc_paused():
+        return _build(instances, certificates, previous_slots, min_slots, unavailable_ports)
+
+
+def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
+           previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
+           unavailable_ports: frozenset[int]) -> Desired:
+    by_service, problems = usable_by_service(instances)
     followed: list[tuple[int, str, UnifyTags, list[Instance]]] = []
     for service, insts in by_service.items():
         tags, members, dissent = consensus(insts)
@@ -246,8 +260,8 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
         for mode in ("http", "tcp"):
             name = backend_name(mode, service)
             if name in claims.used_backends:
-                backends.append(_backend(name, mode, service, tags, members, previous,
-                                         min_slots))
+                backends.append(_backend(name, mode, service, tags, members,
+                                         _ssl_plan(tags, members)[0], previous, min_slots))
 
     frontends = []
     for port, (kind, _) in sorted(claims.port_kind.items()):

@@ -12,8 +12,9 @@ state ready, ``maint`` = state maint; a free slot is ``127.0.0.1:1`` in maint.
 
 from __future__ import annotations
 
-import dataclasses
 import re
+
+import msgspec
 
 from .model import Backend, Desired, Server
 
@@ -45,7 +46,7 @@ def layout_from_config(text: str) -> dict[str, tuple[str | None, ...]]:
 
 
 def _skeleton(desired: Desired) -> tuple:
-    backends = tuple(dataclasses.replace(b, slots=(None,) * len(b.slots))
+    backends = tuple(msgspec.structs.replace(b, slots=(None,) * len(b.slots))
                      for b in desired.backends)
     return desired.frontends, backends
 

@@ -23,7 +23,7 @@ from unify_common.tags import TagError, UnifyTags, parse_tags
 
 from .model import Problem
 
-__all__ = ["consensus", "usable_instances"]
+__all__ = ["consensus", "usable_by_service"]
 
 
 def _problem(reason: str, message: str, inst: Instance) -> Problem:
@@ -41,17 +41,23 @@ def _parsed(tags: tuple[str, ...]) -> UnifyTags | str | None:
 
 
 def _is_ip(address: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, address)
-            return True
-        except (OSError, ValueError):
-            continue
-    return False
+    try:
+        socket.inet_pton(socket.AF_INET, address)
+        return True
+    except (OSError, ValueError):
+        pass
+    try:
+        socket.inet_pton(socket.AF_INET6, address)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _instance_problem(inst: Instance) -> Problem | None:
-    reparsed = _parsed(tuple(inst.tags))
+    if inst.unify is None:
+        return _problem("invalid-tags", inst.tag_error or "", inst)
+    tags = inst.tags if type(inst.tags) is tuple else tuple(inst.tags)
+    reparsed = _parsed(tags)
     if isinstance(reparsed, str):
         return _problem("invalid-tags", reparsed, inst)
     if reparsed != inst.unify:
@@ -65,26 +71,48 @@ def _instance_problem(inst: Instance) -> Problem | None:
     return None
 
 
-def usable_instances(instances: Iterable[Instance]) -> tuple[list[Instance], list[Problem]]:
-    """Split instances into those carrying valid Unify tags and an IP address, and problems.
+#: id(instance) -> (instance, its problem or None), for the instances of the last call. An
+#: ``Instance`` is immutable and the catalog mirror keeps the same objects between snapshots,
+#: so an instance seen by the previous call need not be checked again; holding the instance
+#: keeps its id from being reused by another object meanwhile.
+_verdicts: dict[int, tuple[Instance, Problem | None]] = {}
+
+
+def usable_by_service(instances: Iterable[Instance]
+                      ) -> tuple[dict[str, list[Instance]], list[Problem]]:
+    """Split instances into those carrying valid Unify tags and an IP address, grouped by
+    service, and problems.
 
     :param instances: any catalog instances (any health); untagged ones (``unify`` and
         ``tag_error`` both ``None``) are dropped silently.
-    :returns: ``(usable, problems)``, usable sorted by ``(service, instance_id, node)``.
+    :returns: ``(service -> usable instances, problems)``; services and instances are in the
+        order of ``instances`` and problems in no particular order: callers that need an
+        order sort (the result as a whole does not depend on the input order).
     """
-    usable: list[Instance] = []
+    global _verdicts
+    previous, verdicts = _verdicts, {}
+    by_service: dict[str, list[Instance]] = {}
     problems: list[Problem] = []
-    for inst in sorted(instances, key=lambda i: (i.service, i.instance_id, i.node)):
-        if inst.unify is None:
-            if inst.tag_error is not None:
-                problems.append(_problem("invalid-tags", inst.tag_error, inst))
+    for inst in instances:
+        if inst.unify is None and inst.tag_error is None:
             continue
-        problem = _instance_problem(inst)
+        ident = id(inst)
+        seen = previous.get(ident)
+        if seen is not None and seen[0] is inst:
+            problem = seen[1]
+        else:
+            problem = _instance_problem(inst)
+        verdicts[ident] = (inst, problem)
         if problem is None:
-            usable.append(inst)
+            group = by_service.get(inst.service)
+            if group is None:
+                by_service[inst.service] = [inst]
+            else:
+                group.append(inst)
         else:
             problems.append(problem)
-    return usable, problems
+    _verdicts = verdicts
+    return by_service, problems
 
 
 def consensus(instances: list[Instance]) -> tuple[UnifyTags, list[Instance], list[Problem]]:
@@ -93,6 +121,9 @@ def consensus(instances: list[Instance]) -> tuple[UnifyTags, list[Instance], lis
     :param instances: usable instances of one service, at least one.
     :returns: ``(tags, agreeing instances, tag-disagreement problems)``.
     """
+    first = instances[0].unify
+    if all(inst.unify == first for inst in instances):
+        return first, instances, []
     groups: dict[UnifyTags, list[Instance]] = {}
     for inst in instances:
         groups.setdefault(inst.unify, []).append(inst)
