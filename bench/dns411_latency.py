@@ -21,7 +21,11 @@ dnsmasq is polled every millisecond over a connected UDP socket (a query sent wh
 port is closed fails at once instead of waiting for a timeout; one that reaches a dnsmasq
 being stopped is lost and given up after 10 ms). dns411's log states how
 long each reconcile spent in each step (``dnsmasq files applied`` lines, ``steps_ms``);
-their medians are printed too.
+with the lines' timestamps this splits each change into: wait (sent → reconcile started:
+NATS delivery plus dns411's debounce), render, validate (``dnsmasq --test``), write,
+signal (SIGHUP, or restart until the new dnsmasq answers) and answer (apply ended → the
+poller saw the answer; can be negative when the poller sees a restarted dnsmasq before
+dns411's own readiness probe does). Their medians are printed.
 
     .venv/bin/python bench/dns411_latency.py [--sizes 100,1000] [--changes 40]
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import signal
@@ -44,16 +49,14 @@ import dns.message
 import dns.rdatatype
 import nats
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.fixtures.catalog import put_instance  # noqa: E402
-from unify_cli.devstack.dnsmasq import free_udp_tcp_port  # noqa: E402
-from unify_cli.devstack.nats import NatsServer  # noqa: E402
-from unify_cli.devstack.process import ManagedProcess  # noqa: E402
-from unify_common.events import Instance, encode_instance, instance_from_health_entry  # noqa: E402
-from unify_common.natsio import ensure_catalog_bucket, ensure_stream  # noqa: E402
-from unify_common.settings import CommonSettings  # noqa: E402
+from unify_cli.devstack.dnsmasq import free_udp_tcp_port
+from unify_cli.devstack.nats import NatsServer
+from unify_cli.devstack.process import ManagedProcess
+from unify_common.events import (Instance, InstanceRegistered, encode_instance,
+                                 instance_from_health_entry)
+from unify_common.natsio import ensure_catalog_bucket, ensure_stream, publish_event
+from unify_common.subjects import instance_subject
+from unify_common.settings import CommonSettings
 
 DOMAIN = "bench.test"
 PER_SERVICE = 10
@@ -118,9 +121,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def steps_from_log(path: Path, since: int) -> dict[str, dict[str, list[float]]]:
-    """``{method: {step: [ms, ...]}}`` from dns411's JSON log lines after byte ``since``."""
-    out: dict[str, dict[str, list[float]]] = {}
+def applies_from_log(path: Path, since: int) -> list[tuple[float, str, dict[str, float]]]:
+    """``(wall-clock seconds, method, {step: ms})`` of each ``dnsmasq files applied`` line
+    of dns411's JSON log after byte ``since`` (the line is written when the apply ended)."""
+    out = []
     with open(path, "rb") as handle:
         handle.seek(since)
         for line in handle:
@@ -130,9 +134,28 @@ def steps_from_log(path: Path, since: int) -> dict[str, dict[str, list[float]]]:
                 continue
             if rec.get("msg") != "dnsmasq files applied" or "steps_ms" not in rec:
                 continue
-            steps = out.setdefault(rec["method"], {})
-            for step, ms in rec["steps_ms"].items():
-                steps.setdefault(step, []).append(float(ms))
+            stamp = datetime.datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            wall = stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
+            out.append((wall, rec["method"], {k: float(v) for k, v in rec["steps_ms"].items()}))
+    return out
+
+
+def breakdown(sends: list[tuple[float, str, float]], applies) -> dict[str, dict[str, list]]:
+    """Per kind of change, ms of: ``wait`` (sent → reconcile started: NATS delivery and
+    dns411's debounce), each apply step, and ``answer`` (apply ended → the poller saw the
+    answer). Each send is matched with the first apply that ended after it. The log's
+    timestamps have millisecond resolution."""
+    out: dict[str, dict[str, list]] = {}
+    for sent, kind, done in sends:
+        match = next((a for a in applies if a[0] >= sent), None)
+        if match is None:
+            continue
+        ended, _, steps = match
+        rows = out.setdefault(kind, {})
+        rows.setdefault("wait", []).append((ended - sent) * 1000 - sum(steps.values()))
+        for step, ms in steps.items():
+            rows.setdefault(step, []).append(ms)
+        rows.setdefault("answer", []).append((done - ended) * 1000)
     return out
 
 
@@ -167,6 +190,7 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
         await asyncio.sleep(1.0)
         log_from = log_path.stat().st_size
         results: dict[str, list[float]] = {"a": [], "cname": []}
+        sends: list[tuple[float, str, float]] = []  # wall clock: sent, kind, answered
         for n in range(changes):
             kind = "a" if n % 2 == 0 else "cname"
             i = 1_000_000 + n
@@ -180,12 +204,19 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
                 inst = instance(name, f"new-{n}", n % max(1, size // PER_NODE), addr(i),
                                 [f"dns={DOMAIN}", f"vhost={name}"])
                 want = sorted([("CNAME", f"haproxy.{DOMAIN}.")] + haproxy)
-            sent = time.perf_counter()
-            await put_instance(js, common, inst)  # event, then the bucket: as the bridge
+            event = InstanceRegistered(instance=inst, observed_at=int(time.time() * 1000))
+            payload = encode_instance(inst)
+            sent, sent_wall = time.perf_counter(), time.time()
+            # as consul-bridge writes a change: the event on the stream, then the bucket
+            await publish_event(js, instance_subject("registered", inst.service), event,
+                                msg_id=f"bench:{inst.key}:{n}")
+            await bucket.put(inst.key, payload)
             done = await asyncio.wait_for(until_answer(port, f"{name}.{DOMAIN}", want), 30)
             results[kind].append((done - sent) * 1000)
+            sends.append((sent_wall, kind, sent_wall + done - sent))
             await asyncio.sleep(0.3)
-        steps = steps_from_log(log_path, log_from)
+        await asyncio.sleep(0.5)  # the last log line
+        steps = breakdown(sends, applies_from_log(log_path, log_from))
         await nc.close()
         return {"size": size, "results": results, "steps": steps}
     finally:
@@ -204,11 +235,10 @@ async def main() -> None:
         for size in [int(s) for s in args.sizes.split(",")]:
             row = await run_size(size, args.changes, Path(tmp) / f"size-{size}")
             rows.append(row)
-            for method, steps in sorted(row["steps"].items()):
+            for kind, steps in sorted(row["steps"].items()):
                 text = ", ".join(f"{k} {statistics.median(v):.1f}"
                                  for k, v in steps.items())
-                print(f"size={size} {method} ({len(next(iter(steps.values())))} applies), "
-                      f"median ms: {text}", flush=True)
+                print(f"size={size} ({kind}) median ms: {text}", flush=True)
     print("\n| instances | change | n | p50 | p99 | max |")
     print("|---:|---|---:|---:|---:|---:|")
     for row in rows:

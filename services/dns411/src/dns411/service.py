@@ -51,7 +51,8 @@ class Dns411:
         self.reconciler = build_reconciler(settings, common, route53_client=route53_client)
         self.subscriber = Subscriber(common, name="dns411",
                                      durable=f"dns411-{subjects.token(common.node)}",
-                                     reconcile=self.reconciler)
+                                     reconcile=self.reconciler,
+                                     min_wait=settings.debounce)
         self.reconciler.publish = self._publish
         self._consul = None
         self._lock_task: asyncio.Task | None = None

@@ -41,6 +41,9 @@ variable                        meaning                                      def
                                 catalog change (restarts a dead dnsmasq
                                 child, heals Route 53 drift); 0: never
 ``UNIFY_DNS411_REPLICA_EVERY``  replica mode: seconds between reads          ``30``
+``UNIFY_DNS411_DEBOUNCE``       seconds of quiet after a catalog change       ``0.05``
+                                before a reconcile (0..1; a burst gives one
+                                reconcile, so one dnsmasq restart)
 ==============================  ==========================================  =================
 
 Paths default to ``/var/lib/unify/dnsmasq/dns411.hosts`` and
@@ -116,6 +119,7 @@ class Dns411Settings:
     backoff_max: float = 20.0
     tick: float = 30.0
     replica_every: float = 30.0
+    debounce: float = 0.05
 
     @property
     def conf_path(self) -> Path:
@@ -140,6 +144,8 @@ class Dns411Settings:
         for domain in self.local_domains:
             if not _DOMAIN_RE.match(domain):
                 raise ValueError(f"UNIFY_DNS_LOCAL_DOMAINS: not a domain name: {domain!r}")
+        if not 0 <= self.debounce <= 1:
+            raise ValueError("UNIFY_DNS411_DEBOUNCE must be 0..1 seconds")
         if self.max_attempts < 1:
             raise ValueError("UNIFY_ROUTE53_MAX_ATTEMPTS must be at least 1")
 
@@ -186,4 +192,5 @@ class Dns411Settings:
             backoff_max=env_float(env, "UNIFY_ROUTE53_BACKOFF_MAX", 20.0),
             tick=env_float(env, "UNIFY_DNS411_TICK", 30.0),
             replica_every=env_float(env, "UNIFY_DNS411_REPLICA_EVERY", 30.0),
+            debounce=env_float(env, "UNIFY_DNS411_DEBOUNCE", 0.05),
         )

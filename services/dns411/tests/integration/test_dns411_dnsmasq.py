@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 
 import pytest
 from dns411_support import both, Collected, eventually, managed_settings, state
@@ -124,3 +125,43 @@ async def test_pid_file_mode_signals_external_dnsmasq(tmp_path):
             "web.example.com.", "A", 30, "10.0.0.1")
     finally:
         server.stop()
+
+
+async def test_hosts_only_change_needs_no_check_conf_change_does(managed):
+    """``dnsmasq --test`` never reads addn-hosts files and SIGHUP reads no conf file, so a
+    hosts-only change is applied without the check even while another conf file in the
+    conf-dir is broken; a conf change is still refused then."""
+    settings, control, reconciler, publish = managed
+    await reconciler(state(WEB))
+    (settings.conf_dir / "operator.conf").write_text("no-such-option=1\n")
+    sink = reconciler.dnsmasq
+    with pytest.raises(DnsmasqConfigError):
+        sink.validate(settings.hosts_path.read_bytes(), settings.conf_path.read_bytes())
+
+    result = sink.apply(*reconciler.render(reconciler.desired(state(WEB, WEB2))))
+    assert (result.method, result.did_write, sorted(result.steps_ms)) == (
+        "reload", True, ["signal", "write"])
+    await eventually(lambda: answers(settings.port, "web.example.com", [
+        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]))
+
+    conf_before = settings.conf_path.read_bytes()
+    with pytest.raises(DnsmasqConfigError, match="bad option at line 1 of operator.conf"):
+        sink.apply(*reconciler.render(reconciler.desired(state(WEB, WEB2, SHOP, HAPROXY))))
+    assert settings.conf_path.read_bytes() == conf_before
+
+
+def test_answers_is_refused_at_once_on_a_closed_port(tmp_path):
+    """The readiness probe uses a connected UDP socket: with nothing bound, the kernel's
+    port-unreachable ends it at once instead of after its timeout."""
+    settings = managed_settings(tmp_path)
+    settings.conf_dir.mkdir(parents=True)
+    control = ManagedDnsmasq(settings)
+    started = time.monotonic()
+    assert control.answers(timeout=5.0) is False
+    assert time.monotonic() - started < 1.0
+    control.start()
+    try:
+        assert control.answers() is True
+    finally:
+        control.stop()
+    assert control.answers() is False
