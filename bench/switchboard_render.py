@@ -1,13 +1,25 @@
 """Benchmark: switchboard's pure core (desired state + Jinja2 render) at 10,000 instances.
 
-Run: ``.venv/bin/python bench/switchboard_render.py [instances] [services]``. Prints the time of
-a cold build+render, the median of warm ones, and a re-render with a previous slot layout
-(the steady-state path), plus the config size; then, when ``haproxy`` is installed, the time
-``haproxy -c`` takes to validate that configuration (the other fixed cost of a change).
+Run: ``.venv/bin/python bench/switchboard_render.py [instances] [services] [--cold-runs N]``.
+
+Prints, wall-clock and CPU (``process_time``) milliseconds side by side:
+
+* import of the switchboard modules (includes compiling the Jinja2 template, once per process);
+* *cold*: the first build+render of the process (empty caches), in ``--cold-runs`` fresh
+  processes (default 5), median and range;
+* *warm*: build+render of the same catalog again (median of 5): every cache hit;
+* *steady*: with the previous slot layout, as the service does (median of 5);
+* *one change*: one new instance of an existing service, then one new vhost service, each
+  after a build+render of the catalog without it (median of 5): the reconcile of a change;
+
+then the config size and, when ``haproxy`` is installed, how long ``haproxy -c`` takes on it.
+The machine's load average is printed first: the numbers move with it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -18,10 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+_t0, _c0 = time.perf_counter(), time.process_time()
 from switchboard.desired import build_desired  # noqa: E402
 from switchboard.plan import slot_layout  # noqa: E402
 from switchboard.render import RenderOptions, render  # noqa: E402
+IMPORT_MS = ((time.perf_counter() - _t0) * 1000, (time.process_time() - _c0) * 1000)
 from tests.fixtures.catalog import make_instance  # noqa: E402
+
+OPTIONS = RenderOptions(bind="0.0.0.0", run_dir="/run/unify-switchboard")
 
 
 def catalog(count: int, services: int):
@@ -42,27 +58,74 @@ def catalog(count: int, services: int):
     return out
 
 
+def timed(instances, previous=None):
+    """(wall ms, cpu ms, desired, bytes) of one build+render."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    desired = build_desired(instances, previous_slots=previous)
+    data = render(desired, OPTIONS)
+    return ((time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000,
+            desired, data)
+
+
+def median_pair(samples) -> str:
+    return (f"{statistics.median(s[0] for s in samples):.1f} ms wall, "
+            f"{statistics.median(s[1] for s in samples):.1f} ms CPU")
+
+
+def cold_runs(count: int, services: int, runs: int) -> list[tuple[float, float]]:
+    out = []
+    for _ in range(runs):
+        answer = subprocess.run([sys.executable, __file__, str(count), str(services),
+                                 "--cold-only"], capture_output=True, text=True, check=True)
+        out.append(tuple(json.loads(answer.stdout)))
+    return out
+
+
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    services = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    count = int(args[0]) if args else 10_000
+    services = int(args[1]) if len(args) > 1 else 500
     instances = catalog(count, services)
-    options = RenderOptions(bind="0.0.0.0", run_dir="/run/unify-switchboard")
-
-    def once(previous=None):
-        start = time.perf_counter()
-        desired = build_desired(instances, previous_slots=previous)
-        data = render(desired, options)
-        return time.perf_counter() - start, desired, data
-
-    cold, desired, data = once()
-    warm = [once()[0] for _ in range(5)]
+    if "--cold-only" in sys.argv:
+        wall, cpu, _, _ = timed(instances)
+        print(json.dumps([wall, cpu]))
+        return
+    runs = 5
+    if "--cold-runs" in sys.argv:
+        runs = int(sys.argv[sys.argv.index("--cold-runs") + 1])
+    print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    cold = cold_runs(count, services, runs)
+    first = timed(instances)
+    desired, data = first[2], first[3]
+    warm = [timed(instances) for _ in range(5)]
     layout = slot_layout(desired)
-    steady = [once(layout)[0] for _ in range(5)]
+    steady = [timed(instances, layout) for _ in range(5)]
+
+    joiner = make_instance("svc0", "svc0-new", "10.200.0.1", 8000,
+                           ["dns=example.com", "dns=example.org", "vhost=svc0", "http"],
+                           node="node-0", create_index=1)
+    vhost = make_instance("fresh", "fresh-1", "10.200.0.2", 8000,
+                          ["dns=example.com", "vhost=fresh", "http"], node="node-0",
+                          create_index=count + 1)
+    changes = {"new instance of a service": joiner, "new vhost service": vhost}
+    changed = {}
+    for label, extra in changes.items():
+        samples = []
+        for _ in range(5):
+            timed(instances, layout)
+            samples.append(timed(instances + [extra], layout))
+        changed[label] = samples
+
     print(f"instances={count} services={services} backends={len(desired.backends)} "
           f"config_bytes={len(data)}")
-    print(f"cold build+render: {cold * 1000:.1f} ms")
-    print(f"warm build+render (median of 5): {statistics.median(warm) * 1000:.1f} ms")
-    print(f"with previous slot layout (median of 5): {statistics.median(steady) * 1000:.1f} ms")
+    print(f"import (template compiled): {IMPORT_MS[0]:.1f} ms wall, {IMPORT_MS[1]:.1f} ms CPU")
+    walls = sorted(c[0] for c in cold)
+    print(f"cold build+render, {runs} fresh processes: median {median_pair(cold)} "
+          f"(wall {walls[0]:.1f}-{walls[-1]:.1f})")
+    print(f"warm build+render (median of 5): {median_pair(warm)}")
+    print(f"with previous slot layout (median of 5): {median_pair(steady)}")
+    for label, samples in changed.items():
+        print(f"{label} (median of 5): {median_pair(samples)}")
     if shutil.which("haproxy"):
         with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
             cfg = Path(tmp) / "haproxy.cfg"

@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from unify_common.events import Instance, catalog_key
+from unify_common.events import Instance
 from unify_common.tags import UnifyTags
 
 from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import consensus, usable_by_service
+from .validate import Keyed, consensus, usable_by_service
 
 __all__ = ["backend_name", "build_desired", "certificate_for", "order_routes"]
 
@@ -52,10 +52,6 @@ def backend_name(mode: str, service: str) -> str:
     clean = _UNSAFE.sub("_", service.lower())[:32]
     digest = hashlib.sha256(service.encode()).hexdigest()[:8]
     return f"be_{mode}_{clean}_{digest}"
-
-
-#: ``catalog_key`` (a SHA-256 per instance), remembered across builds by (node, instance id).
-_instance_key = lru_cache(maxsize=1 << 16)(catalog_key)
 
 
 def certificate_for(host: str, certificates: Sequence[Certificate]) -> Certificate | None:
@@ -123,19 +119,18 @@ class _Claims:
         self.used_backends.add(backend)
 
 
-def _ssl_plan(tags: UnifyTags, members: list[Instance]) -> tuple[bool, str]:
+def _ssl_plan(tags: UnifyTags, members: list[Keyed]) -> tuple[bool, str]:
     """(servers speak TLS, https mode: offloading | bridge | pass-through | invalid)."""
     if tags.ssl is None:
-        tls = all(i.port == 443 for i in members)
+        tls = all(i.port == 443 for _, i in members)
         return tls, "bridge" if tls else "offloading"
     if tags.ssl == "backend":
         return True, "invalid"
     return tags.ssl in ("bridge", "pass-through"), tags.ssl
 
 
-def _claim_service(service: str, tags: UnifyTags, members: list[Instance], claims: _Claims,
+def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Claims,
                    certificates: Sequence[Certificate]) -> None:
-    https_mode = _ssl_plan(tags, members)[1]
     hosts = [f"{tags.vhost}.{domain}" for domain in tags.dns] if tags.vhost else []
     prefix = None if tags.url_prefix in (None, "/") else tags.url_prefix
     http_backend, tcp_backend = backend_name("http", service), backend_name("tcp", service)
@@ -176,10 +171,10 @@ def _claim_service(service: str, tags: UnifyTags, members: list[Instance], claim
             claims.http_route(port, host, prefix, http_backend, service)
 
 
-def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Instance],
+def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Keyed],
              server_ssl: bool, previous: Mapping[str, Sequence[str | None]],
              min_slots: int) -> Backend:
-    by_key = {_instance_key(i.node, i.instance_id): i for i in members}
+    by_key = dict(members)
     layout = assign_slots(list(by_key), previous.get(name), min_slots)
     slots = []
     for key in layout:
@@ -241,27 +236,28 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
            unavailable_ports: frozenset[int]) -> Desired:
     by_service, problems = usable_by_service(instances)
-    followed: list[tuple[int, str, UnifyTags, list[Instance]]] = []
+    followed: list[tuple[int, str, UnifyTags, list[Keyed], tuple[bool, str]]] = []
     for service, insts in by_service.items():
         tags, members, dissent = consensus(insts)
         problems.extend(dissent)
-        followed.append((min(i.create_index for i in members), service, tags, members))
+        followed.append((min(i.create_index for _, i in members), service, tags, members,
+                         _ssl_plan(tags, members)))
     followed.sort(key=lambda item: (item[0], item[1]))
     followed = _drop_name_collisions(followed, problems)
 
     claims = _Claims(unavailable=unavailable_ports)
-    for _, service, tags, members in followed:
-        _claim_service(service, tags, members, claims, certificates)
+    for _, service, tags, _, (_, https_mode) in followed:
+        _claim_service(service, tags, https_mode, claims, certificates)
     problems.extend(claims.problems)
 
     previous = previous_slots or {}
     backends = []
-    for _, service, tags, members in followed:
+    for _, service, tags, members, (server_tls, _) in followed:
         for mode in ("http", "tcp"):
             name = backend_name(mode, service)
             if name in claims.used_backends:
-                backends.append(_backend(name, mode, service, tags, members,
-                                         _ssl_plan(tags, members)[0], previous, min_slots))
+                backends.append(_backend(name, mode, service, tags, members, server_tls,
+                                         previous, min_slots))
 
     frontends = []
     for port, (kind, _) in sorted(claims.port_kind.items()):

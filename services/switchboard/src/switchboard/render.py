@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import jinja2
 
@@ -104,27 +105,34 @@ class _ChunkCache:
         return text
 
 
-#: ``free[check][i]``: the line of a free slot ``s<i>`` (index 0 unused), grown on demand.
-_free_lines: dict[str, list[str]] = {"": [""], " check": [""]}
+@lru_cache(maxsize=4096)
+def _free_lines(check: str, first: int, last: int) -> str:
+    """The lines of free slots ``s<first>`` .. ``s<last>`` (inclusive; empty when
+    ``first > last``)."""
+    return "".join(f"    server s{index} 127.0.0.1:1{check} disabled\n"
+                   for index in range(first, last + 1))
 
 
 def _server_lines(backend: Backend) -> str:
     """The ``server s<i>`` lines of ``backend``, one per slot (format in the template's
     header comment)."""
     check = " check" if backend.check else ""
-    free = _free_lines[check]
-    while len(free) <= len(backend.slots):
-        free.append(f"    server s{len(free)} 127.0.0.1:1{check} disabled\n")
+    slots = backend.slots
+    used = len(slots)
+    while used and slots[used - 1] is None:
+        used -= 1
     lines = []
-    for index, slot in enumerate(backend.slots, 1):
+    for index in range(1, used + 1):
+        slot = slots[index - 1]
         if slot is None:
-            lines.append(free[index])
+            lines.append(_free_lines(check, index, index))
         elif ":" in slot.address:
             lines.append(f"    server s{index} ipv6@{slot.address}:{slot.port}{check}"
                          f"{_STATE_FLAGS[slot.state]} # {slot.key}\n")
         else:
             lines.append(f"    server s{index} {slot.address}:{slot.port}{check}"
                          f"{_STATE_FLAGS[slot.state]} # {slot.key}\n")
+    lines.append(_free_lines(check, used + 1, len(slots)))
     return "".join(lines)
 
 

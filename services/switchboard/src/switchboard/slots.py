@@ -34,15 +34,17 @@ def assign_slots(keys: Sequence[str], previous: Sequence[str | None] | None,
     :param min_slots: smallest number of slots of a fresh layout (>= 1).
     :returns: one entry per slot: a key or ``None``.
     """
-    wanted = sorted(set(keys))
-    if previous is not None and len(previous) >= len(wanted):
-        present = set(wanted)
+    present = set(keys)
+    if previous is not None and len(previous) >= len(present):
         layout: list[str | None] = [k if k in present else None for k in previous]
-        placed = {k for k in layout if k is not None}
-        newcomers = iter(k for k in wanted if k not in placed)
+        placed = set(layout)
+        placed.discard(None)
+        if len(placed) == len(present):
+            return tuple(layout)
+        newcomers = iter(sorted(present - placed))
         for index, key in enumerate(layout):
             if key is None:
                 layout[index] = next(newcomers, None)
         return tuple(layout)
-    capacity = fresh_capacity(len(wanted), min_slots)
-    return tuple(wanted) + (None,) * (capacity - len(wanted))
+    capacity = fresh_capacity(len(present), min_slots)
+    return tuple(sorted(present)) + (None,) * (capacity - len(present))

@@ -18,12 +18,12 @@ import socket
 from functools import lru_cache
 from typing import Iterable
 
-from unify_common.events import Instance
+from unify_common.events import Instance, catalog_key
 from unify_common.tags import TagError, UnifyTags, parse_tags
 
 from .model import Problem
 
-__all__ = ["consensus", "usable_by_service"]
+__all__ = ["Keyed", "consensus", "usable_by_service"]
 
 
 def _problem(reason: str, message: str, inst: Instance) -> Problem:
@@ -71,27 +71,30 @@ def _instance_problem(inst: Instance) -> Problem | None:
     return None
 
 
-#: id(instance) -> (instance, its problem or None), for the instances of the last call. An
-#: ``Instance`` is immutable and the catalog mirror keeps the same objects between snapshots,
-#: so an instance seen by the previous call need not be checked again; holding the instance
-#: keeps its id from being reused by another object meanwhile.
-_verdicts: dict[int, tuple[Instance, Problem | None]] = {}
+#: A usable instance with its catalog key: ``(key, instance)``.
+Keyed = tuple[str, Instance]
+
+#: id(instance) -> (instance, its problem or its :data:`Keyed` pair), for the instances of
+#: the last call. An ``Instance`` is immutable and the catalog mirror keeps the same objects
+#: between snapshots, so an instance seen by the previous call need not be checked (nor its
+#: key hashed) again; holding the instance keeps its id from being reused meanwhile.
+_verdicts: dict[int, tuple[Instance, Problem | Keyed]] = {}
 
 
 def usable_by_service(instances: Iterable[Instance]
-                      ) -> tuple[dict[str, list[Instance]], list[Problem]]:
+                      ) -> tuple[dict[str, list[Keyed]], list[Problem]]:
     """Split instances into those carrying valid Unify tags and an IP address, grouped by
     service, and problems.
 
     :param instances: any catalog instances (any health); untagged ones (``unify`` and
         ``tag_error`` both ``None``) are dropped silently.
-    :returns: ``(service -> usable instances, problems)``; services and instances are in the
-        order of ``instances`` and problems in no particular order: callers that need an
-        order sort (the result as a whole does not depend on the input order).
+    :returns: ``(service -> [(catalog key, instance)], problems)``; services and instances
+        are in the order of ``instances``, problems in no particular order (callers sort:
+        nothing they derive may depend on the input order).
     """
     global _verdicts
     previous, verdicts = _verdicts, {}
-    by_service: dict[str, list[Instance]] = {}
+    by_service: dict[str, list[Keyed]] = {}
     problems: list[Problem] = []
     for inst in instances:
         if inst.unify is None and inst.tag_error is None:
@@ -99,41 +102,45 @@ def usable_by_service(instances: Iterable[Instance]
         ident = id(inst)
         seen = previous.get(ident)
         if seen is not None and seen[0] is inst:
-            problem = seen[1]
+            outcome = seen[1]
         else:
-            problem = _instance_problem(inst)
-        verdicts[ident] = (inst, problem)
-        if problem is None:
+            outcome = _instance_problem(inst) or (catalog_key(inst.node, inst.instance_id),
+                                                  inst)
+        verdicts[ident] = (inst, outcome)
+        if type(outcome) is tuple:
             group = by_service.get(inst.service)
             if group is None:
-                by_service[inst.service] = [inst]
+                by_service[inst.service] = [outcome]
             else:
-                group.append(inst)
+                group.append(outcome)
         else:
-            problems.append(problem)
+            problems.append(outcome)
     _verdicts = verdicts
     return by_service, problems
 
 
-def consensus(instances: list[Instance]) -> tuple[UnifyTags, list[Instance], list[Problem]]:
+def consensus(members: list[Keyed]) -> tuple[UnifyTags, list[Keyed], list[Problem]]:
     """The tags one service follows (see the module doc for the rule).
 
-    :param instances: usable instances of one service, at least one.
-    :returns: ``(tags, agreeing instances, tag-disagreement problems)``.
+    :param members: usable instances of one service with their keys, at least one.
+    :returns: ``(tags, agreeing members, tag-disagreement problems)``.
     """
-    first = instances[0].unify
-    if all(inst.unify == first for inst in instances):
-        return first, instances, []
-    groups: dict[UnifyTags, list[Instance]] = {}
-    for inst in instances:
-        groups.setdefault(inst.unify, []).append(inst)
+    # Usable instances carry exactly the parse of their raw tags, so equal raw tags mean
+    # equal parsed tags (the common case, checked cheaply); anything else is grouped by
+    # the parsed value.
+    first = members[0][1]
+    if all(inst.tags == first.tags for _, inst in members):
+        return first.unify, members, []
+    groups: dict[UnifyTags, list[Keyed]] = {}
+    for member in members:
+        groups.setdefault(member[1].unify, []).append(member)
     ranked = sorted(groups.items(), key=lambda item: (
-        -len(item[1]), min((i.instance_id, i.node) for i in item[1])))
+        -len(item[1]), min((i.instance_id, i.node) for _, i in item[1])))
     winner, agreeing = ranked[0]
     problems = [
         _problem("tag-disagreement",
-                 f"tags differ from the {len(agreeing)} of {len(instances)} instances the "
+                 f"tags differ from the {len(agreeing)} of {len(members)} instances the "
                  "service follows; this instance is left out", inst)
-        for _, dissent in ranked[1:] for inst in dissent
+        for _, dissent in ranked[1:] for _, inst in dissent
     ]
     return winner, agreeing, problems
