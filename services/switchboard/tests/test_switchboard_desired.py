@@ -123,9 +123,9 @@ def test_oldest_service_keeps_a_claimed_vhost_and_tcp_port():
     assert {b.service for b in desired.backends} == {"shop"}
     assert desired.problems == tuple(sorted([
         Problem("port-conflict", "port 9000 is already used for tcp by service 'shop'",
-                "hijack"),
+                "hijack", "h1", "node-1"),
         Problem("route-conflict", "web.example.com on port 80 is already routed to "
-                "service 'shop'", "hijack"),
+                "service 'shop'", "hijack", "h1", "node-1"),
     ]))
 
 
@@ -230,10 +230,61 @@ def test_backend_name_collision_rejects_the_younger_service():
     assert [(b.service, b.name) for b in desired.backends] == [(first, "be_tcp_x__e583bcf7")]
     assert desired.problems == (Problem(
         "name-collision", "backend name be_http_x__e583bcf7 is already used by service "
-        f"{first!r}", second),)
+        f"{first!r}", second, "s1", "node-1"),)
 
 
 def test_unavailable_port_is_left_out_with_a_reason():
     desired = build_desired(BASE, unavailable_ports=frozenset({15432}))
     assert [fe.port for fe in desired.frontends] == [80]
     assert [(p.reason, p.service) for p in desired.problems] == [("port-unavailable", "db")]
+
+
+def test_every_rejected_instance_of_a_service_is_named():
+    shop = make_instance("shop", "s1", "10.0.0.1", 80, ["dns=example.com", "vhost=web",
+                                                        "http", "tcp=9000"], create_index=3)
+    hijack = [make_instance("hijack", f"h{i}", f"10.0.1.{i}", 80,
+                            ["dns=example.com", "vhost=web", "http", "tcp=9000"],
+                            node=f"node-{i}",
+                            create_index=2000 + i) for i in (2, 1)]
+    # one of hijack's instances disagrees: it is reported for that, not for the conflicts
+    odd = make_instance("hijack", "h3", "10.0.1.3", 80, ["tcp=9000"], node="node-3",
+                        create_index=2003)
+    desired = build_desired([*hijack, odd, shop])
+    port = "port 9000 is already used for tcp by service 'shop'"
+    route = "web.example.com on port 80 is already routed to service 'shop'"
+    disagree = ("tags differ from the 2 of 3 instances the service follows; this instance "
+                "is left out")
+    assert [(p.reason, p.message, p.service, p.instance_id, p.node)
+            for p in desired.problems] == [
+        ("port-conflict", port, "hijack", "h1", "node-1"),
+        ("port-conflict", port, "hijack", "h2", "node-2"),
+        ("route-conflict", route, "hijack", "h1", "node-1"),
+        ("route-conflict", route, "hijack", "h2", "node-2"),
+        ("tag-disagreement", disagree, "hijack", "h3", "node-3"),
+    ]
+
+
+REJECTIONS = {
+    # tags of the rejected service -> reason, message
+    "missing-vhost": (["http=8080"], "missing-vhost", "http=8080 needs vhost= and dns= tags"),
+    "ssl-mode-conflict": (["dns=example.com", "vhost=app", "http=8080", "ssl=pass-through"],
+                          "ssl-mode-conflict",
+                          "ssl=pass-through needs an https listener, not http"),
+    "missing-certificate": (["dns=other.org", "vhost=app", "https=8443"],
+                            "missing-certificate",
+                            "no certificate covers app.other.org; https route skipped"),
+    "port-unavailable": (["tcp=15432"], "port-unavailable",
+                         "port 15432 is held by another program on this node; its routes "
+                         "wait until it is free"),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTIONS.values()), ids=list(REJECTIONS))
+def test_rejections_name_each_instance(case):
+    tags, reason, message = case
+    desired = build_desired([
+        make_instance("app", "a2", "10.0.0.2", 80, tags, node="n2"),
+        make_instance("app", "a1", "10.0.0.1", 80, tags, node="n1"),
+    ], certificates=CERTS, unavailable_ports=frozenset({15432}))
+    assert desired.problems == (Problem(reason, message, "app", "a1", "n1"),
+                                Problem(reason, message, "app", "a2", "n2"))

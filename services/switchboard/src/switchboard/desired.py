@@ -21,6 +21,10 @@ Routing rules (each one a stated, deterministic choice):
 * A port another program holds on the node (found by the shell) is left out
   (``port-unavailable``), so one such tag cannot block every other change.
 * Servers: Consul ``passing`` -> ``ready``; ``warning`` -> ``drain``; ``critical`` -> ``maint``.
+* Every rejection of a service's claim (``port-conflict``, ``route-conflict``,
+  ``missing-vhost``, ``ssl-mode-conflict``, ``missing-certificate``, ``port-unavailable``,
+  ``name-collision``) is one problem per instance the service follows, with that instance's
+  ``instance_id`` and ``node``: the registrations an operator has to fix.
 """
 
 from __future__ import annotations
@@ -82,9 +86,11 @@ class _Claims:
     used_backends: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     unavailable: frozenset[int] = frozenset()
+    #: the instances of the service being claimed for (each rejection names every one)
+    members: list[Keyed] = field(default_factory=list)
 
     def reject(self, reason: str, message: str, service: str) -> None:
-        self.problems.append(Problem(reason=reason, message=message, service=service))
+        self.problems.extend(_rejected(reason, message, service, self.members))
 
     def port(self, port: int, kind: str, service: str) -> bool:
         if port in self.unavailable:
@@ -117,6 +123,14 @@ class _Claims:
             return
         self.routes.setdefault(port, []).append(HttpRoute(host, prefix, backend))
         self.used_backends.add(backend)
+
+
+def _rejected(reason: str, message: str, service: str, members: list[Keyed]) -> list[Problem]:
+    """One problem per rejected instance (``instance_id`` and ``node`` set), so an operator
+    sees which registrations to fix; the message is the same for each, so one instance more
+    or less reports only that instance."""
+    return [Problem(reason=reason, message=message, service=service,
+                    instance_id=inst.instance_id, node=inst.node) for _, inst in members]
 
 
 def _ssl_plan(tags: UnifyTags, members: list[Keyed]) -> tuple[bool, str]:
@@ -207,8 +221,8 @@ def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
         name = backend_name("http", service)
         owner = owners.setdefault(name, service)
         if owner != service:
-            problems.append(Problem("name-collision", f"backend name {name} is already used "
-                                    f"by service {owner!r}", service))
+            problems.extend(_rejected("name-collision", f"backend name {name} is already "
+                                      f"used by service {owner!r}", service, item[3]))
             continue
         kept.append(item)
     return kept
@@ -246,7 +260,8 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
     followed = _drop_name_collisions(followed, problems)
 
     claims = _Claims(unavailable=unavailable_ports)
-    for _, service, tags, _, (_, https_mode) in followed:
+    for _, service, tags, members, (_, https_mode) in followed:
+        claims.members = members
         _claim_service(service, tags, https_mode, claims, certificates)
     problems.extend(claims.problems)
 

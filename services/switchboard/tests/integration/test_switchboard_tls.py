@@ -109,5 +109,5 @@ async def test_tls_modes_prefix_and_tcp_through_haproxy(
     assert (resp.status_code, resp.text) == (200, "raw")
 
     reasons = sorted((e.reason, e.service, e.instance_id) for e in events.errors)
-    assert reasons == [("missing-certificate", "orphan", ""),
+    assert reasons == [("missing-certificate", "orphan", "orphan-1"),
                        ("tag-disagreement", "api", "api-0")]
