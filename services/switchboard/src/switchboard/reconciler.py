@@ -14,10 +14,15 @@ written or reloaded (``Applied`` with method ``unchanged``). Reports go out as e
 Transient failures (HAProxy not answering, reload not confirmed) are reported once per
 rendering (``reload-failed``) and raised, so the subscriber retries with backoff; the file
 already holds the checked configuration, so an HAProxy (re)started meanwhile loads it.
+
+Membership-only changes reach the running worker through the runtime API *before* the file is
+checked and swapped (the commands only fill slots the live configuration already has), which
+takes ``haproxy -c`` off the path from a catalog change to a serving server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from functools import partial
@@ -136,6 +141,8 @@ class Reconciler:
         return busy_ports(self.settings.render.bind, wanted - held)
 
     async def _apply(self, desired: Desired, data: bytes) -> str:
+        if await self._runtime_first(desired, data):
+            return "runtime"
         changed = await self.sink.write(data)
         if self.supervisor is not None and await self.supervisor.ensure_running():
             return "reload"
@@ -146,6 +153,28 @@ class Reconciler:
             return "runtime"
         await self.sink.reload()
         return "reload"
+
+    async def _runtime_first(self, desired: Desired, data: bytes) -> bool:
+        """Membership-only change: give the running worker its servers first, then let the
+        file catch up (``haproxy -c`` and the atomic swap), so the next reload or restart
+        loads the same servers. The commands only carry server addresses, ports, weights and
+        states that ``validate`` accepted, into slots the live configuration already has;
+        ``haproxy -c`` still guards every byte written. Returns False (nothing done, or
+        not all commands taken) to let the normal path decide: write, then runtime or
+        reload."""
+        if self._live is None or self.sink.reload_pending or self.sink.live_bytes() == data:
+            return False
+        commands = runtime_commands(self._live, desired)
+        if not commands:
+            return False
+        try:
+            if not await self.sink.runtime(commands):
+                return False
+        except (OSError, asyncio.TimeoutError):
+            return False  # no master: the normal path writes and (re)starts it
+        await self.sink.write(data)
+        self.sink.reload_pending = False  # the worker already runs what the file now says
+        return True
 
     async def _report(self, problems: list[Problem]) -> None:
         current = set(problems)

@@ -62,6 +62,8 @@ async def test_membership_changes_without_reload(
     for name in ("b3", "b4"):
         await put_instance(js, sb_common, inst[name])
     await wait_until(lambda: only("b2", "b3", "b4"), what="b2-b4 serving")
+    # the worker gets its servers before the file is checked, so serving may come first
+    await wait_until(lambda: len(events.applied) > 4, what="Applied for b3/b4")
     assert {e.method for e in events.applied[4:]} == {"runtime"}
     assert haproxy.worker_pids() == pids
     assert "# " + inst["b4"].key in haproxy.config.read_text()
