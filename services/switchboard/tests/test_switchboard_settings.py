@@ -18,6 +18,7 @@ def test_defaults_from_the_config_path():
     assert (s.render.bind, s.render.run_dir, s.render.maxconn, s.render.hard_stop_after,
             s.render.ssl_ciphers, s.min_slots) == ("0.0.0.0", "/etc/haproxy", 4000, "30s", "",
                                                    4)
+    assert (s.render.host_maps, s.spare_backends) == (True, 4)
     assert s.common.node == "edge-1"
 
 
@@ -28,12 +29,14 @@ def test_every_variable():
         "UNIFY_HAPROXY_BIND": "127.0.0.1", "UNIFY_HAPROXY_RUN_DIR": "/run/sb",
         "UNIFY_HAPROXY_MANAGE": "1", "UNIFY_HAPROXY_MAXCONN": "2000",
         "UNIFY_HAPROXY_HARD_STOP_AFTER": "5m", "UNIFY_HAPROXY_SSL_CIPHERS": "ECDHE+AESGCM",
-        "UNIFY_HAPROXY_MIN_SLOTS": "16"})
+        "UNIFY_HAPROXY_MIN_SLOTS": "16", "UNIFY_HAPROXY_HOST_MAPS": "0",
+        "UNIFY_HAPROXY_SPARE_BACKENDS": "9"})
     assert (s.master_socket, s.haproxy_bin, s.cert_dir, s.manage) == (
         Path("/run/m.sock"), "/opt/haproxy", Path("/srv/certs"), True)
     assert (s.render.bind, s.render.run_dir, s.render.maxconn, s.render.hard_stop_after,
             s.render.ssl_ciphers, s.min_slots) == ("127.0.0.1", "/run/sb", 2000, "5m",
                                                    "ECDHE+AESGCM", 16)
+    assert (s.render.host_maps, s.spare_backends) == (False, 9)
 
 
 CFG = {"UNIFY_HAPROXY_CONFIG": "/srv/h.cfg"}
@@ -48,6 +51,8 @@ BAD = {
     "socket-comma": ({**CFG, "UNIFY_HAPROXY_MASTER_SOCKET": "/run/a,b.sock"},
                      "UNIFY_HAPROXY_MASTER_SOCKET"),
     "slots": ({**CFG, "UNIFY_HAPROXY_MIN_SLOTS": "0"}, "UNIFY_HAPROXY_MIN_SLOTS"),
+    "host-maps": ({**CFG, "UNIFY_HAPROXY_HOST_MAPS": "on"}, "UNIFY_HAPROXY_HOST_MAPS"),
+    "spares": ({**CFG, "UNIFY_HAPROXY_SPARE_BACKENDS": "65"}, "UNIFY_HAPROXY_SPARE_BACKENDS"),
 }
 
 

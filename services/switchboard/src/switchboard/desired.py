@@ -44,7 +44,8 @@ from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem,
 from .slots import assign_slots
 from .validate import Keyed, consensus, usable_by_service
 
-__all__ = ["backend_name", "build_desired", "certificate_for", "order_routes"]
+__all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "order_routes",
+           "spare_backends"]
 
 _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
@@ -230,8 +231,8 @@ def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
 
 def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certificate] = (),
                   previous_slots: Mapping[str, Sequence[str | None]] | None = None,
-                  min_slots: int = 4, unavailable_ports: frozenset[int] = frozenset()
-                  ) -> Desired:
+                  min_slots: int = 4, unavailable_ports: frozenset[int] = frozenset(),
+                  spare_backends: int = 0) -> Desired:
     """Build the desired state from the whole catalog.
 
     :param instances: every catalog instance (any service, any health).
@@ -240,15 +241,36 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
     :param min_slots: smallest slot count of a fresh backend layout.
     :param unavailable_ports: frontend ports another program holds on this node; their
         claims are rejected (``port-unavailable``) so the rest can still be applied.
+    :param spare_backends: how many spare backends to add (see :func:`spare_backends`).
     :returns: the :class:`Desired` state; ``problems`` lists every rejected input, sorted.
     """
     with gc_paused():
-        return _build(instances, certificates, previous_slots, min_slots, unavailable_ports)
+        return _build(instances, certificates, previous_slots, min_slots, unavailable_ports,
+                      spare_backends)
+
+
+#: The backend settings of a service without ``balance``, ``check`` or ``ssl`` tags on plain
+#: HTTP: what a spare backend is rendered with, so it can stand in for such a service.
+DEFAULT_PROFILE = {"mode": "http", "balance": "roundrobin", "check": ("GET", "/"),
+                   "server_ssl": False}
+
+
+def spare_backends(count: int, slots: int) -> tuple[Backend, ...]:
+    """``count`` spare backends ``be_spare_<i>`` (i from 1) of the default profile
+    (:data:`DEFAULT_PROFILE`), each with ``slots`` free slots and no route to it.
+
+    A spare lets a new default-profile vhost serve before the reload that adds its own
+    backend: the runtime API fills its slots and points the vhost's host at it in the
+    frontend's host map (:func:`switchboard.plan.spare_commands`). The rendered
+    configuration always holds them empty, so rendering stays a function of the catalog.
+    """
+    return tuple(Backend(name=f"be_spare_{index}", service="", slots=(None,) * slots,
+                         **DEFAULT_PROFILE) for index in range(1, count + 1))
 
 
 def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
-           unavailable_ports: frozenset[int]) -> Desired:
+           unavailable_ports: frozenset[int], spares: int) -> Desired:
     by_service, problems = usable_by_service(instances)
     followed: list[tuple[int, str, UnifyTags, list[Keyed], tuple[bool, str]]] = []
     for service, insts in by_service.items():
@@ -290,5 +312,6 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
             certs = tuple(sorted({certificate_for(r.host, certificates) for r in routes}))
         frontends.append(Frontend(name=f"fe_{kind}_{port}", kind=kind, port=port,
                                   routes=routes, sni_routes=sni, certificates=certs))
+    backends.extend(spare_backends(spares, min_slots))
     return Desired(frontends=tuple(frontends), backends=tuple(sorted(backends,
                    key=lambda b: b.name)), problems=tuple(sorted(set(problems))))

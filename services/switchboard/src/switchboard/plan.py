@@ -3,6 +3,9 @@
 * Same structure (frontends, backends and their slot counts equal; only the servers inside
   the slots differ): the runtime API commands that make the running worker match
   (HAProxy 2.6 management guide, 9.3 ``set server``/``set weight``), no reload.
+* New default-profile vhosts (:func:`spare_commands`): the runtime API fills spare backends
+  and adds the new hosts to the frontends' host maps, so they serve at once; the reload that
+  loads their own backends follows.
 * Anything else: ``None``, meaning reload.
 
 Server states map to the runtime as the renderer writes them to the file, so a later reload
@@ -16,9 +19,12 @@ import re
 
 import msgspec
 
+from .desired import DEFAULT_PROFILE
 from .model import Backend, Desired, Server
+from .render import RenderOptions, host_map_path
 
-__all__ = ["layout_from_config", "runtime_commands", "slot_layout"]
+__all__ = ["SparePlan", "layout_from_config", "runtime_commands", "slot_layout",
+           "spare_commands"]
 
 _BACKEND_RE = re.compile(r"^backend (\S+)$")
 _SERVER_RE = re.compile(r"^    server s([0-9]+) \S+.*?(?: # (i\.[0-9a-f]{40}))?$")
@@ -83,3 +89,80 @@ def runtime_commands(live: Desired, desired: Desired) -> list[str] | None:
             if old != new:
                 commands.extend(_slot_commands(new_backend, index, old, new))
     return commands
+
+
+class SparePlan(msgspec.Struct, frozen=True):
+    """Runtime commands serving new vhosts through spare backends: ``apply`` fills the spares'
+    slots, then adds each new host to its frontend's host map; ``undo`` takes them back out
+    (for when the configuration that adds their own backends is rejected);
+    ``spares`` maps each new backend to the spare standing in for it."""
+
+    apply: tuple[str, ...]
+    undo: tuple[str, ...]
+    spares: tuple[tuple[str, str], ...]
+
+
+def _is_default_profile(backend: Backend) -> bool:
+    return all(getattr(backend, field) == value for field, value in DEFAULT_PROFILE.items())
+
+
+def spare_commands(live: Desired, desired: Desired, options: RenderOptions) -> SparePlan | None:
+    """The spare-backend fast path from ``live`` (what the worker runs) to ``desired``.
+
+    Applies only when ``desired`` differs from ``live`` by new backends alone, each of the
+    default profile (:data:`switchboard.desired.DEFAULT_PROFILE`) with at most as many
+    servers as a spare has slots, reached only by new host-only routes on frontends with a
+    host map (``options.host_maps``), and there are enough free spare backends (every other
+    frontend and backend equal, spares included). New backends take the spares in the order
+    of their names. Anything else returns ``None``: the change waits for the reload.
+
+    :returns: a :class:`SparePlan` (``apply`` never empty), or ``None``.
+    """
+    if not options.host_maps:
+        return None
+    known = {b.name for b in live.backends}
+    new = [b for b in desired.backends if b.name not in known]
+    if not new or tuple(b for b in desired.backends if b.name in known) != live.backends:
+        return None
+    spares = [b for b in live.backends
+              if b.name.startswith("be_spare_") and all(slot is None for slot in b.slots)]
+    if len(new) > len(spares) or len(live.frontends) != len(desired.frontends):
+        return None
+    standins = {}
+    for backend, spare in zip(new, spares):
+        servers = [slot for slot in backend.slots if slot is not None]
+        if not _is_default_profile(backend) or len(servers) > len(spare.slots):
+            return None
+        standins[backend.name] = (spare, servers)
+    fill: list[str] = []
+    free: list[str] = []
+    for spare, servers in standins.values():
+        for index, server in enumerate(servers, 1):
+            fill.extend(_slot_commands(spare, index, None, server))
+            free.extend(_slot_commands(spare, index, server, None))
+    add: list[str] = []
+    remove: list[str] = []
+    served = set()
+    for old, fe in zip(live.frontends, desired.frontends):
+        if fe == old:
+            continue
+        path = host_map_path(fe, options)
+        if not path or msgspec.structs.replace(fe, routes=()) != msgspec.structs.replace(
+                old, routes=()):
+            return None
+        before = set(old.routes)
+        if not before <= set(fe.routes):
+            return None
+        for route in fe.routes:
+            if route in before:
+                continue
+            if route.prefix is not None or route.backend not in standins:
+                return None
+            spare = standins[route.backend][0].name
+            add.append(f"add map {path} {route.host} {spare}")
+            remove.append(f"del map {path} {route.host}")
+            served.add(route.backend)
+    if served != set(standins):
+        return None
+    return SparePlan(apply=tuple(fill + add), undo=tuple(remove + free),
+                     spares=tuple((name, spare.name) for name, (spare, _) in standins.items()))

@@ -18,6 +18,13 @@ already holds the checked configuration, so an HAProxy (re)started meanwhile loa
 Membership-only changes reach the running worker through the runtime API *before* the file is
 checked and swapped (the commands only fill slots the live configuration already has), which
 takes ``haproxy -c`` off the path from a catalog change to a serving server.
+
+New default-profile vhosts (host-only routes on plain HTTP frontends, see
+:func:`~switchboard.plan.spare_commands`) take the same shortcut: the runtime API fills a spare
+backend with their servers and adds their hosts to the frontend's host map, an ``Applied``
+with method ``runtime`` goes out, and the configuration that gives them their own backends is
+checked, written (with its map files) and reloaded right after (a second ``Applied``,
+``reload``). If ``haproxy -c`` rejects that configuration, the shortcut is taken back.
 """
 
 from __future__ import annotations
@@ -39,8 +46,8 @@ from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
 from .apply.supervisor import HAProxySupervisor
 from .desired import build_desired
 from .model import Desired, Problem
-from .plan import layout_from_config, runtime_commands, slot_layout
-from .render import config_hash, render
+from .plan import SparePlan, layout_from_config, runtime_commands, slot_layout, spare_commands
+from .render import config_hash, render, render_maps
 from .settings import SwitchboardSettings
 
 __all__ = ["PortsUnavailable", "Reconciler"]
@@ -86,20 +93,33 @@ class Reconciler:
         if self._slots is None:
             live = self.sink.live_bytes()
             self._slots = layout_from_config(live.decode(errors="replace")) if live else {}
+        spares = self.settings.spare_backends if self.settings.render.host_maps else 0
         build = partial(build_desired, state.instances.values(), certificates=certificates,
-                        previous_slots=self._slots, min_slots=self.settings.min_slots)
+                        previous_slots=self._slots, min_slots=self.settings.min_slots,
+                        spare_backends=spares)
         desired = build()
         busy = self._busy_ports(desired)
         if busy:
             desired = build(unavailable_ports=busy)
         await self._report(sorted(set(cert_problems) | set(desired.problems)))
         data = render(desired, self.settings.render)
-        digest = config_hash(data)
+        maps = render_maps(desired, self.settings.render)
+        digest = config_hash(data, maps)
         if digest == self._rejected_hash:
             return
+        spare = await self._spare_first(desired)
+        if spare is not None:
+            await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
+                source=SOURCE, node=self._node, method="runtime", config_hash=digest,
+                detail=f"revision {state.revision}: new vhosts through spare backends "
+                f"({', '.join(f'{b} on {s}' for b, s in spare.spares)}); reload follows",
+                observed_at=_now_ms()),
+                f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:spare")
         try:
-            method = await self._apply(desired, data)
+            method = await self._apply(desired, data, maps)
         except ConfigCheckFailed as err:
+            if spare is not None:
+                await self._undo_spare(spare)
             self._rejected_hash = digest
             log.error("config rejected by haproxy -c; previous config keeps serving",
                       extra={"fields": {"config_hash": digest, "error": err.output[:500]}})
@@ -140,10 +160,33 @@ class Reconciler:
             held |= listening_ports(live.decode(errors="replace"))
         return busy_ports(self.settings.render.bind, wanted - held)
 
-    async def _apply(self, desired: Desired, data: bytes) -> str:
-        if await self._runtime_first(desired, data):
+    async def _spare_first(self, desired: Desired) -> SparePlan | None:
+        """New default-profile vhosts: serve them through spare backends at once (see the
+        module doc). Returns the plan when the worker took every command, else ``None`` (the
+        reload that follows sets the worker straight either way)."""
+        if self._live is None or self.sink.reload_pending:
+            return None
+        plan = spare_commands(self._live, desired, self.settings.render)
+        if plan is None:
+            return None
+        try:
+            if await self.sink.runtime(plan.apply):
+                return plan
+        except (OSError, asyncio.TimeoutError):
+            pass
+        return None
+
+    async def _undo_spare(self, plan: SparePlan) -> None:
+        try:
+            await self.sink.runtime(plan.undo)
+        except (OSError, asyncio.TimeoutError) as err:
+            log.warning("could not take back the spare backends", extra={"fields": {
+                "error": str(err)}})
+
+    async def _apply(self, desired: Desired, data: bytes, maps: dict[str, bytes]) -> str:
+        if await self._runtime_first(desired, data, maps):
             return "runtime"
-        changed = await self.sink.write(data)
+        changed = await self.sink.write(data, maps)
         if self.supervisor is not None and await self.supervisor.ensure_running():
             return "reload"
         if not changed and not self.sink.reload_pending:
@@ -154,7 +197,8 @@ class Reconciler:
         await self.sink.reload()
         return "reload"
 
-    async def _runtime_first(self, desired: Desired, data: bytes) -> bool:
+    async def _runtime_first(self, desired: Desired, data: bytes,
+                             maps: dict[str, bytes]) -> bool:
         """Membership-only change: give the running worker its servers first, then let the
         file catch up (``haproxy -c`` and the atomic swap), so the next reload or restart
         loads the same servers. The commands only carry server addresses, ports, weights and
@@ -163,7 +207,7 @@ class Reconciler:
         not all commands taken) to let the normal path decide: write, then runtime or
         reload."""
         if self._live is None or self.sink.reload_pending or self.sink.live_bytes() == data:
-            return False
+            return False  # (same bytes: at most the host maps changed; that is a reload)
         commands = runtime_commands(self._live, desired)
         if not commands:
             return False
@@ -172,7 +216,7 @@ class Reconciler:
                 return False
         except (OSError, asyncio.TimeoutError):
             return False  # no master: the normal path writes and (re)starts it
-        await self.sink.write(data)
+        await self.sink.write(data, maps)
         self.sink.reload_pending = False  # the worker already runs what the file now says
         return True
 

@@ -17,9 +17,9 @@ from functools import lru_cache
 import jinja2
 
 from .gcpause import gc_paused
-from .model import Backend, Desired
+from .model import Backend, Desired, Frontend
 
-__all__ = ["RenderOptions", "config_hash", "render"]
+__all__ = ["RenderOptions", "config_hash", "host_map_path", "render", "render_maps"]
 
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _CIPHERS_RE = re.compile(r"^[A-Za-z0-9:+_!.@=-]*$")
@@ -40,6 +40,10 @@ class RenderOptions:
     :param hard_stop_after: longest life of an old worker after a reload (HAProxy time
         format, ``30s``).
     :param ssl_ciphers: OpenSSL cipher list for TLS binds (TLS 1.2 and below), or empty.
+    :param host_maps: plain HTTP frontends look host-only routes up in a map file,
+        ``<run_dir>/<frontend name>.map`` (:func:`render_maps`), instead of one rule per
+        host, so the runtime API can add a host without a reload (``add map``). The map
+        files must exist before ``haproxy -c`` or a reload reads the configuration.
     :raises ValueError: a field is malformed (names the field).
     """
 
@@ -48,6 +52,7 @@ class RenderOptions:
     maxconn: int = 4000
     hard_stop_after: str = "30s"
     ssl_ciphers: str = ""
+    host_maps: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -167,12 +172,43 @@ def _render(desired: Desired, options: RenderOptions) -> bytes:
         cache.start()
     parts = [_heads.get(options, lambda o: str(_macros.head(o)))]
     for fe in desired.frontends:
-        parts.append(_frontends.get((fe, options), lambda k: str(_macros.frontend(*k))))
+        parts.append(_frontends.get((fe, options, host_map_path(fe, options)),
+                                    lambda k: str(_macros.frontend(*k))))
     for backend in desired.backends:
         parts.append(_backends.get(backend, _backend_text))
     return "".join(parts).encode()
 
 
-def config_hash(data: bytes) -> str:
-    """SHA-256 of configuration bytes (hex), as carried by ``Applied.config_hash``."""
-    return hashlib.sha256(data).hexdigest()
+def host_map_path(frontend: Frontend, options: RenderOptions) -> str:
+    """The host map file of ``frontend`` (absolute path, as written in the configuration and
+    as the runtime API names the map), or ``""`` when it routes by rules only: only plain
+    HTTP frontends have one, and only with ``options.host_maps``."""
+    if not options.host_maps or frontend.kind != "http":
+        return ""
+    return f"{options.run_dir}/{frontend.name}.map"
+
+
+def render_maps(desired: Desired, options: RenderOptions) -> dict[str, bytes]:
+    """The content of every host map file the configuration of ``desired`` reads.
+
+    :returns: absolute path (:func:`host_map_path`) -> bytes: one ``<host> <backend>`` line
+        per host-only route of the frontend, sorted by host (HAProxy's map format: key, one
+        space, value); an empty file when the frontend has none. Empty dict when
+        ``options.host_maps`` is off.
+    """
+    maps: dict[str, bytes] = {}
+    for fe in desired.frontends:
+        path = host_map_path(fe, options)
+        if path:
+            lines = sorted(f"{r.host} {r.backend}\n" for r in fe.routes if r.prefix is None)
+            maps[path] = "".join(lines).encode()
+    return maps
+
+
+def config_hash(data: bytes, maps: dict[str, bytes] | None = None) -> str:
+    """SHA-256 (hex) of configuration bytes and the map files it reads, as carried by
+    ``Applied.config_hash``; without maps it is the SHA-256 of ``data`` alone."""
+    digest = hashlib.sha256(data)
+    for path in sorted(maps or ()):
+        digest.update(b"\0" + path.encode() + b"\0" + maps[path])
+    return digest.hexdigest()

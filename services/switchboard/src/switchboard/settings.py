@@ -14,6 +14,10 @@ variable                            meaning
 ``UNIFY_HAPROXY_HARD_STOP_AFTER``   ``hard-stop-after`` for old workers (default ``30s``)
 ``UNIFY_HAPROXY_SSL_CIPHERS``       OpenSSL cipher list for TLS binds (default: HAProxy's)
 ``UNIFY_HAPROXY_MIN_SLOTS``         server slots of a fresh backend (default 4)
+``UNIFY_HAPROXY_HOST_MAPS``         ``1`` (default): plain HTTP frontends route host-only
+                                    vhosts through a map file the runtime API can extend
+``UNIFY_HAPROXY_SPARE_BACKENDS``    spare default-profile backends for new vhosts to serve
+                                    through before their reload (default 4; needs host maps)
 ==================================  ==========================================================
 """
 
@@ -44,6 +48,8 @@ class SwitchboardSettings:
     render: RenderOptions = RenderOptions()
     min_slots: int = 4
     reload_timeout: float = 30.0
+    #: spare backends (``be_spare_<i>``, ``min_slots`` slots each); used with host maps only
+    spare_backends: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SwitchboardSettings":
@@ -62,6 +68,12 @@ class SwitchboardSettings:
         manage = env.get("UNIFY_HAPROXY_MANAGE", "").lower()
         if manage not in ("", "0", "1", "true", "false"):
             raise ValueError(f"UNIFY_HAPROXY_MANAGE must be 0 or 1, got {manage!r}")
+        host_maps = env.get("UNIFY_HAPROXY_HOST_MAPS", "").lower()
+        if host_maps not in ("", "0", "1", "true", "false"):
+            raise ValueError(f"UNIFY_HAPROXY_HOST_MAPS must be 0 or 1, got {host_maps!r}")
+        spares = env_int(env, "UNIFY_HAPROXY_SPARE_BACKENDS", 4)
+        if not 0 <= spares <= 64:
+            raise ValueError(f"UNIFY_HAPROXY_SPARE_BACKENDS must be 0-64, got {spares}")
         try:
             render = RenderOptions(
                 bind=env.get("UNIFY_HAPROXY_BIND", "") or "0.0.0.0",
@@ -69,6 +81,7 @@ class SwitchboardSettings:
                 maxconn=env_int(env, "UNIFY_HAPROXY_MAXCONN", 4000),
                 hard_stop_after=env.get("UNIFY_HAPROXY_HARD_STOP_AFTER", "") or "30s",
                 ssl_ciphers=env.get("UNIFY_HAPROXY_SSL_CIPHERS", ""),
+                host_maps=host_maps in ("", "1", "true"),
             )
         except ValueError as err:
             raise ValueError(f"UNIFY_HAPROXY_* setting: {err}") from None
@@ -89,4 +102,5 @@ class SwitchboardSettings:
             manage=manage in ("1", "true"),
             render=render,
             min_slots=min_slots,
+            spare_backends=spares,
         )

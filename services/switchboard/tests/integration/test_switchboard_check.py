@@ -8,6 +8,7 @@ import socket
 from sb_support import get_body, wait_until
 from sb_tls import TestCA
 
+from switchboard.desired import backend_name
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_cli.devstack.process import free_port
 
@@ -123,7 +124,12 @@ async def test_reload_failure_is_reported_and_retried(
                                                     f"http={http_port}"]))
     await wait_until(lambda: any(e.reason == "reload-failed" for e in events.errors),
                      what="reload-failed error event")
-    assert "docs.example.com" in haproxy.config.read_text()
+    # host-only vhosts live in the frontend's host map, written with the configuration
+    assert (haproxy.config.parent / f"fe_http_{http_port}.map").read_text() == (
+        f"docs.example.com {backend_name('http', 'docs')}\n"
+        f"web.example.com {backend_name('http', 'web')}\n")
+    assert f"map_str({haproxy.config.parent}/fe_http_{http_port}.map)" in (
+        haproxy.config.read_text())
     haproxy.start()  # back: it loads the written file, and the retry confirms with a reload
     await wait_until(lambda: [e.method for e in events.applied].count("reload") == 2,
                      timeout=60, what="reload after HAProxy came back")

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from unify_common.atomic import write_atomic
 from unify_common.logs import get_logger
@@ -96,15 +96,38 @@ class HAProxySink:
             raise ConfigCheckFailed(_error_lines(
                 output.decode(errors="replace").replace(tmp, "<candidate>")))
 
-    async def write(self, data: bytes) -> bool:
+    async def write(self, data: bytes, maps: Mapping[str, bytes] | None = None) -> bool:
         """Check ``data`` and, if valid, replace the live file with it.
 
-        :returns: whether the file changed.
-        :raises ConfigCheckFailed: invalid; the live file is untouched.
+        :param maps: map files the configuration reads (absolute path -> content, see
+            :func:`switchboard.render.render_maps`). Changed ones are replaced atomically
+            *before* ``haproxy -c`` (which opens them) and put back as they were when the
+            check fails; running workers never re-read them, a reload does.
+        :returns: whether the file or a map changed.
+        :raises ConfigCheckFailed: invalid; the live file and the maps are as before.
         """
-        if self.live_bytes() == data:
+        changed_maps: dict[Path, tuple[bytes, bytes | None]] = {}
+        for raw, content in (maps or {}).items():
+            path = Path(raw)
+            try:
+                old = path.read_bytes()
+            except FileNotFoundError:
+                old = None
+            if old != content:
+                changed_maps[path] = (content, old)
+        if self.live_bytes() == data and not changed_maps:
             return False
-        await self.check(data)
+        for path, (content, _) in changed_maps.items():
+            write_atomic(path, content)
+        try:
+            await self.check(data)
+        except ConfigCheckFailed:
+            for path, (_, old) in changed_maps.items():
+                if old is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_atomic(path, old)
+            raise
         write_atomic(self.config_path, data)
         self.reload_pending = True
         return True

@@ -1,0 +1,113 @@
+"""A new default-profile vhost serves through a spare backend (runtime API: server slots and
+the frontend's host map) before the reload that gives it its own backend; real HAProxy."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sb_support import get_body, wait_until
+
+from switchboard.desired import backend_name
+from tests.fixtures.catalog import make_instance, put_instance
+from unify_cli.devstack.process import free_port
+
+
+async def map_entries(service, path: str) -> list[tuple[str, str]]:
+    """``show map`` of the current worker: (key, value) per entry, in HAProxy's order."""
+    answer = await service.sink.cli(f"@1 show map {path}")
+    return [tuple(line.split()[1:3]) for line in answer.splitlines() if line.strip()]
+
+
+async def backend_sessions(service, backend: str) -> int:
+    """Total sessions (``stot``) the current worker sent to ``backend``."""
+    answer = await service.sink.cli("@1 show stat")
+    header = answer.splitlines()[0].lstrip("# ").split(",")
+    for line in answer.splitlines()[1:]:
+        fields = line.split(",")
+        if fields[:2] == [backend, "BACKEND"]:
+            return int(fields[header.index("stot")])
+    raise AssertionError(f"no backend {backend} in show stat")
+
+
+async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    alpha, beta = backends("alpha"), backends("beta")
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
+                                                   f"http={port}"]))
+    service = await switchboard_factory(spare_backends=2)
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+    host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
+    web, docs = backend_name("http", "web"), backend_name("http", "docs")
+    assert await map_entries(service, host_map) == [("web.example.com", web)]
+    pids = haproxy.worker_pids()
+
+    # Hold the reload that follows the runtime step, to look at the worker in between.
+    gate = asyncio.Event()
+    reload = service.sink.reload
+
+    async def held_reload() -> int:
+        await gate.wait()
+        return await reload()
+
+    service.sink.reload = held_reload
+    await put_instance(js, sb_common, make_instance(
+        "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
+                                                    f"http={port}"]))
+    await wait_until(lambda: len(events.applied) == 2, what="Applied (runtime)")
+    assert events.applied[1].method == "runtime"
+    assert events.applied[1].detail.endswith(f"new vhosts through spare backends ({docs} on "
+                                             "be_spare_1); reload follows")
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    assert await map_entries(service, host_map) == [("web.example.com", web),
+                                                     ("docs.example.com", "be_spare_1")]
+    assert await backend_sessions(service, "be_spare_1") == 1
+    assert haproxy.worker_pids() == pids
+    # the file already holds the checked configuration with docs' own backend and map entry
+    assert (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
+        f"docs.example.com {docs}\nweb.example.com {web}\n")
+
+    gate.set()
+    await wait_until(lambda: len(events.applied) == 3, what="Applied (reload)")
+    assert [e.method for e in events.applied] == ["reload", "runtime", "reload"]
+    assert events.applied[2].config_hash == events.applied[1].config_hash
+    assert haproxy.worker_pids() != pids
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    assert await map_entries(service, host_map) == [("docs.example.com", docs),
+                                                     ("web.example.com", web)]
+    assert await backend_sessions(service, docs) == 1
+    assert await backend_sessions(service, "be_spare_1") == 0
+    assert await get_body(port, "web.example.com") == (200, "alpha")
+    assert events.errors == []
+
+
+async def test_spare_is_taken_back_when_the_new_config_is_rejected(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    alpha, beta = backends("alpha"), backends("beta")
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
+                                                   f"http={port}"]))
+    service = await switchboard_factory(spare_backends=1)
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+    host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
+    web = backend_name("http", "web")
+    config = haproxy.config.read_bytes()
+    # haproxy -c cannot succeed any more: the next configuration counts as rejected
+    service.sink.haproxy_bin = str(haproxy.config.parent / "no-such-haproxy")
+    await put_instance(js, sb_common, make_instance(
+        "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
+                                                    f"http={port}"]))
+    await wait_until(lambda: any(e.reason == "config-check-failed" for e in events.errors),
+                     what="config-check-failed")
+    assert [e.method for e in events.applied] == ["reload", "runtime"]
+    assert await map_entries(service, host_map) == [("web.example.com", web)]
+    assert await get_body(port, "docs.example.com") == (404, "no-route")
+    assert haproxy.config.read_bytes() == config
+    assert (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
+        f"web.example.com {web}\n")
