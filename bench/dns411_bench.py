@@ -1,6 +1,6 @@
 """Benchmark dns411: render time at N instances, Route 53 API calls per reconcile at N records.
 
-    .venv/bin/python services/dns411/bench/dns411_bench.py [--instances 10000] [--records 10000]
+    .venv/bin/python bench/dns411_bench.py [--instances 10000] [--records 10000]
 
 1. Render: a catalog of ``--instances`` instances (services of 10 instances; one service in
    five is a vhost behind HAProxy) -> desired records -> dnsmasq hosts and conf bytes.
@@ -9,9 +9,11 @@
    hosted zone of a real moto server: first reconcile (everything created), a second one
    with nothing to do (skipped: same desired records, verified less than
    ``UNIFY_ROUTE53_RESYNC`` ago), one after 1% of the instances moved, and a forced resync
-   (full listing, nothing to change). Prints the API calls of each
-   by operation (ListHostedZones, ListResourceRecordSets, ChangeResourceRecordSets) and the
-   wall time.
+   (full listing, nothing to change). Zone discovery comes first, on its own, as the
+   service does it at start: ListHostedZones, or GetHostedZone per zone when
+   ``UNIFY_ROUTE53_ZONE_IDS`` is set. Prints the API calls of each step by operation
+   (ListHostedZones, GetHostedZone, ListResourceRecordSets, ChangeResourceRecordSets) and
+   the wall time.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def bench_route53(records: int) -> None:
                                   region_name="us-east-1", aws_access_key_id="bench",
                                   aws_secret_access_key="bench",
                                   config=Config(retries={"total_max_attempts": 1}))
-            client.create_hosted_zone(Name="example.com", CallerReference="bench")
+            zone_id = client.create_hosted_zone(
+                Name="example.com", CallerReference="bench")["HostedZone"]["Id"]
             calls: Counter = Counter()
             client.meta.events.register(
                 "before-call.route53.*",
@@ -98,6 +101,14 @@ def bench_route53(records: int) -> None:
                 inst = make_instance(f"s{n}", f"s{n}", "192.0.2.1", 80, ["dns=example.com"])
                 moved[inst.key] = inst
             print(f"route53: {records} record sets (+ {records} ownership TXT) in one zone")
+            for label, sink_ in (("zone discovery (list)", sink),
+                                 ("zone discovery (ids)", Route53Sink(client,
+                                                                      zone_ids=[zone_id]))):
+                calls.clear()
+                sink_.zones()  # the service does this at start, before its first reconcile
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+                print(f"  {label:20} {sum(calls.values()):4d} API calls ({detail}); "
+                      "once per process, not part of a reconcile")
             for label, rec, instance_map in (
                     ("first (create all)", reconciler, instances),
                     ("steady (no change)", reconciler, instances),

@@ -15,6 +15,7 @@ def test_defaults():
             s.manage, s.port, s.debounce) == ("primary", 30, "haproxy", "sync", "unify", False,
                                               False, 53, 0.05)
     assert s.conf_path == Path("/var/lib/unify/dnsmasq/conf.d/dns411.conf")
+    assert (s.zone_ids, s.zone_ttl) == ((), 600.0)
 
 
 def test_everything_from_env():
@@ -28,7 +29,8 @@ def test_everything_from_env():
         "UNIFY_ROUTE53_ZONES": "Example.com., Z123", "UNIFY_DNS_OWNER_ID": "edge-eu",
         "UNIFY_CONSUL_DNS_ADDR": "127.0.0.1:8600", "UNIFY_DNS_STATIC_FILES": "/a, /b",
         "UNIFY_DNS411_MODE": "replica", "UNIFY_DNS411_TICK": "5", "UNIFY_ROUTE53_LOCK": "1",
-        "UNIFY_DNS411_DEBOUNCE": "0.02"})
+        "UNIFY_DNS411_DEBOUNCE": "0.02", "UNIFY_ROUTE53_ZONE_IDS": "Z0123ABC, /hostedzone/Z9",
+        "UNIFY_ROUTE53_ZONE_TTL": "0"})
     assert (s.ttl, s.haproxy_service, s.manage, s.port, s.route53_enabled, s.policy) == (
         45, "switchboard", True, 5353, True, "upsert-only")
     assert s.zones == ("example.com", "z123")
@@ -37,6 +39,7 @@ def test_everything_from_env():
     assert s.pid_file == Path("/run/dnsmasq.pid") and s.mode == "replica"
     assert (s.tick, s.route53_lock, s.lock_key) == (5.0, True, "unify/locks/dns411-route53")
     assert s.debounce == 0.02
+    assert (s.zone_ids, s.zone_ttl) == (("Z0123ABC", "Z9"), 0.0)
 
 
 @pytest.mark.parametrize(("env", "message"), [
@@ -47,6 +50,9 @@ def test_everything_from_env():
     pytest.param({"UNIFY_CONSUL_DNS_ADDR": "consul:8600"}, "Consul DNS", id="consul"),
     pytest.param({"UNIFY_DNS411_MODE": "both"}, "UNIFY_DNS411_MODE", id="mode"),
     pytest.param({"UNIFY_DNSMASQ_CONF_NAME": "../x.conf"}, "CONF_NAME", id="conf-name"),
+    pytest.param({"UNIFY_ROUTE53_ZONE_IDS": "Z1,example.com"},
+                 "UNIFY_ROUTE53_ZONE_IDS: not a hosted zone id: 'example.com'", id="zone-id"),
+    pytest.param({"UNIFY_ROUTE53_ZONE_TTL": "-1"}, "UNIFY_ROUTE53_ZONE_TTL", id="zone-ttl"),
     pytest.param({"UNIFY_DNS411_DEBOUNCE": "2"}, "UNIFY_DNS411_DEBOUNCE must be 0..1",
                  id="debounce"),
 ])

@@ -14,7 +14,7 @@ from unify_common.catalog import CatalogState, read_catalog
 from unify_common.natsio import connect_nats, ensure_catalog_bucket
 from unify_common.settings import CommonSettings
 
-from .apply.route53 import Route53Sink, make_route53_client
+from .apply.route53 import Route53Sink, sink_for
 from .drift import Row, compare, desired_rows, in_zone
 from .model import RecordSet
 from .names import zone_for
@@ -100,8 +100,7 @@ def list_records(zone: str | None = None, source: str = "desired", *,
         rows = compare(desired, found, {r.key: settings.owner_id for r in found},
                        settings.owner_id)
     else:
-        sink = Route53Sink(route53_client or make_route53_client(),
-                           max_attempts=settings.max_attempts, backoff_max=settings.backoff_max)
+        sink = sink_for(settings, route53_client)
         managed = {zid: name for zid, name in sink.zones().items()
                    if not settings.zones or name in settings.zones
                    or zid.lower() in settings.zones}

@@ -107,8 +107,24 @@ class Reconciler:
                             consul_dns=self.settings.consul_dns,
                             local_domains=self.settings.local_domains))
 
+    async def discover_zones(self) -> None:
+        """Read the hosted zones now if due (never read, or older than
+        ``UNIFY_ROUTE53_ZONE_TTL``), between reconciles: the service calls it at start and
+        before each tick, so a reconcile's own API calls are its zone listings and change
+        batches. A failure is logged; the next plan discovers again (inside that reconcile).
+        """
+        if self.route53 is None:
+            return
+        async with self._serial:
+            try:
+                await asyncio.to_thread(self.route53.zones)
+            except Exception as err:
+                log.warning("hosted zone discovery failed", extra={"fields": {
+                    "error": f"{type(err).__name__}: {str(err)[:300]}"}})
+
     def plan_route53(self, desired: Desired) -> Route53Plan:
-        """Read the managed zones (one listing each) and plan the changes (blocking I/O)."""
+        """Read the managed zones (one listing each) and plan the changes (blocking I/O).
+        Zones come from the sink's cache (discovered there first when never read)."""
         sink = self.route53
         zones = self._managed(sink.zones())
         plan = self._plan(desired, zones, sink)

@@ -17,7 +17,7 @@ from unify_common.settings import CommonSettings
 
 from .apply.dnsmasq import DnsmasqResult, DnsmasqSink
 from .apply.dnsmasq_process import control_for
-from .apply.route53 import Route53Sink, make_route53_client
+from .apply.route53 import Route53Sink, sink_for
 from .plan import owned_records
 from .render import render_conf, render_hosts
 from .settings import Dns411Settings
@@ -55,9 +55,7 @@ class Replica:
 async def run_replica(settings: Dns411Settings, common: CommonSettings) -> None:
     """Run replica mode until SIGTERM or SIGINT."""
     replica = Replica(settings, dnsmasq=DnsmasqSink(settings, control_for(settings)),
-                      route53=Route53Sink(make_route53_client(),
-                                          max_attempts=settings.max_attempts,
-                                          backoff_max=settings.backoff_max))
+                      route53=sink_for(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -16,7 +16,7 @@ from unify_common.subscriber import Subscriber
 from .apply.dnsmasq import DnsmasqSink
 from .apply.dnsmasq_process import control_for
 from .apply.lock import WriterLock
-from .apply.route53 import Route53Sink, make_route53_client
+from .apply.route53 import sink_for
 from .reconciler import Reconciler
 from .settings import Dns411Settings
 
@@ -32,9 +32,7 @@ def build_reconciler(settings: Dns411Settings, common: CommonSettings, *,
                if settings.dnsmasq_enabled else None)
     route53 = None
     if settings.route53_enabled:
-        route53 = Route53Sink(route53_client or make_route53_client(),
-                              max_attempts=settings.max_attempts,
-                              backoff_max=settings.backoff_max)
+        route53 = sink_for(settings, route53_client)
     return Reconciler(settings, node=common.node, dnsmasq=dnsmasq, route53=route53)
 
 
@@ -81,16 +79,21 @@ class Dns411:
 
     async def _tick_loop(self) -> None:
         """Reconcile every ``tick`` seconds even when the catalog is quiet: a dead dnsmasq
-        child is started again and Route 53 drift heals once its resync time is due."""
+        child is started again and Route 53 drift heals once its resync time is due; the
+        hosted zone list is read again here, outside a reconcile, once it is due."""
         while True:
             await asyncio.sleep(self.settings.tick)
+            await self.reconciler.discover_zones()  # when due (UNIFY_ROUTE53_ZONE_TTL)
             await self._reconcile_now("tick")
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
         await self.subscriber.publish(subject, event, msg_id=msg_id)
 
     async def start(self) -> None:
-        """Connect and begin reconciling. :raises nats.errors.NoServersError:."""
+        """Discover the hosted zones (Route 53 on), connect and begin reconciling.
+
+        :raises nats.errors.NoServersError:."""
+        await self.reconciler.discover_zones()
         if self.reconciler.lock is not None:
             await self.reconciler.lock.step()  # know who writes before the first reconcile
             self._lock_task = asyncio.create_task(self.reconciler.lock.run(),

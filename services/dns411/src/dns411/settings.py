@@ -28,6 +28,13 @@ variable                        meaning                                      def
 ``UNIFY_ROUTE53_ENABLED``       write Route 53 (``1``/``0``)                  ``0``
 ``UNIFY_ROUTE53_POLICY``        ``sync`` or ``upsert-only``                  ``sync``
 ``UNIFY_ROUTE53_ZONES``         comma-separated zone names or ids to manage  (every zone)
+``UNIFY_ROUTE53_ZONE_IDS``      comma-separated hosted zone ids: read with   (list zones)
+                                GetHostedZone once per process, never
+                                ListHostedZones (like external-dns's
+                                ``--zone-id-filter``)
+``UNIFY_ROUTE53_ZONE_TTL``      seconds before the zone list is read again   ``600``
+                                (a zone created meanwhile is found; also
+                                early when a name matches no zone); 0: never
 ``UNIFY_DNS_OWNER_ID``          owner id in the ownership TXT records         ``unify``
 ``UNIFY_ROUTE53_RESYNC``        seconds an unchanged desired state is not    ``300``
                                 re-read from Route 53 (0: read every time)
@@ -69,6 +76,7 @@ from .render import consul_server_line
 __all__ = ["Dns411Settings"]
 
 _OWNER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ZONE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DOMAIN_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 
@@ -110,6 +118,8 @@ class Dns411Settings:
     route53_enabled: bool = False
     policy: str = "sync"
     zones: tuple[str, ...] = ()
+    zone_ids: tuple[str, ...] = ()
+    zone_ttl: float = 600.0
     owner_id: str = "unify"
     route53_resync: float = 300.0
     route53_lock: bool = False
@@ -144,6 +154,11 @@ class Dns411Settings:
         for domain in self.local_domains:
             if not _DOMAIN_RE.match(domain):
                 raise ValueError(f"UNIFY_DNS_LOCAL_DOMAINS: not a domain name: {domain!r}")
+        for zone_id in self.zone_ids:
+            if not _ZONE_ID_RE.match(zone_id):
+                raise ValueError(f"UNIFY_ROUTE53_ZONE_IDS: not a hosted zone id: {zone_id!r}")
+        if self.zone_ttl < 0:
+            raise ValueError("UNIFY_ROUTE53_ZONE_TTL must be 0 or more seconds")
         if not 0 <= self.debounce <= 1:
             raise ValueError("UNIFY_DNS411_DEBOUNCE must be 0..1 seconds")
         if self.max_attempts < 1:
@@ -183,6 +198,9 @@ class Dns411Settings:
             policy=env.get("UNIFY_ROUTE53_POLICY", "") or "sync",
             zones=tuple(z.strip().rstrip(".").lower() for z in
                         env.get("UNIFY_ROUTE53_ZONES", "").split(",") if z.strip()),
+            zone_ids=tuple(z.strip().removeprefix("/hostedzone/") for z in
+                           env.get("UNIFY_ROUTE53_ZONE_IDS", "").split(",") if z.strip()),
+            zone_ttl=env_float(env, "UNIFY_ROUTE53_ZONE_TTL", 600.0),
             owner_id=env.get("UNIFY_DNS_OWNER_ID", "") or "unify",
             route53_resync=env_float(env, "UNIFY_ROUTE53_RESYNC", 300.0),
             route53_lock=_flag(env, "UNIFY_ROUTE53_LOCK", False),

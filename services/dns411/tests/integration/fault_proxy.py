@@ -36,6 +36,17 @@ def is_listing(method: str, path: str, body: bytes) -> bool:
     return method == "GET" and path.split("?")[0].rstrip("/").endswith("/rrset")
 
 
+def is_zone_list(method: str, path: str, body: bytes) -> bool:
+    """ListHostedZones: ``GET /2013-04-01/hostedzone``."""
+    return method == "GET" and path.split("?")[0].rstrip("/").endswith("/hostedzone")
+
+
+def is_zone_read(method: str, path: str, body: bytes) -> bool:
+    """GetHostedZone: ``GET /2013-04-01/hostedzone/<id>``."""
+    parts = path.split("?")[0].rstrip("/").split("/")
+    return method == "GET" and len(parts) >= 2 and parts[-2] == "hostedzone"
+
+
 class FaultProxy:
     """``url`` is the proxy's endpoint; ``requests`` lists ``(method, path, body, status)``."""
 

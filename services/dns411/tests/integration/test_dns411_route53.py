@@ -8,9 +8,9 @@ import time
 import pytest
 from dns411_support import (Collected, create_zone, managed_settings, OWN, route53_client, state,
                            zone_records)
-from fault_proxy import is_change, is_listing
+from fault_proxy import is_change, is_listing, is_zone_list, is_zone_read
 
-from dns411.apply.route53 import Route53Sink
+from dns411.apply.route53 import Route53Sink, ZoneNotFound
 from dns411.reconciler import ApplyFailed, Reconciler
 from tests.fixtures.catalog import make_instance
 
@@ -32,7 +32,8 @@ def make(tmp_path, client, sleeps=None, **overrides):
     settings = managed_settings(tmp_path, dnsmasq_enabled=False, route53_enabled=True,
                                 **overrides)
     sink = Route53Sink(client, max_attempts=settings.max_attempts,
-                       backoff_max=settings.backoff_max,
+                       backoff_max=settings.backoff_max, zone_ids=settings.zone_ids,
+                       zone_ttl=settings.zone_ttl,
                        sleep=(lambda s: (sleeps.append(s), time.sleep(s))) if sleeps is not None
                        else time.sleep)
     publish = Collected()
@@ -134,6 +135,71 @@ async def test_one_listing_per_zone_per_reconcile(tmp_path, fault_proxy):
     assert zones_listed == 1                      # zone ids cached
     assert fault_proxy.count(is_listing) == 6     # 2 zones x 3 reconciles
     assert fault_proxy.count(is_change) == 4      # first: 2 zones; then one per scale step
+
+
+def calls(proxy) -> tuple[int, int, int, int]:
+    """(ListHostedZones, GetHostedZone, ListResourceRecordSets, ChangeResourceRecordSets)
+    requests the proxy has seen."""
+    return tuple(proxy.count(p) for p in (is_zone_list, is_zone_read, is_listing, is_change))
+
+
+async def test_zone_discovery_is_a_step_of_its_own(tmp_path, fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    create_zone(admin, "example.com")
+    create_zone(admin, "example.org")
+    reconciler, _ = make(tmp_path, route53_client(fault_proxy.url))
+    await reconciler.discover_zones()  # what the service does at start
+    assert calls(fault_proxy) == (1, 0, 0, 0)
+    assert reconciler.route53.discovery_calls == 1
+    # the first reconcile: one listing per zone, one change batch per zone, nothing else
+    await reconciler(state(web(1), web(2, "example.org")))
+    assert calls(fault_proxy) == (1, 0, 2, 2)
+    await reconciler.discover_zones()  # cached (no zone TTL set): no request
+    await reconciler(state(web(1), web(2, "example.org"), web(3)))
+    assert calls(fault_proxy) == (1, 0, 4, 3)
+    assert (reconciler.route53.discovery_calls, reconciler.route53.api_calls) == (1, 8)
+
+
+async def test_configured_zone_ids_are_read_once_zones_never_listed(tmp_path, fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    com = create_zone(admin, "example.com")
+    org = create_zone(admin, "example.org")
+    reconciler, _ = make(tmp_path, route53_client(fault_proxy.url),
+                         zone_ids=(com,), zone_ttl=0.001)
+    for n in range(2):
+        await reconciler(state(web(1), web(2, "example.org"), web(3 + n)))
+        await reconciler.discover_zones()
+    # one GetHostedZone in all (the zone TTL does not apply to fixed ids); example.org is
+    # not configured, so it is neither listed nor written
+    assert calls(fault_proxy) == (0, 1, 2, 2)
+    assert zone_records(admin, com) == [
+        ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+        ("web.example.com.", "A", 30, ("10.0.0.2", "10.0.0.5"))]
+    assert zone_records(admin, org) == []
+
+
+async def test_unknown_zone_id_fails_the_route53_apply_by_name(tmp_path, route53):
+    create_zone(route53, "example.com")
+    reconciler, publish = make(tmp_path, route53, zone_ids=("ZNOSUCHZONE",))
+    await reconciler.discover_zones()  # logged, not raised: the reconcile reports it
+    with pytest.raises(ApplyFailed, match="route53"):
+        await reconciler(state(web(1)))
+    assert publish.errors() == [("apply-failed", "route53: ZoneNotFound: "
+                                 "UNIFY_ROUTE53_ZONE_IDS: no hosted zone ZNOSUCHZONE")]
+    with pytest.raises(ZoneNotFound):
+        reconciler.route53.zones()
+
+
+def test_zone_list_is_read_again_after_its_ttl(route53):
+    create_zone(route53, "example.com")
+    sink = Route53Sink(route53, zone_ttl=0.5)
+    assert sorted(sink.zones().values()) == ["example.com"]
+    net = create_zone(route53, "example.net")
+    assert sorted(sink.zones().values()) == ["example.com"]  # cached
+    assert sink.discovery_calls == 1
+    time.sleep(0.6)
+    assert sink.zones()[net] == "example.net"
+    assert (sink.discovery_calls, sink.api_calls) == (2, 2)
 
 
 async def test_changes_batched_under_1000_records(tmp_path, fault_proxy):

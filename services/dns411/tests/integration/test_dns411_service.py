@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 import nats
-from dns411_support import OWN, both, create_zone, eventually, managed_settings, zone_records
+from dns411_support import (OWN, both, create_zone, eventually, managed_settings, route53_client,
+                           zone_records)
+from fault_proxy import is_change, is_listing, is_zone_list, is_zone_read
 from unify_common.events import KvEntry, decode_event
 
 from dns411.service import Dns411
@@ -157,3 +159,35 @@ def assert_answer(port, name, address):
 
 def assert_refused(port, name):
     assert both(port, name) == ("REFUSED", [])
+
+
+
+async def test_zones_are_discovered_at_start_not_in_the_first_reconcile(tmp_path, dns_common,
+                                                                       fault_proxy):
+    admin = route53_client(fault_proxy.upstream)
+    zone = create_zone(admin, "example.com")
+    nc = await nats.connect(dns_common.nats_urls[0])
+    await put_instance(nc.jetstream(), dns_common, WEB_A)
+    # resync 300 s: a second reconcile of the same catalog (if any) makes no call at all
+    settings = managed_settings(tmp_path, route53_enabled=True, dnsmasq_enabled=False, tick=0,
+                                route53_resync=300.0)
+    service = Dns411(settings, dns_common, route53_client=route53_client(fault_proxy.url))
+
+    def calls():
+        return tuple(fault_proxy.count(p) for p in (is_zone_list, is_zone_read, is_listing,
+                                                      is_change))
+
+    def reconciled():
+        assert service.subscriber.reconciles >= 1
+
+    try:
+        await service.start()
+        assert calls() == (1, 0, 0, 0)  # discovery done; the first reconcile not run yet
+        await eventually(reconciled)
+        assert calls() == (1, 0, 1, 1)  # the reconcile: one listing, one change batch
+        assert zone_records(admin, zone) == [
+            ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
+            ("web.example.com.", "A", 30, ("10.0.0.1",))]
+    finally:
+        await service.stop()
+        await nc.close()

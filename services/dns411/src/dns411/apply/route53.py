@@ -1,9 +1,11 @@
 """The Route 53 sink: read hosted zones and record sets, submit planned changes.
 
-API calls (Route 53 API Reference): ListHostedZones (once, then cached), at most one
-paginated ListResourceRecordSets per zone per reconcile (300 record sets a page, the
-maximum; a listing kept up to date with dns411's own changes is reused for ``max_age``
-seconds), and ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
+API calls (Route 53 API Reference): zone discovery, a step of its own (see
+:meth:`Route53Sink.zones`): ListHostedZones, or one GetHostedZone per configured zone id
+(``UNIFY_ROUTE53_ZONE_IDS``), once and then cached; at most one paginated
+ListResourceRecordSets per zone per reconcile (300 record sets a page, the maximum; a
+listing kept up to date with dns411's own changes is reused for ``max_age`` seconds), and
+ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
 ``InvalidInput``) is split in halves until every valid unit has landed and each bad unit is
 isolated and reported (a lone unit of CREATEs is first checked: if its record sets are in
 fact absent, it is sent again as UPSERT). Throttling is retried with backoff
@@ -27,10 +29,15 @@ from ..names import normalize_name
 from ..plan import Change, ChangeUnit, batch_units, to_boto_change
 from .backoff import with_backoff
 
-__all__ = ["Route53Result", "Route53Sink", "make_route53_client"]
+__all__ = ["Route53Result", "Route53Sink", "ZoneNotFound", "make_route53_client", "sink_for"]
 
 log = get_logger("dns411.route53")
 _REJECTED = frozenset({"InvalidChangeBatch", "InvalidInput"})
+
+
+class ZoneNotFound(LookupError):
+    """A configured hosted zone id does not exist (or is not visible to these credentials);
+    ``str()`` names it."""
 
 
 def make_route53_client(region: str | None = None):
@@ -68,15 +75,25 @@ class Route53Sink:
     """Reads and writes hosted zones through ``client`` (a boto3 Route 53 client).
 
     :param max_attempts: tries per call on transient errors; :param backoff_max: cap of
-        one wait, seconds; :param zone_refresh: seconds before the cached zone list may be
-        read again (only when a name matches no zone).
+        one wait, seconds.
+    :param zone_ids: hosted zone ids to use (``/hostedzone/`` prefix allowed); when given,
+        discovery reads exactly these with GetHostedZone and never lists zones.
+    :param zone_ttl: seconds after which :meth:`zones` reads the zone list again (a zone
+        created meanwhile is found); 0: never by age. Unused with ``zone_ids``.
+    :param zone_refresh: seconds before the zone list may be read again early because a
+        name matched no zone (``zones(refresh=True)``). Unused with ``zone_ids``.
+
+    ``api_calls`` counts every request made; ``discovery_calls`` those of zone discovery.
     """
 
     def __init__(self, client, *, max_attempts: int = 8, backoff_max: float = 20.0,
+                 zone_ids: Sequence[str] = (), zone_ttl: float = 0.0,
                  zone_refresh: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.max_attempts = max_attempts
         self.backoff_max = backoff_max
+        self.zone_ids = tuple(z.rsplit("/", 1)[-1] for z in zone_ids)
+        self.zone_ttl = zone_ttl
         self.zone_refresh = zone_refresh
         self._sleep = sleep
         self._zones: dict[str, str] | None = None
@@ -85,6 +102,7 @@ class Route53Sink:
         #: with every change that landed
         self._listings: dict[str, tuple[float, dict[tuple[str, str], RecordSet]]] = {}
         self.api_calls = 0
+        self.discovery_calls = 0
 
     def _call(self, what: str, fn: Callable[[], dict]) -> dict:
         def counted() -> dict:
@@ -94,23 +112,56 @@ class Route53Sink:
                             cap=self.backoff_max, sleep=self._sleep)
 
     def zones(self, *, refresh: bool = False) -> dict[str, str]:
-        """Hosted zone id (``/hostedzone/...`` stripped to the id) -> normalised zone name.
-        Cached; ``refresh`` re-reads when the cache is older than ``zone_refresh``."""
-        stale = time.monotonic() - self._zones_at > self.zone_refresh
-        if self._zones is None or (refresh and stale):
-            zones: dict[str, str] = {}
-            marker = None
-            while True:
-                kwargs = {"Marker": marker} if marker else {}
-                page = self._call("ListHostedZones",
-                                  lambda: self.client.list_hosted_zones(**kwargs))
-                for zone in page["HostedZones"]:
-                    zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
-                if not page.get("IsTruncated"):
-                    break
-                marker = page["NextMarker"]
-            self._zones, self._zones_at = zones, time.monotonic()
-        return dict(self._zones)
+        """Hosted zone id (``/hostedzone/`` stripped) -> normalised zone name.
+
+        Discovered on the first call, then cached: read again only when older than
+        ``zone_ttl`` (when set), or with ``refresh`` once older than ``zone_refresh``.
+        Configured ``zone_ids`` are read once per process.
+
+        :raises ZoneNotFound: a configured id names no hosted zone.
+        :raises botocore.exceptions.ClientError: / ConnectionError: after the retries.
+        """
+        if self._zones is not None and (self.zone_ids or not self._zones_due(refresh)):
+            return dict(self._zones)
+        before = self.api_calls
+        try:
+            zones = self._read_zone_ids() if self.zone_ids else self._list_zones()
+        finally:
+            self.discovery_calls += self.api_calls - before
+        self._zones, self._zones_at = zones, time.monotonic()
+        log.info("hosted zones discovered", extra={"fields": {
+            "zones": len(zones), "api_calls": self.api_calls - before}})
+        return dict(zones)
+
+    def _zones_due(self, refresh: bool) -> bool:
+        age = time.monotonic() - self._zones_at
+        return (0 < self.zone_ttl < age) or (refresh and age > self.zone_refresh)
+
+    def _list_zones(self) -> dict[str, str]:
+        zones: dict[str, str] = {}
+        marker = None
+        while True:
+            kwargs = {"Marker": marker} if marker else {}
+            page = self._call("ListHostedZones", lambda: self.client.list_hosted_zones(**kwargs))
+            for zone in page["HostedZones"]:
+                zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
+            if not page.get("IsTruncated"):
+                return zones
+            marker = page["NextMarker"]
+
+    def _read_zone_ids(self) -> dict[str, str]:
+        zones: dict[str, str] = {}
+        for zone_id in self.zone_ids:
+            try:
+                zone = self._call("GetHostedZone",
+                                  lambda: self.client.get_hosted_zone(Id=zone_id))["HostedZone"]
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") == "NoSuchHostedZone":
+                    raise ZoneNotFound(f"UNIFY_ROUTE53_ZONE_IDS: no hosted zone {zone_id}") \
+                        from None
+                raise
+            zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
+        return zones
 
     def list_zone(self, zone_id: str, *, max_age: float = 0.0) -> list[RecordSet]:
         """Every plain record set of the zone (aliases and routing-policy sets skipped).
@@ -227,3 +278,11 @@ class Route53Sink:
             raise
         result.api_calls = self.api_calls - before
         return result
+
+
+def sink_for(settings, client=None) -> Route53Sink:
+    """The sink ``settings`` (a :class:`~dns411.settings.Dns411Settings`) ask for, on
+    ``client`` or a new client from :func:`make_route53_client`."""
+    return Route53Sink(client or make_route53_client(), max_attempts=settings.max_attempts,
+                       backoff_max=settings.backoff_max, zone_ids=settings.zone_ids,
+                       zone_ttl=settings.zone_ttl)
