@@ -120,3 +120,54 @@ def test_rendering_input_order_does_not_matter():
     one = build_desired(state(WEB_A, WEB_B, SHOP, HAPROXY_1), ttl=30)
     two = build_desired(state(HAPROXY_1, SHOP, WEB_B, WEB_A), ttl=30)
     assert one == two
+
+
+def vhost(instance_id, *tags, port=80):
+    return make_instance("shop", instance_id, "10.0.1.1", port,
+                         ["dns=example.com", "vhost=shop", *tags], node="n5")
+
+
+@pytest.mark.parametrize(("inst", "message"), [
+    pytest.param(vhost("s1", "http=80", "ssl=pass-through"),
+                 "ssl=pass-through refuses every listener (http=80); no CNAME for vhost shop",
+                 id="http-pass-through"),
+    pytest.param(vhost("s2", "https=443", "ssl=backend"),
+                 "ssl=backend refuses every listener (https=443); no CNAME for vhost shop",
+                 id="https-backend"),
+    pytest.param(vhost("s3", "ssl=pass-through"),  # no listener tag: http=80 by default
+                 "ssl=pass-through refuses every listener (http=80); no CNAME for vhost shop",
+                 id="default-http-pass-through"),
+    pytest.param(vhost("s4", port=0),
+                 "port 0 is outside 1-65535; no CNAME for vhost shop", id="port-0"),
+])
+def test_vhost_switchboard_can_never_route_gets_no_cname(inst, message):
+    desired = build_desired(state(inst, HAPROXY_1), ttl=30)
+    assert list(desired.records) == [rs("haproxy.example.com", "A", "10.0.9.1")]
+    assert desired.problems == (Problem("vhost-unroutable", message, service="shop",
+                                        instance_id=inst.instance_id, node="n5"),)
+
+
+@pytest.mark.parametrize("tags", [
+    pytest.param(("http=80", "https=443", "ssl=backend"), id="http-left-by-backend"),
+    pytest.param(("http=80", "https=443", "ssl=pass-through"), id="https-left-by-pass-through"),
+    pytest.param(("tcp=5432", "ssl=pass-through"), id="tcp-listener"),
+    pytest.param(("https=443", "ssl=offloading"), id="offloading"),
+])
+def test_vhost_with_one_routable_listener_keeps_its_cname(tags):
+    desired = build_desired(state(vhost("s1", *tags)), ttl=30)
+    assert list(desired.records) == [rs("shop.example.com", "CNAME", "haproxy.example.com")]
+    assert desired.problems == ()
+
+
+def test_unroutable_instance_leaves_the_cname_of_a_routable_one():
+    desired = build_desired(state(vhost("s1", port=0), vhost("s2")), ttl=30)
+    assert list(desired.records) == [rs("shop.example.com", "CNAME", "haproxy.example.com")]
+    assert [(p.reason, p.instance_id) for p in desired.problems] == [
+        ("vhost-unroutable", "s1")]
+
+
+def test_port_0_without_vhost_keeps_its_a_record():
+    web = make_instance("web", "w", "10.0.0.1", 0, ["dns=example.com"])
+    desired = build_desired(state(web), ttl=30)
+    assert list(desired.records) == [rs("web.example.com", "A", "10.0.0.1")]
+    assert desired.problems == ()

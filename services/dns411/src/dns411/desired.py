@@ -7,7 +7,11 @@ Rules (one instance at a time, instances in catalog-key order):
 * ``dns=<domain>`` without ``vhost``: ``<service>.<domain>`` gets the instance's address
   (A for IPv4, AAAA for IPv6); several instances give several values.
 * ``dns=<domain>`` with ``vhost=<v>``: ``<v>.<domain>`` is a CNAME to
-  ``<haproxy label>.<domain>``.
+  ``<haproxy label>.<domain>``, unless switchboard could never route the instance, judged
+  from the instance alone (``vhost-unroutable``, see :func:`unroutable_vhost`). Rejections
+  that depend on other services, the node or switchboard's own state (port and route
+  conflicts, a port held on the node, a missing certificate, tag disagreement within a
+  service) are switchboard's decisions: dns411 does not know them and keeps the CNAME.
 * Every instance of the HAProxy service (``haproxy_service``) carrying ``dns=<domain>`` adds
   its address to ``<haproxy label>.<domain>``.
 
@@ -26,7 +30,32 @@ from unify_common.events import Instance
 from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
 from .names import MAX_NAME_LEN, is_hostname, parse_address
 
-__all__ = ["build_desired", "merge_sources"]
+__all__ = ["build_desired", "merge_sources", "unroutable_vhost"]
+
+
+def unroutable_vhost(inst: Instance) -> str | None:
+    """Why switchboard can route no request of vhost instance ``inst`` whatever the rest of
+    the catalog holds, or ``None``. The same instance-local rules as switchboard's (stated
+    in its README and ``desired``/``validate`` modules), re-stated here because services
+    never import each other:
+
+    * the instance's port is outside 1-65535 (switchboard skips such an instance);
+    * each listener is refused by the ``ssl`` tag: ``http`` with ``ssl=pass-through``,
+      ``https`` with ``ssl=backend`` (``tcp`` listeners and other modes are fine).
+
+    :param inst: an instance with parsed Unify tags and a ``vhost``.
+    :returns: a message for a ``vhost-unroutable`` problem.
+    """
+    if not 1 <= inst.port <= 65535:
+        return f"port {inst.port} is outside 1-65535; no CNAME for vhost {inst.unify.vhost}"
+    ssl = inst.unify.ssl
+    refused = {"http": ssl == "pass-through", "https": ssl == "backend", "tcp": False}
+    if all(refused[lst.protocol] for lst in inst.unify.listeners):
+        shown = ", ".join(f"{lst.protocol}={lst.port}" for lst in inst.unify.listeners)
+        return (f"ssl={ssl} refuses every listener ({shown}); no CNAME for vhost "
+                f"{inst.unify.vhost}")
+    return None
+
 
 def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:
     return Problem(reason, message, service=inst.service, instance_id=inst.instance_id,
@@ -55,11 +84,14 @@ def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str
             problems.append(_instance_problem(
                 inst, "invalid-name", f"service name {inst.service[:60]!r} is not a DNS label"))
             continue
+        unroutable = unroutable_vhost(inst) if vhost is not None else None
+        if unroutable is not None:
+            problems.append(_instance_problem(inst, "vhost-unroutable", unroutable))
         for domain in inst.unify.dns:
             wanted: list[tuple[str, str, str]] = []
             if vhost is None:
                 wanted.append((f"{label}.{domain}", rtype, value))
-            else:
+            elif unroutable is None:
                 wanted.append((f"{vhost}.{domain}", "CNAME", f"{haproxy_label}.{domain}"))
             if inst.service == haproxy_service:
                 wanted.append((f"{haproxy_label}.{domain}", rtype, value))
