@@ -85,3 +85,40 @@ def test_files_parse_back():
     assert ttl == 30
     assert [(r.name, r.type, r.values, r.ttl) for r in back] == [
         (r.name, r.type, r.values, r.ttl) for r in sorted(RECORDS)]
+
+
+def test_rendered_hosts_file_passes_its_check():
+    from dns411.apply.dnsmasq import check_hosts
+
+    hosts = render_hosts(RECORDS)
+    assert check_hosts(hosts) == frozenset(hosts.decode().splitlines())
+
+
+@pytest.mark.parametrize(("hosts", "message"), [
+    pytest.param(b"10.0.0.1\n", "hosts file line 1 is not '<address> <name>': '10.0.0.1'",
+                 id="no-name"),
+    pytest.param(b"# ok\n10.0.0.300 web.example.com\n",
+                 "hosts file line 2 is not '<address> <name>': '10.0.0.300 web.example.com'",
+                 id="bad-address"),
+    pytest.param(b"10.0.0.1 web.example.com bad_name\n",
+                 "hosts file line 1 is not '<address> <name>': "
+                 "'10.0.0.1 web.example.com bad_name'", id="bad-second-name"),
+    pytest.param(b"fe80::1%eth0 web.example.com\n",
+                 "hosts file line 1 is not '<address> <name>': 'fe80::1%eth0 web.example.com'",
+                 id="zone-index"),
+    pytest.param(b"10.0.0.1 caf\xc3 .example.com\n", "hosts file is not UTF-8 (byte 12)",
+                 id="not-utf8"),
+])
+def test_hosts_check_names_the_first_bad_line(hosts, message):
+    from dns411.apply.dnsmasq import DnsmasqConfigError, check_hosts
+
+    with pytest.raises(DnsmasqConfigError) as caught:
+        check_hosts(hosts)
+    assert str(caught.value) == message
+
+
+def test_hosts_check_skips_lines_known_good():
+    from dns411.apply.dnsmasq import check_hosts
+
+    # a line is checked once: known lines are trusted (they passed before)
+    assert check_hosts(b"x y\n", known=frozenset({"x y"})) == frozenset({"x y"})

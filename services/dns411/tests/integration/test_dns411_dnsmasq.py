@@ -140,7 +140,7 @@ async def test_hosts_only_change_needs_no_check_conf_change_does(managed):
 
     result = sink.apply(*reconciler.render(reconciler.desired(state(WEB, WEB2))))
     assert (result.method, result.did_write, sorted(result.steps_ms)) == (
-        "reload", True, ["signal", "write"])
+        "reload", True, ["signal", "validate", "write"])
     await eventually(lambda: answers(settings.port, "web.example.com", [
         ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]))
 
@@ -165,3 +165,17 @@ def test_answers_is_refused_at_once_on_a_closed_port(tmp_path):
     finally:
         control.stop()
     assert control.answers() is False
+
+
+async def test_bad_hosts_candidate_keeps_the_old_files(managed):
+    settings, control, reconciler, publish = managed
+    await reconciler(state(WEB))
+    hosts_before = settings.hosts_path.read_bytes()
+    pid = control.pid
+    with pytest.raises(DnsmasqConfigError) as caught:
+        reconciler.dnsmasq.apply(hosts_before + b"10.0.0.9\n", settings.conf_path.read_bytes())
+    assert str(caught.value) == "hosts file line 3 is not '<address> <name>': '10.0.0.9'"
+    assert settings.hosts_path.read_bytes() == hosts_before
+    assert control.pid == pid
+    assert both(settings.port, "web.example.com") == (
+        "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])

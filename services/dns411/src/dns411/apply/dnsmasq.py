@@ -12,10 +12,11 @@ from pathlib import Path
 from unify_common.atomic import write_atomic
 from unify_common.logs import get_logger
 
+from ..names import is_hostname, parse_address
 from ..settings import Dns411Settings
 from .dnsmasq_process import DnsmasqControl, RestartNeeded
 
-__all__ = ["DnsmasqConfigError", "DnsmasqResult", "DnsmasqSink"]
+__all__ = ["DnsmasqConfigError", "DnsmasqResult", "DnsmasqSink", "check_hosts"]
 
 log = get_logger("dns411.dnsmasq")
 
@@ -28,13 +29,40 @@ class DnsmasqConfigError(Exception):
 class DnsmasqResult:
     """``method``: ``unchanged``, ``reload`` (SIGHUP) or ``restart``; ``did_write``: a file
     changed on disk; ``warning``: something the operator must do (restart dnsmasq);
-    ``steps_ms``: milliseconds spent in each step of this apply (``validate`` before a
-    restart only, ``write``, ``signal``), empty when nothing was written."""
+    ``steps_ms``: milliseconds spent in each step of this apply (``validate``: the hosts
+    check and, before a restart, ``dnsmasq --test``; ``write``; ``signal``), empty when
+    nothing was written."""
 
     method: str
     did_write: bool
     warning: str = ""
     steps_ms: dict[str, float] = field(default_factory=dict)
+
+
+def check_hosts(hosts: bytes, known: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Check an addn-hosts candidate (``dnsmasq --test`` never reads one): UTF-8, every line
+    blank, a ``#`` comment, or ``<IPv4|IPv6 address> <hostname> [<hostname>...]`` with
+    hostnames as :func:`~dns411.names.is_hostname` accepts them.
+
+    :param known: lines that passed before (the previous result): not checked again, so a
+        change costs a set lookup per line plus the new lines (~4 µs each).
+    :returns: the candidate's lines (pass them as ``known`` next time).
+    :raises DnsmasqConfigError: naming the first bad line (1-based).
+    """
+    try:
+        text = hosts.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DnsmasqConfigError(f"hosts file is not UTF-8 (byte {err.start})") from None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if line in known:
+            continue
+        fields = line.split("#", 1)[0].split()
+        if fields and (len(fields) < 2 or parse_address(fields[0]) is None
+                       or not all(is_hostname(name) for name in fields[1:])):
+            raise DnsmasqConfigError(f"hosts file line {number} is not '<address> <name>': "
+                                     f"{line[:80]!r}")
+    return frozenset(lines)
 
 
 def _read(path: Path) -> bytes | None:
@@ -50,17 +78,17 @@ class DnsmasqSink:
     :meth:`apply` never leaves a conf file dnsmasq would refuse: before a restart (the conf
     file changed) the candidates are checked with ``dnsmasq --test`` together with the other
     ``*.conf`` files of the conf-dir (copied into a staging directory) before anything is
-    replaced. A change of the hosts file alone is written and SIGHUP'd without the check:
-    ``dnsmasq --test`` parses options only and never opens addn-hosts files (a missing file
-    or one of garbage passes), and SIGHUP re-reads no conf file, so the check could not
-    catch anything there; the hosts lines are rendered from parsed IP addresses and
-    validated names.
+    replaced. ``dnsmasq --test`` parses options only and never opens addn-hosts files (a
+    missing file or one of garbage passes), so every hosts candidate is checked by
+    :func:`check_hosts` instead. A change of the hosts file alone needs no ``--test``: SIGHUP
+    re-reads no conf file, so the check could catch nothing there.
     """
 
     def __init__(self, settings: Dns411Settings, control: DnsmasqControl) -> None:
         self.settings = settings
         self.control = control
         self._pending = ""  # a reload/restart that failed after the files were written
+        self._hosts_lines: frozenset[str] = frozenset()  # lines that passed check_hosts
 
     def _signal(self, method: str) -> str:
         """Reload or restart; returns a warning text when a restart must be done by hand."""
@@ -101,9 +129,12 @@ class DnsmasqSink:
             raise DnsmasqConfigError(f"dnsmasq --test failed: {message[-500:]}")
 
     def apply(self, hosts: bytes, conf: bytes, *, dry_run: bool = False) -> DnsmasqResult:
-        """Make the files hold ``hosts``/``conf`` and dnsmasq serve them.
+        """Make the files hold ``hosts``/``conf`` and dnsmasq serve them: a changed hosts
+        file is checked (:func:`check_hosts`), a changed conf file is checked with
+        ``dnsmasq --test`` (:meth:`validate`), then both are written atomically, then
+        dnsmasq is SIGHUP'd (hosts only) or restarted (conf changed).
 
-        :raises DnsmasqConfigError: validation failed; the old files stay.
+        :raises DnsmasqConfigError: a check failed; the old files stay.
         :raises OSError: / RuntimeError: writing failed or dnsmasq could not be signalled.
         """
         s = self.settings
@@ -121,6 +152,8 @@ class DnsmasqSink:
         if dry_run:
             return DnsmasqResult(method, False)
         t0 = time.perf_counter()
+        if not hosts_same:
+            self._hosts_lines = check_hosts(hosts, self._hosts_lines)
         if method == "restart":
             self.validate(hosts, conf)
         t1 = time.perf_counter()
@@ -130,6 +163,6 @@ class DnsmasqSink:
         t2 = time.perf_counter()
         warning = self._signal(method)
         t3 = time.perf_counter()
-        steps = {"validate": round((t1 - t0) * 1000, 1)} if method == "restart" else {}
-        steps.update(write=round((t2 - t1) * 1000, 1), signal=round((t3 - t2) * 1000, 1))
+        steps = {"validate": round((t1 - t0) * 1000, 1), "write": round((t2 - t1) * 1000, 1),
+                 "signal": round((t3 - t2) * 1000, 1)}
         return DnsmasqResult(method, True, warning, steps)
