@@ -186,18 +186,33 @@ class HAProxySink:
         return f"Pid: {pid}\n" in info
 
     async def runtime(self, commands: Sequence[str]) -> bool:
-        """Send runtime API commands to the current worker (``@1 <command>`` each).
+        """Send runtime API commands to the current worker.
 
-        :returns: False when a command was refused (the caller then reloads instead).
+        Commands go in batches, one master CLI connection per batch: ``@1 <command>`` each,
+        chained with ``;`` (HAProxy 2.6 management guide, 9.4: the master CLI runs chained
+        commands in order and returns every answer), lines kept under 8,000 bytes so they
+        fit HAProxy's buffer.
+
+        :returns: False when a batch had a refused command (the caller then reloads
+            instead; the rest of that batch has run, later batches are not sent).
         :raises OSError: / asyncio.TimeoutError: the master does not answer.
         """
+        batches: list[list[str]] = []
+        size = 0
         for command in commands:
-            answer = (await self.cli(f"@1 {command}")).strip()
+            part = f"@1 {command}"
+            if not batches or size + len(part) + 2 > 8000:
+                batches.append([])
+                size = 0
+            batches[-1].append(part)
+            size += len(part) + 2
+        for batch in batches:
+            answer = (await self.cli("; ".join(batch))).strip()
             lowered = answer.lower()
             if any(word in lowered for word in ("no such", "require", "invalid", "unknown",
                                                  "failed", "not ", "error", "denied")):
                 log.warning("runtime command refused; will reload", extra={"fields": {
-                    "command": command, "answer": answer[:200]}})
+                    "commands": "; ".join(batch)[:300], "answer": answer[:300]}})
                 return False
         self.reload_pending = False
         return True
