@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import msgspec
+
+from switchboard import desired as desired_module
+from switchboard import render as render_module
 from switchboard.desired import build_desired
 from switchboard.model import Certificate
 from switchboard.plan import slot_layout
@@ -101,3 +105,28 @@ LARGE_LEN = 389598
 LARGE_SHA256 = "1706140a0050b0b9681b80e5463c34aeea147ab526db6d594c9a296b6e9cede5"
 FEWER_LEN = 389560
 FEWER_SHA256 = "0ab8f2e920eecedef862b75764219f71a0e82644497683c8935e94a77bd85a48"
+
+
+def test_cached_builds_equal_builds_from_nothing_through_a_series_of_changes():
+    base = large_catalog(600, 30)
+    moved = msgspec.structs.replace(base[7], address="10.9.9.9")
+    sick = msgspec.structs.replace(base[8], health="critical")
+    retagged = make_instance("svc3", "svc3-x", "10.9.0.1", 80,
+                             ["dns=example.com", "vhost=other"], create_index=4)
+    steps = [base, base[1:], base[1:] + [retagged], [moved, sick] + base[9:], base, base]
+    layouts = [None]
+    cached = []
+    for number, instances in enumerate(steps):  # the same objects: every cache in play
+        if number == len(steps) - 1:  # same instances, other slots (a restart's layout)
+            layouts[-1] = {name: tuple(reversed(slots)) for name, slots in layouts[-1].items()}
+        desired = build_desired(instances, previous_slots=layouts[-1], spare_backends=2)
+        cached.append((desired, render(desired, OPTIONS)))
+        layouts.append(slot_layout(desired))
+    for instances, layout, (desired, data) in zip(steps, layouts, cached):
+        desired_module.clear_caches()
+        render_module.clear_caches()
+        again = build_desired([msgspec.structs.replace(i) for i in instances],
+                              previous_slots=layout, spare_backends=2)
+        assert (again, again.problems) == (desired, desired.problems)
+        render_module.clear_caches()
+        assert render(again, OPTIONS) == data

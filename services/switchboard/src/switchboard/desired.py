@@ -42,10 +42,10 @@ from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import Keyed, consensus, usable_by_service
+from .validate import Keyed, clear_verdicts, consensus, usable_by_service
 
-__all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "order_routes",
-           "spare_backends"]
+__all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "clear_caches",
+           "order_routes", "spare_backends"]
 
 _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
@@ -268,16 +268,55 @@ def spare_backends(count: int, slots: int) -> tuple[Backend, ...]:
                          **DEFAULT_PROFILE) for index in range(1, count + 1))
 
 
+class _Memo:
+    """What the previous build derived per service and per backend, reused when the inputs
+    are the same objects: the members list of a service holds the ``(key, instance)`` pairs
+    :func:`~switchboard.validate.usable_by_service` keeps per instance object, so an equal
+    list (compared item by item, identity first) means the same instances in the same order,
+    and everything derived from them alone is equal too. Each build keeps only what it used.
+    """
+
+    def __init__(self) -> None:
+        self.services: dict[str, tuple[list[Keyed], tuple]] = {}
+        self.backends: dict[str, tuple[list[Keyed], object, int, Backend]] = {}
+
+
+_memo = _Memo()
+
+
+def clear_caches() -> None:
+    """Forget everything remembered across builds (per-instance checks and keys, per-service
+    and per-backend results). Results never depend on it; benchmarks and tests use it to
+    measure or check a build from nothing."""
+    global _memo
+    _memo = _Memo()
+    clear_verdicts()
+
+
+def _follow(service: str, members: list[Keyed], previous: dict, current: dict) -> tuple:
+    """``(create index, service, tags, agreeing members, ssl plan, dissent)`` of a service."""
+    seen = previous.get(service)
+    if seen is not None and seen[0] == members:
+        current[service] = seen
+        return seen[1]
+    tags, agreeing, dissent = consensus(members)
+    result = (min(i.create_index for _, i in agreeing), service, tags, agreeing,
+              _ssl_plan(tags, agreeing), dissent)
+    current[service] = (members, result)
+    return result
+
+
 def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
            unavailable_ports: frozenset[int], spares: int) -> Desired:
     by_service, problems = usable_by_service(instances)
+    memo_services: dict[str, tuple[list[Keyed], tuple]] = {}
     followed: list[tuple[int, str, UnifyTags, list[Keyed], tuple[bool, str]]] = []
     for service, insts in by_service.items():
-        tags, members, dissent = consensus(insts)
+        *item, dissent = _follow(service, insts, _memo.services, memo_services)
         problems.extend(dissent)
-        followed.append((min(i.create_index for _, i in members), service, tags, members,
-                         _ssl_plan(tags, members)))
+        followed.append(tuple(item))
+    _memo.services = memo_services
     followed.sort(key=lambda item: (item[0], item[1]))
     followed = _drop_name_collisions(followed, problems)
 
@@ -289,12 +328,25 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
 
     previous = previous_slots or {}
     backends = []
+    memo_backends: dict[str, tuple[list[Keyed], object, int, Backend]] = {}
     for _, service, tags, members, (server_tls, _) in followed:
         for mode in ("http", "tcp"):
             name = backend_name(mode, service)
-            if name in claims.used_backends:
-                backends.append(_backend(name, mode, service, tags, members, server_tls,
-                                         previous, min_slots))
+            if name not in claims.used_backends:
+                continue
+            # a backend is a function of its service's members (tags, TLS plan and name
+            # follow from them), its previous layout and min_slots
+            layout = previous.get(name)
+            seen = _memo.backends.get(name)
+            if (seen is not None and seen[0] is members and seen[1] == layout
+                    and seen[2] == min_slots):
+                backend = seen[3]
+            else:
+                backend = _backend(name, mode, service, tags, members, server_tls, previous,
+                                   min_slots)
+            memo_backends[name] = (members, layout, min_slots, backend)
+            backends.append(backend)
+    _memo.backends = memo_backends
 
     frontends = []
     for port, (kind, _) in sorted(claims.port_kind.items()):

@@ -19,7 +19,8 @@ import jinja2
 from .gcpause import gc_paused
 from .model import Backend, Desired, Frontend
 
-__all__ = ["RenderOptions", "config_hash", "host_map_path", "render", "render_maps"]
+__all__ = ["RenderOptions", "clear_caches", "config_hash", "host_map_path", "render",
+           "render_maps"]
 
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _CIPHERS_RE = re.compile(r"^[A-Za-z0-9:+_!.@=-]*$")
@@ -147,6 +148,13 @@ def _backend_options(key: tuple) -> str:
 
 _heads, _frontends, _options, _backends = (_ChunkCache(), _ChunkCache(), _ChunkCache(),
                                            _ChunkCache())
+
+
+def clear_caches() -> None:
+    """Forget every cached chunk (the bytes never depend on it; benchmarks and tests use it
+    to render from nothing)."""
+    for cache in (_heads, _frontends, _options, _backends):
+        cache.previous, cache.current = {}, {}
 
 
 def _backend_text(backend: Backend) -> str:

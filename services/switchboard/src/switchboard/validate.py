@@ -23,7 +23,7 @@ from unify_common.tags import TagError, UnifyTags, parse_tags
 
 from .model import Problem
 
-__all__ = ["Keyed", "consensus", "usable_by_service"]
+__all__ = ["Keyed", "clear_verdicts", "consensus", "usable_by_service"]
 
 
 def _problem(reason: str, message: str, inst: Instance) -> Problem:
@@ -79,6 +79,12 @@ Keyed = tuple[str, Instance]
 #: between snapshots, so an instance seen by the previous call need not be checked (nor its
 #: key hashed) again; holding the instance keeps its id from being reused meanwhile.
 _verdicts: dict[int, tuple[Instance, Problem | Keyed]] = {}
+
+
+def clear_verdicts() -> None:
+    """Forget the instances checked by the last call (results never depend on it)."""
+    global _verdicts
+    _verdicts = {}
 
 
 def usable_by_service(instances: Iterable[Instance]
