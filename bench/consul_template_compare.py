@@ -326,6 +326,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--changes", type=int, default=30, help="changes per kind per size")
+    parser.add_argument("--workdir", help="keep logs and rendered configurations here "
+                        "(default: a temporary directory, removed at the end)")
     args = parser.parse_args()
     ct_bin = consul_template_binary()
     version = subprocess.run([ct_bin, "-version"], capture_output=True, text=True)
@@ -334,6 +336,9 @@ def main() -> None:
           flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="unify-ctcmp-") as tmp:
+        if args.workdir:
+            tmp = tempfile.mkdtemp(prefix="run-", dir=Path(args.workdir).absolute())
+            print(f"logs in {tmp}", flush=True)
         for size in [int(s) for s in args.sizes.split(",")]:
             r = run_size(size, args.changes, Path(tmp) / f"size-{size}", ct_bin)
             rows.append(r)
