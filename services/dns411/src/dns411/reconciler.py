@@ -109,18 +109,19 @@ class Reconciler:
 
     async def discover_zones(self) -> None:
         """Read the hosted zones now if due (never read, or older than
-        ``UNIFY_ROUTE53_ZONE_TTL``), between reconciles: the service calls it at start and
-        before each tick, so a reconcile's own API calls are its zone listings and change
-        batches. A failure is logged; the next plan discovers again (inside that reconcile).
-        """
+        ``UNIFY_ROUTE53_ZONE_TTL``), apart from reconciles: the service runs it in the
+        background at start and before each tick, so a reconcile's own API calls are its
+        zone listings and change batches. It does not wait for a running reconcile, nor
+        does a reconcile wait for it until it plans Route 53 (dnsmasq is never delayed by
+        Route 53). A failure is logged; the next plan discovers again (inside that
+        reconcile, with the retries of every call)."""
         if self.route53 is None:
             return
-        async with self._serial:
-            try:
-                await asyncio.to_thread(self.route53.zones)
-            except Exception as err:
-                log.warning("hosted zone discovery failed", extra={"fields": {
-                    "error": f"{type(err).__name__}: {str(err)[:300]}"}})
+        try:
+            await asyncio.to_thread(self.route53.zones)
+        except Exception as err:
+            log.warning("hosted zone discovery failed", extra={"fields": {
+                "error": f"{type(err).__name__}: {str(err)[:300]}"}})
 
     def plan_route53(self, desired: Desired) -> Route53Plan:
         """Read the managed zones (one listing each) and plan the changes (blocking I/O).

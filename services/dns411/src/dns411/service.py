@@ -90,10 +90,13 @@ class Dns411:
         await self.subscriber.publish(subject, event, msg_id=msg_id)
 
     async def start(self) -> None:
-        """Discover the hosted zones (Route 53 on), connect and begin reconciling.
+        """Discover the hosted zones in the background (Route 53 on), connect and begin
+        reconciling.
 
         :raises nats.errors.NoServersError:."""
-        await self.reconciler.discover_zones()
+        zones = asyncio.create_task(self.reconciler.discover_zones(), name="dns411-zones")
+        self._background.add(zones)
+        zones.add_done_callback(self._background.discard)
         if self.reconciler.lock is not None:
             await self.reconciler.lock.step()  # know who writes before the first reconcile
             self._lock_task = asyncio.create_task(self.reconciler.lock.run(),

@@ -181,13 +181,38 @@ async def test_zones_are_discovered_at_start_not_in_the_first_reconcile(tmp_path
         assert service.subscriber.reconciles >= 1
 
     try:
-        await service.start()
-        assert calls() == (1, 0, 0, 0)  # discovery done; the first reconcile not run yet
+        await service.start()  # discovery runs in the background, dnsmasq never waits for it
         await eventually(reconciled)
-        assert calls() == (1, 0, 1, 1)  # the reconcile: one listing, one change batch
+        assert calls() == (1, 0, 1, 1)
+        # discovery first and on its own; the reconcile: one listing, one change batch
+        assert [is_zone_list(m, p, b) for m, p, b, _ in fault_proxy.requests] == [
+            True, False, False]
+        assert service.reconciler.route53.discovery_calls == 1
         assert zone_records(admin, zone) == [
             ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
             ("web.example.com.", "A", 30, ("10.0.0.1",))]
+    finally:
+        await service.stop()
+        await nc.close()
+
+
+async def test_unreachable_route53_never_delays_dnsmasq(tmp_path, dns_common):
+    import time
+
+    from unify_cli.devstack.process import free_port
+
+    nc = await nats.connect(dns_common.nats_urls[0])
+    await put_instance(nc.jetstream(), dns_common, WEB_A)
+    # every Route 53 call is refused (nothing listens) and retried: 8 tries, up to ~6 s
+    settings = managed_settings(tmp_path, route53_enabled=True, tick=0, max_attempts=8,
+                                backoff_max=1.0)
+    service = Dns411(settings, dns_common,
+                     route53_client=route53_client(f"http://127.0.0.1:{free_port()}"))
+    try:
+        started = time.monotonic()
+        await service.start()
+        assert time.monotonic() - started < 1.0  # zone discovery does not hold the start
+        await eventually(lambda: assert_web(settings.port, ["10.0.0.1"]), timeout=10.0)
     finally:
         await service.stop()
         await nc.close()

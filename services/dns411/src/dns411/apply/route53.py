@@ -14,6 +14,7 @@ fact absent, it is sent again as UPSERT). Throttling is retried with backoff
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -84,6 +85,8 @@ class Route53Sink:
         name matched no zone (``zones(refresh=True)``). Unused with ``zone_ids``.
 
     ``api_calls`` counts every request made; ``discovery_calls`` those of zone discovery.
+    :meth:`zones` may run in one thread while another lists or changes record sets (the
+    service discovers in the background); everything else is called from one thread.
     """
 
     def __init__(self, client, *, max_attempts: int = 8, backoff_max: float = 20.0,
@@ -103,10 +106,13 @@ class Route53Sink:
         self._listings: dict[str, tuple[float, dict[tuple[str, str], RecordSet]]] = {}
         self.api_calls = 0
         self.discovery_calls = 0
+        self._zones_lock = threading.Lock()  # one discovery at a time; readers wait for it
+        self._count_lock = threading.Lock()
 
     def _call(self, what: str, fn: Callable[[], dict]) -> dict:
         def counted() -> dict:
-            self.api_calls += 1
+            with self._count_lock:
+                self.api_calls += 1
             return fn()
         return with_backoff(counted, what=what, max_attempts=self.max_attempts,
                             cap=self.backoff_max, sleep=self._sleep)
@@ -121,40 +127,47 @@ class Route53Sink:
         :raises ZoneNotFound: a configured id names no hosted zone.
         :raises botocore.exceptions.ClientError: / ConnectionError: after the retries.
         """
-        if self._zones is not None and (self.zone_ids or not self._zones_due(refresh)):
-            return dict(self._zones)
-        before = self.api_calls
-        try:
-            zones = self._read_zone_ids() if self.zone_ids else self._list_zones()
-        finally:
-            self.discovery_calls += self.api_calls - before
-        self._zones, self._zones_at = zones, time.monotonic()
-        log.info("hosted zones discovered", extra={"fields": {
-            "zones": len(zones), "api_calls": self.api_calls - before}})
-        return dict(zones)
+        with self._zones_lock:
+            if self._zones is not None and (self.zone_ids or not self._zones_due(refresh)):
+                return dict(self._zones)
+            calls = [0]
+
+            def call(what: str, fn: Callable[[], dict]) -> dict:
+                calls[0] += 1
+                return self._call(what, fn)
+
+            try:
+                zones = self._read_zone_ids(call) if self.zone_ids else self._list_zones(call)
+            finally:
+                with self._count_lock:
+                    self.discovery_calls += calls[0]
+            self._zones, self._zones_at = zones, time.monotonic()
+            log.info("hosted zones discovered", extra={"fields": {
+                "zones": len(zones), "api_calls": calls[0]}})
+            return dict(zones)
 
     def _zones_due(self, refresh: bool) -> bool:
         age = time.monotonic() - self._zones_at
         return (0 < self.zone_ttl < age) or (refresh and age > self.zone_refresh)
 
-    def _list_zones(self) -> dict[str, str]:
+    def _list_zones(self, call) -> dict[str, str]:
         zones: dict[str, str] = {}
         marker = None
         while True:
             kwargs = {"Marker": marker} if marker else {}
-            page = self._call("ListHostedZones", lambda: self.client.list_hosted_zones(**kwargs))
+            page = call("ListHostedZones", lambda: self.client.list_hosted_zones(**kwargs))
             for zone in page["HostedZones"]:
                 zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
             if not page.get("IsTruncated"):
                 return zones
             marker = page["NextMarker"]
 
-    def _read_zone_ids(self) -> dict[str, str]:
+    def _read_zone_ids(self, call) -> dict[str, str]:
         zones: dict[str, str] = {}
         for zone_id in self.zone_ids:
             try:
-                zone = self._call("GetHostedZone",
-                                  lambda: self.client.get_hosted_zone(Id=zone_id))["HostedZone"]
+                zone = call("GetHostedZone",
+                            lambda: self.client.get_hosted_zone(Id=zone_id))["HostedZone"]
             except ClientError as err:
                 if err.response.get("Error", {}).get("Code") == "NoSuchHostedZone":
                     raise ZoneNotFound(f"UNIFY_ROUTE53_ZONE_IDS: no hosted zone {zone_id}") \
