@@ -9,7 +9,7 @@ import pytest
 
 from switchboard.desired import backend_name, build_desired
 from switchboard.model import Certificate, Problem
-from switchboard.render import RenderOptions, render
+from switchboard.render import RenderOptions, render, render_maps
 from tests.fixtures.catalog import make_instance
 from unify_common.tags import UnifyTags, parse_tags
 
@@ -40,6 +40,9 @@ def test_hostile_tags_only_drop_the_instance(tags):
     bad = make_instance("evil", "e1", "10.0.0.66", 80, tags, create_index=1)
     desired = build_desired(BASE + [bad])
     assert render(desired, OPTIONS) == render(build_desired(BASE), OPTIONS)
+    with_maps = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", host_maps=True)
+    assert render_maps(desired, with_maps) == render_maps(build_desired(BASE), with_maps) == {
+        "/run/sb/fe_http_80.map": f"web.example.com {backend_name('http', 'web')}\n".encode()}
     [problem] = desired.problems
     assert (problem.reason, problem.service, problem.instance_id) == ("invalid-tags", "evil",
                                                                        "e1")
