@@ -7,7 +7,7 @@ import pytest
 
 from switchboard.desired import backend_name, build_desired
 from switchboard.model import Certificate
-from switchboard.plan import SparePlan, spare_commands
+from switchboard.plan import SparePlan, runtime_commands, spare_commands
 from switchboard.render import RenderOptions, config_hash, render, render_maps
 from tests.fixtures.catalog import make_instance
 
@@ -145,3 +145,38 @@ def test_no_spare_path_without_host_maps_or_spares():
                           desired(BASE + [inst("docs", "d1", 5, vhost("docs"))], spares=0),
                           OPTIONS) is None
     assert spare_commands(desired(BASE), desired(BASE), OPTIONS) is None
+
+
+def test_host_only_routes_between_existing_backends_change_at_runtime():
+    # web gains example.org, blog's vhost is renamed, api gains a server: no reload
+    blog = backend_name("http", "blog")
+    before = BASE + [inst("blog", "b1", 3, vhost("blog"))]
+    a2 = inst("api", "a2", 5, vhost("web", "url_prefix=/api"))
+    after = [inst("web", "w1", 1, vhost("web", "dns=example.org")), BASE[1], a2,
+             inst("blog", "b1", 3, vhost("x"))]
+    path = "/run/sb/fe_http_8080.map"
+    assert runtime_commands(desired(before), desired(after), OPTIONS) == [
+        f"set server {API}/s2 addr 10.0.0.5 port 8005",
+        f"set weight {API}/s2 1",
+        f"set server {API}/s2 state ready",
+        f"set server {API}/s2 health up",
+        f"del map {path} blog.example.com",
+        f"add map {path} web.example.org {WEB}",
+        f"add map {path} x.example.com {blog}",
+    ]
+    # without host maps the same change is structural
+    assert runtime_commands(desired(before), desired(after)) is None
+
+
+def test_set_map_when_a_host_moves_to_another_existing_backend():
+    blog = backend_name("http", "blog")
+    before = desired([*BASE, inst("blog", "b1", 3, vhost("blog"))])
+    # blog lets go of blog.example.com (and takes gone.example.com), web takes it over
+    after = desired([inst("web", "w1", 1, vhost("blog")), BASE[1],
+                     inst("blog", "b1", 3, vhost("gone"))])
+    path = "/run/sb/fe_http_8080.map"
+    assert runtime_commands(before, after, OPTIONS) == [
+        f"del map {path} web.example.com",
+        f"set map {path} blog.example.com {WEB}",
+        f"add map {path} gone.example.com {blog}",
+    ]

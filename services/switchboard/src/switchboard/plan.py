@@ -20,7 +20,7 @@ import re
 import msgspec
 
 from .desired import DEFAULT_PROFILE
-from .model import Backend, Desired, Server
+from .model import Backend, Desired, Frontend, Server
 from .render import RenderOptions, host_map_path
 
 __all__ = ["SparePlan", "layout_from_config", "runtime_commands", "slot_layout",
@@ -51,10 +51,16 @@ def layout_from_config(text: str) -> dict[str, tuple[str | None, ...]]:
     return {name: tuple(slots) for name, slots in layout.items()}
 
 
-def _skeleton(desired: Desired) -> tuple:
+def _skeleton(desired: Desired, options: RenderOptions | None = None) -> tuple:
+    """What must be equal for a change to go through the runtime API: frontends (less the
+    host-only routes a host map holds) and backends with their slot counts."""
     backends = tuple(msgspec.structs.replace(b, slots=(None,) * len(b.slots))
                      for b in desired.backends)
-    return desired.frontends, backends
+    frontends = tuple(
+        msgspec.structs.replace(fe, routes=tuple(r for r in fe.routes if r.prefix is not None))
+        if options is not None and host_map_path(fe, options) else fe
+        for fe in desired.frontends)
+    return frontends, backends
 
 
 def _slot_commands(backend: Backend, index: int, old: Server | None,
@@ -78,16 +84,49 @@ def _slot_commands(backend: Backend, index: int, old: Server | None,
     return commands
 
 
-def runtime_commands(live: Desired, desired: Desired) -> list[str] | None:
+def _map_routes(frontend: Frontend, options: RenderOptions | None) -> dict[str, str]:
+    """Host -> backend of the host-only routes ``frontend`` keeps in its host map (empty
+    when it has none)."""
+    if options is None or not host_map_path(frontend, options):
+        return {}
+    return {r.host: r.backend for r in frontend.routes if r.prefix is None}
+
+
+def _map_commands(old: Frontend, new: Frontend, options: RenderOptions) -> list[str]:
+    path = host_map_path(new, options)
+    before, after = _map_routes(old, options), _map_routes(new, options)
+    commands = [f"del map {path} {host}" for host in sorted(before.keys() - after.keys())]
+    for host in sorted(after):
+        if host not in before:
+            commands.append(f"add map {path} {host} {after[host]}")
+        elif before[host] != after[host]:
+            commands.append(f"set map {path} {host} {after[host]}")
+    return commands
+
+
+def runtime_commands(live: Desired, desired: Desired,
+                     options: RenderOptions | None = None) -> list[str] | None:
     """Runtime API commands turning ``live`` into ``desired``, or ``None`` when a reload is
-    needed (the structure differs). An empty list means nothing to change at runtime."""
-    if _skeleton(live) != _skeleton(desired):
+    needed (the structure differs). An empty list means nothing to change at runtime.
+
+    With ``options`` whose ``host_maps`` is on, host-only routes of plain HTTP frontends are
+    data, not structure: a host added, moved to another existing backend or removed becomes
+    ``add map`` / ``set map`` / ``del map`` on the frontend's map (after the server
+    commands, so a host only points at a backend whose servers are in place). The map files
+    on disk are written with the same content (:meth:`HAProxySink.write`), so a reload
+    reads what the worker runs.
+    """
+    if _skeleton(live, options) != _skeleton(desired, options):
         return None
     commands: list[str] = []
     for old_backend, new_backend in zip(live.backends, desired.backends):
         for index, (old, new) in enumerate(zip(old_backend.slots, new_backend.slots), 1):
             if old != new:
                 commands.extend(_slot_commands(new_backend, index, old, new))
+    if options is not None:
+        for old_fe, new_fe in zip(live.frontends, desired.frontends):
+            if old_fe != new_fe:
+                commands.extend(_map_commands(old_fe, new_fe, options))
     return commands
 
 

@@ -17,7 +17,9 @@ already holds the checked configuration, so an HAProxy (re)started meanwhile loa
 
 Membership-only changes reach the running worker through the runtime API *before* the file is
 checked and swapped (the commands only fill slots the live configuration already has), which
-takes ``haproxy -c`` off the path from a catalog change to a serving server.
+takes ``haproxy -c`` off the path from a catalog change to a serving server. So do host-only
+routes between existing backends when the frontends have host maps (``add/set/del map``;
+the map files are written with the same content).
 
 New default-profile vhosts (host-only routes on plain HTTP frontends, see
 :func:`~switchboard.plan.spare_commands`) take the same shortcut: the runtime API fills a spare
@@ -191,7 +193,8 @@ class Reconciler:
             return "reload"
         if not changed and not self.sink.reload_pending:
             return "unchanged"
-        commands = runtime_commands(self._live, desired) if self._live is not None else None
+        commands = (runtime_commands(self._live, desired, self.settings.render)
+                    if self._live is not None else None)
         if commands is not None and await self.sink.runtime(commands):
             return "runtime"
         await self.sink.reload()
@@ -206,9 +209,9 @@ class Reconciler:
         ``haproxy -c`` still guards every byte written. Returns False (nothing done, or
         not all commands taken) to let the normal path decide: write, then runtime or
         reload."""
-        if self._live is None or self.sink.reload_pending or self.sink.live_bytes() == data:
-            return False  # (same bytes: at most the host maps changed; that is a reload)
-        commands = runtime_commands(self._live, desired)
+        if self._live is None or self.sink.reload_pending:
+            return False
+        commands = runtime_commands(self._live, desired, self.settings.render)
         if not commands:
             return False
         try:

@@ -111,3 +111,33 @@ async def test_spare_is_taken_back_when_the_new_config_is_rejected(
     assert haproxy.config.read_bytes() == config
     assert (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
         f"web.example.com {web}\n")
+
+
+async def test_a_host_for_an_existing_backend_is_added_at_runtime(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    alpha = backends("alpha")
+    tags = ["dns=example.com", "vhost=web", f"http={port}"]
+    await put_instance(js, sb_common, make_instance("web", "web-1", "127.0.0.1", alpha.port,
+                                                    tags))
+    service = await switchboard_factory()
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+    pids = haproxy.worker_pids()
+    config = haproxy.config.read_bytes()
+    web = backend_name("http", "web")
+    host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
+    assert await get_body(port, "web.example.org") == (404, "no-route")
+
+    await put_instance(js, sb_common, make_instance("web", "web-1", "127.0.0.1", alpha.port,
+                                                    tags + ["dns=example.org"]))
+    await wait_until(lambda: len(events.applied) == 2, what="second Applied")
+    assert events.applied[1].method == "runtime"
+    assert await get_body(port, "web.example.org") == (200, "alpha")
+    assert await map_entries(service, host_map) == [("web.example.com", web),
+                                                     ("web.example.org", web)]
+    assert haproxy.worker_pids() == pids
+    assert haproxy.config.read_bytes() == config  # only the map changed
+    assert (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
+        f"web.example.com {web}\nweb.example.org {web}\n")
