@@ -71,6 +71,23 @@ def _instance_problem(inst: Instance) -> Problem | None:
     return None
 
 
+def _plainly_usable(inst: Instance) -> bool:
+    """The common case of :func:`_instance_problem` returning ``None``, checked in one go:
+    tags a tuple whose parse is the instance's ``unify``, an IPv4 address, a valid port.
+    False means "look closer" (:func:`_instance_problem` decides), never "unusable"."""
+    tags = inst.tags
+    if type(tags) is not tuple:
+        return False
+    parsed = _parsed(tags)
+    if type(parsed) is str or parsed != inst.unify or not 1 <= inst.port <= 65535:
+        return False
+    try:
+        socket.inet_pton(socket.AF_INET, inst.address)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
 #: A usable instance with its catalog key: ``(key, instance)``.
 Keyed = tuple[str, Instance]
 
@@ -109,6 +126,8 @@ def usable_by_service(instances: Iterable[Instance]
         seen = previous.get(ident)
         if seen is not None and seen[0] is inst:
             outcome = seen[1]
+        elif _plainly_usable(inst):
+            outcome = (catalog_key(inst.node, inst.instance_id), inst)
         else:
             outcome = _instance_problem(inst) or (catalog_key(inst.node, inst.instance_id),
                                                   inst)
