@@ -173,8 +173,8 @@ def applies_from_log(path: Path, since: int) -> list[tuple[float, str, dict[str,
 def breakdown(sends: list[tuple[float, str, float]], applies) -> dict[str, dict[str, list]]:
     """Per kind of change, ms of: ``wait`` (sent → reconcile started: NATS delivery and
     dns411's debounce), each apply step, and ``answer`` (apply ended → the poller saw the
-    answer). Each send is matched with the first apply that ended after it. The log's
-    timestamps have millisecond resolution."""
+    answer), and ``total``; lists are in the order of the changes. Each send is matched with
+    the first apply that ended after it. The log's timestamps have millisecond resolution."""
     out: dict[str, dict[str, list]] = {}
     for sent, kind, done in sends:
         match = next((a for a in applies if a[0] >= sent), None)
@@ -186,6 +186,7 @@ def breakdown(sends: list[tuple[float, str, float]], applies) -> dict[str, dict[
         for step, ms in steps.items():
             rows.setdefault(step, []).append(ms)
         rows.setdefault("answer", []).append((done - ended) * 1000)
+        rows.setdefault("total", []).append((done - sent) * 1000)
     return out
 
 
@@ -323,6 +324,9 @@ async def main() -> None:
                 text = ", ".join(f"{k} {statistics.median(v):.1f}"
                                  for k, v in steps.items())
                 print(f"size={size} ({kind}) median ms: {text}", flush=True)
+                worst = max(range(len(steps["total"])), key=steps["total"].__getitem__)
+                text = ", ".join(f"{k} {v[worst]:.1f}" for k, v in steps.items())
+                print(f"size={size} ({kind}) slowest ms: {text}", flush=True)
     print("\n| instances | change | n | p50 | p99 | max |")
     print("|---:|---|---:|---:|---:|---:|")
     for row in rows:
