@@ -84,7 +84,8 @@ class Route53Sink:
     :param zone_refresh: seconds before the zone list may be read again early because a
         name matched no zone (``zones(refresh=True)``). Unused with ``zone_ids``.
 
-    ``api_calls`` counts every request made; ``discovery_calls`` those of zone discovery.
+    ``api_calls`` counts every request made (retries included); ``discovery_calls`` those of
+    zone discovery.
     :meth:`zones` may run in one thread while another lists or changes record sets (the
     service discovers in the background); everything else is called from one thread.
     """
@@ -109,10 +110,11 @@ class Route53Sink:
         self._zones_lock = threading.Lock()  # one discovery at a time; readers wait for it
         self._count_lock = threading.Lock()
 
-    def _call(self, what: str, fn: Callable[[], dict]) -> dict:
-        def counted() -> dict:
+    def _call(self, what: str, fn: Callable[[], dict], *, discovery: bool = False) -> dict:
+        def counted() -> dict:  # every request, retries included
             with self._count_lock:
                 self.api_calls += 1
+                self.discovery_calls += discovery
             return fn()
         return with_backoff(counted, what=what, max_attempts=self.max_attempts,
                             cap=self.backoff_max, sleep=self._sleep)
@@ -130,44 +132,36 @@ class Route53Sink:
         with self._zones_lock:
             if self._zones is not None and (self.zone_ids or not self._zones_due(refresh)):
                 return dict(self._zones)
-            calls = [0]
-
-            def call(what: str, fn: Callable[[], dict]) -> dict:
-                calls[0] += 1
-                return self._call(what, fn)
-
-            try:
-                zones = self._read_zone_ids(call) if self.zone_ids else self._list_zones(call)
-            finally:
-                with self._count_lock:
-                    self.discovery_calls += calls[0]
+            before = self.discovery_calls
+            zones = self._read_zone_ids() if self.zone_ids else self._list_zones()
             self._zones, self._zones_at = zones, time.monotonic()
             log.info("hosted zones discovered", extra={"fields": {
-                "zones": len(zones), "api_calls": calls[0]}})
+                "zones": len(zones), "api_calls": self.discovery_calls - before}})
             return dict(zones)
 
     def _zones_due(self, refresh: bool) -> bool:
         age = time.monotonic() - self._zones_at
         return (0 < self.zone_ttl < age) or (refresh and age > self.zone_refresh)
 
-    def _list_zones(self, call) -> dict[str, str]:
+    def _list_zones(self) -> dict[str, str]:
         zones: dict[str, str] = {}
         marker = None
         while True:
             kwargs = {"Marker": marker} if marker else {}
-            page = call("ListHostedZones", lambda: self.client.list_hosted_zones(**kwargs))
+            page = self._call("ListHostedZones", lambda: self.client.list_hosted_zones(**kwargs),
+                              discovery=True)
             for zone in page["HostedZones"]:
                 zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
             if not page.get("IsTruncated"):
                 return zones
             marker = page["NextMarker"]
 
-    def _read_zone_ids(self, call) -> dict[str, str]:
+    def _read_zone_ids(self) -> dict[str, str]:
         zones: dict[str, str] = {}
         for zone_id in self.zone_ids:
             try:
-                zone = call("GetHostedZone",
-                            lambda: self.client.get_hosted_zone(Id=zone_id))["HostedZone"]
+                zone = self._call("GetHostedZone", lambda: self.client.get_hosted_zone(Id=zone_id),
+                                  discovery=True)["HostedZone"]
             except ClientError as err:
                 if err.response.get("Error", {}).get("Code") == "NoSuchHostedZone":
                     raise ZoneNotFound(f"UNIFY_ROUTE53_ZONE_IDS: no hosted zone {zone_id}") \
