@@ -65,6 +65,9 @@ async def run_replica(settings: Dns411Settings, common: CommonSettings) -> None:
         while not stop.is_set():
             try:
                 result = await asyncio.to_thread(replica.sync_once)
+                if result.did_write:
+                    log.info("dnsmasq files applied", extra={"fields": {
+                        "method": result.method, "steps_ms": result.steps_ms}})
                 log.debug("replica applied", extra={"fields": {"method": result.method}})
             except Exception as err:  # keep the last good files; retry next tick
                 log.error("replica sync failed", extra={"fields": {"error": str(err)[:300]}})

@@ -55,6 +55,7 @@ class Dns411:
         self._consul = None
         self._lock_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._zones_task: asyncio.Task | None = None
         if settings.route53_enabled and settings.route53_lock:
             self._consul = make_consul(common)
             self.reconciler.lock = WriterLock(self._consul, key=settings.lock_key,
@@ -83,8 +84,18 @@ class Dns411:
         hosted zone list is read again here, outside a reconcile, once it is due."""
         while True:
             await asyncio.sleep(self.settings.tick)
-            await self.reconciler.discover_zones()  # when due (UNIFY_ROUTE53_ZONE_TTL)
+            self._discover_zones()  # when due (UNIFY_ROUTE53_ZONE_TTL)
             await self._reconcile_now("tick")
+
+    def _discover_zones(self) -> None:
+        """Run :meth:`Reconciler.discover_zones` in the background (one at a time): a slow
+        or unreachable Route 53 must not hold back a reconcile, which needs the zones only
+        when it plans Route 53, after dnsmasq."""
+        if self._zones_task is None or self._zones_task.done():
+            self._zones_task = asyncio.get_running_loop().create_task(
+                self.reconciler.discover_zones(), name="dns411-zones")
+            self._background.add(self._zones_task)
+            self._zones_task.add_done_callback(self._background.discard)
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
         await self.subscriber.publish(subject, event, msg_id=msg_id)
@@ -94,9 +105,7 @@ class Dns411:
         reconciling.
 
         :raises nats.errors.NoServersError:."""
-        zones = asyncio.create_task(self.reconciler.discover_zones(), name="dns411-zones")
-        self._background.add(zones)
-        zones.add_done_callback(self._background.discard)
+        self._discover_zones()
         if self.reconciler.lock is not None:
             await self.reconciler.lock.step()  # know who writes before the first reconcile
             self._lock_task = asyncio.create_task(self.reconciler.lock.run(),
