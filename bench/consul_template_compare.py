@@ -24,13 +24,17 @@ two kinds, reported separately:
 
 * ``join``: a new (passing) instance of an existing target vhost service — the only instance of
   that service that can answer;
-* ``new``: a new vhost service.
+* ``new``: a new vhost service (``check=disabled``, like the catalog);
+* ``new-checked``: a new vhost service without a check tag (switchboard's default profile,
+  an HTTP check of ``GET /``; consul-template's template renders the same check).
 
 The clock runs from the registration's PUT to the first HTTP 200 for that Host from each
 HAProxy; two threads poll both HAProxies concurrently every ~2 ms. After each change the instance
-is deregistered and both HAProxies are awaited to stop serving it, so the catalog keeps its size.
+is deregistered and both HAProxies are awaited to stop serving it, so the catalog keeps its size;
+each change starts when both pipelines' processes (HAProxy included) are idle again.
 Only loopback addresses are used. Prints p50/p99 per size and kind for both tools, the ratio of
-the p99s (switchboard / consul-template; the goal of issue 3 is ≤ 0.5) and CPU per change.
+the p99s (switchboard / consul-template; the goal of issue 3 is ≤ 0.5), and CPU per round of
+changes as a rough comparison.
 
     bash scripts/build-consul-template.sh      # once; ~30 s, cached in ~/.cache/unify/bin
     .venv/bin/python bench/consul_template_compare.py [--sizes 100,1000] [--changes 30]
@@ -100,8 +104,10 @@ def dead_address(i: int) -> str:
     return f"127.{64 + ((i >> 16) & 63)}.{(i >> 8) & 255}.{i & 255}"
 
 
-def tags(name: str, http_port: int) -> list[str]:
-    return [f"dns={DOMAIN}", f"vhost={name}", f"http={http_port}", "check=disabled"]
+def tags(name: str, http_port: int, check: bool = False) -> list[str]:
+    """The vhost tags; ``check``: no check tag, so the default HTTP check of ``GET /``."""
+    return [f"dns={DOMAIN}", f"vhost={name}", f"http={http_port}"] + (
+        [] if check else ["check=disabled"])
 
 
 def register_catalog(addr: str, i: int, size: int, http_port: int) -> None:
@@ -181,14 +187,44 @@ def consul_template_config(consul_addr: str, source: Path, dest: Path, command: 
     }, indent=2)
 
 
-class Side:
-    """One pipeline: the pids whose CPU we count and where its HAProxy binds."""
+def session_cpu(sessions: set[int]) -> float:
+    """CPU seconds of every live process in ``sessions`` or in a session led by a child of a
+    session leader (each ManagedProcess starts its own session, and so does switchboard for its
+    HAProxy): HAProxy masters, workers and running ``haproxy -c`` children included."""
+    stats: list[tuple[int, int, float]] = []  # (ppid, session, cpu)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats.append((int(fields[1]), int(fields[3]),
+                      (int(fields[11]) + int(fields[12])) / CLK_TCK))
+    led = {sid for ppid, sid, _ in stats if ppid in sessions} | sessions
+    return sum(cpu for _, sid, cpu in stats if sid in led)
 
-    def __init__(self, name: str, bind: str, pids: list[int]) -> None:
-        self.name, self.bind, self.pids = name, bind, pids
+
+class Side:
+    """One pipeline: the pids whose CPU we count, its process sessions, where it binds."""
+
+    def __init__(self, name: str, bind: str, pids: list[int], sessions: set[int]) -> None:
+        self.name, self.bind, self.pids, self.sessions = name, bind, pids, sessions
 
     def cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.pids)
+
+
+def wait_idle(sides: list[Side], *, window_s: float = 0.3, limit_s: float = 30.0) -> None:
+    """Until both pipelines' whole process trees used ≤ 15 ms CPU in ``window_s`` (the last
+    change's reloads, checks and old workers done), so each change starts from quiet."""
+    sessions = set().union(*(s.sessions for s in sides))
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = session_cpu(sessions)
+        time.sleep(window_s)
+        if session_cpu(sessions) - before <= 0.015:
+            return
 
 
 def wait_quiet(sides: list[Side], *, limit_s: float = 180.0) -> None:
@@ -249,8 +285,9 @@ def run_size(size: int, changes: int, workdir: Path, ct_bin: str) -> dict:
         ct.start()
         procs.append(ct)
 
-        sides = [Side("switchboard", UNIFY_BIND, [bridge.pid, switchboard.pid]),
-                 Side("consul-template", CT_BIND, [ct.pid])]
+        sides = [Side("switchboard", UNIFY_BIND, [bridge.pid, switchboard.pid],
+                      {bridge.pid, switchboard.pid}),
+                 Side("consul-template", CT_BIND, [ct.pid], {ct.pid, ct_haproxy.process.pid})]
         started = time.perf_counter()
         # a target service: no server in rotation, so 503 at once once it is routed (a
         # request to a passing instance at a dead address takes HAProxy's 3 retries × 1 s)
@@ -275,6 +312,7 @@ def run_size(size: int, changes: int, workdir: Path, ct_bin: str) -> dict:
         cpu0, t0 = [s.cpu() for s in sides], time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(len(sides)) as pool:
             def measure(kind: str, body: dict, host: str, dereg: dict) -> None:
+                wait_idle(sides)
                 sent = time.perf_counter()
                 consul_put(addr, "/v1/catalog/register", body)
                 futures = [pool.submit(wait_status, s.bind, http_port, host, True, sent)
@@ -291,7 +329,6 @@ def run_size(size: int, changes: int, workdir: Path, ct_bin: str) -> dict:
                 for fut in [pool.submit(wait_status, s.bind, http_port, host, False, gone)
                             for s in sides]:
                     fut.result()
-                time.sleep(0.4)
 
             for n in range(changes):
                 i = size + n
@@ -303,12 +340,14 @@ def run_size(size: int, changes: int, workdir: Path, ct_bin: str) -> dict:
                     "Service": {"ID": join_id, "Service": f"svc-{target}", "Address": "127.0.0.1",
                                 "Port": backend_port, "Tags": tags(f"svc-{target}", http_port)}},
                     f"svc-{target}.{DOMAIN}", {"Node": node, "ServiceID": join_id})
-                name = f"new-{n}"
-                measure("new", {
-                    "Node": node, "Address": node_addr,
-                    "Service": {"ID": name, "Service": name, "Address": "127.0.0.1",
-                                "Port": backend_port, "Tags": tags(name, http_port)}},
-                    f"{name}.{DOMAIN}", {"Node": node, "ServiceID": name})
+                for kind, checked in (("new", False), ("new-checked", True)):
+                    name = f"{kind}-{n}"
+                    measure(kind, {
+                        "Node": node, "Address": node_addr,
+                        "Service": {"ID": name, "Service": name, "Address": "127.0.0.1",
+                                    "Port": backend_port,
+                                    "Tags": tags(name, http_port, checked)}},
+                        f"{name}.{DOMAIN}", {"Node": node, "ServiceID": name})
                 print(f"  size={size} change {n + 1}/{changes}: " + ", ".join(
                     f"{k}/{s}={v[-1]:.0f}ms" for (k, s), v in sorted(results.items()) if v),
                     flush=True)
@@ -350,7 +389,8 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         for kind, label in (("join", "instance joins an existing vhost"),
-                            ("new", "new vhost service")):
+                            ("new", "new vhost, `check=disabled`"),
+                            ("new-checked", "new vhost, default check")):
             sb = r["results"].get((kind, "switchboard"), [])
             ct = r["results"].get((kind, "consul-template"), [])
             if not sb or not ct:
@@ -359,8 +399,8 @@ def main() -> None:
             print(f"| {r['size']:,} | {label} | {pct(sb, .5):.1f} ms | {pct(sb, .99):.1f} ms | "
                   f"{pct(ct, .5):.1f} ms | {pct(ct, .99):.1f} ms | "
                   f"{pct(sb, .99) / pct(ct, .99):.2f} |")
-    print("\nCPU per measured pair of changes (one of each kind, each followed by its "
-          "deregistration: 4 catalog writes), idle rate subtracted:")
+    print("\nCPU per measured round (one change of each kind, each followed by its "
+          "deregistration: 6 catalog writes), idle rate subtracted:")
     for r in rows:
         print(f"  {r['size']:,}: consul-bridge + switchboard {r['cpu_ms']['switchboard']:.1f} ms; "
               f"consul-template (+ haproxy -c, reload) {r['cpu_ms']['consul-template']:.1f} ms")
