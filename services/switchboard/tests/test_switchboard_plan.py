@@ -108,3 +108,22 @@ def test_structural_changes_need_a_reload():
     live = build_desired([w1])
     changed = msgspec.structs.replace(live.backends[0], balance="leastconn")
     assert runtime_commands(live, dataclasses.replace(live, backends=(changed,))) is None
+
+
+def test_weight_is_rendered_and_changed_at_runtime():
+    """Consul's Weights.Passing becomes the server weight, clamped to HAProxy's 1-256."""
+    w1 = web("w1", "10.0.0.1")
+    heavy = msgspec.structs.replace(w1, weight=7)
+    huge = msgspec.structs.replace(w1, weight=1000)
+    assert _runtime([w1], [heavy]) == [
+        f"set weight {WEB}/s1 7", f"set server {WEB}/s1 state ready",
+        f"set server {WEB}/s1 health up"]
+    assert _runtime([heavy], [huge]) == [
+        f"set weight {WEB}/s1 256", f"set server {WEB}/s1 state ready",
+        f"set server {WEB}/s1 health up"]
+    text = render(build_desired([heavy]), RenderOptions()).decode()
+    assert f"    server s1 10.0.0.1:80 check weight 7 # {w1.key}\n" in text
+    drained = msgspec.structs.replace(heavy, health="warning")
+    text = render(build_desired([drained]), RenderOptions()).decode()
+    assert f"    server s1 10.0.0.1:80 check weight 0 # {w1.key}\n" in text
+    assert layout_from_config(text)[WEB][0] == w1.key

@@ -197,7 +197,8 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
             slots.append(None)
         else:
             inst = by_key[key]
-            slots.append(Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint")))
+            slots.append(Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint"),
+                                min(256, max(1, inst.weight))))
     if tags.check is not None and not tags.check.enabled:
         check = None
     elif mode == "tcp":

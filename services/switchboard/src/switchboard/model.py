@@ -37,12 +37,14 @@ class Problem:
 class Server(msgspec.Struct, frozen=True):
     """One instance in a backend slot: ``address`` is an IP literal, ``port`` 1-65535;
     ``state`` is ``ready`` (Consul passing), ``drain`` (warning) or ``maint`` (critical);
-    ``key`` is the instance's catalog key (``i.<40 hex>``)."""
+    ``key`` is the instance's catalog key (``i.<40 hex>``); ``weight`` is HAProxy's server
+    weight while ``ready`` (1-256, from the instance's Consul ``Weights.Passing``, clamped)."""
 
     key: str
     address: str
     port: int
     state: str = "ready"
+    weight: int = 1
 
 
 class Backend(msgspec.Struct, frozen=True):

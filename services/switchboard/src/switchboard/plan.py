@@ -9,8 +9,9 @@
 * Anything else: ``None``, meaning reload.
 
 Server states map to the runtime as the renderer writes them to the file, so a later reload
-starts from the same servers: ``ready`` = weight 1 and state ready, ``drain`` = weight 0 and
-state ready, ``maint`` = state maint; a free slot is ``127.0.0.1:1`` in maint.
+starts from the same servers: ``ready`` = the instance's weight (1 by default) and state
+ready, ``drain`` = weight 0 and state ready, ``maint`` = state maint; a free slot is
+``127.0.0.1:1`` in maint.
 """
 
 from __future__ import annotations
@@ -73,11 +74,11 @@ def _slot_commands(backend: Backend, index: int, old: Server | None,
     moved = old is None or (old.address, old.port) != (new.address, new.port)
     if moved:
         commands.append(f"set server {server} addr {new.address} port {new.port}")
-    if moved or old.state != new.state:
+    if moved or old.state != new.state or old.weight != new.weight:
         if new.state == "maint":
             commands.append(f"set server {server} state maint")
         else:
-            commands.append(f"set weight {server} {0 if new.state == 'drain' else 1}")
+            commands.append(f"set weight {server} {0 if new.state == 'drain' else new.weight}")
             commands.append(f"set server {server} state ready")
             if backend.check is not None:
                 commands.append(f"set server {server} health up")

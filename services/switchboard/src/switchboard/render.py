@@ -17,7 +17,7 @@ from functools import lru_cache
 import jinja2
 
 from .gcpause import gc_paused
-from .model import Backend, Desired, Frontend
+from .model import Backend, Desired, Frontend, Server
 
 __all__ = ["RenderOptions", "clear_caches", "config_hash", "host_map_path", "render",
            "render_maps"]
@@ -119,6 +119,12 @@ def _free_lines(check: str, first: int, last: int) -> str:
                    for index in range(first, last + 1))
 
 
+def _state_flags(slot: Server) -> str:
+    if slot.state == "ready" and slot.weight != 1:
+        return f" weight {slot.weight}"
+    return _STATE_FLAGS[slot.state]
+
+
 def _server_lines(backend: Backend) -> str:
     """The ``server s<i>`` lines of ``backend``, one per slot (format in the template's
     header comment)."""
@@ -134,10 +140,10 @@ def _server_lines(backend: Backend) -> str:
             lines.append(_free_lines(check, index, index))
         elif ":" in slot.address:
             lines.append(f"    server s{index} ipv6@{slot.address}:{slot.port}{check}"
-                         f"{_STATE_FLAGS[slot.state]} # {slot.key}\n")
+                         f"{_state_flags(slot)} # {slot.key}\n")
         else:
             lines.append(f"    server s{index} {slot.address}:{slot.port}{check}"
-                         f"{_STATE_FLAGS[slot.state]} # {slot.key}\n")
+                         f"{_state_flags(slot)} # {slot.key}\n")
     lines.append(_free_lines(check, used + 1, len(slots)))
     return "".join(lines)
 

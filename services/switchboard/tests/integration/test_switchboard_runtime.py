@@ -102,3 +102,45 @@ async def test_http_check_from_the_tag_takes_a_failing_server_out(
     await wait_until(only_good, timeout=30, what="failing server taken out by its check")
     assert set(bad.health_methods) == {"HEAD"}
     assert set(good.health_methods) == {"HEAD"}
+
+
+async def test_weight_change_at_runtime(sb_common, nc, haproxy, backends, events,
+                                        switchboard_factory):
+    """A new Consul weight reaches the running worker (same PID) and shares the traffic."""
+    import msgspec
+
+    from switchboard.desired import backend_name
+
+    js = nc.jetstream()
+    port = free_port()
+    tags = ["dns=example.com", "vhost=web", f"http={port}", "check=disabled"]
+    one, two = backends("one"), backends("two")
+    a = make_instance("web", "web-a", "127.0.0.1", one.port, tags)
+    b = make_instance("web", "web-b", "127.0.0.1", two.port, tags)
+    await put_instance(js, sb_common, a)
+    await put_instance(js, sb_common, b)
+    await switchboard_factory(min_slots=4)
+    await wait_until(lambda: len(events.applied) >= 1, what="first Applied")
+    await wait_until(lambda: _served(port), what="web serving")
+    pids = haproxy.worker_pids()
+    server = [line.split()[1] for line in haproxy.config.read_text().splitlines()
+              if line.startswith("    server s") and a.key in line][0]
+    await put_instance(js, sb_common, msgspec.structs.replace(a, weight=3))
+    await wait_until(lambda: "runtime" in [e.method for e in events.applied[1:]],
+                     what="Applied runtime")
+    backend = backend_name("http", "web")
+    assert haproxy.cli(f"@1 get weight {backend}/{server}").strip() == "3 (initial 1)"
+    assert haproxy.worker_pids() == pids
+    assert f"{server} 127.0.0.1:{one.port} weight 3 # {a.key}" in haproxy.config.read_text()
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        answers = [(await client.get(f"http://127.0.0.1:{port}/",
+                                     headers={"Host": "web.example.com"})).text
+                   for _ in range(8)]
+    assert (answers.count("one"), answers.count("two")) == (6, 2)
+
+
+async def _served(port: int) -> bool:
+    try:
+        return bool(await bodies(port, "web.example.com", 2))
+    except httpx.HTTPError:
+        return False
