@@ -101,10 +101,10 @@ def test_large_catalog_hash_is_pinned():
     assert (len(data), hashlib.sha256(data).hexdigest()) == (FEWER_LEN, FEWER_SHA256)
 
 
-LARGE_LEN = 389598
-LARGE_SHA256 = "1706140a0050b0b9681b80e5463c34aeea147ab526db6d594c9a296b6e9cede5"
-FEWER_LEN = 389560
-FEWER_SHA256 = "0ab8f2e920eecedef862b75764219f71a0e82644497683c8935e94a77bd85a48"
+LARGE_LEN = 389629
+LARGE_SHA256 = "907c2eec63b9a42b98923a6990e196d4115885b3ff37bc7c09113173b16c9a78"
+FEWER_LEN = 389591
+FEWER_SHA256 = "630fcbc5de05573ef520681cc82cf7e3a5662a78d03e92a92332d832d00d6edc"
 
 
 def test_cached_builds_equal_builds_from_nothing_through_a_series_of_changes():
