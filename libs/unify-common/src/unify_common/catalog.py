@@ -43,6 +43,8 @@ class CatalogMirror:
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._watcher = None
+        self._initial_seq = 0  # the bucket's last sequence when the watch began
+        self._marker = False
 
     @property
     def revision(self) -> int:
@@ -60,8 +62,17 @@ class CatalogMirror:
     async def start(self, *, timeout: float = 30.0) -> None:
         """Start following; returns once the initial content is loaded.
 
+        "Loaded" means nats-py's end-of-initial-values marker has arrived *and* the entry
+        holding the bucket's last sequence at start has been applied: the marker alone can
+        come before entries already on their way to the client (it is decided from consumer
+        info while delivered messages still wait for the callback), which would make a
+        cold reader see a partial catalog.
+
         :raises asyncio.TimeoutError: the initial load took longer than ``timeout`` seconds.
         """
+        status = await self._bucket.status()
+        state = status.stream_info.state
+        self._initial_seq = state.last_seq if state.messages else 0
         self._watcher = await self._bucket.watchall()
         self._task = asyncio.create_task(self._run(), name="catalog-mirror")
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -82,11 +93,13 @@ class CatalogMirror:
     async def _run(self) -> None:
         async for entry in self._watcher:
             if entry is None:
-                self._ready.set()
-                self._on_change()
-                continue
-            self._apply(entry.key, entry.value, entry.operation, entry.revision)
+                self._marker = True
+            else:
+                self._apply(entry.key, entry.value, entry.operation, entry.revision)
             if self._ready.is_set():
+                self._on_change()
+            elif self._marker and self._revision >= self._initial_seq:
+                self._ready.set()
                 self._on_change()
 
     def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
