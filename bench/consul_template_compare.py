@@ -20,7 +20,7 @@ instance registered with a critical Consul check, so both tools keep them out of
 (switchboard: server in maint; consul-template: ``service`` leaves them out).
 
 Each measured change registers one instance pointing at a real HTTP backend on 127.0.0.1, of
-two kinds, reported separately:
+three kinds, reported separately:
 
 * ``join``: a new (passing) instance of an existing target vhost service — the only instance of
   that service that can answer;
@@ -57,7 +57,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from unify_cli.devstack.consul import ConsulAgent
