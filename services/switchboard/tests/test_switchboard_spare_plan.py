@@ -113,6 +113,23 @@ def test_new_default_vhost_fills_a_spare_and_the_host_map():
         spares=((DOCS, "be_spare_1"),))
 
 
+def test_new_unchecked_vhost_fills_a_spare_with_its_check_stopped():
+    live = desired(BASE)
+    docs = inst("docs", "d1", 5, vhost("docs", "check=disabled"))
+    assert spare_commands(live, desired(BASE + [docs]), OPTIONS) == SparePlan(
+        apply=("disable health be_spare_1/s1",
+               f"set server be_spare_1/s1 addr {docs.address} port {docs.port}",
+               "set weight be_spare_1/s1 1",
+               "set server be_spare_1/s1 state ready",
+               "set server be_spare_1/s1 health up",
+               "add map /run/sb/fe_http_8080.map docs.example.com be_spare_1"),
+        undo=("del map /run/sb/fe_http_8080.map docs.example.com",
+              "set server be_spare_1/s1 state maint",
+              "set server be_spare_1/s1 addr 127.0.0.1 port 1",
+              "enable health be_spare_1/s1"),
+        spares=((DOCS, "be_spare_1"),))
+
+
 NOT_SPARE = {
     # extra instances on top of BASE -> why the change waits for the reload
     "url-prefix-route": [inst("docs", "d1", 5, vhost("web", "url_prefix=/docs"))],

@@ -142,15 +142,26 @@ class SparePlan(msgspec.Struct, frozen=True):
     spares: tuple[tuple[str, str], ...]
 
 
-def _is_default_profile(backend: Backend) -> bool:
-    return all(getattr(backend, field) == value for field, value in DEFAULT_PROFILE.items())
+def _spare_can_serve(backend: Backend) -> bool:
+    """A spare (default profile) can stand in for ``backend``: same profile, or the same
+    but ``check=disabled`` (the spare's servers then run with their check stopped)."""
+    return all(getattr(backend, field) == value for field, value in DEFAULT_PROFILE.items()
+               if field != "check") and backend.check in (DEFAULT_PROFILE["check"], None)
+
+
+def _unchecked(spare: Backend, index: int, commands: list[str]) -> list[str]:
+    """``commands`` for slot ``index`` of ``spare`` with the slot's health check stopped
+    first (HAProxy 2.6 management guide, 9.3 ``disable health``: the server is then
+    considered up), for a backend rendered with ``check=disabled``."""
+    return [f"disable health {spare.name}/s{index}", *commands]
 
 
 def spare_commands(live: Desired, desired: Desired, options: RenderOptions) -> SparePlan | None:
     """The spare-backend fast path from ``live`` (what the worker runs) to ``desired``.
 
     Applies only when ``desired`` differs from ``live`` by new backends alone, each of the
-    default profile (:data:`switchboard.desired.DEFAULT_PROFILE`) with at most as many
+    default profile (:data:`switchboard.desired.DEFAULT_PROFILE`), or that profile with
+    ``check=disabled`` (the spare's slots then get ``disable health``), with at most as many
     servers as a spare has slots, reached only by new host-only routes on frontends with a
     host map (``options.host_maps``), and there are enough free spare backends (every other
     frontend and backend equal, spares included). New backends take the spares in the order
@@ -171,15 +182,21 @@ def spare_commands(live: Desired, desired: Desired, options: RenderOptions) -> S
     standins = {}
     for backend, spare in zip(new, spares):
         servers = [slot for slot in backend.slots if slot is not None]
-        if not _is_default_profile(backend) or len(servers) > len(spare.slots):
+        if not _spare_can_serve(backend) or len(servers) > len(spare.slots):
             return None
         standins[backend.name] = (spare, servers)
     fill: list[str] = []
     free: list[str] = []
-    for spare, servers in standins.values():
+    for name, (spare, servers) in standins.items():
+        unchecked = next(b for b in new if b.name == name).check is None
         for index, server in enumerate(servers, 1):
-            fill.extend(_slot_commands(spare, index, None, server))
-            free.extend(_slot_commands(spare, index, server, None))
+            fill_slot = _slot_commands(spare, index, None, server)
+            free_slot = _slot_commands(spare, index, server, None)
+            if unchecked:
+                fill_slot = _unchecked(spare, index, fill_slot)
+                free_slot = [*free_slot, f"enable health {spare.name}/s{index}"]
+            fill.extend(fill_slot)
+            free.extend(free_slot)
     add: list[str] = []
     remove: list[str] = []
     served = set()

@@ -141,3 +141,53 @@ async def test_a_host_for_an_existing_backend_is_added_at_runtime(
     assert haproxy.config.read_bytes() == config  # only the map changed
     assert (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
         f"web.example.com {web}\nweb.example.org {web}\n")
+
+
+async def server_status(service, backend: str, server: str) -> tuple[str, str]:
+    """``status`` and ``check_status`` of one server in the current worker's ``show stat``."""
+    answer = await service.sink.cli("@1 show stat")
+    header = answer.splitlines()[0].lstrip("# ").split(",")
+    for line in answer.splitlines()[1:]:
+        fields = line.split(",")
+        if fields[:2] == [backend, server]:
+            return fields[header.index("status")], fields[header.index("check_status")]
+    raise AssertionError(f"no server {backend}/{server} in show stat")
+
+
+async def test_unchecked_vhost_serves_through_a_spare_with_its_check_stopped(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    """``check=disabled`` on a new vhost: the spare's slot runs with its check stopped
+    (HAProxy then counts it as up), so the spare behaves as the vhost's own backend will."""
+    js = nc.jetstream()
+    port = free_port()
+    alpha, beta = backends("alpha"), backends("beta")
+    await put_instance(js, sb_common, make_instance(
+        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
+                                                   f"http={port}"]))
+    service = await switchboard_factory(spare_backends=1)
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+    assert await server_status(service, "be_spare_1", "s1") == ("MAINT", "")
+    gate = asyncio.Event()
+    reload = service.sink.reload
+
+    async def held_reload() -> int:
+        await gate.wait()
+        return await reload()
+
+    service.sink.reload = held_reload
+    await put_instance(js, sb_common, make_instance(
+        "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
+                                                    f"http={port}", "check=disabled"]))
+    await wait_until(lambda: len(events.applied) == 2, what="Applied (runtime)")
+    assert events.applied[1].method == "runtime"
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    await asyncio.sleep(2.5)  # longer than one check interval (2 s): no check has run
+    assert await server_status(service, "be_spare_1", "s1") == ("no check", "")
+    gate.set()
+    await wait_until(lambda: len(events.applied) == 3, what="Applied (reload)")
+    assert [e.method for e in events.applied] == ["reload", "runtime", "reload"]
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    assert await server_status(service, backend_name("http", "docs"), "s1") == (
+        "no check", "")
+    assert events.errors == []
