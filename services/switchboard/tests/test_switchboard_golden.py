@@ -101,10 +101,10 @@ def test_large_catalog_hash_is_pinned():
     assert (len(data), hashlib.sha256(data).hexdigest()) == (FEWER_LEN, FEWER_SHA256)
 
 
-LARGE_LEN = 389629
-LARGE_SHA256 = "907c2eec63b9a42b98923a6990e196d4115885b3ff37bc7c09113173b16c9a78"
-FEWER_LEN = 389591
-FEWER_SHA256 = "630fcbc5de05573ef520681cc82cf7e3a5662a78d03e92a92332d832d00d6edc"
+LARGE_LEN = 389653
+LARGE_SHA256 = "f6ffb6593f2ed0f5319bd299c7fd72c00e1d5fb6027e00f87d223f02f73dd21f"
+FEWER_LEN = 389615
+FEWER_SHA256 = "4f85df5aa2ac28aba95468ef74ad0a0ed0c3390c68a52ea8359c5175d913e8a8"
 
 
 def test_cached_builds_equal_builds_from_nothing_through_a_series_of_changes():

@@ -144,3 +144,20 @@ async def _served(port: int) -> bool:
         return bool(await bodies(port, "web.example.com", 2))
     except httpx.HTTPError:
         return False
+
+
+async def test_unreachable_unchecked_instance_costs_no_failed_request(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    """An instance the catalog lists with check=disabled whose port refuses connections:
+    every request still gets the live instance's answer (the retry goes elsewhere)."""
+    js = nc.jetstream()
+    port = free_port()
+    tags = ["dns=example.com", "vhost=web", f"http={port}", "check=disabled"]
+    live = backends("live")
+    await put_instance(js, sb_common, make_instance("web", "web-live", "127.0.0.1",
+                                                    live.port, tags))
+    await put_instance(js, sb_common, make_instance("web", "web-dead", "127.0.0.1",
+                                                    free_port(), tags))
+    await switchboard_factory(min_slots=4)
+    await wait_until(lambda: len(events.applied) >= 1, what="first Applied")
+    assert await bodies(port, "web.example.com", 8) == {"200 live"}
