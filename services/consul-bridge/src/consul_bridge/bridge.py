@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import time
 
 from typing import Callable
@@ -37,7 +36,7 @@ from unify_common.retry import retry_forever
 from .blocking import blocking_get, next_index
 from .diff import Change, diff_instances, diff_kv
 from .guard import RemovalGuard
-from .wire import as_api_dict, decode_health, signature
+from .wire import as_api_dict, decode_health, decode_service_names, signature
 from .settings import BridgeSettings
 
 __all__ = ["Bridge"]
@@ -129,7 +128,7 @@ class Bridge:
 
     async def _watch_services(self) -> None:
         wait = f"{int(self.settings.wait_s)}s"
-        index, last_body = 0, None
+        index, last_names = 0, None
         while True:
             returned, body = await self._blocking(
                 "catalog/services",
@@ -141,11 +140,18 @@ class Bridge:
                     "query": "catalog/services", "previous": index, "returned": returned}})
                 self._guard.index_reset(self._clock())
             index = step.index
-            if not step.changed or (body == last_body and self.ready.is_set()):
+            if not step.changed:
                 continue
-            last_body = body
+            try:
+                names = decode_service_names(body) - self.settings.ignore_services
+            except msgspec.MsgspecError as err:
+                log.error("unreadable services answer ignored", extra={"fields": {
+                    "error": str(err)}})
+                continue
+            if names == last_names and self.ready.is_set():
+                continue  # a write that added or removed no service
+            last_names = names
             first_sync = not self.ready.is_set()
-            names = set(json.loads(body) or {}) - self.settings.ignore_services
             for name in sorted(names - self._watchers.keys()):
                 self._watchers[name] = asyncio.create_task(self._watch_service(name),
                                                            name=f"watch-{name}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["HealthEntry", "decode_health", "signature"]
+__all__ = ["HealthEntry", "decode_health", "decode_service_names", "signature"]
 
 
 class _Node(msgspec.Struct, rename="pascal"):
@@ -56,6 +56,20 @@ _decoder = msgspec.json.Decoder(list[HealthEntry] | None)
 def decode_health(body: str | bytes) -> list[HealthEntry]:
     """Decode a health answer. :raises msgspec.DecodeError: / ValidationError on bad JSON."""
     return _decoder.decode(body) or []
+
+
+_services_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw] | None)
+
+
+def decode_service_names(body: str | bytes) -> frozenset[str]:
+    """The service names of a ``/v1/catalog/services`` answer (``{name: [tags...]}``, Consul's
+    "Catalog - HTTP API" page). The tag lists are skipped undecoded: Consul lists each
+    service's tags in no fixed order, so the text changes on almost every catalog write even
+    when no service came or went, and the names are all the bridge needs from it.
+
+    :raises msgspec.DecodeError: / ValidationError: the body is not a JSON object.
+    """
+    return frozenset(_services_decoder.decode(body) or ())
 
 
 def signature(entries: list[HealthEntry]) -> tuple:
