@@ -197,8 +197,11 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
             slots.append(None)
         else:
             inst = by_key[key]
+            weight = inst.weight
+            if weight != 1:
+                weight = min(256, max(1, weight))
             slots.append(Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint"),
-                                min(256, max(1, inst.weight))))
+                                weight))
     if tags.check is not None and not tags.check.enabled:
         check = None
     elif mode == "tcp":

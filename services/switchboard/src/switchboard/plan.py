@@ -52,16 +52,33 @@ def layout_from_config(text: str) -> dict[str, tuple[str | None, ...]]:
     return {name: tuple(slots) for name, slots in layout.items()}
 
 
-def _skeleton(desired: Desired, options: RenderOptions | None = None) -> tuple:
-    """What must be equal for a change to go through the runtime API: frontends (less the
-    host-only routes a host map holds) and backends with their slot counts."""
-    backends = tuple(msgspec.structs.replace(b, slots=(None,) * len(b.slots))
-                     for b in desired.backends)
-    frontends = tuple(
-        msgspec.structs.replace(fe, routes=tuple(r for r in fe.routes if r.prefix is not None))
-        if options is not None and host_map_path(fe, options) else fe
-        for fe in desired.frontends)
-    return frontends, backends
+def _backend_skeleton(backend: Backend) -> Backend:
+    return msgspec.structs.replace(backend, slots=(None,) * len(backend.slots))
+
+
+def _frontend_skeleton(frontend: Frontend, options: RenderOptions | None) -> Frontend:
+    if options is None or not host_map_path(frontend, options):
+        return frontend
+    return msgspec.structs.replace(
+        frontend, routes=tuple(r for r in frontend.routes if r.prefix is not None))
+
+
+def _same_structure(live: Desired, desired: Desired, options: RenderOptions | None) -> bool:
+    """Whether a change may go through the runtime API: equal frontends (less the host-only
+    routes a host map holds) and equal backends but for the servers in their slots. Pairs
+    that are the same object (a build reuses an unchanged service's backend) are skipped, so
+    one changed service costs one comparison, not one per backend."""
+    if (len(live.backends), len(live.frontends)) != (len(desired.backends),
+                                                      len(desired.frontends)):
+        return False
+    for old, new in zip(live.backends, desired.backends):
+        if old is not new and _backend_skeleton(old) != _backend_skeleton(new):
+            return False
+    for old, new in zip(live.frontends, desired.frontends):
+        if old is not new and old != new and (
+                _frontend_skeleton(old, options) != _frontend_skeleton(new, options)):
+            return False
+    return True
 
 
 def _slot_commands(backend: Backend, index: int, old: Server | None,
@@ -117,16 +134,18 @@ def runtime_commands(live: Desired, desired: Desired,
     on disk are written with the same content (:meth:`HAProxySink.write`), so a reload
     reads what the worker runs.
     """
-    if _skeleton(live, options) != _skeleton(desired, options):
+    if not _same_structure(live, desired, options):
         return None
     commands: list[str] = []
     for old_backend, new_backend in zip(live.backends, desired.backends):
+        if old_backend is new_backend:
+            continue
         for index, (old, new) in enumerate(zip(old_backend.slots, new_backend.slots), 1):
             if old != new:
                 commands.extend(_slot_commands(new_backend, index, old, new))
     if options is not None:
         for old_fe, new_fe in zip(live.frontends, desired.frontends):
-            if old_fe != new_fe:
+            if old_fe is not new_fe and old_fe != new_fe:
                 commands.extend(_map_commands(old_fe, new_fe, options))
     return commands
 

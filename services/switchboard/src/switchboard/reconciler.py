@@ -157,6 +157,8 @@ class Reconciler:
         # the running workers loaded) are ours, not "another program's".
         wanted = {fe.port for fe in desired.frontends}
         held = {fe.port for fe in self._live.frontends} if self._live is not None else set()
+        if not wanted - held:
+            return frozenset()  # the usual case: no new port (and no 2 MB file to read)
         live = self.sink.live_bytes()
         if live:
             held |= listening_ports(live.decode(errors="replace"))

@@ -138,12 +138,14 @@ def _server_lines(backend: Backend) -> str:
         slot = slots[index - 1]
         if slot is None:
             lines.append(_free_lines(check, index, index))
-        elif ":" in slot.address:
+            continue
+        flags = _STATE_FLAGS[slot.state] if slot.weight == 1 else _state_flags(slot)
+        if ":" in slot.address:
             lines.append(f"    server s{index} ipv6@{slot.address}:{slot.port}{check}"
-                         f"{_state_flags(slot)} # {slot.key}\n")
+                         f"{flags} # {slot.key}\n")
         else:
             lines.append(f"    server s{index} {slot.address}:{slot.port}{check}"
-                         f"{_state_flags(slot)} # {slot.key}\n")
+                         f"{flags} # {slot.key}\n")
     lines.append(_free_lines(check, used + 1, len(slots)))
     return "".join(lines)
 
