@@ -10,7 +10,8 @@ small web services; every node keeps one address and each instance has its own a
 joins an existing vhost service (the clock stops when HAProxy answers from the new backend),
 and a new vhost service appears (the clock stops when HAProxy answers 200 for its Host
 header and when dnsmasq answers its name). Both also stop a clock when the event arrives
-on NATS.
+on NATS. Each change starts once switchboard has reported the previous one done (its
+``Applied`` event), so a change is not timed behind the previous one's ``haproxy -c``.
 
     .venv/bin/python bench/bridge_bench.py [--sizes 100,1000,10000] [--changes 50]
 """
@@ -159,6 +160,24 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
             arrived[json.loads(msg.data)["instance"]["instance_id"]] = time.perf_counter()
 
         await nc.subscribe("unify.catalog.instance.registered.>", cb=on_msg)
+        applied: list[tuple[float, str]] = []  # (arrival, method) of switchboard's reports
+
+        async def on_applied(msg):
+            applied.append((time.perf_counter(), json.loads(msg.data)["method"]))
+
+        await nc.subscribe("unify.applied.switchboard.>", cb=on_applied)
+
+        async def settled(sent: float, final: str) -> None:
+            """Wait until switchboard reported the change done (``final``: ``runtime`` for a
+            join; ``reload`` for a new vhost, which serves through a spare first), so each
+            change is timed alone, not behind the previous one's ``haproxy -c`` and reload
+            (a burst is debounced into one apply; that is another measure)."""
+            deadline = time.perf_counter() + 30
+            while not any(t > sent and m == final for t, m in applied):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"no Applied {final} from switchboard")
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
         bridge_pid = stack.services["consul-bridge"].pid
         for _ in range(60):  # wait until the bridge is quiet (initial load fully digested)
             c0 = cpu_seconds(bridge_pid)
@@ -166,7 +185,7 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
             if cpu_seconds(bridge_pid) - c0 <= 0.04:
                 break
         idle0, t_idle = cpu_seconds(bridge_pid), time.perf_counter()
-        await asyncio.sleep(5.0)
+        await asyncio.sleep(20.0)  # long: blocking queries time out and are re-asked at random
         idle_rate = (cpu_seconds(bridge_pid) - idle0) / (time.perf_counter() - t_idle)
 
         async def register_and_wait(body: dict) -> tuple[float, float]:
@@ -193,7 +212,7 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
             to_nats.append(nats_ms)
             done = await until(serves, stack.http_port, f"join-{n}.{DOMAIN}", "new")
             to_haproxy.append((done - sent) * 1000)
-            await asyncio.sleep(0.05)
+            await settled(sent, "runtime")
         wall = time.perf_counter() - t0
         cpu = cpu_seconds(bridge_pid) - cpu0 - idle_rate * wall
         result["join"] = summary(to_nats, to_haproxy, [], cpu, changes)
@@ -216,7 +235,7 @@ async def run_size(size: int, changes: int, workdir: Path) -> dict:
                 until(resolves, stack.dns_port, f"{name}.{DOMAIN}"))
             to_haproxy.append((http_done - sent) * 1000)
             to_dns.append((dns_done - sent) * 1000)
-            await asyncio.sleep(0.05)
+            await settled(sent, "reload")
         wall = time.perf_counter() - t0
         cpu = cpu_seconds(bridge_pid) - cpu0 - idle_rate * wall
         result["vhost"] = summary(to_nats, to_haproxy, to_dns, cpu, changes)

@@ -57,5 +57,6 @@ async def blocking_get(client, path: str, *, index: int, wait: str,
         return int(response.headers.get("X-Consul-Index", 0) or 0), response.body
 
     query = [("index", str(index)), ("wait", wait), *(params or [])]
-    return await client.http.get(callback, path, params=query,
-                                 headers=client.prepare_headers())
+    # no gzip: the agent is local (loopback or the node's own), compressing costs both sides
+    headers = {**client.prepare_headers(), "Accept-Encoding": "identity"}
+    return await client.http.get(callback, path, params=query, headers=headers)
