@@ -18,7 +18,7 @@ def test_defaults_from_the_config_path():
     assert (s.render.bind, s.render.run_dir, s.render.maxconn, s.render.hard_stop_after,
             s.render.ssl_ciphers, s.min_slots) == ("0.0.0.0", "/etc/haproxy", 4000, "30s", "",
                                                    4)
-    assert (s.render.host_maps, s.spare_backends) == (True, 4)
+    assert (s.render.host_maps, s.spare_backends, s.debounce, s.max_wait) == (True, 4, 0.05, 1.0)
     assert s.common.node == "edge-1"
 
 
@@ -30,13 +30,14 @@ def test_every_variable():
         "UNIFY_HAPROXY_MANAGE": "1", "UNIFY_HAPROXY_MAXCONN": "2000",
         "UNIFY_HAPROXY_HARD_STOP_AFTER": "5m", "UNIFY_HAPROXY_SSL_CIPHERS": "ECDHE+AESGCM",
         "UNIFY_HAPROXY_MIN_SLOTS": "16", "UNIFY_HAPROXY_HOST_MAPS": "0",
-        "UNIFY_HAPROXY_SPARE_BACKENDS": "9"})
+        "UNIFY_HAPROXY_SPARE_BACKENDS": "9", "UNIFY_SWITCHBOARD_DEBOUNCE": "0.02",
+        "UNIFY_SWITCHBOARD_MAX_WAIT": "2.5"})
     assert (s.master_socket, s.haproxy_bin, s.cert_dir, s.manage) == (
         Path("/run/m.sock"), "/opt/haproxy", Path("/srv/certs"), True)
     assert (s.render.bind, s.render.run_dir, s.render.maxconn, s.render.hard_stop_after,
             s.render.ssl_ciphers, s.min_slots) == ("127.0.0.1", "/run/sb", 2000, "5m",
                                                    "ECDHE+AESGCM", 16)
-    assert (s.render.host_maps, s.spare_backends) == (False, 9)
+    assert (s.render.host_maps, s.spare_backends, s.debounce, s.max_wait) == (False, 9, 0.02, 2.5)
 
 
 CFG = {"UNIFY_HAPROXY_CONFIG": "/srv/h.cfg"}
@@ -53,6 +54,11 @@ BAD = {
     "slots": ({**CFG, "UNIFY_HAPROXY_MIN_SLOTS": "0"}, "UNIFY_HAPROXY_MIN_SLOTS"),
     "host-maps": ({**CFG, "UNIFY_HAPROXY_HOST_MAPS": "on"}, "UNIFY_HAPROXY_HOST_MAPS"),
     "spares": ({**CFG, "UNIFY_HAPROXY_SPARE_BACKENDS": "65"}, "UNIFY_HAPROXY_SPARE_BACKENDS"),
+    "debounce": ({**CFG, "UNIFY_SWITCHBOARD_DEBOUNCE": "2"},
+                 "UNIFY_SWITCHBOARD_DEBOUNCE must be 0-1 seconds, got 2"),
+    "max-wait-below-debounce": ({**CFG, "UNIFY_SWITCHBOARD_DEBOUNCE": "0.5",
+                                 "UNIFY_SWITCHBOARD_MAX_WAIT": "0.1"},
+                                "UNIFY_SWITCHBOARD_MAX_WAIT must be at least the debounce"),
 }
 
 

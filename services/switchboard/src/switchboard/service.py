@@ -40,7 +40,8 @@ class SwitchboardService:
             "haproxy.log")) if settings.manage else None)
         self.subscriber = Subscriber(settings.common, name="switchboard",
                                      durable=f"switchboard-{token(settings.common.node)}",
-                                     reconcile=self._reconcile)
+                                     reconcile=self._reconcile,
+                                     min_wait=settings.debounce, max_wait=settings.max_wait)
         self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor)
         self._watch: asyncio.Task | None = None
 

@@ -18,6 +18,10 @@ variable                            meaning
                                     vhosts through a map file the runtime API can extend
 ``UNIFY_HAPROXY_SPARE_BACKENDS``    spare default-profile backends for new vhosts to serve
                                     through before their reload (default 4; needs host maps)
+``UNIFY_SWITCHBOARD_DEBOUNCE``      seconds of quiet after a catalog change before an apply
+                                    (default 0.05, 0-1): a burst gives one apply
+``UNIFY_SWITCHBOARD_MAX_WAIT``      longest delay of an apply under continuous change
+                                    (default 1.0, at least the debounce, at most 60)
 ==================================  ==========================================================
 """
 
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from unify_common.settings import CommonSettings, env_int
+from unify_common.settings import CommonSettings, env_float, env_int
 
 from .render import RenderOptions
 
@@ -50,6 +54,9 @@ class SwitchboardSettings:
     reload_timeout: float = 30.0
     #: spare backends (``be_spare_<i>``, ``min_slots`` slots each); used with host maps only
     spare_backends: int = 0
+    #: debounce of the subscriber, seconds: quiet before an apply, longest delay under churn
+    debounce: float = 0.05
+    max_wait: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SwitchboardSettings":
@@ -88,6 +95,13 @@ class SwitchboardSettings:
         min_slots = env_int(env, "UNIFY_HAPROXY_MIN_SLOTS", 4)
         if not 1 <= min_slots <= 4096:
             raise ValueError(f"UNIFY_HAPROXY_MIN_SLOTS must be 1-4096, got {min_slots}")
+        debounce = env_float(env, "UNIFY_SWITCHBOARD_DEBOUNCE", 0.05)
+        max_wait = env_float(env, "UNIFY_SWITCHBOARD_MAX_WAIT", 1.0)
+        if not 0 <= debounce <= 1:
+            raise ValueError(f"UNIFY_SWITCHBOARD_DEBOUNCE must be 0-1 seconds, got {debounce:g}")
+        if not debounce <= max_wait <= 60:
+            raise ValueError("UNIFY_SWITCHBOARD_MAX_WAIT must be at least the debounce and at "
+                             f"most 60 seconds, got {max_wait:g}")
         master_socket = Path(env.get("UNIFY_HAPROXY_MASTER_SOCKET", "")
                              or run_dir / "master.sock").absolute()
         if "," in str(master_socket) or len(str(master_socket)) > 107:
@@ -103,4 +117,6 @@ class SwitchboardSettings:
             render=render,
             min_slots=min_slots,
             spare_backends=spares,
+            debounce=debounce,
+            max_wait=max_wait,
         )
