@@ -173,16 +173,21 @@ def reload_command(config: Path, master_socket: Path) -> tuple[list[str], str]:
     return ["/bin/sh", "-c", f"{check} && {reload} >/dev/null"], how
 
 
+#: debounce of both tools in milliseconds (``--wait-min``): consul-template's ``wait`` min and
+#: switchboard's ``UNIFY_SWITCHBOARD_DEBOUNCE``; the max is 1 s for both
+WAIT_MIN_MS = 50
+
+
 def consul_template_config(consul_addr: str, source: Path, dest: Path, command: list[str]) -> str:
     """HCL (JSON is valid HCL) for consul-template."""
+    wait = {"min": f"{WAIT_MIN_MS}ms", "max": "1s"}
     return json.dumps({
         "consul": {"address": consul_addr},
         "log_level": "warn",
-        "wait": {"min": "50ms", "max": "1s"},
+        "wait": wait,
         "deduplicate": {"enabled": False},
         "template": [{"source": str(source), "destination": str(dest),
-                      "command": command, "command_timeout": "60s",
-                      "wait": {"min": "50ms", "max": "1s"}}],
+                      "command": command, "command_timeout": "60s", "wait": wait}],
     }, indent=2)
 
 
@@ -366,10 +371,15 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=30, help="changes per kind per size")
     parser.add_argument("--workdir", help="keep logs and rendered configurations here "
                         "(default: a temporary directory, removed at the end)")
+    parser.add_argument("--wait-min", type=int, default=50,
+                        help="debounce of both tools, ms (default 50, switchboard's default)")
     args = parser.parse_args()
+    global WAIT_MIN_MS
+    WAIT_MIN_MS = args.wait_min
+    os.environ["UNIFY_SWITCHBOARD_DEBOUNCE"] = str(args.wait_min / 1000)
     ct_bin = consul_template_binary()
     version = subprocess.run([ct_bin, "-version"], capture_output=True, text=True)
-    print(f"{(version.stdout + version.stderr).strip()}; load average "
+    print(f"{(version.stdout + version.stderr).strip()}; debounce {WAIT_MIN_MS} ms; load average "
           f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}",
           flush=True)
     rows = []
