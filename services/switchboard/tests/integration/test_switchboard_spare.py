@@ -29,23 +29,22 @@ async def backend_sessions(service, backend: str) -> int:
     raise AssertionError(f"no backend {backend} in show stat")
 
 
-async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
-        sb_common, nc, haproxy, backends, events, switchboard_factory):
-    js = nc.jetstream()
-    port = free_port()
-    alpha, beta = backends("alpha"), backends("beta")
+async def start_with_web(js, sb_common, backend_port: int, port: int, switchboard_factory,
+                         events, *, spares: int):
+    """Catalog: vhost ``web.example.com`` on ``port``; switchboard started with ``spares``
+    spare backends, returned once its first reload is applied."""
     await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
-                                                   f"http={port}"]))
-    service = await switchboard_factory(spare_backends=2)
+        "web", "web-1", "127.0.0.1", backend_port, ["dns=example.com", "vhost=web",
+                                                     f"http={port}"]))
+    service = await switchboard_factory(spare_backends=spares)
     await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
                      what="first reload")
-    host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
-    web, docs = backend_name("http", "web"), backend_name("http", "docs")
-    assert await map_entries(service, host_map) == [("web.example.com", web)]
-    pids = haproxy.worker_pids()
+    return service
 
-    # Hold the reload that follows the runtime step, to look at the worker in between.
+
+def hold_reloads(service) -> asyncio.Event:
+    """Make ``service``'s reloads wait until the returned event is set (to look at the
+    worker between the runtime step and the reload that follows it)."""
     gate = asyncio.Event()
     reload = service.sink.reload
 
@@ -54,6 +53,23 @@ async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
         return await reload()
 
     service.sink.reload = held_reload
+    return gate
+
+
+async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    alpha, beta = backends("alpha"), backends("beta")
+    service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
+                                   events, spares=2)
+    host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
+    web, docs = backend_name("http", "web"), backend_name("http", "docs")
+    assert await map_entries(service, host_map) == [("web.example.com", web)]
+    pids = haproxy.worker_pids()
+
+    # Hold the reload that follows the runtime step, to look at the worker in between.
+    gate = hold_reloads(service)
     await put_instance(js, sb_common, make_instance(
         "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
                                                     f"http={port}"]))
@@ -89,12 +105,8 @@ async def test_spare_is_taken_back_when_the_new_config_is_rejected(
     js = nc.jetstream()
     port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
-                                                   f"http={port}"]))
-    service = await switchboard_factory(spare_backends=1)
-    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
-                     what="first reload")
+    service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
+                                   events, spares=1)
     host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
     web = backend_name("http", "web")
     config = haproxy.config.read_bytes()
@@ -161,21 +173,10 @@ async def test_unchecked_vhost_serves_through_a_spare_with_its_check_stopped(
     js = nc.jetstream()
     port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
-                                                   f"http={port}"]))
-    service = await switchboard_factory(spare_backends=1)
-    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
-                     what="first reload")
+    service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
+                                   events, spares=1)
     assert await server_status(service, "be_spare_1", "s1") == ("MAINT", "")
-    gate = asyncio.Event()
-    reload = service.sink.reload
-
-    async def held_reload() -> int:
-        await gate.wait()
-        return await reload()
-
-    service.sink.reload = held_reload
+    gate = hold_reloads(service)
     await put_instance(js, sb_common, make_instance(
         "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
                                                     f"http={port}", "check=disabled"]))
