@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import time
 
 from typing import Callable
@@ -79,6 +80,7 @@ class Bridge:
         self._observed: dict[str, tuple[dict[str, Instance], int]] = {}
         self._kv_observed: dict[str, tuple[dict[str, KvEntry], int]] = {}
         self._watchers: dict[str, asyncio.Task] = {}
+        self._unreadable: set[str] = set()  # service names Consul cannot be asked about
         self._guard = RemovalGuard(confirm_s=settings.removal_confirm_s,
                                    max_ratio=settings.removal_ratio)
         self._kv_guard = RemovalGuard(confirm_s=settings.removal_confirm_s,
@@ -152,6 +154,11 @@ class Bridge:
                 continue  # a write that added or removed no service
             last_names = names
             first_sync = not self.ready.is_set()
+            unreadable = {n for n in names if not n.isprintable()}
+            for name in sorted(unreadable - self._unreadable):
+                await self._reject_service_name(name, returned)
+            self._unreadable = unreadable
+            names -= unreadable
             for name in sorted(names - self._watchers.keys()):
                 self._watchers[name] = asyncio.create_task(self._watch_service(name),
                                                            name=f"watch-{name}")
@@ -164,6 +171,18 @@ class Bridge:
             self.ready.set()
             if first_sync:
                 asyncio.get_running_loop().call_later(5.0, _freeze_heap)
+
+    async def _reject_service_name(self, name: str, index: int) -> None:
+        """A service whose name has control characters (a newline...): Consul answers HTTP
+        400 to any query for it, so it is skipped, with one error event while it exists."""
+        shown = repr(name[:200])
+        message = (f"service name {shown} has control characters; Consul refuses queries "
+                   "for it (HTTP 400), so its instances are skipped")
+        log.error("service skipped", extra={"fields": {"service": shown, "reason": message}})
+        digest = hashlib.sha256(name.encode(errors="replace")).hexdigest()[:16]
+        await self._send(subjects.error_subject("consul-bridge"), ErrorEvent(
+            source="consul-bridge", reason="invalid-service-name", message=message,
+            service=name[:200], observed_at=_now_ms()), f"error:service-name:{digest}:{index}")
 
     async def _watch_service(self, name: str) -> None:
         wait = f"{int(self.settings.wait_s)}s"

@@ -399,3 +399,28 @@ async def test_weight_comes_from_consul_weights(bridge_settings, consul_http_add
            for s, _, e in events.items if s.startswith("unify.catalog.instance")]
     assert got == [("instance.registered", 7, None), ("instance.updated", 3, 7)]
     await stop_bridge(handle)
+
+
+async def test_service_name_consul_cannot_query_is_skipped_with_one_error(
+        bridge_settings, consul_http_addr, nats_server, events):
+    """A name with a newline is registered fine but every query for it gets HTTP 400: one
+    error event, no retry loop, and the other services flow as usual."""
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    register(consul_http_addr, "bad-1", "new\nline", 8080, ["dns=example.com"])
+    register(consul_http_addr, "web-1", "web", 8081, ["dns=example.com", "vhost=www"])
+    await events.wait_for(1, "unify.catalog.instance")
+    await events.wait_for(1, "unify.error.consul-bridge")
+    register(consul_http_addr, "web-2", "web", 8082, ["dns=example.com", "vhost=www"])
+    await events.wait_for(2, "unify.catalog.instance")
+    await asyncio.sleep(0.5)
+    errors = [e for s, _, e in events.items if s == "unify.error.consul-bridge"]
+    assert [(e.reason, e.service, e.message) for e in errors] == [(
+        "invalid-service-name", "new\nline",
+        "service name 'new\\nline' has control characters; Consul refuses queries for it "
+        "(HTTP 400), so its instances are skipped")]
+    assert events.types("unify.catalog.instance") == [("instance.registered", "web-1"),
+                                                      ("instance.registered", "web-2")]
+    assert "bad-1" not in {getattr(getattr(e, "instance", None), "instance_id", "")
+                           for _, _, e in events.items}
+    await stop_bridge(handle)
