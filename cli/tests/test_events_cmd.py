@@ -130,3 +130,23 @@ def test_unreachable_nats_gives_one_clear_error():
     assert result.stderr == ("unify: cannot reach NATS at nats://127.0.0.1:1 (nats: no servers "
                              "available for connection); set NATS_URL (for the dev stack: "
                              "source .unify/dev/env)\n")
+
+
+async def test_replay_into_a_reader_that_stops_early_exits_quietly(nats_server):
+    """`unify events replay | head -1`: no traceback when the pipe closes."""
+    settings = CommonSettings(nats_urls=(nats_server.url,))
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js, settings)
+    for n in range(1, 3001):
+        await publish_kv(js, n)
+    await nc.close()
+    env = dict(os.environ, NATS_URL=nats_server.url)
+    proc = subprocess.Popen([sys.executable, "-m", "unify_cli.main", "events", "replay",
+                             "--from-seq", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=60)
+    assert first.split()[1:3] == [b"1", b"unify.catalog.kv.set"]
+    assert (proc.returncode, stderr) == (0, b"")

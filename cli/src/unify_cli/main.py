@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from unify_common import subjects
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"unify: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`unify events replay | head`): stop quietly; point stdout
+        # at /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 2
 
 
