@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from sb_support import get_body, wait_until
+from sb_support import get_body, start_with_web, wait_until
 from sb_tls import TestCA
 
 from switchboard.desired import backend_name
@@ -62,12 +62,7 @@ async def test_busy_port_is_left_out_and_picked_up_once_free(
     js = nc.jetstream()
     http_port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
-                                                   f"http={http_port}"]))
-    await switchboard_factory()
-    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
-                     what="first reload")
+    await start_with_web(js, sb_common, alpha.port, http_port, switchboard_factory, events)
 
     # Another program holds the port a new tcp frontend wants: haproxy -c cannot know, so
     # switchboard probes new ports, leaves this one out and applies everything else.
@@ -111,12 +106,7 @@ async def test_reload_failure_is_reported_and_retried(
     js = nc.jetstream()
     http_port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", alpha.port, ["dns=example.com", "vhost=web",
-                                                   f"http={http_port}"]))
-    await switchboard_factory()
-    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
-                     what="first reload")
+    await start_with_web(js, sb_common, alpha.port, http_port, switchboard_factory, events)
 
     haproxy.stop()  # HAProxy goes away: the checked file is written, the reload cannot happen
     await put_instance(js, sb_common, make_instance(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sb_support import get_body, wait_until
+from sb_support import get_body, start_with_web, wait_until
 
 from switchboard.desired import backend_name
 from tests.fixtures.catalog import make_instance, put_instance
@@ -29,19 +29,6 @@ async def backend_sessions(service, backend: str) -> int:
     raise AssertionError(f"no backend {backend} in show stat")
 
 
-async def start_with_web(js, sb_common, backend_port: int, port: int, switchboard_factory,
-                         events, *, spares: int):
-    """Catalog: vhost ``web.example.com`` on ``port``; switchboard started with ``spares``
-    spare backends, returned once its first reload is applied."""
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", backend_port, ["dns=example.com", "vhost=web",
-                                                     f"http={port}"]))
-    service = await switchboard_factory(spare_backends=spares)
-    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
-                     what="first reload")
-    return service
-
-
 def hold_reloads(service) -> asyncio.Event:
     """Make ``service``'s reloads wait until the returned event is set (to look at the
     worker between the runtime step and the reload that follows it)."""
@@ -62,7 +49,7 @@ async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
     port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
     service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
-                                   events, spares=2)
+                                   events, spare_backends=2)
     host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
     web, docs = backend_name("http", "web"), backend_name("http", "docs")
     assert await map_entries(service, host_map) == [("web.example.com", web)]
@@ -106,7 +93,7 @@ async def test_spare_is_taken_back_when_the_new_config_is_rejected(
     port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
     service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
-                                   events, spares=1)
+                                   events, spare_backends=1)
     host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
     web = backend_name("http", "web")
     config = haproxy.config.read_bytes()
@@ -174,7 +161,7 @@ async def test_unchecked_vhost_serves_through_a_spare_with_its_check_stopped(
     port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
     service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
-                                   events, spares=1)
+                                   events, spare_backends=1)
     assert await server_status(service, "be_spare_1", "s1") == ("MAINT", "")
     gate = hold_reloads(service)
     await put_instance(js, sb_common, make_instance(
