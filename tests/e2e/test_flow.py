@@ -48,6 +48,18 @@ def backend(tmp_path):
         proc.stop()
 
 
+def register(stack: DevStack, service_id: str, name: str, address: str, port: int,
+             tags: list[str]) -> None:
+    """Register one service instance with the stack's Consul agent."""
+    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
+        "ID": service_id, "Name": name, "Address": address, "Port": port, "Tags": tags})
+
+
+def deregister(stack: DevStack, service_id: str) -> None:
+    """Deregister one service instance from the stack's Consul agent."""
+    consul_put(stack.consul.http_addr, f"/v1/agent/service/deregister/{service_id}", {})
+
+
 def eventually(check, *, timeout: float = 30.0):
     """Poll ``check`` until it returns without raising; return its value."""
     deadline = time.monotonic() + timeout
@@ -93,12 +105,10 @@ def route53_records(stack: DevStack) -> dict[tuple[str, str], list[str]]:
 def test_vhost_service_reaches_haproxy_dnsmasq_and_route53(stack, backend):
     port = backend("shop-1")
     # a second vhost on the same frontend port keeps the frontend after shop leaves
-    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-        "ID": "keep-1", "Name": "keep", "Address": "127.0.0.1", "Port": port,
-        "Tags": [f"dns={DOMAIN}", "vhost=keep", f"http={stack.http_port}"]})
-    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-        "ID": "shop-1", "Name": "shop", "Address": "127.0.0.1", "Port": port,
-        "Tags": [f"dns={DOMAIN}", "vhost=shop", f"http={stack.http_port}"]})
+    register(stack, "keep-1", "keep", "127.0.0.1", port,
+             [f"dns={DOMAIN}", "vhost=keep", f"http={stack.http_port}"])
+    register(stack, "shop-1", "shop", "127.0.0.1", port,
+             [f"dns={DOMAIN}", "vhost=shop", f"http={stack.http_port}"])
 
     assert eventually(lambda: _ok(http_get(stack.http_port, f"shop.{DOMAIN}"))) == (
         200, "hello from shop-1\n")
@@ -114,7 +124,7 @@ def test_vhost_service_reaches_haproxy_dnsmasq_and_route53(stack, backend):
     assert records[(f"shop.{DOMAIN}.", "CNAME")] == [f"haproxy.{DOMAIN}."]
     assert records[(f"haproxy.{DOMAIN}.", "A")] == ["127.0.0.1"]
 
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/shop-1", {})
+    deregister(stack, "shop-1")
     assert eventually(lambda: _eq(http_get(stack.http_port, f"shop.{DOMAIN}"),
                                   (404, "no-route"))) == (404, "no-route")
     assert eventually(lambda: _eq(dns_answer(stack, f"shop.{DOMAIN}", "A")[0], "NXDOMAIN")) \
@@ -122,14 +132,12 @@ def test_vhost_service_reaches_haproxy_dnsmasq_and_route53(stack, backend):
     remaining = eventually(lambda: _lacks(route53_records(stack), (f"shop.{DOMAIN}.", "CNAME")))
     assert [k for k in remaining if k[0].endswith(f"shop.{DOMAIN}.")] == []
     assert http_get(stack.http_port, f"keep.{DOMAIN}") == (200, "hello from shop-1\n")
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/keep-1", {})
+    deregister(stack, "keep-1")
 
 
 def test_plain_service_gets_a_records_and_scales_down(stack, backend):
     for i, address in ((1, "127.0.0.11"), (2, "127.0.0.12")):
-        consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-            "ID": f"db-{i}", "Name": "db", "Address": address, "Port": 5432,
-            "Tags": [f"dns={DOMAIN}"]})
+        register(stack, f"db-{i}", "db", address, 5432, [f"dns={DOMAIN}"])
     both = ("NOERROR", [f"db.{DOMAIN}. 30 IN A 127.0.0.11\n"
                         f"db.{DOMAIN}. 30 IN A 127.0.0.12"])
     assert eventually(lambda: _eq(_joined(dns_answer(stack, f"db.{DOMAIN}", "A")), both)) \
@@ -138,13 +146,13 @@ def test_plain_service_gets_a_records_and_scales_down(stack, backend):
                                           ["127.0.0.11", "127.0.0.12"]))
     assert records[(f"db.{DOMAIN}.", "A")] == ["127.0.0.11", "127.0.0.12"]
 
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/db-2", {})
+    deregister(stack, "db-2")
     one = ("NOERROR", [f"db.{DOMAIN}. 30 IN A 127.0.0.11"])
     assert eventually(lambda: _eq(dns_answer(stack, f"db.{DOMAIN}", "A"), one)) == one
     records = eventually(lambda: _eq_item(route53_records(stack), (f"db.{DOMAIN}.", "A"),
                                           ["127.0.0.11"]))
     assert records[(f"db.{DOMAIN}.", "A")] == ["127.0.0.11"]
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/db-1", {})
+    deregister(stack, "db-1")
     assert eventually(lambda: _eq(dns_answer(stack, f"db.{DOMAIN}", "A")[0], "NXDOMAIN")) \
         == "NXDOMAIN"
 
@@ -155,12 +163,10 @@ def test_malformed_tags_skip_one_instance_and_publish_an_error(stack, backend):
     import nats
 
     good = backend("good-1")
-    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-        "ID": "bad-1", "Name": "bad", "Address": "127.0.0.1", "Port": good,
-        "Tags": [f"dns={DOMAIN}", "vhost=evil\n}", f"http={stack.http_port}"]})
-    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-        "ID": "good-1", "Name": "good", "Address": "127.0.0.1", "Port": good,
-        "Tags": [f"dns={DOMAIN}", "vhost=good", f"http={stack.http_port}"]})
+    register(stack, "bad-1", "bad", "127.0.0.1", good,
+             [f"dns={DOMAIN}", "vhost=evil\n}", f"http={stack.http_port}"])
+    register(stack, "good-1", "good", "127.0.0.1", good,
+             [f"dns={DOMAIN}", "vhost=good", f"http={stack.http_port}"])
     assert eventually(lambda: _ok(http_get(stack.http_port, f"good.{DOMAIN}"))) == (
         200, "hello from good-1\n")
 
@@ -182,8 +188,8 @@ def test_malformed_tags_skip_one_instance_and_publish_an_error(stack, backend):
     found = [e for e in asyncio.run(errors()) if e.get("instance_id") == "bad-1"]
     assert [(e["source"], e["reason"]) for e in found][:1] == [("consul-bridge", "invalid-tags")]
     assert found[0]["message"] == "tag 'vhost=evil\\n}': only printable ASCII is allowed"
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/bad-1", {})
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/good-1", {})
+    deregister(stack, "bad-1")
+    deregister(stack, "good-1")
 
 
 def _ok(result):
@@ -219,9 +225,7 @@ def test_unify_dns_list_shows_records_from_every_source(stack):
     import os
     import subprocess
 
-    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-        "ID": "listed-1", "Name": "listed", "Address": "127.0.0.21", "Port": 80,
-        "Tags": [f"dns={DOMAIN}"]})
+    register(stack, "listed-1", "listed", "127.0.0.21", 80, [f"dns={DOMAIN}"])
     eventually(lambda: _eq(dns_answer(stack, f"listed.{DOMAIN}", "A"),
                            ("NOERROR", [f"listed.{DOMAIN}. 30 IN A 127.0.0.21"])))
     eventually(lambda: _eq_item(route53_records(stack), (f"listed.{DOMAIN}.", "A"),
@@ -241,19 +245,17 @@ def test_unify_dns_list_shows_records_from_every_source(stack):
         rows = eventually(lambda: _eq([(r["type"], r["value"], r["ttl"], r["drift"])
                                        for r in listed(source)], expected))
         assert rows == expected, source
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/listed-1", {})
+    deregister(stack, "listed-1")
 
 
 def test_name_registered_after_a_negative_answer_resolves_within_the_ttl(stack):
     assert dns_answer(stack, f"late.{DOMAIN}", "A")[0] == "NXDOMAIN"
     registered = time.monotonic()
-    consul_put(stack.consul.http_addr, "/v1/agent/service/register", {
-        "ID": "late-1", "Name": "late", "Address": "127.0.0.31", "Port": 80,
-        "Tags": [f"dns={DOMAIN}"]})
+    register(stack, "late-1", "late", "127.0.0.31", 80, [f"dns={DOMAIN}"])
     expected = ("NOERROR", [f"late.{DOMAIN}. 30 IN A 127.0.0.31"])
     # dnsmasq keeps no negative cache for its own names: the answer changes as soon as
     # dns411 has written the record, well inside the 30 s TTL
     assert eventually(lambda: _eq(dns_answer(stack, f"late.{DOMAIN}", "A"), expected),
                       timeout=30) == expected
     assert time.monotonic() - registered < 30
-    consul_put(stack.consul.http_addr, "/v1/agent/service/deregister/late-1", {})
+    deregister(stack, "late-1")
