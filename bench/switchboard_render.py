@@ -43,27 +43,9 @@ from switchboard.desired import build_desired  # noqa: E402
 from switchboard.plan import slot_layout  # noqa: E402
 from switchboard.render import RenderOptions, render  # noqa: E402
 IMPORT_MS = ((time.perf_counter() - _t0) * 1000, (time.process_time() - _c0) * 1000)
-from tests.fixtures.catalog import make_instance  # noqa: E402
+from tests.fixtures.catalog import make_instance, vhost_catalog  # noqa: E402
 
 OPTIONS = RenderOptions(bind="0.0.0.0", run_dir="/run/unify-switchboard")
-
-
-def catalog(count: int, services: int):
-    """``count`` passing instances spread over ``services`` vhost services on two domains,
-    every fifth service on a url_prefix, every tenth a tcp service."""
-    out = []
-    for i in range(count):
-        s = i % services
-        if s % 10 == 9:
-            tags = [f"tcp={20000 + s}"]
-        else:
-            tags = ["dns=example.com", "dns=example.org", f"vhost=svc{s}", "http"]
-            if s % 5 == 4:
-                tags.append(f"url_prefix=/p{s}")
-        out.append(make_instance(f"svc{s}", f"svc{s}-{i}", f"10.{i // 65536}.{i // 256 % 256}."
-                                 f"{i % 256}", 8000 + i % 1000, tags, node=f"node-{i % 50}",
-                                 create_index=s + 1))
-    return out
 
 
 def timed(instances, previous=None):
@@ -125,7 +107,7 @@ def serve_latency(count: int, services: int, changes: int) -> None:
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     port = free_port()
     base = []
-    for inst in catalog(count, services):
+    for inst in vhost_catalog(count, services):
         tags = tuple(t.replace("http", f"http={port}") if t == "http" else t
                      for t in inst.tags) + ("check=disabled",)
         base.append(make_instance(inst.service, inst.instance_id, inst.address, inst.port,
@@ -203,7 +185,7 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     count = int(args[0]) if args else 10_000
     services = int(args[1]) if len(args) > 1 else 500
-    instances = catalog(count, services)
+    instances = vhost_catalog(count, services)
     if "--serve" in sys.argv:
         serve_latency(count, services, int(sys.argv[sys.argv.index("--serve") + 1]))
         return

@@ -18,7 +18,7 @@ from switchboard.desired import build_desired
 from switchboard.model import Certificate
 from switchboard.plan import slot_layout
 from switchboard.render import RenderOptions, render
-from tests.fixtures.catalog import make_instance
+from tests.fixtures.catalog import make_instance, vhost_catalog
 
 GOLDEN = Path(__file__).parent / "golden"
 OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", maxconn=2000,
@@ -60,22 +60,8 @@ def small_catalog():
 
 
 def large_catalog(count: int = 2000, services: int = 100):
-    """Like bench/switchboard_render.py: vhosts on two domains, every fifth on a prefix,
-    every tenth a tcp service."""
-    out = []
-    for i in range(count):
-        s = i % services
-        if s % 10 == 9:
-            tags = [f"tcp={20000 + s}"]
-        else:
-            tags = ["dns=example.com", "dns=example.org", f"vhost=svc{s}", "http"]
-            if s % 5 == 4:
-                tags.append(f"url_prefix=/p{s}")
-        out.append(make_instance(f"svc{s}", f"svc{s}-{i}", f"10.0.{i // 256}.{i % 256}",
-                                 8000 + i % 1000, tags, node=f"node-{i % 50}",
-                                 status=("passing", "warning", "critical")[i % 3],
-                                 create_index=s + 1))
-    return out
+    """The render benchmark's catalog, with every health status."""
+    return vhost_catalog(count, services, statuses=("passing", "warning", "critical"))
 
 
 def test_small_catalog_renders_exactly_the_golden_file():
