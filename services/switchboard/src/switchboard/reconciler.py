@@ -188,21 +188,21 @@ class Reconciler:
                 "error": str(err)}})
 
     async def _apply(self, desired: Desired, data: bytes, maps: dict[str, bytes]) -> str:
-        if await self._runtime_first(desired, data, maps):
+        commands = (runtime_commands(self._live, desired, self.settings.render)
+                    if self._live is not None else None)
+        if commands and await self._runtime_first(commands, data, maps):
             return "runtime"
         changed = await self.sink.write(data, maps)
         if self.supervisor is not None and await self.supervisor.ensure_running():
             return "reload"
         if not changed and not self.sink.reload_pending:
             return "unchanged"
-        commands = (runtime_commands(self._live, desired, self.settings.render)
-                    if self._live is not None else None)
         if commands is not None and await self.sink.runtime(commands):
             return "runtime"
         await self.sink.reload()
         return "reload"
 
-    async def _runtime_first(self, desired: Desired, data: bytes,
+    async def _runtime_first(self, commands: list[str], data: bytes,
                              maps: dict[str, bytes]) -> bool:
         """Membership-only change: give the running worker its servers first, then let the
         file catch up (``haproxy -c`` and the atomic swap), so the next reload or restart
@@ -211,10 +211,7 @@ class Reconciler:
         ``haproxy -c`` still guards every byte written. Returns False (nothing done, or
         not all commands taken) to let the normal path decide: write, then runtime or
         reload."""
-        if self._live is None or self.sink.reload_pending:
-            return False
-        commands = runtime_commands(self._live, desired, self.settings.render)
-        if not commands:
+        if self.sink.reload_pending:
             return False
         try:
             if not await self.sink.runtime(commands):

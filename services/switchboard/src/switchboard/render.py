@@ -139,7 +139,7 @@ def _server_lines(backend: Backend) -> str:
         if slot is None:
             lines.append(_free_lines(check, index, index))
             continue
-        flags = _STATE_FLAGS[slot.state] if slot.weight == 1 else _state_flags(slot)
+        flags = _state_flags(slot)
         if ":" in slot.address:
             lines.append(f"    server s{index} ipv6@{slot.address}:{slot.port}{check}"
                          f"{flags} # {slot.key}\n")
