@@ -10,6 +10,10 @@ A lost, repeated or reordered event therefore cannot leave it wrong.
   exponential backoff and jitter.
 * The catalog comes from a :class:`~unify_common.catalog.CatalogMirror` of the KV bucket.
 * Bursts are debounced by :class:`~unify_common.quiescence.Quiescence` (min/max wait).
+* Optionally, a *quick* step runs on the first change of the catalog bucket after a
+  successful reconcile, at once, before the debounce: for work that is cheap and safe to do
+  on the leading edge (switchboard's runtime API commands). It never acks or naks anything,
+  and the debounced reconcile still follows as usual.
 """
 
 from __future__ import annotations
@@ -47,15 +51,26 @@ class Subscriber:
     :param min_wait: seconds of quiet before a reconcile (debounce), default 0.05.
     :param max_wait: longest delay of a reconcile under continuous change, default 1.0.
     :param retry_max: cap of the retry backoff in seconds, default 30.
+    :param quick: ``async (CatalogState) -> None`` or ``None``; runs with the whole current
+        catalog on the first change of the catalog bucket after a successful reconcile (not
+        on event arrivals: the bridge publishes an event before it writes the bucket),
+        immediately, without touching the debounce, so the reconcile still follows. At most
+        once per reconcile: the next bucket change arms it again only after the next
+        reconcile succeeded (none before the first one, none while retrying a failure).
+        Should not raise for ordinary failures; an exception is logged and otherwise
+        ignored (nothing is nak'ed, nothing retried). It never acks messages.
     """
 
     def __init__(self, settings: CommonSettings, *, name: str, durable: str,
                  reconcile: Reconcile, min_wait: float = 0.05, max_wait: float = 1.0,
-                 retry_max: float = 30.0) -> None:
+                 retry_max: float = 30.0, quick: Reconcile | None = None) -> None:
         self.settings = settings
         self.name = name
         self.durable = durable
         self._reconcile = reconcile
+        self._quick = quick
+        self._armed = False  # the last reconcile succeeded and no quick run happened since
+        self._quick_due = False
         self._quiet = Quiescence(min_wait=min_wait, max_wait=max_wait)
         self._retry_max = retry_max
         self._wake = asyncio.Event()
@@ -71,10 +86,17 @@ class Subscriber:
         self.reconciles = 0
         #: the last reconcile error message, or ``""`` after a success
         self.last_error = ""
+        #: number of quick runs started so far (for status and tests)
+        self.quick_runs = 0
 
     def _touch(self) -> None:
         self._quiet.touch(time.monotonic())
         self._wake.set()
+
+    def _catalog_changed(self) -> None:
+        if self._armed and self._quick is not None:
+            self._quick_due = True
+        self._touch()
 
     async def start(self) -> None:
         """Connect, load the catalog, create or resume the durable consumer, start the loop.
@@ -85,7 +107,7 @@ class Subscriber:
         self.js = self.nc.jetstream()
         await ensure_stream(self.js, self.settings)
         bucket = await ensure_catalog_bucket(self.js, self.settings)
-        self.mirror = CatalogMirror(bucket, on_change=self._touch)
+        self.mirror = CatalogMirror(bucket, on_change=self._catalog_changed)
         await self.mirror.start()
         psub = await self.js.pull_subscribe(
             subjects.CATALOG, durable=self.durable, stream=self.settings.stream,
@@ -145,6 +167,8 @@ class Subscriber:
     async def _run_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if self._quick_due:
+                await self._run_quick()
             due = self._quiet.due_at()
             if self._retry_at is not None:
                 due = self._retry_at if due is None else min(due, self._retry_at)
@@ -168,6 +192,7 @@ class Subscriber:
                 delay *= random.uniform(0.5, 1.0)
                 self._retry_at = time.monotonic() + delay
                 self.last_error = str(err)
+                self._armed = self._quick_due = False
                 log.error("reconcile failed; will retry", extra={"fields": {
                     "component": self.name, "error": str(err), "retry_in_s": round(delay, 2),
                     "attempt": self._failures}}, exc_info=not isinstance(err, OSError))
@@ -177,7 +202,25 @@ class Subscriber:
             self._failures = 0
             self.last_error = ""
             self.reconciles += 1
+            self._armed = True
             await asyncio.gather(*(m.ack() for m in batch), return_exceptions=True)
             log.debug("reconciled", extra={"fields": {
                 "component": self.name, "revision": state.revision, "events": len(batch),
                 "ms": round((loop.time() - started) * 1000, 1)}})
+
+    async def _run_quick(self) -> None:
+        """One quick run on the current catalog (disarms until the next reconcile succeeds);
+        any exception is logged, never raised."""
+        self._quick_due = self._armed = False
+        self.quick_runs += 1
+        state = self.mirror.snapshot()
+        started = time.monotonic()
+        try:
+            await self._quick(state)
+        except Exception as err:  # the debounced reconcile still follows and sets it right
+            log.warning("quick step failed; the reconcile follows", extra={"fields": {
+                "component": self.name, "error": str(err)}}, exc_info=True)
+            return
+        log.debug("quick step", extra={"fields": {
+            "component": self.name, "revision": state.revision,
+            "ms": round((time.monotonic() - started) * 1000, 1)}})
