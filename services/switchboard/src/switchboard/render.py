@@ -17,7 +17,7 @@ from functools import lru_cache
 import jinja2
 
 from .gcpause import gc_paused
-from .model import Backend, Desired, Frontend, Server
+from .model import Backend, Desired, Frontend
 
 __all__ = ["RenderOptions", "clear_caches", "config_hash", "host_map_path", "render",
            "render_maps"]
@@ -111,6 +111,34 @@ class _ChunkCache:
         return text
 
 
+class _ChunkByIdentity:
+    """Like :class:`_ChunkCache`, but keyed by the input *object* (its ``id``, the object held
+    so the id stays its own): for backends, which :mod:`switchboard.desired` hands over as the
+    same objects while their inputs are unchanged. A lookup costs no hash of the value (a
+    backend's hash covers every server of it, at each lookup: three hashes of the whole
+    catalog per render when keyed by value); an equal but new object is rendered again,
+    which gives the same text."""
+
+    __slots__ = ("previous", "current")
+
+    def __init__(self) -> None:
+        self.previous: dict = {}
+        self.current: dict = {}
+
+    def start(self) -> None:
+        self.previous, self.current = self.current, {}
+
+    def get(self, value, make):
+        ident = id(value)
+        seen = self.current.get(ident)
+        if seen is None or seen[0] is not value:
+            seen = self.previous.get(ident)
+            if seen is None or seen[0] is not value:
+                seen = (value, make(value))
+            self.current[ident] = seen
+        return seen[1]
+
+
 @lru_cache(maxsize=4096)
 def _free_lines(check: str, first: int, last: int) -> str:
     """The lines of free slots ``s<first>`` .. ``s<last>`` (inclusive; empty when
@@ -119,34 +147,39 @@ def _free_lines(check: str, first: int, last: int) -> str:
                    for index in range(first, last + 1))
 
 
-def _state_flags(slot: Server) -> str:
-    if slot.state == "ready" and slot.weight != 1:
-        return f" weight {slot.weight}"
-    return _STATE_FLAGS[slot.state]
+#: the end of a server line after ``<address>:<port>``, up to the key: by (check, state)
+_TAILS = {check: {state: f"{check}{flags} # " for state, flags in _STATE_FLAGS.items()}
+          for check in ("", " check")}
 
 
 def _server_lines(backend: Backend) -> str:
     """The ``server s<i>`` lines of ``backend``, one per slot (format in the template's
     header comment)."""
     check = " check" if backend.check else ""
+    tails = _TAILS[check]
     slots = backend.slots
     used = len(slots)
     while used and slots[used - 1] is None:
         used -= 1
     lines = []
-    for index in range(1, used + 1):
-        slot = slots[index - 1]
+    append = lines.append
+    index = 0
+    for slot in slots[:used]:
+        index += 1
         if slot is None:
-            lines.append(_free_lines(check, index, index))
+            append(_free_lines(check, index, index))
             continue
-        flags = _state_flags(slot)
-        if ":" in slot.address:
-            lines.append(f"    server s{index} ipv6@{slot.address}:{slot.port}{check}"
-                         f"{flags} # {slot.key}\n")
+        state = slot.state
+        if state == "ready" and slot.weight != 1:
+            tail = f"{check} weight {slot.weight} # "
         else:
-            lines.append(f"    server s{index} {slot.address}:{slot.port}{check}"
-                         f"{flags} # {slot.key}\n")
-    lines.append(_free_lines(check, used + 1, len(slots)))
+            tail = tails[state]
+        address = slot.address
+        if ":" in address:
+            append(f"    server s{index} ipv6@{address}:{slot.port}{tail}{slot.key}\n")
+        else:
+            append(f"    server s{index} {address}:{slot.port}{tail}{slot.key}\n")
+    append(_free_lines(check, used + 1, len(slots)))
     return "".join(lines)
 
 
@@ -154,8 +187,8 @@ def _backend_options(key: tuple) -> str:
     return str(_macros.backend_options(*key))
 
 
-_heads, _frontends, _options, _backends = (_ChunkCache(), _ChunkCache(), _ChunkCache(),
-                                           _ChunkCache())
+_heads, _frontends, _options = _ChunkCache(), _ChunkCache(), _ChunkCache()
+_backends = _ChunkByIdentity()
 
 
 def clear_caches() -> None:
@@ -176,8 +209,8 @@ def render(desired: Desired, options: RenderOptions) -> bytes:
 
     Renders the template's ``head`` macro, one ``frontend`` chunk per frontend and one chunk
     per backend, in the order of ``desired``. Chunks are cached by their inputs across calls
-    (the previous call's chunks are reused when their inputs are equal), which makes a
-    re-render after a small change cheap; the bytes are the same with or without the cache.
+    (the previous call's chunks are reused when their inputs are equal; a backend's when it
+    is the same object), which makes a re-render after a small change cheap; the bytes are the same with or without the cache.
     """
     with gc_paused():
         return _render(desired, options)
