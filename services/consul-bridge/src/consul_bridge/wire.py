@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["HealthEntry", "decode_health", "decode_service_names", "signature"]
+__all__ = ["HealthEntry", "decode_health", "decode_node_names", "decode_node_service_names",
+           "signature"]
 
 
 class _Node(msgspec.Struct, rename="pascal"):
@@ -58,18 +59,43 @@ def decode_health(body: str | bytes) -> list[HealthEntry]:
     return _decoder.decode(body) or []
 
 
-_services_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw] | None)
+class _NodeName(msgspec.Struct, rename="pascal"):
+    node: str
 
 
-def decode_service_names(body: str | bytes) -> frozenset[str]:
-    """The service names of a ``/v1/catalog/services`` answer (``{name: [tags...]}``, Consul's
-    "Catalog - HTTP API" page). The tag lists are skipped undecoded: Consul lists each
-    service's tags in no fixed order, so the text changes on almost every catalog write even
-    when no service came or went, and the names are all the bridge needs from it.
+_nodes_decoder = msgspec.json.Decoder(list[_NodeName] | None)
 
-    :raises msgspec.DecodeError: / ValidationError: the body is not a JSON object.
+
+def decode_node_names(body: str | bytes) -> frozenset[str]:
+    """The node names of a ``/v1/catalog/nodes`` answer (a list of ``{Node, Address, ...}``,
+    Consul's "Catalog - HTTP API" page); every other field is skipped undecoded.
+
+    :raises msgspec.DecodeError: / ValidationError: not a list of node objects.
     """
-    return frozenset(_services_decoder.decode(body) or ())
+    return frozenset(n.node for n in _nodes_decoder.decode(body) or ())
+
+
+class _ServiceName(msgspec.Struct, rename="pascal"):
+    service: str
+
+
+class _NodeServices(msgspec.Struct, rename="pascal"):
+    services: list[_ServiceName] | None = None
+
+
+_node_services_decoder = msgspec.json.Decoder(_NodeServices)
+
+
+def decode_node_service_names(body: str | bytes) -> frozenset[str]:
+    """The names of the services registered on one node, from a
+    ``/v1/catalog/node-services/:node`` answer (``{"Node": {...}, "Services": [{"Service":
+    name, ...}]}``; ``{"Node": null, "Services": null}`` for an unknown node). Only the names
+    are decoded: which instances a service has, and their tags, come from its own health
+    query.
+
+    :raises msgspec.DecodeError: / ValidationError: not such an object.
+    """
+    return frozenset(s.service for s in _node_services_decoder.decode(body).services or ())
 
 
 def signature(entries: list[HealthEntry]) -> tuple:

@@ -424,3 +424,73 @@ async def test_service_name_consul_cannot_query_is_skipped_with_one_error(
     assert "bad-1" not in {getattr(getattr(e, "instance", None), "instance_id", "")
                            for _, _, e in events.items}
     await stop_bridge(handle)
+
+
+def catalog_register(addr: str, node: str, node_address: str, service_id: str, name: str,
+                     port: int) -> None:
+    """Register on another node, as the catalog API lets an external registrator do."""
+    consul_call(addr, "PUT", "/v1/catalog/register", {
+        "Node": node, "Address": node_address,
+        "Service": {"ID": service_id, "Service": name, "Port": port, "Tags": []}})
+
+
+async def test_services_on_other_nodes_moving_and_coming_back(bridge_settings,
+                                                              consul_http_addr, nats_server,
+                                                              events):
+    """Services are found through each node's own query: a service on another node, a
+    service moving from one node to another (no spurious deregistration of the new instance),
+    a whole node going, and a service that went coming back are all exact."""
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    catalog_register(consul_http_addr, "node-a", "10.1.0.1", "mover-1", "mover", 8001)
+    await events.wait_for(1, "unify.catalog.instance")
+    catalog_register(consul_http_addr, "node-b", "10.1.0.2", "mover-2", "mover", 8002)
+    await events.wait_for(2, "unify.catalog.instance")
+    consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister",
+                {"Node": "node-a", "ServiceID": "mover-1"})
+    await events.wait_for(3, "unify.catalog.instance")
+    consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "node-b"})
+    await events.wait_for(4, "unify.catalog.instance")
+    # the service went from every node; it comes back on the first one
+    catalog_register(consul_http_addr, "node-a", "10.1.0.1", "mover-3", "mover", 8003)
+    await events.wait_for(5, "unify.catalog.instance")
+    await asyncio.sleep(0.5)
+    assert events.types("unify.catalog.instance") == [
+        ("instance.registered", "mover-1"), ("instance.registered", "mover-2"),
+        ("instance.deregistered", "mover-1"), ("instance.deregistered", "mover-2"),
+        ("instance.registered", "mover-3")]
+    addresses = [(e.instance.node, e.instance.address, e.instance.port)
+                 for s, _, e in events.items if s.startswith("unify.catalog.instance.reg")]
+    assert addresses == [("node-a", "10.1.0.1", 8001), ("node-b", "10.1.0.2", 8002),
+                         ("node-a", "10.1.0.1", 8003)]
+    js = events.nc.jetstream()
+    state = await read_catalog(await ensure_catalog_bucket(js, bridge_settings.common))
+    assert [(i.instance_id, i.node) for i in state.instances.values()] == [
+        ("mover-3", "node-a")]
+    await stop_bridge(handle)
+
+
+async def test_node_name_consul_cannot_query_is_skipped_with_one_error(
+        bridge_settings, consul_http_addr, nats_server, events):
+    """A node name with a newline: Consul answers HTTP 400 to its node query, so the node is
+    reported once and skipped; a service it shares with a readable node is still followed
+    (the service's own query lists every node), the others flow as usual."""
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    catalog_register(consul_http_addr, "bad\nnode", "10.2.0.1", "lonely-1", "lonely", 8001)
+    catalog_register(consul_http_addr, "bad\nnode", "10.2.0.1", "shared-1", "shared", 8002)
+    catalog_register(consul_http_addr, "good-node", "10.2.0.2", "shared-2", "shared", 8003)
+    await events.wait_for(2, "unify.catalog.instance")
+    await events.wait_for(1, "unify.error.consul-bridge")
+    catalog_register(consul_http_addr, "good-node", "10.2.0.2", "after-1", "after", 8004)
+    await events.wait_for(3, "unify.catalog.instance")
+    await asyncio.sleep(0.5)
+    errors = [e for s, _, e in events.items if s == "unify.error.consul-bridge"]
+    assert [(e.reason, e.node, e.service, e.message) for e in errors] == [(
+        "invalid-node-name", "bad\nnode", "",
+        "node name 'bad\\nnode' has control characters; Consul refuses queries for it "
+        "(HTTP 400), so services registered only on it are skipped")]
+    assert sorted(events.types("unify.catalog.instance")) == [
+        ("instance.registered", "after-1"), ("instance.registered", "shared-1"),
+        ("instance.registered", "shared-2")]
+    await stop_bridge(handle)
