@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from unify_common.events import Instance
+from unify_common.events import Instance, catalog_key
 from unify_common.tags import UnifyTags
 
 from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import Keyed, clear_verdicts, consensus, usable_by_service
+from .validate import Keyed, _instance_problem, _plainly_usable, consensus
 
 __all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "clear_caches",
            "order_routes", "spare_backends"]
@@ -186,22 +186,19 @@ def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Clai
             claims.http_route(port, host, prefix, http_backend, service)
 
 
-def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Keyed],
+def _server(key: str, inst: Instance) -> Server:
+    """The server of a usable instance (the same in whichever slot it lands)."""
+    weight = inst.weight
+    if weight != 1:
+        weight = min(256, max(1, weight))
+    return Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint"), weight)
+
+
+def _backend(name: str, mode: str, service: str, tags: UnifyTags, servers: dict[str, Server],
              server_ssl: bool, previous: Mapping[str, Sequence[str | None]],
              min_slots: int) -> Backend:
-    by_key = dict(members)
-    layout = assign_slots(list(by_key), previous.get(name), min_slots)
-    slots = []
-    for key in layout:
-        if key is None:
-            slots.append(None)
-        else:
-            inst = by_key[key]
-            weight = inst.weight
-            if weight != 1:
-                weight = min(256, max(1, weight))
-            slots.append(Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint"),
-                                weight))
+    layout = assign_slots(list(servers), previous.get(name), min_slots)
+    slots = tuple(map(servers.get, layout))  # a free slot's None maps to None
     if tags.check is not None and not tags.check.enabled:
         check = None
     elif mode == "tcp":
@@ -273,14 +270,21 @@ def spare_backends(count: int, slots: int) -> tuple[Backend, ...]:
 
 
 class _Memo:
-    """What the previous build derived per service and per backend, reused when the inputs
-    are the same objects: the members list of a service holds the ``(key, instance)`` pairs
-    :func:`~switchboard.validate.usable_by_service` keeps per instance object, so an equal
-    list (compared item by item, identity first) means the same instances in the same order,
-    and everything derived from them alone is equal too. Each build keeps only what it used.
+    """What the previous build derived per instance, per service and per backend, reused when
+    the inputs are the same objects.
+
+    ``verdicts``: ``id(instance) -> (instance, problem or ((key, instance), server))``. An
+    ``Instance`` is immutable and the catalog mirror keeps the same objects between
+    snapshots, so an instance seen by the previous build need not be checked (nor its key
+    hashed, nor its server built) again; holding the instance keeps its id from being reused
+    meanwhile. The members list of a service holds those ``(key, instance)`` pairs, so an
+    equal list (compared item by item, identity first) means the same instances in the same
+    order, and everything derived from them alone is equal too. Each build keeps only what
+    it used.
     """
 
     def __init__(self) -> None:
+        self.verdicts: dict[int, tuple[Instance, Problem | tuple[Keyed, Server]]] = {}
         self.services: dict[str, tuple[list[Keyed], tuple]] = {}
         self.backends: dict[str, tuple[list[Keyed], object, int, Backend]] = {}
 
@@ -289,23 +293,84 @@ _memo = _Memo()
 
 
 def clear_caches() -> None:
-    """Forget everything remembered across builds (per-instance checks and keys, per-service
-    and per-backend results). Results never depend on it; benchmarks and tests use it to
-    measure or check a build from nothing."""
+    """Forget everything remembered across builds (per-instance checks, keys and servers,
+    per-service and per-backend results). Results never depend on it; benchmarks and tests
+    use it to measure or check a build from nothing."""
     global _memo
     _memo = _Memo()
-    clear_verdicts()
 
 
-def _follow(service: str, members: list[Keyed], previous: dict, current: dict) -> tuple:
-    """``(create index, service, tags, agreeing members, ssl plan, dissent)`` of a service."""
+class _Group:
+    """One service's usable instances, as the pass over the catalog meets them: the
+    ``(key, instance)`` members, their servers by key, and what the common case of
+    :func:`~switchboard.validate.consensus` needs (do all carry the raw tags of the first,
+    their lowest ``create_index``), gathered on the way instead of in passes of their own."""
+
+    __slots__ = ("members", "servers", "tags", "same", "create_index")
+
+    def __init__(self, member: Keyed, server: Server, inst: Instance) -> None:
+        self.members = [member]
+        self.servers = {member[0]: server}
+        self.tags = inst.tags
+        self.same = True
+        self.create_index = inst.create_index
+
+
+def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
+            ) -> tuple[dict[str, _Group], list[Problem]]:
+    """One pass over the catalog: each instance checked (the rules of
+    :mod:`switchboard.validate`: :func:`~switchboard.validate._plainly_usable` for the common
+    case, :func:`~switchboard.validate._instance_problem` to decide the rest), a usable one
+    keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
+    untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
+    members are in the order of ``instances``; problems in no particular order."""
+    groups: dict[str, _Group] = {}
+    problems: list[Problem] = []
+    for inst in instances:
+        if inst.unify is None and inst.tag_error is None:
+            continue
+        ident = id(inst)
+        seen = previous.get(ident)
+        if seen is not None and seen[0] is inst:
+            outcome = seen[1]
+        elif _plainly_usable(inst) or (outcome := _instance_problem(inst)) is None:
+            key = catalog_key(inst.node, inst.instance_id)
+            outcome = ((key, inst), _server(key, inst))
+        verdicts[ident] = (inst, outcome)
+        if type(outcome) is not tuple:
+            problems.append(outcome)
+            continue
+        member, server = outcome
+        group = groups.get(inst.service)
+        if group is None:
+            groups[inst.service] = _Group(member, server, inst)
+            continue
+        group.members.append(member)
+        group.servers[member[0]] = server
+        if group.same and inst.tags != group.tags:
+            group.same = False
+        if inst.create_index < group.create_index:
+            group.create_index = inst.create_index
+    return groups, problems
+
+
+def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple:
+    """``(create index, service, tags, agreeing members, ssl plan, servers by key, dissent)``
+    of a service."""
+    members = group.members
     seen = previous.get(service)
     if seen is not None and seen[0] == members:
         current[service] = seen
         return seen[1]
-    tags, agreeing, dissent = consensus(members)
-    result = (min(i.create_index for _, i in agreeing), service, tags, agreeing,
-              _ssl_plan(tags, agreeing), dissent)
+    if group.same:  # consensus' common case: equal raw tags, so equal parsed tags
+        tags, agreeing, dissent = members[0][1].unify, members, []
+        create_index, servers = group.create_index, group.servers
+    else:
+        tags, agreeing, dissent = consensus(members)
+        create_index = min(i.create_index for _, i in agreeing)
+        servers = {key: _server(key, inst) for key, inst in agreeing}
+    result = (create_index, service, tags, agreeing, _ssl_plan(tags, agreeing), servers,
+              dissent)
     current[service] = (members, result)
     return result
 
@@ -313,11 +378,13 @@ def _follow(service: str, members: list[Keyed], previous: dict, current: dict) -
 def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
            unavailable_ports: frozenset[int], spares: int) -> Desired:
-    by_service, problems = usable_by_service(instances)
+    verdicts: dict = {}
+    groups, problems = _gather(instances, _memo.verdicts, verdicts)
+    _memo.verdicts = verdicts
     memo_services: dict[str, tuple[list[Keyed], tuple]] = {}
-    followed: list[tuple[int, str, UnifyTags, list[Keyed], tuple[bool, str]]] = []
-    for service, insts in by_service.items():
-        *item, dissent = _follow(service, insts, _memo.services, memo_services)
+    followed: list[tuple] = []
+    for service, group in groups.items():
+        *item, dissent = _follow(service, group, _memo.services, memo_services)
         problems.extend(dissent)
         followed.append(tuple(item))
     _memo.services = memo_services
@@ -325,7 +392,7 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
     followed = _drop_name_collisions(followed, problems)
 
     claims = _Claims(unavailable=unavailable_ports)
-    for _, service, tags, members, (_, https_mode) in followed:
+    for _, service, tags, members, (_, https_mode), _ in followed:
         claims.members = members
         _claim_service(service, tags, https_mode, claims, certificates)
     problems.extend(claims.problems)
@@ -333,20 +400,20 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
     previous = previous_slots or {}
     backends = []
     memo_backends: dict[str, tuple[list[Keyed], object, int, Backend]] = {}
-    for _, service, tags, members, (server_tls, _) in followed:
+    for _, service, tags, members, (server_tls, _), servers in followed:
         for mode in ("http", "tcp"):
             name = backend_name(mode, service)
             if name not in claims.used_backends:
                 continue
-            # a backend is a function of its service's members (tags, TLS plan and name
-            # follow from them), its previous layout and min_slots
+            # a backend is a function of its service's members (tags, TLS plan, servers and
+            # name follow from them), its previous layout and min_slots
             layout = previous.get(name)
             seen = _memo.backends.get(name)
             if (seen is not None and seen[0] is members and seen[1] == layout
                     and seen[2] == min_slots):
                 backend = seen[3]
             else:
-                backend = _backend(name, mode, service, tags, members, server_tls, previous,
+                backend = _backend(name, mode, service, tags, servers, server_tls, previous,
                                    min_slots)
             memo_backends[name] = (members, layout, min_slots, backend)
             backends.append(backend)
