@@ -150,6 +150,15 @@ def _free_lines(check: str, first: int, last: int) -> str:
 #: the end of a server line after ``<address>:<port>``, up to the key: by (check, state)
 _TAILS = {check: {state: f"{check}{flags} # " for state, flags in _STATE_FLAGS.items()}
           for check in ("", " check")}
+#: ``"    server s<i> "`` by ``i`` (index 0 unused), grown on demand
+_PREFIXES: list[str] = [f"    server s{index} " for index in range(65)]
+
+
+def _prefixes(count: int) -> list[str]:
+    """:data:`_PREFIXES` holding at least indexes 1 .. ``count``."""
+    if len(_PREFIXES) <= count:
+        _PREFIXES.extend(f"    server s{index} " for index in range(len(_PREFIXES), count + 1))
+    return _PREFIXES
 
 
 def _server_lines(backend: Backend) -> str:
@@ -161,6 +170,7 @@ def _server_lines(backend: Backend) -> str:
     used = len(slots)
     while used and slots[used - 1] is None:
         used -= 1
+    prefixes = _prefixes(used)
     lines = []
     append = lines.append
     index = 0
@@ -176,9 +186,8 @@ def _server_lines(backend: Backend) -> str:
             tail = tails[state]
         address = slot.address
         if ":" in address:
-            append(f"    server s{index} ipv6@{address}:{slot.port}{tail}{slot.key}\n")
-        else:
-            append(f"    server s{index} {address}:{slot.port}{tail}{slot.key}\n")
+            address = "ipv6@" + address
+        append(f"{prefixes[index]}{address}:{slot.port}{tail}{slot.key}\n")
     append(_free_lines(check, used + 1, len(slots)))
     return "".join(lines)
 
