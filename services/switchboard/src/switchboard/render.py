@@ -161,9 +161,9 @@ def _prefixes(count: int) -> list[str]:
     return _PREFIXES
 
 
-def _server_lines(backend: Backend) -> str:
-    """The ``server s<i>`` lines of ``backend``, one per slot (format in the template's
-    header comment)."""
+def _server_lines(backend: Backend, lines: list[str]) -> None:
+    """Append the ``server s<i>`` lines of ``backend`` to ``lines``, one per slot (format in
+    the template's header comment)."""
     check = " check" if backend.check else ""
     tails = _TAILS[check]
     slots = backend.slots
@@ -171,7 +171,6 @@ def _server_lines(backend: Backend) -> str:
     while used and slots[used - 1] is None:
         used -= 1
     prefixes = _prefixes(used)
-    lines = []
     append = lines.append
     index = 0
     for slot in slots[:used]:
@@ -189,7 +188,6 @@ def _server_lines(backend: Backend) -> str:
             address = "ipv6@" + address
         append(f"{prefixes[index]}{address}:{slot.port}{tail}{slot.key}\n")
     append(_free_lines(check, used + 1, len(slots)))
-    return "".join(lines)
 
 
 def _backend_options(key: tuple) -> str:
@@ -207,10 +205,12 @@ def clear_caches() -> None:
         cache.previous, cache.current = {}, {}
 
 
-def _backend_text(backend: Backend) -> str:
+def _backend_text(backend: Backend) -> bytes:
     options = _options.get((backend.mode, backend.balance, backend.check, backend.server_ssl),
                            _backend_options)
-    return f"\nbackend {backend.name}\n{options}{_server_lines(backend)}"
+    lines = [f"\nbackend {backend.name}\n{options}"]
+    _server_lines(backend, lines)
+    return "".join(lines).encode()
 
 
 def render(desired: Desired, options: RenderOptions) -> bytes:
@@ -219,7 +219,9 @@ def render(desired: Desired, options: RenderOptions) -> bytes:
     Renders the template's ``head`` macro, one ``frontend`` chunk per frontend and one chunk
     per backend, in the order of ``desired``. Chunks are cached by their inputs across calls
     (the previous call's chunks are reused when their inputs are equal; a backend's when it
-    is the same object), which makes a re-render after a small change cheap; the bytes are the same with or without the cache.
+    is the same object), which makes a re-render after a small change cheap; the bytes are
+    the same with or without the cache. Chunks are kept encoded, so the file is joined once,
+    as bytes.
     """
     with gc_paused():
         return _render(desired, options)
@@ -228,13 +230,13 @@ def render(desired: Desired, options: RenderOptions) -> bytes:
 def _render(desired: Desired, options: RenderOptions) -> bytes:
     for cache in (_heads, _frontends, _options, _backends):
         cache.start()
-    parts = [_heads.get(options, lambda o: str(_macros.head(o)))]
+    parts = [_heads.get(options, lambda o: str(_macros.head(o)).encode())]
     for fe in desired.frontends:
         parts.append(_frontends.get((fe, options, host_map_path(fe, options)),
-                                    lambda k: str(_macros.frontend(*k))))
+                                    lambda k: str(_macros.frontend(*k)).encode()))
     for backend in desired.backends:
         parts.append(_backends.get(backend, _backend_text))
-    return "".join(parts).encode()
+    return b"".join(parts)
 
 
 def host_map_path(frontend: Frontend, options: RenderOptions) -> str:
