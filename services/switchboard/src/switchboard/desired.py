@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from socket import AF_INET, inet_pton
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
@@ -304,14 +305,17 @@ class _Group:
     """One service's usable instances, as the pass over the catalog meets them: the
     ``(key, instance)`` members, their servers by key, and what the common case of
     :func:`~switchboard.validate.consensus` needs (do all carry the raw tags of the first,
-    their lowest ``create_index``), gathered on the way instead of in passes of their own."""
+    their lowest ``create_index``), gathered on the way instead of in passes of their own.
+    ``tags`` and ``unify`` are the first member's: checked, so ``unify`` is the parse of
+    ``tags``."""
 
-    __slots__ = ("members", "servers", "tags", "same", "create_index")
+    __slots__ = ("members", "servers", "tags", "unify", "same", "create_index")
 
     def __init__(self, member: Keyed, server: Server, inst: Instance) -> None:
         self.members = [member]
         self.servers = {member[0]: server}
         self.tags = inst.tags
+        self.unify = inst.unify
         self.same = True
         self.create_index = inst.create_index
 
@@ -323,7 +327,13 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
     case, :func:`~switchboard.validate._instance_problem` to decide the rest), a usable one
     keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
     untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
-    members are in the order of ``instances``; problems in no particular order."""
+    members are in the order of ``instances``; problems in no particular order.
+
+    The common case is checked against the service's first member instead of by a lookup
+    of the parse: raw tags equal to that member's (checked: its ``unify`` is their parse)
+    have the same parse, so the instance's tags are valid exactly when its ``unify`` equals
+    that member's; then an IPv4 address and a valid port. Anything else takes the full
+    check."""
     groups: dict[str, _Group] = {}
     problems: list[Problem] = []
     for inst in instances:
@@ -331,23 +341,33 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
             continue
         ident = id(inst)
         seen = previous.get(ident)
+        group = groups.get(inst.service)
+        tags = inst.tags
+        same = group is not None and tags == group.tags
         if seen is not None and seen[0] is inst:
             outcome = seen[1]
-        elif _plainly_usable(inst) or (outcome := _instance_problem(inst)) is None:
-            key = catalog_key(inst.node, inst.instance_id)
-            outcome = ((key, inst), _server(key, inst))
+        else:
+            usable = False
+            if same and inst.unify == group.unify and 1 <= inst.port <= 65535:
+                try:
+                    inet_pton(AF_INET, inst.address)
+                    usable = True
+                except (OSError, ValueError, TypeError):
+                    pass
+            if usable or _plainly_usable(inst) or (outcome := _instance_problem(inst)) is None:
+                key = catalog_key(inst.node, inst.instance_id)
+                outcome = ((key, inst), _server(key, inst))
         verdicts[ident] = (inst, outcome)
         if type(outcome) is not tuple:
             problems.append(outcome)
             continue
         member, server = outcome
-        group = groups.get(inst.service)
         if group is None:
             groups[inst.service] = _Group(member, server, inst)
             continue
         group.members.append(member)
         group.servers[member[0]] = server
-        if group.same and inst.tags != group.tags:
+        if not same:
             group.same = False
         if inst.create_index < group.create_index:
             group.create_index = inst.create_index
