@@ -150,3 +150,65 @@ async def test_replay_into_a_reader_that_stops_early_exits_quietly(nats_server):
     _, stderr = proc.communicate(timeout=60)
     assert first.split()[1:3] == [b"1", b"unify.catalog.kv.set"]
     assert (proc.returncode, stderr) == (0, b"")
+
+
+class _Lines:
+    """A text sink that collects whole lines (stands in for stdout / stderr)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.lines.extend(line for line in text.splitlines() if line)
+
+    def flush(self) -> None:
+        pass
+
+
+async def _until(predicate, timeout: float = 20.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_tail_says_when_nats_goes_and_resumes_without_losing_events(nats_server):
+    """NATS stops under a running tail: one line says so; NATS comes back (same store) and
+    two events are published, the first before tail has reconnected; tail prints both, in
+    order, once each, and says where it resumed."""
+    from unify_cli.events_cmd import tail
+
+    settings = CommonSettings(nats_urls=(nats_server.url,))
+    nc = await nats.connect(nats_server.url)
+    await ensure_stream(nc.jetstream(), settings)
+    await publish_kv(nc.jetstream(), 1)  # before tail: not shown
+    await nc.close()
+    out, err, stop = _Lines(), _Lines(), asyncio.Event()
+    task = asyncio.create_task(tail(settings, subject="unify.catalog.>", as_json=False,
+                                    out=out, err=err, stop=stop, retry_s=2.0))
+    try:
+        await asyncio.sleep(1.0)  # subscribed
+        nc = await nats.connect(nats_server.url)
+        await publish_kv(nc.jetstream(), 2)
+        await nc.close()
+        await _until(lambda: len(out.lines) == 1)
+        nats_server.stop()
+        await _until(lambda: err.lines)
+        assert err.lines == ["unify: lost the connection to NATS; trying again every 2 s"]
+        nats_server.start()
+        nc = await nats.connect(nats_server.url)
+        await publish_kv(nc.jetstream(), 3)  # tail is still waiting to retry
+        await _until(lambda: len(err.lines) == 2)
+        assert err.lines[1] == "unify: connected to NATS again; resuming after sequence 2"
+        await publish_kv(nc.jetstream(), 4)
+        await nc.close()
+        await _until(lambda: len(out.lines) == 3)
+        await asyncio.sleep(0.5)
+        assert [line.split()[1:] for line in out.lines] == [
+            ["2", "unify.catalog.kv.set", "kv.set", "unify/k2='v2'"],
+            ["3", "unify.catalog.kv.set", "kv.set", "unify/k3='v3'"],
+            ["4", "unify.catalog.kv.set", "kv.set", "unify/k4='v4'"]]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

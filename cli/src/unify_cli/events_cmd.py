@@ -18,6 +18,7 @@ from typing import TextIO
 import msgspec
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from unify_common import subjects
 from unify_common.events import decode_event
@@ -103,9 +104,9 @@ def format_line(msg, *, as_json: bool) -> str:
     return _printable(f"{stamp} {meta.sequence.stream:>8} {msg.subject} {text}")
 
 
-async def _connect(settings: CommonSettings, name: str):
+async def _connect(settings: CommonSettings, name: str, closed_cb=None):
     try:
-        return await connect_nats(settings, name=name, fail_fast=True)
+        return await connect_nats(settings, name=name, fail_fast=True, closed_cb=closed_cb)
     except Exception as err:
         where = ", ".join(settings.nats_urls)
         why = str(err) or type(err).__name__
@@ -114,20 +115,92 @@ async def _connect(settings: CommonSettings, name: str):
 
 
 async def tail(settings: CommonSettings, *, subject: str, as_json: bool,
-               out: TextIO = sys.stdout, stop: asyncio.Event | None = None) -> None:
-    """Print live events on ``subject`` until ``stop`` is set (or the task is cancelled)."""
-    nc = await _connect(settings, "unify-cli-tail")
+               out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+               stop: asyncio.Event | None = None, retry_s: float = 1.0) -> None:
+    """Print live events on ``subject`` until ``stop`` is set (or the task is cancelled).
+
+    The first connection fails fast (:class:`ValueError` with the reason). When NATS goes
+    away later, a line on ``err`` says so, and tail tries again every ``retry_s`` seconds;
+    once back, it resumes right after the last stream sequence it had reached, so the
+    events published meanwhile are printed, in order, none twice (as long as the stream
+    still holds them). If the stream restarted from scratch (its last sequence is lower
+    than where tail stood), tail prints it from its first event and says so.
+    """
+    stop = stop or asyncio.Event()
+    next_seq: int | None = None  # the first stream sequence not yet printed
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        closed.set()
+
+    async def on_msg(msg) -> None:
+        nonlocal next_seq
+        next_seq = msg.metadata.sequence.stream + 1
+        print(format_line(msg, as_json=as_json), file=out, flush=True)
+
+    nc = await _connect(settings, "unify-cli-tail", on_closed)
     try:
-        js = nc.jetstream()
-
-        async def on_msg(msg):
-            print(format_line(msg, as_json=as_json), file=out, flush=True)
-
-        await js.subscribe(subject, stream=settings.stream, cb=on_msg, ordered_consumer=True,
-                           deliver_policy=DeliverPolicy.NEW)
-        await (stop or asyncio.Event()).wait()
+        while True:
+            js = nc.jetstream()
+            try:
+                last = (await js.stream_info(settings.stream)).state.last_seq
+            except NotFoundError:
+                raise ValueError(f"NATS has no stream {settings.stream!r} (consul-bridge "
+                                 "creates it when it starts)") from None
+            if next_seq is None:
+                config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+                next_seq = last + 1
+            elif last + 1 < next_seq:
+                print(f"unify: the stream restarted (last sequence {last}, tail was at "
+                      f"{next_seq - 1}); printing it from its first event", file=err,
+                      flush=True)
+                config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            else:
+                config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                        opt_start_seq=next_seq)
+            await js.subscribe(subject, stream=settings.stream, cb=on_msg,
+                               ordered_consumer=True, config=config)
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(closed.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+            if stop.is_set():
+                return
+            print(f"unify: lost the connection to NATS; trying again every {retry_s:g} s",
+                  file=err, flush=True)
+            nc = await _reconnect(settings, closed, on_closed, stop, retry_s)
+            if nc is None:
+                return
+            print(f"unify: connected to NATS again; resuming after sequence "
+                  f"{next_seq - 1}", file=err, flush=True)
     finally:
-        await nc.close()
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+
+
+async def _reconnect(settings: CommonSettings, closed: asyncio.Event, on_closed,
+                     stop: asyncio.Event, retry_s: float):
+    """A new connection once NATS answers again and holds the stream (``None`` if ``stop``
+    is set first), trying every ``retry_s`` seconds."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), retry_s)
+            return None
+        except asyncio.TimeoutError:
+            pass
+        closed.clear()
+        try:
+            nc = await _connect(settings, "unify-cli-tail", on_closed)
+        except ValueError:
+            continue
+        try:
+            await nc.jetstream().stream_info(settings.stream)
+        except Exception:  # not there (yet), or the server went again
+            if not nc.is_closed:
+                await nc.close()
+            continue
+        return nc
+    return None
 
 
 async def replay(settings: CommonSettings, *, subject: str = subjects.ALL,

@@ -1,6 +1,7 @@
 """``unify``: one entry point for operators and developers.
 
-* ``unify events tail [--subject S] [--json]`` — live events, one line each.
+* ``unify events tail [--subject S] [--json]`` — live events, one line each; survives NATS
+  going away (a line on stderr, then it resumes after the last event it printed).
 * ``unify events replay (--since 10m|<RFC3339> | --from-seq N) [--until T] [--subject S]``
   — exactly the events of a window, in stream order.
 * ``unify dns list [--zone Z] [--source desired|dnsmasq|route53] [--json]`` — DNS records.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from typing import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -30,9 +31,11 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool = False) -> NATS:
+async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool = False,
+                       closed_cb: Callable[[], Awaitable[None]] | None = None) -> NATS:
     """Connect to ``settings.nats_urls`` as client ``name``, reconnecting forever — or, with
-    ``fail_fast`` (one-shot commands), trying each server once and raising.
+    ``fail_fast`` (one-shot commands), trying each server once and raising; the connection
+    then closes for good when the server goes away, and ``closed_cb`` (if given) is awaited.
 
     Uses ``NATS_CREDS`` (a ``.creds`` file), or ``NATS_USER``/``NATS_PASSWORD``; TLS when
     ``NATS_CA`` or ``NATS_CERT``/``NATS_KEY`` are set or a URL is ``tls://``.
@@ -47,6 +50,8 @@ async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool =
 
         options.update(max_reconnect_attempts=1, allow_reconnect=False, connect_timeout=3,
                        error_cb=quiet)
+    if closed_cb is not None:
+        options["closed_cb"] = closed_cb
     if settings.nats_creds:
         options["user_credentials"] = settings.nats_creds
     elif settings.nats_user:
