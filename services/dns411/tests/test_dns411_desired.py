@@ -35,8 +35,6 @@ CASES = [
                                 status="warning")], [], id="warning-skipped"),
     pytest.param([make_instance("web", "w", "10.0.0.1", 80, ["version=3"])], [],
                  id="no-unify-tags"),
-    pytest.param([SHOP], [rs("shop.example.com", "CNAME", "haproxy.example.com")],
-                 id="vhost-cname-without-haproxy"),
     pytest.param([SHOP, HAPROXY_1, HAPROXY_2],
                  [rs("haproxy.example.com", "A", "10.0.9.1", "10.0.9.2"),
                   rs("shop.example.com", "CNAME", "haproxy.example.com")],
@@ -49,8 +47,10 @@ CASES = [
                  [rs("web.a.com", "A", "10.0.0.1"), rs("web.b.org", "A", "10.0.0.1")],
                  id="two-domains"),
     pytest.param([make_instance("shop", "s", "10.0.0.1", 80,
-                                ["dns=a.com", "dns=b.org", "vhost=www"])],
-                 [rs("www.a.com", "CNAME", "haproxy.a.com"),
+                                ["dns=a.com", "dns=b.org", "vhost=www"]),
+                  make_instance("haproxy", "hp", "10.0.9.1", 80, ["dns=a.com", "dns=b.org"])],
+                 [rs("haproxy.a.com", "A", "10.0.9.1"), rs("haproxy.b.org", "A", "10.0.9.1"),
+                  rs("www.a.com", "CNAME", "haproxy.a.com"),
                   rs("www.b.org", "CNAME", "haproxy.b.org")], id="vhost-two-domains"),
     pytest.param([WEB_A, make_instance("web", "w3", "10.0.0.1", 81, ["dns=example.com"])],
                  [rs("web.example.com", "A", "10.0.0.1")], id="same-address-once"),
@@ -154,14 +154,16 @@ def test_vhost_switchboard_can_never_route_gets_no_cname(inst, message):
     pytest.param(("https=443", "ssl=offloading"), id="offloading"),
 ])
 def test_vhost_with_one_routable_listener_keeps_its_cname(tags):
-    desired = build_desired(state(vhost("s1", *tags)), ttl=30)
-    assert list(desired.records) == [rs("shop.example.com", "CNAME", "haproxy.example.com")]
+    desired = build_desired(state(vhost("s1", *tags), HAPROXY_1), ttl=30)
+    assert list(desired.records) == [rs("haproxy.example.com", "A", "10.0.9.1"),
+                                     rs("shop.example.com", "CNAME", "haproxy.example.com")]
     assert desired.problems == ()
 
 
 def test_unroutable_instance_leaves_the_cname_of_a_routable_one():
-    desired = build_desired(state(vhost("s1", port=0), vhost("s2")), ttl=30)
-    assert list(desired.records) == [rs("shop.example.com", "CNAME", "haproxy.example.com")]
+    desired = build_desired(state(vhost("s1", port=0), vhost("s2"), HAPROXY_1), ttl=30)
+    assert list(desired.records) == [rs("haproxy.example.com", "A", "10.0.9.1"),
+                                     rs("shop.example.com", "CNAME", "haproxy.example.com")]
     assert [(p.reason, p.instance_id) for p in desired.problems] == [
         ("vhost-unroutable", "s1")]
 
@@ -170,4 +172,33 @@ def test_port_0_without_vhost_keeps_its_a_record():
     web = make_instance("web", "w", "10.0.0.1", 0, ["dns=example.com"])
     desired = build_desired(state(web), ttl=30)
     assert list(desired.records) == [rs("web.example.com", "A", "10.0.0.1")]
+    assert desired.problems == ()
+
+
+MISSING = ("shop.example.com is a CNAME to haproxy.example.com, which has no record: no passing "
+           "instance of service 'haproxy' carries dns=example.com (nor does a static record "
+           "name it), so shop.example.com resolves to nothing until one does")
+
+
+def test_vhost_without_haproxy_keeps_its_cname_with_a_problem():
+    """No HAProxy instance for the domain: the CNAME would dangle. It is kept (no delete and
+    re-create while HAProxy's health flickers) and reported."""
+    desired = build_desired(state(SHOP), ttl=30)
+    assert list(desired.records) == [rs("shop.example.com", "CNAME", "haproxy.example.com")]
+    assert desired.problems == (Problem("cname-target-missing", MISSING),)
+    critical = make_instance("haproxy", "hp-1", "10.0.9.1", 80, ["dns=example.com"],
+                             status="critical")
+    assert build_desired(state(SHOP, critical), ttl=30).problems == (
+        Problem("cname-target-missing", MISSING),)
+    # HAProxy for another domain only does not help
+    other = make_instance("haproxy", "hp-9", "10.0.9.9", 80, ["dns=other.org"])
+    assert [p.reason for p in build_desired(state(SHOP, other), ttl=30).problems] == [
+        "cname-target-missing"]
+
+
+def test_static_record_for_the_target_is_enough():
+    lb = [rs("haproxy.example.com", "A", "192.0.2.80", origin="kv")]
+    desired = build_desired(state(SHOP), ttl=30, static_layers=[lb])
+    assert list(desired.records) == [rs("haproxy.example.com", "A", "192.0.2.80", origin="kv"),
+                                     rs("shop.example.com", "CNAME", "haproxy.example.com")]
     assert desired.problems == ()

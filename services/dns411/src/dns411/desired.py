@@ -15,6 +15,9 @@ Rules (one instance at a time, instances in catalog-key order):
 * Every instance of the HAProxy service (``haproxy_service``) carrying ``dns=<domain>`` adds
   its address to ``<haproxy label>.<domain>``.
 
+A vhost CNAME whose target has no record (no HAProxy instance for that domain) is kept, with a
+``cname-target-missing`` problem.
+
 Conflicts are settled by stated rules: a name holding both addresses and a CNAME keeps the
 addresses (``name-conflict``); static records (see :mod:`.static`) never override the
 catalog, and Consul KV wins over files (``static-conflict``).
@@ -172,4 +175,23 @@ def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "hapr
     layers = [catalog] + [_drop_cname_conflicts(sorted(layer), problems)
                           for layer in static_layers]
     records = merge_sources(layers, problems)
+    _report_missing_targets(records, haproxy_service, problems)
     return Desired(records=tuple(records), problems=tuple(problems))
+
+
+def _report_missing_targets(records: Sequence[RecordSet], haproxy_service: str,
+                            problems: list[Problem]) -> None:
+    """A vhost CNAME whose target has no record at all (no passing instance of the HAProxy
+    service carries ``dns=<domain>``, and no static record names it) resolves to nothing:
+    one ``cname-target-missing`` problem per CNAME. The CNAME itself stays, so a moment
+    without a healthy HAProxy does not delete and re-create every vhost record (in Route 53
+    too); it answers again as soon as the target has addresses."""
+    names = {r.name for r in records}
+    for rec in records:
+        if rec.type == "CNAME" and rec.origin == "catalog" and rec.values[0] not in names:
+            domain = rec.values[0].partition(".")[2]
+            problems.append(Problem(
+                "cname-target-missing", f"{rec.name} is a CNAME to {rec.values[0]}, which has "
+                f"no record: no passing instance of service {haproxy_service!r} carries "
+                f"dns={domain} (nor does a static record name it), so {rec.name} resolves "
+                "to nothing until one does"))

@@ -73,8 +73,22 @@ async def test_catalog_to_dnsmasq_and_route53(tmp_path, dns_common, route53):
         assert both(port, "web.example.com", "AAAA") == ("NOERROR", [
             ("web.example.com.", "AAAA", 30, "2001:db8::3")])
 
+        # HAProxy goes: the vhost's CNAME would dangle; it stays (in Route 53 too), reported
+        await delete_instance(js, dns_common, HAPROXY)
+        def dangling():
+            errors = [e for s, e in events if s == "unify.error.dns411"]
+            assert [(e.reason, e.message) for e in errors[1:]] == [(
+                "cname-target-missing", "shop.example.com is a CNAME to haproxy.example.com, "
+                "which has no record: no passing instance of service 'haproxy' carries "
+                "dns=example.com (nor does a static record name it), so shop.example.com "
+                "resolves to nothing until one does")]
+            assert_r53(route53, zone, "haproxy.example.com.", None)
+            assert_r53(route53, zone, "shop.example.com.", ("haproxy.example.com.",),
+                       rtype="CNAME")
+        await eventually(dangling)
+
         # everything deregistered -> nothing answers, Route 53 keeps only NS/SOA
-        for inst in (WEB_A, WEB_V6, SHOP, HAPROXY, BAD):
+        for inst in (WEB_A, WEB_V6, SHOP, BAD):
             await delete_instance(js, dns_common, inst)
         await eventually(lambda: assert_gone(port))
         await eventually(lambda: assert_r53_empty(route53, zone))
