@@ -64,6 +64,7 @@ class HAProxySink:
         self.reload_timeout = reload_timeout
         #: True while the file holds a configuration HAProxy has not loaded yet
         self.reload_pending = False
+        self._map_dirs: set[Path] = set()  # where host maps were written
 
     def live_bytes(self) -> bytes | None:
         """The live file's content, or ``None`` when it does not exist."""
@@ -130,7 +131,22 @@ class HAProxySink:
             raise
         write_atomic(self.config_path, data)
         self.reload_pending = True
+        self._remove_stale_maps(maps or {})
         return True
+
+    def _remove_stale_maps(self, maps: Mapping[str, bytes]) -> None:
+        """Delete the host map files (``fe_*.map``) of frontends the written configuration no
+        longer has, in the directories this sink has written maps to. Running workers hold
+        their maps in memory, and the file on disk no longer names these, so nothing reads
+        them again."""
+        self._map_dirs |= {Path(raw).parent for raw in maps}
+        keep = {Path(raw) for raw in maps}
+        for directory in sorted(self._map_dirs):
+            for path in directory.glob("fe_*.map"):
+                if path not in keep:
+                    path.unlink(missing_ok=True)
+                    log.info("host map of a removed frontend deleted", extra={"fields": {
+                        "path": str(path)}})
 
     async def cli(self, command: str) -> str:
         """One master CLI command. :raises OSError: / asyncio.TimeoutError: no master."""
