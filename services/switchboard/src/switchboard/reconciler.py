@@ -27,6 +27,13 @@ backend with their servers and adds their hosts to the frontend's host map, an `
 with method ``runtime`` goes out, and the configuration that gives them their own backends is
 checked, written (with its map files) and reloaded right after (a second ``Applied``,
 ``reload``). If ``haproxy -c`` rejects that configuration, the shortcut is taken back.
+
+Both shortcuts also run on the leading edge of a burst, before the subscriber's debounce:
+:meth:`Reconciler.quick` (the subscriber's quick step) sends the same runtime commands to the
+worker as soon as the catalog changes, and reports an ``Applied`` ``runtime`` with an empty
+``config_hash`` and a ``detail`` starting with ``ahead of the file:``. It writes no file and
+never reloads; the debounced reconcile follows as above (render, ``haproxy -c``, write, reload
+if needed) with its own report, so a burst still gives one reload.
 """
 
 from __future__ import annotations
@@ -63,6 +70,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _runtime_summary(commands: list[str]) -> str:
+    """What runtime commands change, for a report, e.g. ``"2 server slots and 1 host map
+    entry changed"`` (a part is left out when its count is zero)."""
+    maps = sum(c.split()[1] == "map" for c in commands)
+    slots = len({c.split()[2] for c in commands if c.split()[1] != "map"})
+    parts = []
+    if slots:
+        parts.append(f"{slots} server slot{'' if slots == 1 else 's'}")
+    if maps:
+        parts.append(f"{maps} host map {'entry' if maps == 1 else 'entries'}")
+    return " and ".join(parts) + " changed"
+
+
 class PortsUnavailable(OSError):
     """Frontend ports were left out because another program holds them; raised after the
     rest was applied so the subscriber retries (with backoff) until they are free."""
@@ -87,6 +107,10 @@ class Reconciler:
         self._reported: set[Problem] = set()
         self._rejected_hash = ""
         self._reload_failed_hash = ""
+        #: frontend ports another program held at the last reconcile
+        self._unavailable: frozenset[int] = frozenset()
+        #: spare plan the quick step put into the worker, for the reconcile that follows
+        self._quick_spare: SparePlan | None = None
         #: the last applied configuration hash (for status and tests)
         self.applied_hash = ""
 
@@ -103,14 +127,23 @@ class Reconciler:
         busy = self._busy_ports(desired)
         if busy:
             desired = build(unavailable_ports=busy)
+        self._unavailable = busy
         await self._report(sorted(set(cert_problems) | set(desired.problems)))
         data = render(desired, self.settings.render)
         maps = render_maps(desired, self.settings.render)
         digest = config_hash(data, maps)
+        quick_spare, self._quick_spare = self._quick_spare, None
         if digest == self._rejected_hash:
+            if quick_spare is not None:
+                await self._undo_spare(quick_spare)
             return
-        spare = await self._spare_first(desired)
-        if spare is not None:
+        if quick_spare is not None:
+            # Serving since the quick step (which reported it). Whatever else the burst
+            # brought, only a reload empties the spares again: no runtime path this time.
+            spare, force_reload = quick_spare, True
+        else:
+            spare, force_reload = await self._spare_first(desired), False
+        if spare is not None and quick_spare is None:
             await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
                 source=SOURCE, node=self._node, method="runtime", config_hash=digest,
                 detail=f"revision {state.revision}: new vhosts through spare backends "
@@ -118,7 +151,7 @@ class Reconciler:
                 observed_at=_now_ms()),
                 f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:spare")
         try:
-            method = await self._apply(desired, data, maps)
+            method = await self._apply(desired, data, maps, force_reload=force_reload)
         except ConfigCheckFailed as err:
             if spare is not None:
                 await self._undo_spare(spare)
@@ -180,22 +213,90 @@ class Reconciler:
             pass
         return None
 
-    async def _undo_spare(self, plan: SparePlan) -> None:
+    async def _undo_spare(self, plan: SparePlan) -> bool:
+        """Take a spare plan back out of the worker; False when it did not take it all."""
         try:
-            await self.sink.runtime(plan.undo)
+            if await self.sink.runtime(plan.undo):
+                return True
         except (OSError, asyncio.TimeoutError) as err:
             log.warning("could not take back the spare backends", extra={"fields": {
                 "error": str(err)}})
+        return False
 
-    async def _apply(self, desired: Desired, data: bytes, maps: dict[str, bytes]) -> str:
+    async def quick(self, state: CatalogState) -> None:
+        """The leading-edge step (the subscriber's ``quick``): bring the running worker to
+        ``state`` through the runtime API alone, before the debounced reconcile does the rest.
+
+        Does something only when the last reconcile left HAProxy running what it applied
+        (no reload pending) and the change is runtime-only: membership, weights, health and
+        host-map routes between existing backends (:func:`~switchboard.plan.runtime_commands`),
+        or new default-profile vhosts through spare backends
+        (:func:`~switchboard.plan.spare_commands`). Writes no file, never reloads, reports
+        no problems (the reconcile that follows does). After the worker took every command
+        it publishes an ``Applied`` ``runtime`` with an empty ``config_hash`` and a
+        ``detail`` ``ahead of the file: <what>; revision <n>``. A master that does not
+        answer or refuses a command means nothing was done quickly: no report, and the
+        reconcile that follows sets the worker straight either way.
+
+        :param state: the whole current catalog.
+        """
+        if self._live is None or self.sink.reload_pending or self._quick_spare is not None:
+            return
+        certificates, _ = load_certificates(self.settings.cert_dir)
+        spares = self.settings.spare_backends if self.settings.render.host_maps else 0
+        # Runtime commands cannot add a frontend, so no probe of new ports: the ports held by
+        # another program at the last reconcile stay left out as they were.
+        desired = build_desired(state.instances.values(), certificates=certificates,
+                                previous_slots=self._slots, min_slots=self.settings.min_slots,
+                                spare_backends=spares, unavailable_ports=self._unavailable)
+        commands = runtime_commands(self._live, desired, self.settings.render)
+        if commands:
+            if not await self._runtime_quietly(commands):
+                return
+            # The worker now runs these servers and routes: the reconcile that follows
+            # finds no command left, checks and writes the file and reports ``runtime``.
+            self._live = desired
+            self._slots = slot_layout(desired)
+            done = _runtime_summary(commands)
+        elif commands is None:
+            plan = spare_commands(self._live, desired, self.settings.render)
+            if plan is None or not await self._runtime_quietly(plan.apply):
+                return
+            # The worker's structure is still the old one (``_live`` stays): the reconcile
+            # that follows reloads (taking this plan back if ``haproxy -c`` says no), and
+            # does not apply a spare plan again (``add map`` would add the hosts twice).
+            self._quick_spare = plan
+            done = ("new vhosts through spare backends "
+                    f"({', '.join(f'{b} on {s}' for b, s in plan.spares)})")
+        else:
+            return
+        detail = f"ahead of the file: {done}; revision {state.revision}"
+        log.info("applied at runtime ahead of the file", extra={"fields": {
+            "detail": detail, "revision": state.revision}})
+        await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
+            source=SOURCE, node=self._node, method="runtime", config_hash="", detail=detail,
+            observed_at=_now_ms()), f"{SOURCE}:{self._node}:applied:quick:{state.revision}")
+
+    async def _runtime_quietly(self, commands) -> bool:
+        """``sink.runtime(commands)``, with a master that does not answer counted as False."""
+        try:
+            return await self.sink.runtime(commands)
+        except (OSError, asyncio.TimeoutError):
+            return False
+
+    async def _apply(self, desired: Desired, data: bytes, maps: dict[str, bytes], *,
+                     force_reload: bool = False) -> str:
+        """Get the worker to ``desired`` (``data`` and ``maps`` rendered from it); returns
+        the ``Applied`` method. ``force_reload``: no runtime path, reload even when the file
+        is unchanged (the worker's state is not known)."""
         commands = (runtime_commands(self._live, desired, self.settings.render)
-                    if self._live is not None else None)
+                    if self._live is not None and not force_reload else None)
         if commands and await self._runtime_first(commands, data, maps):
             return "runtime"
         changed = await self.sink.write(data, maps)
         if self.supervisor is not None and await self.supervisor.ensure_running():
             return "reload"
-        if not changed and not self.sink.reload_pending:
+        if not changed and not self.sink.reload_pending and not force_reload:
             return "unchanged"
         if commands is not None and await self.sink.runtime(commands):
             return "runtime"

@@ -1,6 +1,7 @@
 """The switchboard shell: a :class:`~unify_common.subscriber.Subscriber` per node whose
-reconcile is :class:`~switchboard.reconciler.Reconciler`, plus HAProxy supervision when
-switchboard runs HAProxy itself."""
+reconcile is :class:`~switchboard.reconciler.Reconciler` (and whose quick step, run on the
+first catalog change before the debounce, is :meth:`~switchboard.reconciler.Reconciler.quick`),
+plus HAProxy supervision when switchboard runs HAProxy itself."""
 
 from __future__ import annotations
 
@@ -40,13 +41,17 @@ class SwitchboardService:
             "haproxy.log")) if settings.manage else None)
         self.subscriber = Subscriber(settings.common, name="switchboard",
                                      durable=f"switchboard-{token(settings.common.node)}",
-                                     reconcile=self._reconcile,
+                                     reconcile=self._reconcile, quick=self._quick,
                                      min_wait=settings.debounce, max_wait=settings.max_wait)
         self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor)
         self._watch: asyncio.Task | None = None
 
     async def _reconcile(self, state) -> None:
         await self.reconciler(state)
+
+    async def _quick(self, state) -> None:
+        # runtime API only, on the leading edge of a burst (see Reconciler.quick)
+        await self.reconciler.quick(state)
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
         await self.subscriber.publish(subject, event, msg_id=msg_id)

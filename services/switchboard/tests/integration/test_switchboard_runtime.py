@@ -7,6 +7,8 @@ import httpx
 from sb_support import wait_until
 
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
+from unify_common.events import Applied
+from unify_common.natsio import ensure_catalog_bucket
 from unify_cli.devstack.process import free_port
 
 
@@ -40,43 +42,46 @@ async def test_membership_changes_without_reload(
     await wait_until(lambda: only("b1"), what="b1 serving")
     await wait_until(lambda: len(events.applied) == 1, what="first Applied")
     pids = haproxy.worker_pids()
+    bucket = await ensure_catalog_bucket(js, sb_common)
 
-    async def applied(count: int, method: str) -> None:
-        await wait_until(lambda: len(events.applied) >= count, what=f"Applied #{count}")
-        assert [e.method for e in events.applied][count - 1] == method
+    async def change(step) -> Applied:
+        """Make the catalog change ``step`` (awaitable), return the full apply's report of the
+        bucket revision it ends at (each change first reaches the worker through the quick
+        step, whose report has no config hash)."""
+        await step
+        revision = (await bucket.status()).stream_info.state.last_seq
+        await wait_until(lambda: any(e.config_hash and e.detail == f"revision {revision}"
+                                     for e in events.applied), what=f"revision {revision}")
+        return next(e for e in events.applied
+                    if e.config_hash and e.detail == f"revision {revision}")
 
-    await put_instance(js, sb_common, inst["b2"])
-    await applied(2, "runtime")
+    assert (await change(put_instance(js, sb_common, inst["b2"]))).method == "runtime"
     await wait_until(lambda: only("b1", "b2"), what="b1 and b2 serving")
     assert haproxy.worker_pids() == pids
 
     # Health going critical drains the instance out of rotation, at runtime.
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-b1", "127.0.0.1", servers["b1"].port, tags, status="critical"))
-    await applied(3, "runtime")
+    assert (await change(put_instance(js, sb_common, make_instance(
+        "web", "web-b1", "127.0.0.1", servers["b1"].port, tags, status="critical")))
+    ).method == "runtime"
     await wait_until(lambda: only("b2"), what="only b2 serving")
-    await delete_instance(js, sb_common, inst["b1"])
-    await applied(4, "runtime")
+    assert (await change(delete_instance(js, sb_common, inst["b1"]))).method == "runtime"
     assert await bodies(port, "web.example.com") == {"200 b2"}
 
-    for name in ("b3", "b4"):
-        await put_instance(js, sb_common, inst[name])
+    await put_instance(js, sb_common, inst["b3"])
+    assert (await change(put_instance(js, sb_common, inst["b4"]))).method == "runtime"
     await wait_until(lambda: only("b2", "b3", "b4"), what="b2-b4 serving")
-    # the worker gets its servers before the file is checked, so serving may come first
-    await wait_until(lambda: len(events.applied) > 4, what="Applied for b3/b4")
-    assert {e.method for e in events.applied[4:]} == {"runtime"}
     assert haproxy.worker_pids() == pids
     assert "# " + inst["b4"].key in haproxy.config.read_text()
+    assert "reload" not in [e.method for e in events.applied[1:]]
 
     # Four slots hold b2, b3, b4 and the slot b1 left: b5 fits, then b1 again needs a reload.
     await put_instance(js, sb_common, inst["b5"])
     await wait_until(lambda: only("b2", "b3", "b4", "b5"), what="b2-b5 serving")
     assert haproxy.worker_pids() == pids
     reloads = sum(e.method == "reload" for e in events.applied)
-    await put_instance(js, sb_common, inst["b1"])
+    assert (await change(put_instance(js, sb_common, inst["b1"]))).method == "reload"
     await wait_until(lambda: only(*names), what="all five serving")
-    await wait_until(lambda: sum(e.method == "reload" for e in events.applied) == reloads + 1,
-                     what="reload when slots ran out")
+    assert sum(e.method == "reload" for e in events.applied) == reloads + 1
     assert haproxy.worker_pids() != pids
 
 
@@ -126,8 +131,9 @@ async def test_weight_change_at_runtime(sb_common, nc, haproxy, backends, events
     server = [line.split()[1] for line in haproxy.config.read_text().splitlines()
               if line.startswith("    server s") and a.key in line][0]
     await put_instance(js, sb_common, msgspec.structs.replace(a, weight=3))
-    await wait_until(lambda: "runtime" in [e.method for e in events.applied[1:]],
-                     what="Applied runtime")
+    # the full apply's report (the quick step's, with no config hash, comes first)
+    await wait_until(lambda: any(e.method == "runtime" and e.config_hash
+                                 for e in events.applied[1:]), what="Applied runtime")
     backend = backend_name("http", "web")
     assert haproxy.cli(f"@1 get weight {backend}/{server}").strip() == "3 (initial 1)"
     assert haproxy.worker_pids() == pids

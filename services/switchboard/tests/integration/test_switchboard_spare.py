@@ -9,6 +9,7 @@ from sb_support import get_body, start_with_web, wait_until
 
 from switchboard.desired import backend_name
 from tests.fixtures.catalog import make_instance, put_instance
+from unify_common.natsio import ensure_catalog_bucket
 from unify_cli.devstack.process import free_port
 
 
@@ -27,6 +28,12 @@ async def backend_sessions(service, backend: str) -> int:
         if fields[:2] == [backend, "BACKEND"]:
             return int(fields[header.index("stot")])
     raise AssertionError(f"no backend {backend} in show stat")
+
+
+async def bucket_revision(js, settings) -> int:
+    """The catalog bucket's last revision (what ``Applied.detail`` names)."""
+    bucket = await ensure_catalog_bucket(js, settings)
+    return (await bucket.status()).stream_info.state.last_seq
 
 
 def hold_reloads(service) -> asyncio.Event:
@@ -60,6 +67,61 @@ async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
     await put_instance(js, sb_common, make_instance(
         "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
                                                     f"http={port}"]))
+    revision = await bucket_revision(js, sb_common)
+    await wait_until(lambda: len(events.applied) == 2, what="Applied (runtime)")
+    # the quick step (before the debounce) took the spare: nothing rendered yet, no hash
+    assert (events.applied[1].method, events.applied[1].config_hash,
+            events.applied[1].detail) == (
+        "runtime", "", f"ahead of the file: new vhosts through spare backends ({docs} on "
+        f"be_spare_1); revision {revision}")
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    assert await map_entries(service, host_map) == [("web.example.com", web),
+                                                     ("docs.example.com", "be_spare_1")]
+    assert await backend_sessions(service, "be_spare_1") == 1
+    assert haproxy.worker_pids() == pids
+    # then the reconcile writes the checked configuration with docs' own backend and map
+    # entry (its reload is held), without taking the spare a second time
+    await wait_until(lambda: (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
+        f"docs.example.com {docs}\nweb.example.com {web}\n"), what="map file written")
+    assert await map_entries(service, host_map) == [("web.example.com", web),
+                                                     ("docs.example.com", "be_spare_1")]
+
+    gate.set()
+    await wait_until(lambda: len(events.applied) == 3, what="Applied (reload)")
+    assert [e.method for e in events.applied] == ["reload", "runtime", "reload"]
+    assert events.applied[2].config_hash == service.reconciler.applied_hash != ""
+    assert events.applied[2].detail == f"revision {revision}"
+    assert haproxy.worker_pids() != pids
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    assert await map_entries(service, host_map) == [("docs.example.com", docs),
+                                                     ("web.example.com", web)]
+    assert await backend_sessions(service, docs) == 1
+    assert await backend_sessions(service, "be_spare_1") == 0
+    assert await get_body(port, "web.example.com") == (200, "alpha")
+    assert events.errors == []
+
+
+async def test_reconcile_takes_the_spare_itself_without_a_quick_step(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    js = nc.jetstream()
+    port = free_port()
+    alpha, beta = backends("alpha"), backends("beta")
+    service = await start_with_web(js, sb_common, alpha.port, port, switchboard_factory,
+                                   events, spare_backends=2)
+    host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
+    web, docs = backend_name("http", "web"), backend_name("http", "docs")
+    assert await map_entries(service, host_map) == [("web.example.com", web)]
+    pids = haproxy.worker_pids()
+
+    async def no_quick_step(state) -> None:  # e.g. a change that came while disarmed
+        return None
+
+    service.reconciler.quick = no_quick_step
+    # Hold the reload that follows the runtime step, to look at the worker in between.
+    gate = hold_reloads(service)
+    await put_instance(js, sb_common, make_instance(
+        "docs", "docs-1", "127.0.0.1", beta.port, ["dns=example.com", "vhost=docs",
+                                                    f"http={port}"]))
     await wait_until(lambda: len(events.applied) == 2, what="Applied (runtime)")
     assert events.applied[1].method == "runtime"
     assert events.applied[1].detail.endswith(f"new vhosts through spare backends ({docs} on "
@@ -69,9 +131,9 @@ async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
                                                      ("docs.example.com", "be_spare_1")]
     assert await backend_sessions(service, "be_spare_1") == 1
     assert haproxy.worker_pids() == pids
-    # the file already holds the checked configuration with docs' own backend and map entry
-    assert (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
-        f"docs.example.com {docs}\nweb.example.com {web}\n")
+    # the file then holds the checked configuration with docs' own backend and map entry
+    await wait_until(lambda: (haproxy.config.parent / f"fe_http_{port}.map").read_text() == (
+        f"docs.example.com {docs}\nweb.example.com {web}\n"), what="map file written")
 
     gate.set()
     await wait_until(lambda: len(events.applied) == 3, what="Applied (reload)")
@@ -131,8 +193,11 @@ async def test_a_host_for_an_existing_backend_is_added_at_runtime(
 
     await put_instance(js, sb_common, make_instance("web", "web-1", "127.0.0.1", alpha.port,
                                                     tags + ["dns=example.org"]))
-    await wait_until(lambda: len(events.applied) == 2, what="second Applied")
-    assert events.applied[1].method == "runtime"
+    await wait_until(lambda: len(events.applied) == 3, what="quick and full Applied")
+    assert [e.method for e in events.applied] == ["reload", "runtime", "runtime"]
+    assert events.applied[1].config_hash == ""
+    assert events.applied[1].detail.startswith("ahead of the file: 1 host map entry changed;")
+    assert events.applied[2].config_hash == service.reconciler.applied_hash != ""
     assert await get_body(port, "web.example.org") == (200, "alpha")
     assert await map_entries(service, host_map) == [("web.example.com", web),
                                                      ("web.example.org", web)]
