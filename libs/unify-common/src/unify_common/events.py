@@ -207,6 +207,12 @@ class Applied(_Base, tag="applied"):
 
     ``method`` is ``reload``, ``runtime`` (changed through an API without restart) or
     ``unchanged``; ``config_hash`` is the SHA-256 of what was applied (hex).
+
+    A ``runtime`` report with an empty ``config_hash`` is a step taken ahead of the
+    configuration file, on the first change of a burst before the debounce (switchboard's
+    runtime API commands; ``detail`` starts with ``ahead of the file:``): nothing was
+    rendered or checked yet. The full apply of the same change follows with its own report,
+    which has the hash; wait for that one to know the change is applied completely.
     """
 
     source: str
