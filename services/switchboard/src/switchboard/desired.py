@@ -43,12 +43,16 @@ from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import Keyed, _instance_problem, _plainly_usable, consensus
+from .validate import _instance_problem, _plainly_usable, consensus
 
 __all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "clear_caches",
            "order_routes", "spare_backends"]
 
 _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
+
+#: A usable instance with its catalog key and its server: ``(key, instance, server)``; one
+#: tuple per instance, which is also what a build remembers of it (see :class:`_Memo`).
+Member = tuple[str, Instance, Server]
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -89,7 +93,7 @@ class _Claims:
     problems: list[Problem] = field(default_factory=list)
     unavailable: frozenset[int] = frozenset()
     #: the instances of the service being claimed for (each rejection names every one)
-    members: list[Keyed] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
 
     def reject(self, reason: str, message: str, service: str) -> None:
         self.problems.extend(_rejected(reason, message, service, self.members))
@@ -127,18 +131,18 @@ class _Claims:
         self.used_backends.add(backend)
 
 
-def _rejected(reason: str, message: str, service: str, members: list[Keyed]) -> list[Problem]:
+def _rejected(reason: str, message: str, service: str, members: list[Member]) -> list[Problem]:
     """One problem per rejected instance (``instance_id`` and ``node`` set), so an operator
     sees which registrations to fix; the message is the same for each, so one instance more
     or less reports only that instance."""
     return [Problem(reason=reason, message=message, service=service,
-                    instance_id=inst.instance_id, node=inst.node) for _, inst in members]
+                    instance_id=inst.instance_id, node=inst.node) for _, inst, _ in members]
 
 
-def _ssl_plan(tags: UnifyTags, members: list[Keyed]) -> tuple[bool, str]:
+def _ssl_plan(tags: UnifyTags, members: list[Member]) -> tuple[bool, str]:
     """(servers speak TLS, https mode: offloading | bridge | pass-through | invalid)."""
     if tags.ssl is None:
-        tls = all(i.port == 443 for _, i in members)
+        tls = all(i.port == 443 for _, i, _ in members)
         return tls, "bridge" if tls else "offloading"
     if tags.ssl == "backend":
         return True, "invalid"
@@ -195,9 +199,10 @@ def _server(key: str, inst: Instance) -> Server:
     return Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint"), weight)
 
 
-def _backend(name: str, mode: str, service: str, tags: UnifyTags, servers: dict[str, Server],
+def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Member],
              server_ssl: bool, previous: Mapping[str, Sequence[str | None]],
              min_slots: int) -> Backend:
+    servers = {key: server for key, _, server in members}
     layout = assign_slots(list(servers), previous.get(name), min_slots)
     slots = tuple(map(servers.get, layout))  # a free slot's None maps to None
     if tags.check is not None and not tags.check.enabled:
@@ -274,20 +279,20 @@ class _Memo:
     """What the previous build derived per instance, per service and per backend, reused when
     the inputs are the same objects.
 
-    ``verdicts``: ``id(instance) -> (instance, problem or ((key, instance), server))``. An
-    ``Instance`` is immutable and the catalog mirror keeps the same objects between
-    snapshots, so an instance seen by the previous build need not be checked (nor its key
-    hashed, nor its server built) again; holding the instance keeps its id from being reused
-    meanwhile. The members list of a service holds those ``(key, instance)`` pairs, so an
-    equal list (compared item by item, identity first) means the same instances in the same
-    order, and everything derived from them alone is equal too. Each build keeps only what
-    it used.
+    ``verdicts``: ``id(instance) ->`` its :data:`Member` tuple when usable, else
+    ``(None, instance, problem)``. An ``Instance`` is immutable and the catalog mirror keeps
+    the same objects between snapshots, so an instance seen by the previous build need not
+    be checked (nor its key hashed, nor its server built) again; holding the instance keeps
+    its id from being reused meanwhile. The members list of a service holds those tuples,
+    so an equal list (compared item by item, identity first) means the same instances in the
+    same order, and everything derived from them alone is equal too. Each build keeps only
+    what it used.
     """
 
     def __init__(self) -> None:
-        self.verdicts: dict[int, tuple[Instance, Problem | tuple[Keyed, Server]]] = {}
-        self.services: dict[str, tuple[list[Keyed], tuple]] = {}
-        self.backends: dict[str, tuple[list[Keyed], object, int, Backend]] = {}
+        self.verdicts: dict[int, tuple] = {}
+        self.services: dict[str, tuple[list[Member], tuple]] = {}
+        self.backends: dict[str, tuple[list[Member], object, int, Backend]] = {}
 
 
 _memo = _Memo()
@@ -302,18 +307,16 @@ def clear_caches() -> None:
 
 
 class _Group:
-    """One service's usable instances, as the pass over the catalog meets them: the
-    ``(key, instance)`` members, their servers by key, and what the common case of
-    :func:`~switchboard.validate.consensus` needs (do all carry the raw tags of the first,
-    their lowest ``create_index``), gathered on the way instead of in passes of their own.
-    ``tags`` and ``unify`` are the first member's: checked, so ``unify`` is the parse of
-    ``tags``."""
+    """One service's usable instances (:data:`Member` tuples), as the pass over the catalog
+    meets them, and what the common case of :func:`~switchboard.validate.consensus` needs
+    (do all carry the raw tags of the first, their lowest ``create_index``), gathered on
+    the way instead of in passes of their own. ``tags`` and ``unify`` are the first
+    member's: checked, so ``unify`` is the parse of ``tags``."""
 
-    __slots__ = ("members", "servers", "tags", "unify", "same", "create_index")
+    __slots__ = ("members", "tags", "unify", "same", "create_index")
 
-    def __init__(self, member: Keyed, server: Server, inst: Instance) -> None:
+    def __init__(self, member: Member, inst: Instance) -> None:
         self.members = [member]
-        self.servers = {member[0]: server}
         self.tags = inst.tags
         self.unify = inst.unify
         self.same = True
@@ -333,20 +336,19 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
     of the parse: raw tags equal to that member's (checked: its ``unify`` is their parse)
     have the same parse, so the instance's tags are valid exactly when its ``unify`` equals
     that member's; then an IPv4 address and a valid port. Anything else takes the full
-    check."""
+    check. One tuple is allocated per instance: fewer young objects for the cyclic
+    collector to walk after the build."""
     groups: dict[str, _Group] = {}
     problems: list[Problem] = []
     for inst in instances:
         if inst.unify is None and inst.tag_error is None:
             continue
         ident = id(inst)
-        seen = previous.get(ident)
+        verdict = previous.get(ident)
         group = groups.get(inst.service)
         tags = inst.tags
         same = group is not None and tags == group.tags
-        if seen is not None and seen[0] is inst:
-            outcome = seen[1]
-        else:
+        if verdict is None or verdict[1] is not inst:
             usable = False
             if same and inst.unify == group.unify and 1 <= inst.port <= 65535:
                 try:
@@ -354,29 +356,27 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
                     usable = True
                 except (OSError, ValueError, TypeError):
                     pass
-            if usable or _plainly_usable(inst) or (outcome := _instance_problem(inst)) is None:
+            if usable or _plainly_usable(inst) or (problem := _instance_problem(inst)) is None:
                 key = catalog_key(inst.node, inst.instance_id)
-                outcome = ((key, inst), _server(key, inst))
-        verdicts[ident] = (inst, outcome)
-        if type(outcome) is not tuple:
-            problems.append(outcome)
-            continue
-        member, server = outcome
-        if group is None:
-            groups[inst.service] = _Group(member, server, inst)
-            continue
-        group.members.append(member)
-        group.servers[member[0]] = server
-        if not same:
-            group.same = False
-        if inst.create_index < group.create_index:
-            group.create_index = inst.create_index
+                verdict = (key, inst, _server(key, inst))
+            else:
+                verdict = (None, inst, problem)
+        verdicts[ident] = verdict
+        if verdict[0] is None:
+            problems.append(verdict[2])
+        elif group is None:
+            groups[inst.service] = _Group(verdict, inst)
+        else:
+            group.members.append(verdict)
+            if not same:
+                group.same = False
+            if inst.create_index < group.create_index:
+                group.create_index = inst.create_index
     return groups, problems
 
 
 def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple:
-    """``(create index, service, tags, agreeing members, ssl plan, servers by key, dissent)``
-    of a service."""
+    """``(create index, service, tags, agreeing members, ssl plan, dissent)`` of a service."""
     members = group.members
     seen = previous.get(service)
     if seen is not None and seen[0] == members:
@@ -384,13 +384,14 @@ def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple
         return seen[1]
     if group.same:  # consensus' common case: equal raw tags, so equal parsed tags
         tags, agreeing, dissent = members[0][1].unify, members, []
-        create_index, servers = group.create_index, group.servers
+        create_index = group.create_index
     else:
-        tags, agreeing, dissent = consensus(members)
-        create_index = min(i.create_index for _, i in agreeing)
-        servers = {key: _server(key, inst) for key, inst in agreeing}
-    result = (create_index, service, tags, agreeing, _ssl_plan(tags, agreeing), servers,
-              dissent)
+        pairs = [(key, inst) for key, inst, _ in members]
+        tags, agreeing_pairs, dissent = consensus(pairs)
+        by_pair = {id(pair): member for pair, member in zip(pairs, members)}
+        agreeing = [by_pair[id(pair)] for pair in agreeing_pairs]
+        create_index = min(i.create_index for _, i, _ in agreeing)
+    result = (create_index, service, tags, agreeing, _ssl_plan(tags, agreeing), dissent)
     current[service] = (members, result)
     return result
 
@@ -401,7 +402,7 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
     verdicts: dict = {}
     groups, problems = _gather(instances, _memo.verdicts, verdicts)
     _memo.verdicts = verdicts
-    memo_services: dict[str, tuple[list[Keyed], tuple]] = {}
+    memo_services: dict[str, tuple[list[Member], tuple]] = {}
     followed: list[tuple] = []
     for service, group in groups.items():
         *item, dissent = _follow(service, group, _memo.services, memo_services)
@@ -412,28 +413,28 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
     followed = _drop_name_collisions(followed, problems)
 
     claims = _Claims(unavailable=unavailable_ports)
-    for _, service, tags, members, (_, https_mode), _ in followed:
+    for _, service, tags, members, (_, https_mode) in followed:
         claims.members = members
         _claim_service(service, tags, https_mode, claims, certificates)
     problems.extend(claims.problems)
 
     previous = previous_slots or {}
     backends = []
-    memo_backends: dict[str, tuple[list[Keyed], object, int, Backend]] = {}
-    for _, service, tags, members, (server_tls, _), servers in followed:
+    memo_backends: dict[str, tuple[list[Member], object, int, Backend]] = {}
+    for _, service, tags, members, (server_tls, _) in followed:
         for mode in ("http", "tcp"):
             name = backend_name(mode, service)
             if name not in claims.used_backends:
                 continue
-            # a backend is a function of its service's members (tags, TLS plan, servers and
-            # name follow from them), its previous layout and min_slots
+            # a backend is a function of its service's members (tags, TLS plan and name
+            # follow from them), its previous layout and min_slots
             layout = previous.get(name)
             seen = _memo.backends.get(name)
             if (seen is not None and seen[0] is members and seen[1] == layout
                     and seen[2] == min_slots):
                 backend = seen[3]
             else:
-                backend = _backend(name, mode, service, tags, servers, server_tls, previous,
+                backend = _backend(name, mode, service, tags, members, server_tls, previous,
                                    min_slots)
             memo_backends[name] = (members, layout, min_slots, backend)
             backends.append(backend)

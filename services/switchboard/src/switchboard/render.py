@@ -161,6 +161,13 @@ def _prefixes(count: int) -> list[str]:
     return _PREFIXES
 
 
+@lru_cache(maxsize=1024)
+def _ready_format(check: str, count: int) -> str:
+    """A ``%`` format of the lines of slots ``s1`` .. ``s<count>`` all holding a server at
+    an IPv4 address, ``ready`` at weight 1: three values a line, address, port and key."""
+    return "".join(f"    server s{index} %s:%s{check} # %s\n" for index in range(1, count + 1))
+
+
 def _server_lines(backend: Backend, lines: list[str]) -> None:
     """Append the ``server s<i>`` lines of ``backend`` to ``lines``, one per slot (format in
     the template's header comment)."""
@@ -170,6 +177,18 @@ def _server_lines(backend: Backend, lines: list[str]) -> None:
     used = len(slots)
     while used and slots[used - 1] is None:
         used -= 1
+    # the common case (each used slot an IPv4 server, ready, weight 1) in one format
+    values: list = []
+    add = values.extend
+    for slot in slots[:used]:
+        if (slot is None or slot.state != "ready" or slot.weight != 1
+                or ":" in slot.address):
+            break
+        add((slot.address, slot.port, slot.key))
+    else:
+        lines.append(_ready_format(check, used) % tuple(values))
+        lines.append(_free_lines(check, used + 1, len(slots)))
+        return
     prefixes = _prefixes(used)
     append = lines.append
     index = 0
