@@ -87,10 +87,10 @@ def test_large_catalog_hash_is_pinned():
     assert (len(data), hashlib.sha256(data).hexdigest()) == (FEWER_LEN, FEWER_SHA256)
 
 
-LARGE_LEN = 389653
-LARGE_SHA256 = "f6ffb6593f2ed0f5319bd299c7fd72c00e1d5fb6027e00f87d223f02f73dd21f"
-FEWER_LEN = 389615
-FEWER_SHA256 = "4f85df5aa2ac28aba95468ef74ad0a0ed0c3390c68a52ea8359c5175d913e8a8"
+LARGE_LEN = 389687
+LARGE_SHA256 = "7336546aeede8f8eceb38cf7566c0c4ba9b6312a222837c9eb3777cd7ecded69"
+FEWER_LEN = 389649
+FEWER_SHA256 = "13fde2c13bbb79da6a884fc1a0a36468869cb5c12cf80d8412c67d38dcd62fef"
 
 
 def test_cached_builds_equal_builds_from_nothing_through_a_series_of_changes():

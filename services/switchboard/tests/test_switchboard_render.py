@@ -33,6 +33,7 @@ frontend fe_http_80
     bind 127.0.0.1:80
     mode http
     option forwardfor
+    option idle-close-on-response
     http-request set-header X-Forwarded-Proto http
     http-request set-var(txn.host) req.hdr(host),field(1,:),lower
     use_backend {WEB} if {{ var(txn.host) -m str web.example.com }}

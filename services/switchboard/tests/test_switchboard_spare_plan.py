@@ -39,6 +39,7 @@ frontend fe_http_8080
     bind 127.0.0.1:8080
     mode http
     option forwardfor
+    option idle-close-on-response
     http-request set-header X-Forwarded-Proto http
     http-request set-var(txn.host) req.hdr(host),field(1,:),lower
     use_backend {API} if {{ var(txn.host) -m str web.example.com }} {{ path -m str /api }} || {{ var(txn.host) -m str web.example.com }} {{ path_beg /api/ }}
