@@ -222,9 +222,9 @@ def main() -> None:
     print(f"instances={count} services={services} backends={len(desired.backends)} "
           f"config_bytes={len(data)}")
     print(f"import (template compiled): {IMPORT_MS[0]:.1f} ms wall, {IMPORT_MS[1]:.1f} ms CPU")
-    walls = sorted(c[0] for c in cold)
+    walls, cpus = sorted(c[0] for c in cold), sorted(c[1] for c in cold)
     print(f"cold build+render, {runs} fresh processes: median {median_pair(cold)} "
-          f"(wall {walls[0]:.1f}-{walls[-1]:.1f})")
+          f"(wall {walls[0]:.1f}-{walls[-1]:.1f}, CPU {cpus[0]:.1f}-{cpus[-1]:.1f})")
     print(f"warm build+render (median of 5): {median_pair(warm)}")
     print(f"with previous slot layout (median of 5): {median_pair(steady)}")
     for label, samples in changed.items():

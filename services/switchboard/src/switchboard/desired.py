@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from unify_common.events import Instance, catalog_key
+from unify_common.events import Instance
+
+try:  # CPython's own SHA-256: for inputs this short, cheaper than OpenSSL's (no EVP context)
+    from _sha256 import sha256 as _sha256  # Python <= 3.11
+except ImportError:  # pragma: no cover - depends on the Python version
+    try:
+        from _sha2 import sha256 as _sha256  # Python >= 3.12
+    except ImportError:
+        from hashlib import sha256 as _sha256
 from unify_common.tags import UnifyTags
 
 from .gcpause import gc_paused
@@ -191,6 +199,12 @@ def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Clai
             claims.http_route(port, host, prefix, http_backend, service)
 
 
+def _catalog_key(node: str, instance_id: str) -> str:
+    """:func:`unify_common.events.catalog_key` (the definition of the key), computed the same
+    way: ``i.`` + the first 40 hex digits of SHA-256 over ``node`` NUL ``instance_id``."""
+    return "i." + _sha256(f"{node}\0{instance_id}".encode()).hexdigest()[:40]
+
+
 def _server(key: str, inst: Instance) -> Server:
     """The server of a usable instance (the same in whichever slot it lands)."""
     weight = inst.weight
@@ -328,7 +342,7 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
     """One pass over the catalog: each instance checked (the rules of
     :mod:`switchboard.validate`: :func:`~switchboard.validate._plainly_usable` for the common
     case, :func:`~switchboard.validate._instance_problem` to decide the rest), a usable one
-    keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
+    keyed (:func:`_catalog_key`) with its server and grouped by service;
     untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
     members are in the order of ``instances``; problems in no particular order.
 
@@ -357,7 +371,7 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
                 except (OSError, ValueError, TypeError):
                     pass
             if usable or _plainly_usable(inst) or (problem := _instance_problem(inst)) is None:
-                key = catalog_key(inst.node, inst.instance_id)
+                key = _catalog_key(inst.node, inst.instance_id)
                 verdict = (key, inst, _server(key, inst))
             else:
                 verdict = (None, inst, problem)
