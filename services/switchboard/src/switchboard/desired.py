@@ -371,8 +371,13 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
                 except (OSError, ValueError, TypeError):
                     pass
             if usable or _plainly_usable(inst) or (problem := _instance_problem(inst)) is None:
-                key = _catalog_key(inst.node, inst.instance_id)
-                verdict = (key, inst, _server(key, inst))
+                # _catalog_key and _server, inlined (this runs once per instance)
+                key = "i." + _sha256(f"{inst.node}\0{inst.instance_id}".encode()).hexdigest()[:40]
+                weight = inst.weight
+                if weight != 1:
+                    weight = min(256, max(1, weight))
+                verdict = (key, inst, Server(key, inst.address, inst.port,
+                                             _STATE.get(inst.health, "maint"), weight))
             else:
                 verdict = (None, inst, problem)
         verdicts[ident] = verdict
