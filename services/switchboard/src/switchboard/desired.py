@@ -199,20 +199,6 @@ def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Clai
             claims.http_route(port, host, prefix, http_backend, service)
 
 
-def _catalog_key(node: str, instance_id: str) -> str:
-    """:func:`unify_common.events.catalog_key` (the definition of the key), computed the same
-    way: ``i.`` + the first 40 hex digits of SHA-256 over ``node`` NUL ``instance_id``."""
-    return "i." + _sha256(f"{node}\0{instance_id}".encode()).hexdigest()[:40]
-
-
-def _server(key: str, inst: Instance) -> Server:
-    """The server of a usable instance (the same in whichever slot it lands)."""
-    weight = inst.weight
-    if weight != 1:
-        weight = min(256, max(1, weight))
-    return Server(key, inst.address, inst.port, _STATE.get(inst.health, "maint"), weight)
-
-
 def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[Member],
              server_ssl: bool, previous: Mapping[str, Sequence[str | None]],
              min_slots: int) -> Backend:
@@ -342,7 +328,7 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
     """One pass over the catalog: each instance checked (the rules of
     :mod:`switchboard.validate`: :func:`~switchboard.validate._plainly_usable` for the common
     case, :func:`~switchboard.validate._instance_problem` to decide the rest), a usable one
-    keyed (:func:`_catalog_key`) with its server and grouped by service;
+    keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
     untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
     members are in the order of ``instances``; problems in no particular order.
 
@@ -371,7 +357,8 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
                 except (OSError, ValueError, TypeError):
                     pass
             if usable or _plainly_usable(inst) or (problem := _instance_problem(inst)) is None:
-                # _catalog_key and _server, inlined (this runs once per instance)
+                # its catalog key (unify_common.events.catalog_key, computed the same way:
+                # "i." + 40 hex digits of SHA-256 over node NUL instance id) and its server
                 key = "i." + _sha256(f"{inst.node}\0{inst.instance_id}".encode()).hexdigest()[:40]
                 weight = inst.weight
                 if weight != 1:
