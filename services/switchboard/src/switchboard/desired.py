@@ -51,7 +51,7 @@ from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import _instance_problem, _plainly_usable, consensus
+from .validate import consensus, instance_problem, plainly_usable
 
 __all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "clear_caches",
            "order_routes", "spare_backends"]
@@ -326,8 +326,8 @@ class _Group:
 def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
             ) -> tuple[dict[str, _Group], list[Problem]]:
     """One pass over the catalog: each instance checked (the rules of
-    :mod:`switchboard.validate`: :func:`~switchboard.validate._plainly_usable` for the common
-    case, :func:`~switchboard.validate._instance_problem` to decide the rest), a usable one
+    :mod:`switchboard.validate`: :func:`~switchboard.validate.plainly_usable` for the common
+    case, :func:`~switchboard.validate.instance_problem` to decide the rest), a usable one
     keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
     untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
     members are in the order of ``instances``; problems in no particular order.
@@ -356,7 +356,7 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
                     usable = True
                 except (OSError, ValueError, TypeError):
                     pass
-            if usable or _plainly_usable(inst) or (problem := _instance_problem(inst)) is None:
+            if usable or plainly_usable(inst) or (problem := instance_problem(inst)) is None:
                 # its catalog key (unify_common.events.catalog_key, computed the same way:
                 # "i." + 40 hex digits of SHA-256 over node NUL instance id) and its server
                 key = "i." + _sha256(f"{inst.node}\0{inst.instance_id}".encode()).hexdigest()[:40]

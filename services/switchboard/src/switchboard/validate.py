@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import socket
 from functools import lru_cache
-from typing import Iterable
 
-from unify_common.events import Instance, catalog_key
+from unify_common.events import Instance
 from unify_common.tags import TagError, UnifyTags, parse_tags
 
 from .model import Problem
 
-__all__ = ["Keyed", "clear_verdicts", "consensus", "usable_by_service"]
+__all__ = ["Keyed", "consensus", "instance_problem", "plainly_usable"]
 
 
 def _problem(reason: str, message: str, inst: Instance) -> Problem:
@@ -53,7 +52,9 @@ def _is_ip(address: str) -> bool:
         return False
 
 
-def _instance_problem(inst: Instance) -> Problem | None:
+def instance_problem(inst: Instance) -> Problem | None:
+    """Why ``inst`` cannot be routed to (``invalid-tags`` or ``invalid-address``, see the
+    module doc), or ``None`` when it is usable."""
     if inst.unify is None:
         return _problem("invalid-tags", inst.tag_error or "", inst)
     tags = inst.tags if type(inst.tags) is tuple else tuple(inst.tags)
@@ -71,10 +72,10 @@ def _instance_problem(inst: Instance) -> Problem | None:
     return None
 
 
-def _plainly_usable(inst: Instance) -> bool:
-    """The common case of :func:`_instance_problem` returning ``None``, checked in one go:
+def plainly_usable(inst: Instance) -> bool:
+    """The common case of :func:`instance_problem` returning ``None``, checked in one go:
     tags a tuple whose parse is the instance's ``unify``, an IPv4 address, a valid port.
-    False means "look closer" (:func:`_instance_problem` decides), never "unusable"."""
+    False means "look closer" (:func:`instance_problem` decides), never "unusable"."""
     tags = inst.tags
     if type(tags) is not tuple:
         return False
@@ -90,58 +91,6 @@ def _plainly_usable(inst: Instance) -> bool:
 
 #: A usable instance with its catalog key: ``(key, instance)``.
 Keyed = tuple[str, Instance]
-
-#: id(instance) -> (instance, its problem or its :data:`Keyed` pair), for the instances of
-#: the last call. An ``Instance`` is immutable and the catalog mirror keeps the same objects
-#: between snapshots, so an instance seen by the previous call need not be checked (nor its
-#: key hashed) again; holding the instance keeps its id from being reused meanwhile.
-_verdicts: dict[int, tuple[Instance, Problem | Keyed]] = {}
-
-
-def clear_verdicts() -> None:
-    """Forget the instances checked by the last call (results never depend on it)."""
-    global _verdicts
-    _verdicts = {}
-
-
-def usable_by_service(instances: Iterable[Instance]
-                      ) -> tuple[dict[str, list[Keyed]], list[Problem]]:
-    """Split instances into those carrying valid Unify tags and an IP address, grouped by
-    service, and problems.
-
-    :param instances: any catalog instances (any health); untagged ones (``unify`` and
-        ``tag_error`` both ``None``) are dropped silently.
-    :returns: ``(service -> [(catalog key, instance)], problems)``; services and instances
-        are in the order of ``instances``, problems in no particular order (callers sort:
-        nothing they derive may depend on the input order).
-    """
-    global _verdicts
-    previous, verdicts = _verdicts, {}
-    by_service: dict[str, list[Keyed]] = {}
-    problems: list[Problem] = []
-    for inst in instances:
-        if inst.unify is None and inst.tag_error is None:
-            continue
-        ident = id(inst)
-        seen = previous.get(ident)
-        if seen is not None and seen[0] is inst:
-            outcome = seen[1]
-        elif _plainly_usable(inst):
-            outcome = (catalog_key(inst.node, inst.instance_id), inst)
-        else:
-            outcome = _instance_problem(inst) or (catalog_key(inst.node, inst.instance_id),
-                                                  inst)
-        verdicts[ident] = (inst, outcome)
-        if type(outcome) is tuple:
-            group = by_service.get(inst.service)
-            if group is None:
-                by_service[inst.service] = [outcome]
-            else:
-                group.append(outcome)
-        else:
-            problems.append(outcome)
-    _verdicts = verdicts
-    return by_service, problems
 
 
 def consensus(members: list[Keyed]) -> tuple[UnifyTags, list[Keyed], list[Problem]]:
