@@ -47,6 +47,9 @@ async def blocking_get(client, path: str, *, index: int, wait: str,
     write wakes every service on that node) is recognised by comparing text, before any JSON
     decoding. The ACL token (``X-Consul-Token``) is added by the client.
 
+    :param path: the API path with names as they are (``/v1/health/service/a b?c``):
+        py-consul percent-encodes it (every character but ``/`` and ``:``), and Consul reads
+        a name as the rest of the decoded path, ``/`` included.
     :returns: ``(X-Consul-Index, body text)``.
     :raises consul.ConsulException: a non-2xx answer (``consul.NotFound`` for 404).
     """

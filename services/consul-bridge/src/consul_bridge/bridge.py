@@ -27,7 +27,6 @@ import hashlib
 import time
 
 from typing import Callable
-from urllib.parse import quote
 
 import msgspec
 
@@ -145,23 +144,30 @@ class Bridge:
                                    "stands)", log=log, base=0.2, cap=10.0,
                                    fields={"query": what})
 
-    async def _watch_nodes(self) -> None:
-        """Follow the node list (``/v1/catalog/nodes``): one :meth:`_watch_node` per node."""
+    async def _changes(self, path: str):
+        """Yield ``(index, body)`` of each answer of a blocking query on ``path`` that may
+        carry a change (a new ``X-Consul-Index``), forever; index resets go to the removal
+        guard (see :mod:`.blocking`)."""
         wait = f"{int(self.settings.wait_s)}s"
-        index, last_nodes = 0, None
+        index = 0
         while True:
             returned, body = await self._blocking(
-                "catalog/nodes",
-                lambda i: blocking_get(self._consul, "/v1/catalog/nodes", index=i, wait=wait),
-                index)
+                path, lambda i: blocking_get(self._consul, path, index=i, wait=wait), index)
             step = next_index(index, returned)
             if step.reset:
-                log.warning("Consul index went backwards; resetting", extra={"fields": {
-                    "query": "catalog/nodes", "previous": index, "returned": returned}})
+                # one line for the node list; per node and per service it is the same news
+                (log.warning if path == "/v1/catalog/nodes" else log.debug)(
+                    "Consul index went backwards; resetting", extra={"fields": {
+                        "query": path, "previous": index, "returned": returned}})
                 self._guard.index_reset(self._clock())
             index = step.index
-            if not step.changed:
-                continue
+            if step.changed:
+                yield returned, body
+
+    async def _watch_nodes(self) -> None:
+        """Follow the node list (``/v1/catalog/nodes``): one :meth:`_watch_node` per node."""
+        last_nodes = None
+        async for returned, body in self._changes("/v1/catalog/nodes"):
             try:
                 nodes = decode_node_names(body)
             except msgspec.MsgspecError as err:
@@ -192,18 +198,8 @@ class Bridge:
         registration or deregistration on this node wakes only this query (Consul watches the
         node's own part of its services table), and its answer holds only this node's
         services, so finding a new service costs the same at any catalog size."""
-        wait = f"{int(self.settings.wait_s)}s"
-        path = f"/v1/catalog/node-services/{quote(node, safe='')}"
-        index, last_names = 0, None
-        while True:
-            returned, body = await self._blocking(
-                path, lambda i: blocking_get(self._consul, path, index=i, wait=wait), index)
-            step = next_index(index, returned)
-            if step.reset:
-                self._guard.index_reset(self._clock())
-            index = step.index
-            if not step.changed:
-                continue
+        last_names = None
+        async for returned, body in self._changes(f"/v1/catalog/node-services/{node}"):
             try:
                 names = decode_node_service_names(body) - self.settings.ignore_services
             except msgspec.MsgspecError as err:
@@ -280,17 +276,9 @@ class Bridge:
                          f"error:{kind}-name:{digest}:{index}")
 
     async def _watch_service(self, name: str) -> None:
-        wait = f"{int(self.settings.wait_s)}s"
-        path = f"/v1/health/service/{name}"
-        index, last_body, last_signature = 0, None, None
-        while True:
-            returned, body = await self._blocking(
-                path, lambda i: blocking_get(self._consul, path, index=i, wait=wait), index)
-            step = next_index(index, returned)
-            if step.reset:
-                self._guard.index_reset(self._clock())
-            index = step.index
-            if not step.changed or body == last_body:
+        last_body, last_signature = None, None
+        async for returned, body in self._changes(f"/v1/health/service/{name}"):
+            if body == last_body:
                 continue  # woken by a write that did not change this service
             last_body = body
             try:

@@ -474,7 +474,8 @@ async def test_node_name_consul_cannot_query_is_skipped_with_one_error(
         bridge_settings, consul_http_addr, nats_server, events):
     """A node name with a newline: Consul answers HTTP 400 to its node query, so the node is
     reported once and skipped; a service it shares with a readable node is still followed
-    (the service's own query lists every node), the others flow as usual."""
+    (the service's own query lists every node), the others flow as usual, names with URL
+    characters (``?``, ``/``, ``#``, space) included."""
     handle = await start_bridge(bridge_settings)
     await events.start(nats_server.url)
     catalog_register(consul_http_addr, "bad\nnode", "10.2.0.1", "lonely-1", "lonely", 8001)
@@ -483,7 +484,10 @@ async def test_node_name_consul_cannot_query_is_skipped_with_one_error(
     await events.wait_for(2, "unify.catalog.instance")
     await events.wait_for(1, "unify.error.consul-bridge")
     catalog_register(consul_http_addr, "good-node", "10.2.0.2", "after-1", "after", 8004)
-    await events.wait_for(3, "unify.catalog.instance")
+    # characters that mean something in a URL are data in a name
+    catalog_register(consul_http_addr, "odd node/a?b#c", "10.2.0.3", "odd-1", "we?ird/na me#x",
+                     8005)
+    await events.wait_for(4, "unify.catalog.instance")
     await asyncio.sleep(0.5)
     errors = [e for s, _, e in events.items if s == "unify.error.consul-bridge"]
     assert [(e.reason, e.node, e.service, e.message) for e in errors] == [(
@@ -491,6 +495,10 @@ async def test_node_name_consul_cannot_query_is_skipped_with_one_error(
         "node name 'bad\\nnode' has control characters; Consul refuses queries for it "
         "(HTTP 400), so services registered only on it are skipped")]
     assert sorted(events.types("unify.catalog.instance")) == [
-        ("instance.registered", "after-1"), ("instance.registered", "shared-1"),
-        ("instance.registered", "shared-2")]
+        ("instance.registered", "after-1"), ("instance.registered", "odd-1"),
+        ("instance.registered", "shared-1"), ("instance.registered", "shared-2")]
+    [odd] = [e.instance for _, _, e in events.items
+             if getattr(getattr(e, "instance", None), "instance_id", "") == "odd-1"]
+    assert (odd.service, odd.node, odd.address) == ("we?ird/na me#x", "odd node/a?b#c",
+                                                    "10.2.0.3")
     await stop_bridge(handle)

@@ -78,11 +78,13 @@ async def switchboard_factory(sb_common: CommonSettings, run_dir: Path):
 
     async def start(*, cert_dir: Path | None = None, ssl_ciphers: str = "",
                     manage: bool = False, min_slots: int = 4, host_maps: bool = True,
-                    spare_backends: int = 2) -> SwitchboardService:
+                    spare_backends: int = 2, debounce: float = 0.05,
+                    max_wait: float = 1.0) -> SwitchboardService:
         sb_settings = SwitchboardSettings(
             common=sb_common, config_path=run_dir / "haproxy.cfg",
             master_socket=run_dir / "master.sock", haproxy_bin="haproxy", cert_dir=cert_dir,
             manage=manage, min_slots=min_slots, spare_backends=spare_backends,
+            debounce=debounce, max_wait=max_wait,
             render=RenderOptions(bind="127.0.0.1", run_dir=str(run_dir), maxconn=2000,
                                  hard_stop_after="10s", ssl_ciphers=ssl_ciphers,
                                  host_maps=host_maps))

@@ -6,18 +6,13 @@ long enough (2 s) to look at the worker in between."""
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
+from functools import partial
 
-import pytest
-from sb_support import Events, get_body, wait_until
+from sb_support import get_body, start_with_web, wait_until
 from test_switchboard_runtime import bodies
 from test_switchboard_spare import bucket_revision, map_entries
 
 from switchboard.desired import backend_name
-from switchboard.render import RenderOptions
-from switchboard.service import SwitchboardService
-from switchboard.settings import SwitchboardSettings
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_cli.devstack.process import free_port
 
@@ -25,49 +20,18 @@ from unify_cli.devstack.process import free_port
 DEBOUNCE = 2.0
 
 
-@pytest.fixture
-async def slow_switchboard(sb_common, run_dir: Path):
-    """Start a switchboard whose subscriber waits ``DEBOUNCE`` seconds of quiet."""
-    started: list[SwitchboardService] = []
-
-    async def start(*, spare_backends: int = 2) -> SwitchboardService:
-        service = SwitchboardService(SwitchboardSettings(
-            common=sb_common, config_path=run_dir / "haproxy.cfg",
-            master_socket=run_dir / "master.sock", min_slots=4,
-            spare_backends=spare_backends, debounce=DEBOUNCE, max_wait=2 * DEBOUNCE,
-            render=RenderOptions(bind="127.0.0.1", run_dir=str(run_dir), maxconn=2000,
-                                 hard_stop_after="10s", host_maps=True)))
-        await service.start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        try:
-            await asyncio.wait_for(service.stop(), 20)
-        except asyncio.TimeoutError:
-            for task in asyncio.all_tasks():
-                task.print_stack(file=sys.stderr)
-            raise AssertionError("switchboard did not stop within 20 s") from None
-
-
-async def start_web(js, sb_common, port: int, backend_port: int, slow_switchboard,
-                    events: Events, **options) -> SwitchboardService:
-    await put_instance(js, sb_common, make_instance(
-        "web", "web-1", "127.0.0.1", backend_port, ["dns=example.com", "vhost=web",
-                                                     f"http={port}"]))
-    service = await slow_switchboard(**options)
-    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
-                     what="first reload")
-    return service
+def slow_switchboard(switchboard_factory):
+    """The switchboard factory with a ``DEBOUNCE``-second debounce."""
+    return partial(switchboard_factory, debounce=DEBOUNCE, max_wait=2 * DEBOUNCE)
 
 
 async def test_joining_instance_serves_before_the_debounced_apply(
-        sb_common, nc, haproxy, backends, events, slow_switchboard):
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
     js = nc.jetstream()
     port = free_port()
     alpha, beta = backends("alpha"), backends("beta")
-    service = await start_web(js, sb_common, port, alpha.port, slow_switchboard, events)
+    service = await start_with_web(js, sb_common, alpha.port, port,
+                                   slow_switchboard(switchboard_factory), events)
     pids = haproxy.worker_pids()
     config = haproxy.config.read_text()
     joining = make_instance("web", "web-2", "127.0.0.1", beta.port,
@@ -99,11 +63,12 @@ async def test_joining_instance_serves_before_the_debounced_apply(
 
 
 async def test_new_vhost_serves_through_a_spare_before_the_one_reload_of_its_burst(
-        sb_common, nc, haproxy, backends, events, slow_switchboard):
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
     js = nc.jetstream()
     port = free_port()
     alpha, beta, gamma = backends("alpha"), backends("beta"), backends("gamma")
-    service = await start_web(js, sb_common, port, alpha.port, slow_switchboard, events)
+    service = await start_with_web(js, sb_common, alpha.port, port,
+                                   slow_switchboard(switchboard_factory), events)
     host_map = f"{haproxy.config.parent}/fe_http_{port}.map"
     web, docs = backend_name("http", "web"), backend_name("http", "docs")
     pids = haproxy.worker_pids()

@@ -50,6 +50,18 @@ def hold_reloads(service) -> asyncio.Event:
     return gate
 
 
+async def assert_docs_on_its_own_backend(service, port: int, host_map: str) -> None:
+    """After the reload: docs is served by its own backend (the spare got no more traffic),
+    the map points at it, and web still answers."""
+    web, docs = backend_name("http", "web"), backend_name("http", "docs")
+    assert await get_body(port, "docs.example.com") == (200, "beta")
+    assert await map_entries(service, host_map) == [("docs.example.com", docs),
+                                                     ("web.example.com", web)]
+    assert await backend_sessions(service, docs) == 1
+    assert await backend_sessions(service, "be_spare_1") == 0
+    assert await get_body(port, "web.example.com") == (200, "alpha")
+
+
 async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
         sb_common, nc, haproxy, backends, events, switchboard_factory):
     js = nc.jetstream()
@@ -92,12 +104,7 @@ async def test_new_vhost_serves_through_a_spare_then_from_its_own_backend(
     assert events.applied[2].config_hash == service.reconciler.applied_hash != ""
     assert events.applied[2].detail == f"revision {revision}"
     assert haproxy.worker_pids() != pids
-    assert await get_body(port, "docs.example.com") == (200, "beta")
-    assert await map_entries(service, host_map) == [("docs.example.com", docs),
-                                                     ("web.example.com", web)]
-    assert await backend_sessions(service, docs) == 1
-    assert await backend_sessions(service, "be_spare_1") == 0
-    assert await get_body(port, "web.example.com") == (200, "alpha")
+    await assert_docs_on_its_own_backend(service, port, host_map)
     assert events.errors == []
 
 
@@ -140,12 +147,7 @@ async def test_reconcile_takes_the_spare_itself_without_a_quick_step(
     assert [e.method for e in events.applied] == ["reload", "runtime", "reload"]
     assert events.applied[2].config_hash == events.applied[1].config_hash
     assert haproxy.worker_pids() != pids
-    assert await get_body(port, "docs.example.com") == (200, "beta")
-    assert await map_entries(service, host_map) == [("docs.example.com", docs),
-                                                     ("web.example.com", web)]
-    assert await backend_sessions(service, docs) == 1
-    assert await backend_sessions(service, "be_spare_1") == 0
-    assert await get_body(port, "web.example.com") == (200, "alpha")
+    await assert_docs_on_its_own_backend(service, port, host_map)
     assert events.errors == []
 
 
