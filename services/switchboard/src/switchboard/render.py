@@ -111,7 +111,7 @@ class _ChunkCache:
         return text
 
 
-class _ChunkByIdentity:
+class _ChunkByIdentity(_ChunkCache):
     """Like :class:`_ChunkCache`, but keyed by the input *object* (its ``id``, the object held
     so the id stays its own): for backends, which :mod:`switchboard.desired` hands over as the
     same objects while their inputs are unchanged. A lookup costs no hash of the value (a
@@ -119,14 +119,7 @@ class _ChunkByIdentity:
     catalog per render when keyed by value); an equal but new object is rendered again,
     which gives the same text."""
 
-    __slots__ = ("previous", "current")
-
-    def __init__(self) -> None:
-        self.previous: dict = {}
-        self.current: dict = {}
-
-    def start(self) -> None:
-        self.previous, self.current = self.current, {}
+    __slots__ = ()
 
     def get(self, value, make):
         ident = id(value)
