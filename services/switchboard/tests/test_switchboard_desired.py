@@ -7,7 +7,7 @@ import hashlib
 import msgspec
 import pytest
 
-from switchboard.desired import backend_name, build_desired
+from switchboard.desired import backend_name, build_desired, frontend_ports
 from switchboard.model import Certificate, Problem
 from switchboard.render import RenderOptions, render, render_maps
 from tests.fixtures.catalog import make_instance
@@ -130,6 +130,48 @@ def test_oldest_service_keeps_a_claimed_vhost_and_tcp_port():
         Problem("route-conflict", "web.example.com on port 80 is already routed to "
                 "service 'shop'", "hijack", "h1", "node-1"),
     ]))
+
+
+def test_a_port_keeps_its_kind_while_claimed_for_it():
+    """The HTTP owner of a port goes; an older TCP claimant, rejected so far, does not take
+    the port from a vhost still served on it. Once no service claims the port for HTTP,
+    the TCP claimant gets it."""
+    alpha = make_instance("alpha", "a1", "10.0.0.1", 80,
+                          ["dns=example.com", "vhost=alpha", "http=9500"], create_index=1)
+    grab = make_instance("grab", "g1", "10.0.0.2", 80, ["tcp=9500"], create_index=2)
+    beta = make_instance("beta", "b1", "10.0.0.3", 80,
+                         ["dns=example.com", "vhost=beta", "http=9500"], create_index=3)
+    first = build_desired([alpha, grab, beta])
+    assert frontend_ports(first) == {9500: "http"}
+    assert [(p.reason, p.service) for p in first.problems] == [("port-conflict", "grab")]
+
+    # without a previous state the oldest claim wins: what a first build does
+    assert frontend_ports(build_desired([grab, beta])) == {9500: "tcp"}
+    # with the previous state the port stays HTTP while beta claims it
+    second = build_desired([grab, beta], previous_ports=frontend_ports(first))
+    assert frontend_ports(second) == {9500: "http"}
+    assert [(r.host, r.backend) for fe in second.frontends for r in fe.routes] == [
+        ("beta.example.com", backend_name("http", "beta"))]
+    assert second.problems == (Problem(
+        "port-conflict", "port 9500 is in use for http and stays so while a service claims "
+        "it for http", "grab", "g1", "node-1"),)
+    # beta goes too: nothing claims 9500 for HTTP any more, the TCP claimant gets it
+    third = build_desired([grab], previous_ports=frontend_ports(second))
+    assert [(fe.kind, fe.port, fe.default_backend) for fe in third.frontends] == [
+        ("tcp", 9500, backend_name("tcp", "grab"))]
+    assert third.problems == ()
+
+
+def test_a_claim_that_cannot_reach_the_port_does_not_hold_it():
+    """An HTTP listener without dns= (missing-vhost) does not count as a claim."""
+    web = make_instance("web", "w1", "10.0.0.1", 80,
+                        ["dns=example.com", "vhost=web", "http=9600"], create_index=1)
+    grab = make_instance("grab", "g1", "10.0.0.2", 80, ["tcp=9600"], create_index=2)
+    bare = make_instance("bare", "x1", "10.0.0.3", 80, ["http=9600"], create_index=3)
+    first = build_desired([web, grab, bare])
+    second = build_desired([grab, bare], previous_ports=frontend_ports(first))
+    assert frontend_ports(second) == {9600: "tcp"}
+    assert [(p.reason, p.service) for p in second.problems] == [("missing-vhost", "bare")]
 
 
 def test_same_create_index_tie_goes_to_the_service_name():

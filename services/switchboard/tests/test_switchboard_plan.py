@@ -7,8 +7,9 @@ import dataclasses
 import msgspec
 import pytest
 
-from switchboard.desired import backend_name, build_desired
-from switchboard.plan import layout_from_config, runtime_commands, slot_layout
+from switchboard.desired import backend_name, build_desired, frontend_ports
+from switchboard.model import Certificate
+from switchboard.plan import layout_from_config, ports_from_config, runtime_commands, slot_layout
 from switchboard.render import RenderOptions, render
 from switchboard.slots import assign_slots, fresh_capacity
 from tests.fixtures.catalog import make_instance
@@ -52,6 +53,21 @@ def test_layout_survives_a_render_round_trip():
     text = render(desired, RenderOptions()).decode()
     assert layout_from_config(text) == slot_layout(desired) | {"be_no_route": ()}
     assert layout_from_config("garbage\nbackend x\n    server s2 1.2.3.4:1\n") == {"x": ()}
+
+
+def test_port_kinds_survive_a_render_round_trip():
+    """A restarted switchboard reads each port's kind back from the live file (the https
+    port's internal ``_tls`` frontend is not a port)."""
+    certs = (Certificate("/c/star.pem", ("*.example.com",), "f1"),)
+    desired = build_desired([
+        web("w1", "10.0.0.1"),
+        make_instance("db", "d1", "10.0.0.5", 5432, ["tcp=15432"]),
+        make_instance("app", "p1", "10.0.0.6", 8080,
+                      ["dns=example.com", "vhost=app", "https=8443"])], certificates=certs)
+    text = render(desired, RenderOptions()).decode()
+    assert ports_from_config(text) == frontend_ports(desired) == {
+        8080: "http", 8443: "https", 15432: "tcp"}
+    assert ports_from_config("frontend fe_http_80x\nfrontend fe_https_8443_tls\n") == {}
 
 
 def _runtime(before, after):

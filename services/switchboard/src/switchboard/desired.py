@@ -6,6 +6,11 @@ Routing rules (each one a stated, deterministic choice):
   A frontend port, a ``(port, host, prefix)`` HTTP route and a ``(port, host)`` TLS
   pass-through route belong to the first service that claims them; later claimants are
   rejected (``port-conflict`` / ``route-conflict``) and keep their other routes.
+* A port keeps the kind (``http``, ``https``, ``tcp``) it had in the previous state
+  (``previous_ports``) while any service still claims it for that kind: when the service
+  that won the port goes, an older claimant of another kind, rejected until then, does not
+  take the port from the vhosts still served on it. Like slots, this makes the result depend
+  on the previous state as well as on the catalog; a first build has none.
 * ``http`` and ``https`` listeners need a ``vhost`` (``missing-vhost`` otherwise); the service
   answers on ``<vhost>.<dns>`` for every ``dns`` domain. ``tcp`` listeners take the whole port.
 * TLS (``ssl`` tag): ``offloading`` ends TLS at HAProxy; ``bridge`` ends it and re-encrypts to
@@ -54,7 +59,7 @@ from .slots import assign_slots
 from .validate import consensus, instance_problem, plainly_usable
 
 __all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "clear_caches",
-           "order_routes", "spare_backends"]
+           "frontend_ports", "order_routes", "spare_backends"]
 
 _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
 
@@ -100,6 +105,8 @@ class _Claims:
     used_backends: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     unavailable: frozenset[int] = frozenset()
+    #: port -> the kind it keeps (held in the previous state, still claimed for that kind)
+    held: Mapping[int, str] = field(default_factory=dict)
     #: the instances of the service being claimed for (each rejection names every one)
     members: list[Member] = field(default_factory=list)
 
@@ -110,6 +117,11 @@ class _Claims:
         if port in self.unavailable:
             self.reject("port-unavailable", f"port {port} is held by another program on "
                         "this node; its routes wait until it is free", service)
+            return False
+        held = self.held.get(port)
+        if held is not None and held != kind:
+            self.reject("port-conflict", f"port {port} is in use for {held} and stays so "
+                        f"while a service claims it for {held}", service)
             return False
         owner = self.port_kind.setdefault(port, (kind, service))
         if owner[1] == service and owner[0] == kind:
@@ -155,6 +167,22 @@ def _ssl_plan(tags: UnifyTags, members: list[Member]) -> tuple[bool, str]:
     if tags.ssl == "backend":
         return True, "invalid"
     return tags.ssl in ("bridge", "pass-through"), tags.ssl
+
+
+def _claimed_kinds(followed: list[tuple]) -> dict[int, set[str]]:
+    """Port -> the kinds services claim it for, counting only listeners that reach the port
+    check of :func:`_claim_service` (an ``http``/``https`` listener needs hosts and an
+    ``ssl`` mode that allows it)."""
+    kinds: dict[int, set[str]] = {}
+    for _, _, tags, _, (_, https_mode) in followed:
+        for listener in tags.listeners:
+            proto = listener.protocol
+            if proto != "tcp" and (not tags.vhost or not tags.dns or (
+                    proto == "http" and tags.ssl == "pass-through") or (
+                    proto == "https" and https_mode == "invalid")):
+                continue
+            kinds.setdefault(listener.port, set()).add(proto)
+    return kinds
 
 
 def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Claims,
@@ -239,7 +267,8 @@ def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
 def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certificate] = (),
                   previous_slots: Mapping[str, Sequence[str | None]] | None = None,
                   min_slots: int = 4, unavailable_ports: frozenset[int] = frozenset(),
-                  spare_backends: int = 0) -> Desired:
+                  spare_backends: int = 0,
+                  previous_ports: Mapping[int, str] | None = None) -> Desired:
     """Build the desired state from the whole catalog.
 
     :param instances: every catalog instance (any service, any health).
@@ -249,11 +278,20 @@ def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certi
     :param unavailable_ports: frontend ports another program holds on this node; their
         claims are rejected (``port-unavailable``) so the rest can still be applied.
     :param spare_backends: how many spare backends to add (see :func:`spare_backends`).
+    :param previous_ports: frontend port -> its kind (``http``, ``https``, ``tcp``) in the
+        previous state (see :func:`frontend_ports`); a port keeps its kind while claimed
+        for it (see the module doc).
     :returns: the :class:`Desired` state; ``problems`` lists every rejected input, sorted.
     """
     with gc_paused():
         return _build(instances, certificates, previous_slots, min_slots, unavailable_ports,
-                      spare_backends)
+                      spare_backends, previous_ports)
+
+
+def frontend_ports(desired: Desired) -> dict[int, str]:
+    """Frontend port -> its kind (``http``, ``https``, ``tcp``) in ``desired``: the
+    ``previous_ports`` of the next build."""
+    return {fe.port: fe.kind for fe in desired.frontends}
 
 
 #: The backend settings of a service without ``balance``, ``check`` or ``ssl`` tags on plain
@@ -404,7 +442,8 @@ def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple
 
 def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
-           unavailable_ports: frozenset[int], spares: int) -> Desired:
+           unavailable_ports: frozenset[int], spares: int,
+           previous_ports: Mapping[int, str] | None) -> Desired:
     verdicts: dict = {}
     groups, problems = _gather(instances, _memo.verdicts, verdicts)
     _memo.verdicts = verdicts
@@ -418,7 +457,12 @@ def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
     followed.sort(key=lambda item: (item[0], item[1]))
     followed = _drop_name_collisions(followed, problems)
 
-    claims = _Claims(unavailable=unavailable_ports)
+    held: dict[int, str] = {}
+    if previous_ports:
+        kinds = _claimed_kinds(followed)
+        held = {port: kind for port, kind in previous_ports.items()
+                if kind in kinds.get(port, ())}
+    claims = _Claims(unavailable=unavailable_ports, held=held)
     for _, service, tags, members, (_, https_mode) in followed:
         claims.members = members
         _claim_service(service, tags, https_mode, claims, certificates)

@@ -24,10 +24,11 @@ from .desired import DEFAULT_PROFILE
 from .model import Backend, Desired, Frontend, Server
 from .render import RenderOptions, host_map_path
 
-__all__ = ["SparePlan", "layout_from_config", "runtime_commands", "slot_layout",
-           "spare_commands"]
+__all__ = ["SparePlan", "layout_from_config", "ports_from_config", "runtime_commands",
+           "slot_layout", "spare_commands"]
 
 _BACKEND_RE = re.compile(r"^backend (\S+)$")
+_FRONTEND_RE = re.compile(r"^frontend fe_(http|https|tcp)_([0-9]+)$")
 _SERVER_RE = re.compile(r"^    server s([0-9]+) \S+.*?(?: # (i\.[0-9a-f]{40}))?$")
 
 
@@ -50,6 +51,17 @@ def layout_from_config(text: str) -> dict[str, tuple[str | None, ...]]:
             if int(match.group(1)) == len(current) + 1:
                 current.append(match.group(2))
     return {name: tuple(slots) for name, slots in layout.items()}
+
+
+def ports_from_config(text: str) -> dict[int, str]:
+    """Frontend port -> kind (``http``, ``https``, ``tcp``) of a configuration rendered by
+    switchboard (its ``frontend fe_<kind>_<port>`` lines; the ``_tls`` helpers of https
+    ports are not ports); lets a restarted switchboard keep each port's kind."""
+    ports: dict[int, str] = {}
+    for line in text.splitlines():
+        if (match := _FRONTEND_RE.match(line)) is not None:
+            ports[int(match.group(2))] = match.group(1)
+    return ports
 
 
 def _backend_skeleton(backend: Backend) -> Backend:

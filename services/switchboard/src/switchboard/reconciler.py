@@ -53,9 +53,10 @@ from .apply.certstore import load_certificates
 from .apply.ports import busy_ports, listening_ports
 from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
 from .apply.supervisor import HAProxySupervisor
-from .desired import build_desired
+from .desired import build_desired, frontend_ports
 from .model import Desired, Problem
-from .plan import SparePlan, layout_from_config, runtime_commands, slot_layout, spare_commands
+from .plan import (SparePlan, layout_from_config, ports_from_config, runtime_commands,
+                   slot_layout, spare_commands)
 from .render import config_hash, render, render_maps
 from .settings import SwitchboardSettings
 
@@ -104,6 +105,7 @@ class Reconciler:
         self._node = settings.common.node
         self._live: Desired | None = None
         self._slots: dict[str, tuple[str | None, ...]] | None = None
+        self._boot_ports: dict[int, str] = {}  # port -> kind in the live file at start
         self._reported: set[Problem] = set()
         self._rejected_hash = ""
         self._reload_failed_hash = ""
@@ -118,11 +120,12 @@ class Reconciler:
         certificates, cert_problems = load_certificates(self.settings.cert_dir)
         if self._slots is None:
             live = self.sink.live_bytes()
-            self._slots = layout_from_config(live.decode(errors="replace")) if live else {}
+            text = live.decode(errors="replace") if live else ""
+            self._slots, self._boot_ports = layout_from_config(text), ports_from_config(text)
         spares = self.settings.spare_backends if self.settings.render.host_maps else 0
         build = partial(build_desired, state.instances.values(), certificates=certificates,
                         previous_slots=self._slots, min_slots=self.settings.min_slots,
-                        spare_backends=spares)
+                        spare_backends=spares, previous_ports=self._previous_ports())
         desired = build()
         busy = self._busy_ports(desired)
         if busy:
@@ -184,6 +187,13 @@ class Reconciler:
         if busy:
             raise PortsUnavailable(f"ports {sorted(busy)} are held by another program; "
                                    "everything else is applied, retrying for these")
+
+    def _previous_ports(self) -> dict[int, str]:
+        """Each frontend port's kind in what HAProxy runs: the last applied state, or at
+        start the live file's (a port keeps its kind while still claimed for it)."""
+        if self._live is not None:
+            return frontend_ports(self._live)
+        return self._boot_ports
 
     def _busy_ports(self, desired: Desired) -> frozenset[int]:
         # Ports HAProxy itself listens on (the last applied state, and the live file, which
@@ -248,7 +258,8 @@ class Reconciler:
         # another program at the last reconcile stay left out as they were.
         desired = build_desired(state.instances.values(), certificates=certificates,
                                 previous_slots=self._slots, min_slots=self.settings.min_slots,
-                                spare_backends=spares, unavailable_ports=self._unavailable)
+                                spare_backends=spares, unavailable_ports=self._unavailable,
+                                previous_ports=self._previous_ports())
         commands = runtime_commands(self._live, desired, self.settings.render)
         if commands:
             if not await self._runtime_quietly(commands):

@@ -96,3 +96,46 @@ async def test_forwarded_for_and_no_reload_when_nothing_changes(
     assert haproxy.worker_pids() == pids
     assert haproxy.config.read_bytes() == config
     assert events.errors == []
+
+
+async def test_owner_leaving_does_not_hand_an_http_port_to_a_rejected_tcp_claim(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    """alpha (oldest) serves HTTP on a port, grab's older tcp= claim on it is rejected, beta
+    shares the port for HTTP. When alpha goes, beta keeps being served and grab stays
+    rejected; when beta goes too, grab gets the port."""
+    js = nc.jetstream()
+    port = free_port()
+    alpha = make_instance("alpha", "a-1", "127.0.0.1", backends("alpha").port,
+                          ["dns=example.com", "vhost=alpha", f"http={port}"], create_index=1)
+    grab = make_instance("grab", "g-1", "127.0.0.1", backends("grab").port,
+                         [f"tcp={port}"], create_index=2)
+    beta = make_instance("beta", "b-1", "127.0.0.1", backends("beta").port,
+                         ["dns=example.com", "vhost=beta", f"http={port}"], create_index=3)
+    for inst in (alpha, grab, beta):
+        await put_instance(js, sb_common, inst)
+    await switchboard_factory()
+
+    async def body(host: str):
+        try:
+            return await get_body(port, host)
+        except Exception as err:
+            return repr(err)
+
+    await wait_until(lambda: events.applied, what="first apply")
+    assert await body("beta.example.com") == (200, "beta")
+    before = len(events.applied)
+    await delete_instance(js, sb_common, alpha)
+    await wait_until(lambda: "reload" in [e.method for e in events.applied[before:]],
+                     what="the reload without alpha's backend")
+    assert await body("beta.example.com") == (200, "beta")
+    assert await body("alpha.example.com") == (404, "no-route")
+    assert f"frontend fe_tcp_{port}" not in haproxy.config.read_text()
+    assert ("port-conflict", "grab", f"port {port} is in use for http and stays so while a "
+            "service claims it for http") in [(e.reason, e.service, e.message)
+                                              for e in events.errors]
+
+    await delete_instance(js, sb_common, beta)
+    await wait_until(lambda: f"frontend fe_tcp_{port}" in haproxy.config.read_text(),
+                     what="grab takes the port")
+    await wait_until(lambda: events.applied[-1].method == "reload", what="its reload")
+    assert await body("anything.example.com") == (200, "grab")
