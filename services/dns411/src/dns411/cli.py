@@ -27,7 +27,10 @@ def _list_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unify dns list",
                                      description="List DNS records with drift marks.")
     parser.add_argument("--zone", default=None, help="only names in this zone")
-    parser.add_argument("--source", default="desired", choices=("desired", "dnsmasq", "route53"))
+    parser.add_argument("--source", default="desired", choices=("desired", "dnsmasq", "route53"),
+                        help="desired (default): the records dns411 wants, DRIFT '-'; "
+                        "dnsmasq / route53: compare with what that side serves, marking "
+                        "missing, extra and foreign records")
     parser.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     return parser
 
@@ -39,8 +42,11 @@ def list_main(argv: list[str] | None = None) -> int:
     args = _list_parser().parse_args(argv)
     try:
         rows = list_records(zone=args.zone, source=args.source)
-    except Exception as err:  # unreachable NATS/AWS, bad settings: one clear line
-        print(f"dns411 list: {type(err).__name__}: {err}", file=sys.stderr)
+    except ConnectionError as err:
+        print(f"unify dns list: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # unreachable AWS, bad settings: one clear line
+        print(f"unify dns list: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))

@@ -29,16 +29,20 @@ SOURCES = ("desired", "dnsmasq", "route53")
 
 
 async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> CatalogState:
-    """Read the catalog once (for one-shot commands).
+    """Read the catalog once (for one-shot commands): each NATS server is tried once.
 
-    :raises TimeoutError: NATS did not answer within ``timeout`` seconds.
+    :raises ConnectionError: no NATS server answered (within ``timeout`` seconds).
     """
     logging.getLogger("nats").setLevel(logging.CRITICAL)  # one clear error, not a retry log
     try:
-        nc = await asyncio.wait_for(connect_nats(common, name="dns411-list"), timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"no NATS server answered at {', '.join(common.nats_urls)} "
-                           f"within {timeout:.0f}s") from None
+        nc = await asyncio.wait_for(
+            connect_nats(common, name="dns411-list", fail_fast=True), timeout)
+    except Exception as err:
+        why = "no answer" if isinstance(err, asyncio.TimeoutError) else (
+            str(err) or type(err).__name__)
+        raise ConnectionError(f"cannot reach NATS at {', '.join(common.nats_urls)} ({why}); "
+                              "set NATS_URL (for the dev stack: source .unify/dev/env)"
+                              ) from None
     try:
         return await read_catalog(await ensure_catalog_bucket(nc.jetstream(), common))
     finally:
@@ -83,7 +87,7 @@ def list_records(zone: str | None = None, source: str = "desired", *,
     ``route53`` also a hosted zone id), with drift marked (see :mod:`.drift`).
 
     :raises ValueError: unknown ``source``.
-    :raises nats.errors.NoServersError: NATS unreachable (catalog needed, no ``state``).
+    :raises ConnectionError: NATS unreachable (catalog needed, no ``state``).
     :raises botocore.exceptions.ClientError: Route 53 refused.
     """
     if source not in SOURCES:

@@ -2,8 +2,10 @@
 
 Level-triggered: every call starts from the whole catalog. Problems (skipped instances,
 rejected changes, failed applies) are logged and published as ``ErrorEvent`` once each
-while they persist; after every call an ``Applied`` event is published. A failed sink makes
-the call raise *after* the other sink ran, so the subscriber retries with backoff.
+while they persist; after every call an ``Applied`` event is published, except an
+``unchanged`` one equal to the report before it (a quiet periodic tick says nothing new).
+A failed sink makes the call raise *after* the other sink ran, so the subscriber retries
+with backoff.
 
 Route 53 is planned only when the desired records changed since the last verified apply or
 ``UNIFY_ROUTE53_RESYNC`` seconds passed. Zones are planned against a listing kept up to date
@@ -65,6 +67,7 @@ class Reconciler:
         self.lock = None
         self._serial = asyncio.Lock()
         self._reported: set[str] = set()
+        self._last_report: tuple[str, str, str] = ("", "", "")  # (method, hash, detail)
         self._r53_key = ""  # desired records last verified in Route 53, and when
         self._r53_at = 0.0
         self._r53_problems: list[Problem] = []
@@ -233,7 +236,11 @@ class Reconciler:
             detail = f"dnsmasq={dnsmasq_method} route53=standby"
         if failures:
             detail += f" failed={','.join(failures)}"
-        if self.publish is not None:
+        report = (method, digest, detail)
+        # the same "nothing to do" as the last report (a quiet tick) is not news
+        repeated = method == "unchanged" and report == self._last_report
+        self._last_report = report
+        if self.publish is not None and not repeated:
             await self.publish(subjects.applied_subject("dns411", self.node), Applied(
                 source="dns411", node=self.node, method=method, config_hash=digest,
                 detail=detail, observed_at=int(time.time() * 1000)),

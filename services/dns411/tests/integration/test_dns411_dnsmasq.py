@@ -63,6 +63,10 @@ async def test_hosts_change_reloads_conf_change_restarts(managed):
     await reconciler(state(WEB, WEB2, SHOP, HAPROXY))  # same state: nothing touched
     assert control.pid == pid
     assert publish.events[-1][1].method == "unchanged"
+    # again (a quiet tick): the same "unchanged" is not reported twice in a row
+    await reconciler(state(WEB, WEB2, SHOP, HAPROXY))
+    assert [e.method for _, e in publish.events] == ["reload", "reload", "reload",
+                                                     "unchanged"]
 
 
 async def test_failed_validation_keeps_old_files_and_reports(managed):

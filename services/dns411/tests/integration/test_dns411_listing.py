@@ -75,3 +75,17 @@ async def test_list_command_prints_json(tmp_path, dns_common, route53, moto_serv
     assert table.stdout.splitlines() == [
         "TYPE  NAME             VALUE     TTL  OWNER       ORIGIN   DRIFT",
         "A     web.example.com  10.0.0.1  45   test-owner  catalog  -"]
+
+
+def test_unreachable_nats_gives_one_clear_error_at_once():
+    """`unify dns list` with NATS down fails on the first try, with the same hint as the
+    events commands (not after a 10 s wait, not with a bare exception name)."""
+    import os
+
+    env = dict(os.environ, NATS_URL="nats://127.0.0.1:1")
+    result = subprocess.run([sys.executable, "-m", "unify_cli.main", "dns", "list"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "unify dns list: cannot reach NATS at nats://127.0.0.1:1 (nats: no servers available "
+        "for connection); set NATS_URL (for the dev stack: source .unify/dev/env)\n")
