@@ -35,11 +35,23 @@ def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
                      "consul-bridge", "switchboard", "dns411"):
             assert any(l.startswith(f"  {name} ") for l in lines), name
         assert (workdir / "env").read_text().count("export ") >= 5
+        # a second demo on the same stack would take over hello-1 and api-1, then remove
+        # them when it stops: refused
+        second = subprocess.run([sys.executable, "-m", "unify_cli.main", "dev", "demo",
+                                 "--workdir", str(workdir)], capture_output=True, text=True,
+                                timeout=60)
+        assert (second.returncode, second.stdout) == (1, "")
+        assert second.stderr == (
+            f"unify dev demo: the demo already runs on the stack in {workdir} (started by "
+            "`unify dev up --demo` or another `unify dev demo`); nothing to do\n")
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, rest
     assert "unify dev: stopping ..." in rest
+    assert rest.rstrip().endswith("unify dev: stopped.")
+    # the addresses of the stopped stack are not left for other shells to source
+    assert not (workdir / "env").exists() and not (workdir / "dev.json").exists()
     # every process of the stack is gone
     leftovers = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True)
     assert leftovers.stdout == ""

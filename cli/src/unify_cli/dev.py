@@ -29,6 +29,17 @@ class Demo:
         self.workdir = workdir
         self.backend: ManagedProcess | None = None
 
+    def running(self) -> bool:
+        """Whether the demo's services are already registered on this stack (by ``dev up
+        --demo`` or another ``dev demo``)."""
+        addr = self.state["CONSUL_HTTP_ADDR"]
+        try:
+            with urllib.request.urlopen(f"http://{addr}/v1/agent/service/hello-1",
+                                        timeout=5):
+                return True
+        except OSError:  # 404 (HTTPError is an OSError) or no agent: not registered
+            return False
+
     def start(self) -> None:
         """Start the backend and register both services in Consul."""
         port = free_port()
@@ -141,6 +152,9 @@ def up(*, workdir: str, demo: bool) -> int:
         if the_demo:
             the_demo.stop()
         stack.stop()
+        for name in ("env", "dev.json"):  # their addresses are gone
+            (stack.workdir / name).unlink(missing_ok=True)
+        print("unify dev: stopped.", flush=True)
 
 
 def demo_from_workdir(workdir: str) -> int:
@@ -154,6 +168,11 @@ def demo_from_workdir(workdir: str) -> int:
               file=sys.stderr)
         return 1
     the_demo = Demo(state, path)
+    if the_demo.running():
+        print(f"unify dev demo: the demo already runs on the stack in {path} (started by "
+              "`unify dev up --demo` or another `unify dev demo`); nothing to do",
+              file=sys.stderr)
+        return 1
     try:
         return _serve_demo(the_demo, "unify dev demo: running; Ctrl-C removes the demo "
                                      "services.", stop)

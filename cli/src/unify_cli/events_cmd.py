@@ -77,9 +77,13 @@ def _summary(event) -> str:
         return f"{event.entry.key}={value[:60]!r}" + ("..." if len(value) > 60 else "")
     if kind == "error":
         where = f" {event.service}/{event.instance_id}" if event.service else ""
+        where += f" node={event.node}" if event.node else ""
         return f"{event.source} {event.reason}{where}: {event.message}"
     if kind == "applied":
-        return f"{event.source} node={event.node} {event.method} {event.config_hash[:12]}"
+        # a report without a hash is switchboard's runtime step ahead of the file: the
+        # detail says what it did
+        what = event.config_hash[:12] or f"({event.detail})"
+        return f"{event.source} node={event.node} {event.method} {what}"
     return ""
 
 
@@ -212,10 +216,14 @@ async def replay(settings: CommonSettings, *, subject: str = subjects.ALL,
     :param since: first event time (inclusive). Exactly one of ``since``/``from_seq``.
     :param from_seq: first stream sequence (inclusive).
     :param until: last event time (inclusive); default: the newest event at start.
-    :raises ValueError: neither or both of ``since`` and ``from_seq``.
+    :raises ValueError: neither or both of ``since`` and ``from_seq``; ``until`` before
+        ``since``.
     """
     if (since is None) == (from_seq is None):
         raise ValueError("give exactly one of --since or --from-seq")
+    if since is not None and until is not None and until < since:
+        raise ValueError(f"--until ({until.isoformat()}) is before --since "
+                         f"({since.isoformat()}): the window is empty")
     nc = await _connect(settings, "unify-cli-replay")
     try:
         js = nc.jetstream()
