@@ -212,3 +212,29 @@ async def test_tail_says_when_nats_goes_and_resumes_without_losing_events(nats_s
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+def test_summaries_of_errors_and_runtime_steps():
+    from unify_cli.events_cmd import _summary
+    from unify_common.events import Applied
+
+    error = ErrorEvent(source="switchboard", reason="port-conflict", message="port 80 taken",
+                       service="same", instance_id="same-id", node="k2")
+    assert _summary(error) == "switchboard port-conflict same/same-id node=k2: port 80 taken"
+    quick = Applied(source="switchboard", node="n1", method="runtime", config_hash="",
+                    detail="ahead of the file: 1 server slot changed; revision 7")
+    assert _summary(quick) == ("switchboard node=n1 runtime (ahead of the file: 1 server slot "
+                               "changed; revision 7)")
+    full = Applied(source="switchboard", node="n1", method="reload", config_hash="ab" * 32)
+    assert _summary(full) == "switchboard node=n1 reload abababababab"
+
+
+def test_replay_window_that_ends_before_it_starts_is_refused():
+    env = dict(os.environ, NATS_URL="nats://127.0.0.1:1")
+    result = subprocess.run([sys.executable, "-m", "unify_cli.main", "events", "replay",
+                             "--since", "2026-11-30T12:00:00Z", "--until",
+                             "2026-11-30T11:00:00Z"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("unify: --until (2026-11-30T11:00:00+00:00) is before --since "
+                             "(2026-11-30T12:00:00+00:00): the window is empty\n")
