@@ -7,6 +7,8 @@ Prints, wall-clock and CPU (``process_time``) milliseconds side by side:
 * import of the switchboard modules (includes compiling the Jinja2 template, once per process);
 * *cold*: the first build+render of the process (empty caches), in ``--cold-runs`` fresh
   processes (default 5), median and range;
+
+the catalog is handed over as the service does, catalog key -> instance (the bucket's keys);
 * *warm*: build+render of the same catalog again (median of 5): every cache hit;
 * *steady*: with the previous slot layout, as the service does (median of 5);
 * *one change*: one new instance of an existing service, then one new vhost service, each
@@ -185,7 +187,8 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     count = int(args[0]) if args else 10_000
     services = int(args[1]) if len(args) > 1 else 500
-    instances = vhost_catalog(count, services)
+    # As the service holds it: the catalog bucket's key -> instance (keys from the bucket)
+    instances = {inst.key: inst for inst in vhost_catalog(count, services)}
     if "--serve" in sys.argv:
         serve_latency(count, services, int(sys.argv[sys.argv.index("--serve") + 1]))
         return
@@ -216,7 +219,7 @@ def main() -> None:
         samples = []
         for _ in range(5):
             timed(instances, layout)
-            samples.append(timed(instances + [extra], layout))
+            samples.append(timed({**instances, extra.key: extra}, layout))
         changed[label] = samples
 
     print(f"instances={count} services={services} backends={len(desired.backends)} "

@@ -264,14 +264,16 @@ def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
     return kept
 
 
-def build_desired(instances: Iterable[Instance], *, certificates: Sequence[Certificate] = (),
+def build_desired(instances: Iterable[Instance] | Mapping[str, Instance], *, certificates: Sequence[Certificate] = (),
                   previous_slots: Mapping[str, Sequence[str | None]] | None = None,
                   min_slots: int = 4, unavailable_ports: frozenset[int] = frozenset(),
                   spare_backends: int = 0,
                   previous_ports: Mapping[int, str] | None = None) -> Desired:
     """Build the desired state from the whole catalog.
 
-    :param instances: every catalog instance (any service, any health).
+    :param instances: every catalog instance (any service, any health); or a mapping of
+        catalog key -> instance (the catalog bucket's own keys, which consul-bridge writes
+        as :func:`unify_common.events.catalog_key`), which spares hashing every key.
     :param certificates: usable TLS bundles, sorted by path (see :mod:`switchboard.apply.certstore`).
     :param previous_slots: backend name -> last slot layout (see :mod:`switchboard.slots`).
     :param min_slots: smallest slot count of a fresh backend layout.
@@ -361,14 +363,15 @@ class _Group:
         self.create_index = inst.create_index
 
 
-def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
-            ) -> tuple[dict[str, _Group], list[Problem]]:
+def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: dict,
+            verdicts: dict) -> tuple[dict[str, _Group], list[Problem]]:
     """One pass over the catalog: each instance checked (the rules of
     :mod:`switchboard.validate`: :func:`~switchboard.validate.plainly_usable` for the common
     case, :func:`~switchboard.validate.instance_problem` to decide the rest), a usable one
     keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
     untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
-    members are in the order of ``instances``; problems in no particular order.
+    members are in the order of ``instances``; problems in no particular order. From a
+    mapping, its keys are taken as the catalog keys (no hashing).
 
     The common case is checked against the service's first member instead of by a lookup
     of the parse: raw tags equal to that member's (checked: its ``unify`` is their parse)
@@ -378,7 +381,9 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
     collector to walk after the build."""
     groups: dict[str, _Group] = {}
     problems: list[Problem] = []
-    for inst in instances:
+    pairs = (instances.items() if isinstance(instances, Mapping)
+             else ((None, inst) for inst in instances))
+    for given, inst in pairs:
         if inst.unify is None and inst.tag_error is None:
             continue
         ident = id(inst)
@@ -397,7 +402,8 @@ def _gather(instances: Iterable[Instance], previous: dict, verdicts: dict
             if usable or plainly_usable(inst) or (problem := instance_problem(inst)) is None:
                 # its catalog key (unify_common.events.catalog_key, computed the same way:
                 # "i." + 40 hex digits of SHA-256 over node NUL instance id) and its server
-                key = "i." + _sha256(f"{inst.node}\0{inst.instance_id}".encode()).hexdigest()[:40]
+                key = given or "i." + _sha256(
+                    f"{inst.node}\0{inst.instance_id}".encode()).hexdigest()[:40]
                 weight = inst.weight
                 if weight != 1:
                     weight = min(256, max(1, weight))
@@ -440,7 +446,8 @@ def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple
     return result
 
 
-def _build(instances: Iterable[Instance], certificates: Sequence[Certificate],
+def _build(instances: Iterable[Instance] | Mapping[str, Instance],
+           certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
            unavailable_ports: frozenset[int], spares: int,
            previous_ports: Mapping[int, str] | None) -> Desired:

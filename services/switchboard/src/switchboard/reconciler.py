@@ -123,7 +123,7 @@ class Reconciler:
             text = live.decode(errors="replace") if live else ""
             self._slots, self._boot_ports = layout_from_config(text), ports_from_config(text)
         spares = self.settings.spare_backends if self.settings.render.host_maps else 0
-        build = partial(build_desired, state.instances.values(), certificates=certificates,
+        build = partial(build_desired, state.instances, certificates=certificates,
                         previous_slots=self._slots, min_slots=self.settings.min_slots,
                         spare_backends=spares, previous_ports=self._previous_ports())
         desired = build()
@@ -256,7 +256,7 @@ class Reconciler:
         spares = self.settings.spare_backends if self.settings.render.host_maps else 0
         # Runtime commands cannot add a frontend, so no probe of new ports: the ports held by
         # another program at the last reconcile stay left out as they were.
-        desired = build_desired(state.instances.values(), certificates=certificates,
+        desired = build_desired(state.instances, certificates=certificates,
                                 previous_slots=self._slots, min_slots=self.settings.min_slots,
                                 spare_backends=spares, unavailable_ports=self._unavailable,
                                 previous_ports=self._previous_ports())
