@@ -20,7 +20,7 @@ CACHE_DIR="${UNIFY_CACHE_DIR:-$HOME/.cache/unify}"
 BIN_DIR="$CACHE_DIR/bin"
 BIN="$BIN_DIR/consul-template-${CT_VERSION}"
 
-if [ -x "$BIN" ] && "$BIN" -version 2>&1 | grep -q "consul-template ${CT_VERSION}"; then
+if [ -x "$BIN" ] && [[ "$("$BIN" -version 2>&1 || true)" == *"consul-template ${CT_VERSION}"* ]]; then
   ln -sf "$BIN" "$BIN_DIR/consul-template"
   echo "$BIN"
   exit 0

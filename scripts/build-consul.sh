@@ -16,7 +16,9 @@ CACHE_DIR="${UNIFY_CACHE_DIR:-$HOME/.cache/unify}"
 BIN_DIR="$CACHE_DIR/bin"
 BIN="$BIN_DIR/consul-${CONSUL_VERSION}"
 
-if [ -x "$BIN" ] && "$BIN" version 2>/dev/null | grep -q "Consul ${CONSUL_VERSION}"; then
+# (the version text is read whole: `version | grep -q` under pipefail fails at random when
+# grep exits before the binary finished writing, which rebuilt Consul for nothing)
+if [ -x "$BIN" ] && [[ "$("$BIN" version 2>/dev/null || true)" == *"Consul ${CONSUL_VERSION}"* ]]; then
   ln -sf "$BIN" "$BIN_DIR/consul"
   echo "$BIN"
   exit 0
