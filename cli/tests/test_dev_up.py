@@ -44,6 +44,17 @@ def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
         assert second.stderr == (
             f"unify dev demo: the demo already runs on the stack in {workdir} (started by "
             "`unify dev up --demo` or another `unify dev demo`); nothing to do\n")
+        # a second stack in the same directory would wipe this one's files: refused
+        env_before = (workdir / "env").read_text()
+        third = subprocess.run([sys.executable, "-m", "unify_cli.main", "dev", "up",
+                                "--workdir", str(workdir)], capture_output=True, text=True,
+                               timeout=60)
+        assert (third.returncode, third.stdout) == (1, "")
+        assert third.stderr == (
+            f"unify dev: another `unify dev up` runs in {workdir}; stop it first (Ctrl-C in "
+            "its shell) or give this one another --workdir\n")
+        assert (workdir / "env").read_text() == env_before
+        assert (workdir / "dev.json").exists() and (workdir / "nats").is_dir()
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]

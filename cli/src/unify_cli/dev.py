@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from .devstack.process import ManagedProcess, free_port
-from .devstack.stack import DevStack, consul_put
+from .devstack.stack import DevStack, StackBusy, consul_put
 
 __all__ = ["Demo", "demo_from_workdir", "up"]
 
@@ -131,6 +131,11 @@ def up(*, workdir: str, demo: bool) -> int:
     """Start the stack (and the demo), print where each part listens, stop on Ctrl-C."""
     stop = _interrupt_event()
     stack = DevStack(Path(workdir).absolute())
+    try:
+        stack.claim()
+    except StackBusy as err:  # before anything of the running stack is touched
+        print(f"unify dev: {err}", file=sys.stderr)
+        return 1
     print(f"unify dev: starting the stack in {stack.workdir} ...", flush=True)
     the_demo = None
     try:

@@ -10,6 +10,7 @@ dns411 (supervising its dnsmasq). The HAProxy "service" itself is registered in 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from .moto import MotoServer
 from .nats import NatsServer
 from .process import ManagedProcess, reserved_port, tcp_open
 
-__all__ = ["DevStack", "consul_put"]
+__all__ = ["DevStack", "StackBusy", "consul_put"]
 
 
 def consul_put(addr: str, path: str, body: object) -> None:
@@ -36,6 +37,10 @@ def consul_put(addr: str, path: str, body: object) -> None:
                                  method="PUT")
     with urllib.request.urlopen(req, timeout=10) as resp:
         resp.read()
+
+
+class StackBusy(RuntimeError):
+    """Another dev stack runs in the same working directory."""
 
 
 @dataclass
@@ -57,6 +62,23 @@ class DevStack:
     moto: MotoServer | None = None
     dns_port: int = 0
     services: dict[str, ManagedProcess] = field(default_factory=dict)
+    _lock: int | None = None  # an open descriptor holding the workdir's lock
+
+    def claim(self) -> None:
+        """Hold an exclusive lock on ``workdir/.lock`` while this stack runs (the kernel
+        drops it when the process ends, however it ends).
+
+        :raises StackBusy: another stack runs in the same directory.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StackBusy(f"another `unify dev up` runs in {self.workdir}; stop it first "
+                            "(Ctrl-C in its shell) or give this one another --workdir") from None
+        self._lock = fd
 
     def env(self) -> dict[str, str]:
         """The variables every component of this stack reads."""
@@ -77,10 +99,12 @@ class DevStack:
     def start(self) -> "DevStack":
         """Start everything and wait until each part answers.
 
+        :raises StackBusy: another stack runs in ``workdir`` (nothing was touched).
         :raises RuntimeError: a part exited (its log tail is in the message).
         :raises TimeoutError: a part did not come up.
         """
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self.claim()
         # Consul -dev starts empty every time, so the event store and the rendered files of
         # an earlier run would describe a catalog that no longer exists: start clean.
         for stale in ("nats", "haproxy", "dnsmasq"):
@@ -169,3 +193,6 @@ class DevStack:
         for part in (self.moto, self.nats, self.consul):
             if part is not None:
                 part.stop()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the workdir
+            self._lock = None
