@@ -153,13 +153,35 @@ def test_a_port_keeps_its_kind_while_claimed_for_it():
     assert [(r.host, r.backend) for fe in second.frontends for r in fe.routes] == [
         ("beta.example.com", backend_name("http", "beta"))]
     assert second.problems == (Problem(
-        "port-conflict", "port 9500 is in use for http and stays so while a service claims "
-        "it for http", "grab", "g1", "node-1"),)
+        "port-conflict", "port 9500 is already used for http by service 'beta'", "grab", "g1",
+        "node-1"),)
     # beta goes too: nothing claims 9500 for HTTP any more, the TCP claimant gets it
     third = build_desired([grab], previous_ports=frontend_ports(second))
     assert [(fe.kind, fe.port, fe.default_backend) for fe in third.frontends] == [
         ("tcp", 9500, backend_name("tcp", "grab"))]
     assert third.problems == ()
+
+
+def test_a_kind_served_by_no_route_does_not_hold_the_port():
+    """The https owner goes; the only other https claimant has no certificate, so its route
+    is skipped and the port would serve nothing: the tcp claimant gets it at once, and the
+    next build of the same catalog gives the same."""
+    certs = (Certificate("/c/web.pem", ("web.example.com",), "f1"),)
+    web = make_instance("web", "w1", "10.0.0.1", 80,
+                        ["dns=example.com", "vhost=web", "https=9700"], create_index=1)
+    grab = make_instance("grab", "g1", "10.0.0.2", 80, ["tcp=9700"], create_index=2)
+    bare = make_instance("other", "o1", "10.0.0.3", 80,
+                         ["dns=example.com", "vhost=other", "https=9700"], create_index=3)
+    first = build_desired([web, grab, bare], certificates=certs)
+    assert frontend_ports(first) == {9700: "https"}
+    second = build_desired([grab, bare], certificates=certs,
+                           previous_ports=frontend_ports(first))
+    third = build_desired([grab, bare], certificates=certs,
+                          previous_ports=frontend_ports(second))
+    assert frontend_ports(second) == frontend_ports(third) == {9700: "tcp"}
+    assert [(p.reason, p.service) for p in second.problems] == [
+        ("port-conflict", "other")]
+    assert second.problems == third.problems
 
 
 def test_a_claim_that_cannot_reach_the_port_does_not_hold_it():

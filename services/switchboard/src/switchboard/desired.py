@@ -7,10 +7,10 @@ Routing rules (each one a stated, deterministic choice):
   pass-through route belong to the first service that claims them; later claimants are
   rejected (``port-conflict`` / ``route-conflict``) and keep their other routes.
 * A port keeps the kind (``http``, ``https``, ``tcp``) it had in the previous state
-  (``previous_ports``) while any service still claims it for that kind: when the service
-  that won the port goes, an older claimant of another kind, rejected until then, does not
-  take the port from the vhosts still served on it. Like slots, this makes the result depend
-  on the previous state as well as on the catalog; a first build has none.
+  (``previous_ports``) while any service still claims it for that kind and is served on it:
+  when the service that won the port goes, an older claimant of another kind, rejected until
+  then, does not take the port from the vhosts still served on it. Like slots, this makes
+  the result depend on the previous state as well as on the catalog; a first build has none.
 * ``http`` and ``https`` listeners need a ``vhost`` (``missing-vhost`` otherwise); the service
   answers on ``<vhost>.<dns>`` for every ``dns`` domain. ``tcp`` listeners take the whole port.
 * TLS (``ssl`` tag): ``offloading`` ends TLS at HAProxy; ``bridge`` ends it and re-encrypts to
@@ -105,8 +105,9 @@ class _Claims:
     used_backends: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     unavailable: frozenset[int] = frozenset()
-    #: port -> the kind it keeps (held in the previous state, still claimed for that kind)
-    held: Mapping[int, str] = field(default_factory=dict)
+    #: port -> (the kind it keeps, the service that will own it): held in the previous
+    #: state and still claimed for that kind
+    held: Mapping[int, tuple[str, str]] = field(default_factory=dict)
     #: the instances of the service being claimed for (each rejection names every one)
     members: list[Member] = field(default_factory=list)
 
@@ -119,9 +120,9 @@ class _Claims:
                         "this node; its routes wait until it is free", service)
             return False
         held = self.held.get(port)
-        if held is not None and held != kind:
-            self.reject("port-conflict", f"port {port} is in use for {held} and stays so "
-                        f"while a service claims it for {held}", service)
+        if held is not None and held[0] != kind:
+            self.reject("port-conflict", f"port {port} is already used for {held[0]} by "
+                        f"service {held[1]!r}", service)
             return False
         owner = self.port_kind.setdefault(port, (kind, service))
         if owner[1] == service and owner[0] == kind:
@@ -169,20 +170,46 @@ def _ssl_plan(tags: UnifyTags, members: list[Member]) -> tuple[bool, str]:
     return tags.ssl in ("bridge", "pass-through"), tags.ssl
 
 
-def _claimed_kinds(followed: list[tuple]) -> dict[int, set[str]]:
-    """Port -> the kinds services claim it for, counting only listeners that reach the port
-    check of :func:`_claim_service` (an ``http``/``https`` listener needs hosts and an
-    ``ssl`` mode that allows it)."""
-    kinds: dict[int, set[str]] = {}
-    for _, _, tags, _, (_, https_mode) in followed:
+def _first_claimants(followed: list[tuple]) -> dict[tuple[int, str], str]:
+    """``(port, kind)`` -> the first service (in claim order) that claims the port for that
+    kind, counting only listeners that reach the port check of :func:`_claim_service` (an
+    ``http``/``https`` listener needs hosts and an ``ssl`` mode that allows it)."""
+    first: dict[tuple[int, str], str] = {}
+    for _, service, tags, _, (_, https_mode) in followed:
         for listener in tags.listeners:
             proto = listener.protocol
             if proto != "tcp" and (not tags.vhost or not tags.dns or (
                     proto == "http" and tags.ssl == "pass-through") or (
                     proto == "https" and https_mode == "invalid")):
                 continue
-            kinds.setdefault(listener.port, set()).add(proto)
-    return kinds
+            first.setdefault((listener.port, proto), service)
+    return first
+
+
+def _serves(claims: _Claims, port: int) -> bool:
+    """Whether ``port`` ends up with a frontend: a TCP owner, or HTTP/SNI routes."""
+    return port in claims.tcp or bool(claims.routes.get(port) or claims.sni.get(port))
+
+
+def _claim_ports(followed: list[tuple], certificates: Sequence[Certificate],
+                 unavailable_ports: frozenset[int],
+                 previous_ports: Mapping[int, str] | None) -> _Claims:
+    """Every service's claims, in order. A port keeps its previous kind while a service
+    claims it for that kind, unless those claims leave it serving nothing (every such
+    route skipped, e.g. for a missing certificate): then the port is open to all claimants,
+    as in a first build, so the same catalog gives the same result on the next build."""
+    first = _first_claimants(followed) if previous_ports else {}
+    held = {port: (kind, first[port, kind]) for port, kind in (previous_ports or {}).items()
+            if (port, kind) in first}
+    while True:
+        claims = _Claims(unavailable=unavailable_ports, held=held)
+        for _, service, tags, members, (_, https_mode) in followed:
+            claims.members = members
+            _claim_service(service, tags, https_mode, claims, certificates)
+        idle = {port for port in held if not _serves(claims, port)}
+        if not idle:
+            return claims
+        held = {port: owner for port, owner in held.items() if port not in idle}
 
 
 def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Claims,
@@ -464,15 +491,7 @@ def _build(instances: Iterable[Instance] | Mapping[str, Instance],
     followed.sort(key=lambda item: (item[0], item[1]))
     followed = _drop_name_collisions(followed, problems)
 
-    held: dict[int, str] = {}
-    if previous_ports:
-        kinds = _claimed_kinds(followed)
-        held = {port: kind for port, kind in previous_ports.items()
-                if kind in kinds.get(port, ())}
-    claims = _Claims(unavailable=unavailable_ports, held=held)
-    for _, service, tags, members, (_, https_mode) in followed:
-        claims.members = members
-        _claim_service(service, tags, https_mode, claims, certificates)
+    claims = _claim_ports(followed, certificates, unavailable_ports, previous_ports)
     problems.extend(claims.problems)
 
     previous = previous_slots or {}

@@ -130,9 +130,8 @@ async def test_owner_leaving_does_not_hand_an_http_port_to_a_rejected_tcp_claim(
     assert await body("beta.example.com") == (200, "beta")
     assert await body("alpha.example.com") == (404, "no-route")
     assert f"frontend fe_tcp_{port}" not in haproxy.config.read_text()
-    assert ("port-conflict", "grab", f"port {port} is in use for http and stays so while a "
-            "service claims it for http") in [(e.reason, e.service, e.message)
-                                              for e in events.errors]
+    assert ("port-conflict", "grab", f"port {port} is already used for http by service "
+            "'beta'") in [(e.reason, e.service, e.message) for e in events.errors]
 
     await delete_instance(js, sb_common, beta)
     await wait_until(lambda: f"frontend fe_tcp_{port}" in haproxy.config.read_text(),
