@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import msgspec
 import nats
 import pytest
 
@@ -238,3 +239,17 @@ def test_replay_window_that_ends_before_it_starts_is_refused():
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == ("unify: --until (2026-11-30T11:00:00+00:00) is before --since "
                              "(2026-11-30T12:00:00+00:00): the window is empty\n")
+
+
+def test_summary_of_an_update_says_what_changed():
+    from unify_cli.events_cmd import _summary
+    from unify_common.events import InstanceUpdated
+    from tests.fixtures.catalog import make_instance
+
+    before = make_instance("fr", "fr-2", "127.0.0.1", 21002, ["dns=a.test"])
+    weighted = msgspec.structs.replace(before, weight=5)
+    moved = msgspec.structs.replace(before, address="127.0.0.2", tags=("dns=b.test",))
+    assert _summary(InstanceUpdated(instance=weighted, previous=before)) == (
+        "fr/fr-2 node=node-1 127.0.0.1:21002 passing (weight 1 -> 5)")
+    assert _summary(InstanceUpdated(instance=moved, previous=before)) == (
+        "fr/fr-2 node=node-1 127.0.0.2:21002 passing (was 127.0.0.1:21002; tags changed)")

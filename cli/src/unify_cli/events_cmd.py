@@ -61,6 +61,20 @@ def _printable(text: str) -> str:
                    for c in text)
 
 
+def _what_changed(before, after) -> str:
+    """What an ``instance.updated`` changed, e.g. ``was 10.0.0.1:80; weight 1 -> 5``."""
+    parts = []
+    if (before.address, before.port) != (after.address, after.port):
+        parts.append(f"was {before.address}:{before.port}")
+    if before.weight != after.weight:
+        parts.append(f"weight {before.weight} -> {after.weight}")
+    if before.tags != after.tags:
+        parts.append("tags changed")
+    if before.meta != after.meta:
+        parts.append("meta changed")
+    return "; ".join(parts) or "no field Unify shows changed"
+
+
 def _summary(event) -> str:
     kind = event.type
     if kind.startswith("instance."):
@@ -68,7 +82,7 @@ def _summary(event) -> str:
         text = (f"{inst.service}/{inst.instance_id} node={inst.node} "
                 f"{inst.address}:{inst.port} {inst.health}")
         if kind == "instance.updated":
-            text += f" (was {event.previous.address}:{event.previous.port})"
+            text += f" ({_what_changed(event.previous, inst)})"
         if kind == "instance.health":
             text += f" (was {event.previous_health})"
         return text

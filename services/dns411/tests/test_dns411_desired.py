@@ -175,9 +175,9 @@ def test_port_0_without_vhost_keeps_its_a_record():
     assert desired.problems == ()
 
 
-MISSING = ("shop.example.com is a CNAME to haproxy.example.com, which has no record: no passing "
-           "instance of service 'haproxy' carries dns=example.com (nor does a static record "
-           "name it), so shop.example.com resolves to nothing until one does")
+MISSING = ("shop.example.com (service shop) is a CNAME to haproxy.example.com, which has no "
+           "record: no passing instance of service 'haproxy' carries dns=example.com (nor does "
+           "a static record name it), so shop.example.com resolves to nothing until one does")
 
 
 def test_vhost_without_haproxy_keeps_its_cname_with_a_problem():
@@ -185,11 +185,11 @@ def test_vhost_without_haproxy_keeps_its_cname_with_a_problem():
     re-create while HAProxy's health flickers) and reported."""
     desired = build_desired(state(SHOP), ttl=30)
     assert list(desired.records) == [rs("shop.example.com", "CNAME", "haproxy.example.com")]
-    assert desired.problems == (Problem("cname-target-missing", MISSING),)
+    assert desired.problems == (Problem("cname-target-missing", MISSING, service="shop"),)
     critical = make_instance("haproxy", "hp-1", "10.0.9.1", 80, ["dns=example.com"],
                              status="critical")
     assert build_desired(state(SHOP, critical), ttl=30).problems == (
-        Problem("cname-target-missing", MISSING),)
+        Problem("cname-target-missing", MISSING, service="shop"),)
     # HAProxy for another domain only does not help
     other = make_instance("haproxy", "hp-9", "10.0.9.9", 80, ["dns=other.org"])
     assert [p.reason for p in build_desired(state(SHOP, other), ttl=30).problems] == [

@@ -175,23 +175,33 @@ def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "hapr
     layers = [catalog] + [_drop_cname_conflicts(sorted(layer), problems)
                           for layer in static_layers]
     records = merge_sources(layers, problems)
-    _report_missing_targets(records, haproxy_service, problems)
+    _report_missing_targets(records, state, haproxy_service, problems)
     return Desired(records=tuple(records), problems=tuple(problems))
 
 
-def _report_missing_targets(records: Sequence[RecordSet], haproxy_service: str,
-                            problems: list[Problem]) -> None:
+def _report_missing_targets(records: Sequence[RecordSet], state: CatalogState,
+                            haproxy_service: str, problems: list[Problem]) -> None:
     """A vhost CNAME whose target has no record at all (no passing instance of the HAProxy
     service carries ``dns=<domain>``, and no static record names it) resolves to nothing:
     one ``cname-target-missing`` problem per CNAME. The CNAME itself stays, so a moment
     without a healthy HAProxy does not delete and re-create every vhost record (in Route 53
     too); it answers again as soon as the target has addresses."""
     names = {r.name for r in records}
-    for rec in records:
-        if rec.type == "CNAME" and rec.origin == "catalog" and rec.values[0] not in names:
-            domain = rec.values[0].partition(".")[2]
-            problems.append(Problem(
-                "cname-target-missing", f"{rec.name} is a CNAME to {rec.values[0]}, which has "
-                f"no record: no passing instance of service {haproxy_service!r} carries "
-                f"dns={domain} (nor does a static record name it), so {rec.name} resolves "
-                "to nothing until one does"))
+    missing = [r for r in records
+               if r.type == "CNAME" and r.origin == "catalog" and r.values[0] not in names]
+    if not missing:
+        return
+    owners: dict[str, set[str]] = {}  # vhost name -> the services asking for it
+    for inst in state.instances.values():
+        if inst.unify is not None and inst.unify.vhost is not None:
+            for domain in inst.unify.dns:
+                owners.setdefault(f"{inst.unify.vhost}.{domain}", set()).add(inst.service)
+    for rec in missing:
+        domain = rec.values[0].partition(".")[2]
+        services = sorted(owners.get(rec.name, ()))
+        problems.append(Problem(
+            "cname-target-missing", f"{rec.name} (service {', '.join(services)}) is a CNAME "
+            f"to {rec.values[0]}, which has no record: no passing instance of service "
+            f"{haproxy_service!r} carries dns={domain} (nor does a static record name it), "
+            f"so {rec.name} resolves to nothing until one does",
+            service=services[0] if services else ""))

@@ -155,7 +155,7 @@ class Reconciler:
         current = {p.fingerprint: p for p in problems}
         for fp in sorted(set(current) - self._reported):
             p = current[fp]
-            log.warning("skipped", extra={"fields": {
+            log.warning("problem", extra={"fields": {
                 "reason": p.reason, "detail": p.message, "service": p.service,
                 "instance_id": p.instance_id}})
             if self.publish is not None:
@@ -254,7 +254,7 @@ class Reconciler:
         hosts, conf = self.render(desired)
         out: list[str] = [f"# {len(desired.records)} record sets desired"]
         for p in desired.problems:
-            out.append(f"# skipped ({p.reason}): {p.message}")
+            out.append(f"# problem ({p.reason}): {p.message}")
         if self.dnsmasq is not None:
             for path, new in ((self.settings.hosts_path, hosts),
                               (self.settings.conf_path, conf)):

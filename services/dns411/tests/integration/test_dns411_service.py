@@ -77,11 +77,11 @@ async def test_catalog_to_dnsmasq_and_route53(tmp_path, dns_common, route53):
         await delete_instance(js, dns_common, HAPROXY)
         def dangling():
             errors = [e for s, e in events if s == "unify.error.dns411"]
-            assert [(e.reason, e.message) for e in errors[1:]] == [(
-                "cname-target-missing", "shop.example.com is a CNAME to haproxy.example.com, "
-                "which has no record: no passing instance of service 'haproxy' carries "
-                "dns=example.com (nor does a static record name it), so shop.example.com "
-                "resolves to nothing until one does")]
+            assert [(e.reason, e.service, e.message) for e in errors[1:]] == [(
+                "cname-target-missing", "shop", "shop.example.com (service shop) is a CNAME to "
+                "haproxy.example.com, which has no record: no passing instance of service "
+                "'haproxy' carries dns=example.com (nor does a static record name it), so "
+                "shop.example.com resolves to nothing until one does")]
             assert_r53(route53, zone, "haproxy.example.com.", None)
             assert_r53(route53, zone, "shop.example.com.", ("haproxy.example.com.",),
                        rtype="CNAME")
