@@ -10,6 +10,12 @@ import sys
 import time
 
 
+def unify(*args: str) -> subprocess.CompletedProcess:
+    """Run ``unify <args>`` to completion (output captured as text)."""
+    return subprocess.run([sys.executable, "-m", "unify_cli.main", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
     workdir = tmp_path / "dev"
     proc = subprocess.Popen([sys.executable, "-m", "unify_cli.main", "dev", "up", "--demo",
@@ -37,18 +43,14 @@ def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
         assert (workdir / "env").read_text().count("export ") >= 5
         # a second demo on the same stack would take over hello-1 and api-1, then remove
         # them when it stops: refused
-        second = subprocess.run([sys.executable, "-m", "unify_cli.main", "dev", "demo",
-                                 "--workdir", str(workdir)], capture_output=True, text=True,
-                                timeout=60)
+        second = unify("dev", "demo", "--workdir", str(workdir))
         assert (second.returncode, second.stdout) == (1, "")
         assert second.stderr == (
             f"unify dev demo: the demo already runs on the stack in {workdir} (started by "
             "`unify dev up --demo` or another `unify dev demo`); nothing to do\n")
         # a second stack in the same directory would wipe this one's files: refused
         env_before = (workdir / "env").read_text()
-        third = subprocess.run([sys.executable, "-m", "unify_cli.main", "dev", "up",
-                                "--workdir", str(workdir)], capture_output=True, text=True,
-                               timeout=60)
+        third = unify("dev", "up", "--workdir", str(workdir))
         assert (third.returncode, third.stdout) == (1, "")
         assert third.stderr == (
             f"unify dev: another `unify dev up` runs in {workdir}; stop it first (Ctrl-C in "
