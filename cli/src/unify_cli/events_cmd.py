@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 
 from unify_common import subjects
 from unify_common.events import decode_event
-from unify_common.natsio import connect_nats
+from unify_common.natsio import connect_nats, unreachable_message
 from unify_common.settings import CommonSettings
 
 __all__ = ["format_line", "parse_time", "replay", "tail"]
@@ -126,10 +126,7 @@ async def _connect(settings: CommonSettings, name: str, closed_cb=None):
     try:
         return await connect_nats(settings, name=name, fail_fast=True, closed_cb=closed_cb)
     except Exception as err:
-        where = ", ".join(settings.nats_urls)
-        why = str(err) or type(err).__name__
-        raise ValueError(f"cannot reach NATS at {where} ({why}); set NATS_URL "
-                         "(for the dev stack: source .unify/dev/env)") from None
+        raise ValueError(unreachable_message(settings, err)) from None
 
 
 async def tail(settings: CommonSettings, *, subject: str, as_json: bool,

@@ -25,10 +25,19 @@ from .events import Event, encode_event
 from .settings import CommonSettings, env_float
 
 __all__ = ["connect_nats", "ensure_catalog_bucket", "ensure_stream", "publish_event",
-           "MSG_ID_HEADER"]
+           "unreachable_message", "MSG_ID_HEADER"]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 DUPLICATE_WINDOW_S = 120.0
+
+
+def unreachable_message(settings: CommonSettings, err: BaseException) -> str:
+    """The one-line error a command prints when NATS cannot be reached: where it looked,
+    why, and how to point it elsewhere."""
+    why = ("no answer" if isinstance(err, TimeoutError)
+           else str(err) or type(err).__name__)
+    return (f"cannot reach NATS at {', '.join(settings.nats_urls)} ({why}); set NATS_URL "
+            "(for the dev stack: source .unify/dev/env)")
 
 
 async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool = False,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from unify_common.catalog import CatalogState, read_catalog
-from unify_common.natsio import connect_nats, ensure_catalog_bucket
+from unify_common.natsio import connect_nats, ensure_catalog_bucket, unreachable_message
 from unify_common.settings import CommonSettings
 
 from .apply.route53 import Route53Sink, sink_for
@@ -38,11 +38,7 @@ async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> Catalo
         nc = await asyncio.wait_for(
             connect_nats(common, name="dns411-list", fail_fast=True), timeout)
     except Exception as err:
-        why = "no answer" if isinstance(err, asyncio.TimeoutError) else (
-            str(err) or type(err).__name__)
-        raise ConnectionError(f"cannot reach NATS at {', '.join(common.nats_urls)} ({why}); "
-                              "set NATS_URL (for the dev stack: source .unify/dev/env)"
-                              ) from None
+        raise ConnectionError(unreachable_message(common, err)) from None
     try:
         return await read_catalog(await ensure_catalog_bucket(nc.jetstream(), common))
     finally:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from functools import partial
 from typing import Awaitable, Callable
 
 from unify_common import subjects
@@ -84,6 +83,12 @@ def _runtime_summary(commands: list[str]) -> str:
     return " and ".join(parts) + " changed"
 
 
+def _spare_summary(plan: SparePlan) -> str:
+    """E.g. ``new vhosts through spare backends (be_http_docs_1a2b on be_spare_1)``."""
+    return ("new vhosts through spare backends "
+            f"({', '.join(f'{b} on {s}' for b, s in plan.spares)})")
+
+
 class PortsUnavailable(OSError):
     """Frontend ports were left out because another program holds them; raised after the
     rest was applied so the subscriber retries (with backoff) until they are free."""
@@ -122,14 +127,10 @@ class Reconciler:
             live = self.sink.live_bytes()
             text = live.decode(errors="replace") if live else ""
             self._slots, self._boot_ports = layout_from_config(text), ports_from_config(text)
-        spares = self.settings.spare_backends if self.settings.render.host_maps else 0
-        build = partial(build_desired, state.instances, certificates=certificates,
-                        previous_slots=self._slots, min_slots=self.settings.min_slots,
-                        spare_backends=spares, previous_ports=self._previous_ports())
-        desired = build()
+        desired = self._build(state, certificates)
         busy = self._busy_ports(desired)
         if busy:
-            desired = build(unavailable_ports=busy)
+            desired = self._build(state, certificates, busy)
         self._unavailable = busy
         await self._report(sorted(set(cert_problems) | set(desired.problems)))
         data = render(desired, self.settings.render)
@@ -149,8 +150,7 @@ class Reconciler:
         if spare is not None and quick_spare is None:
             await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
                 source=SOURCE, node=self._node, method="runtime", config_hash=digest,
-                detail=f"revision {state.revision}: new vhosts through spare backends "
-                f"({', '.join(f'{b} on {s}' for b, s in spare.spares)}); reload follows",
+                detail=f"revision {state.revision}: {_spare_summary(spare)}; reload follows",
                 observed_at=_now_ms()),
                 f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:spare")
         try:
@@ -188,6 +188,16 @@ class Reconciler:
             raise PortsUnavailable(f"ports {sorted(busy)} are held by another program; "
                                    "everything else is applied, retrying for these")
 
+    def _build(self, state: CatalogState, certificates,
+               unavailable: frozenset[int] = frozenset()) -> Desired:
+        """The desired state of ``state`` from where the worker stands (its slots and port
+        kinds), with the configured spares; ``unavailable`` ports left out."""
+        spares = self.settings.spare_backends if self.settings.render.host_maps else 0
+        return build_desired(state.instances, certificates=certificates,
+                             previous_slots=self._slots, min_slots=self.settings.min_slots,
+                             spare_backends=spares, unavailable_ports=unavailable,
+                             previous_ports=self._previous_ports())
+
     def _previous_ports(self) -> dict[int, str]:
         """Each frontend port's kind in what HAProxy runs: the last applied state, or at
         start the live file's (a port keeps its kind while still claimed for it)."""
@@ -214,14 +224,9 @@ class Reconciler:
         if self._live is None or self.sink.reload_pending:
             return None
         plan = spare_commands(self._live, desired, self.settings.render)
-        if plan is None:
+        if plan is None or not await self._runtime_quietly(plan.apply):
             return None
-        try:
-            if await self.sink.runtime(plan.apply):
-                return plan
-        except (OSError, asyncio.TimeoutError):
-            pass
-        return None
+        return plan
 
     async def _undo_spare(self, plan: SparePlan) -> bool:
         """Take a spare plan back out of the worker; False when it did not take it all."""
@@ -253,13 +258,9 @@ class Reconciler:
         if self._live is None or self.sink.reload_pending or self._quick_spare is not None:
             return
         certificates, _ = load_certificates(self.settings.cert_dir)
-        spares = self.settings.spare_backends if self.settings.render.host_maps else 0
         # Runtime commands cannot add a frontend, so no probe of new ports: the ports held by
         # another program at the last reconcile stay left out as they were.
-        desired = build_desired(state.instances, certificates=certificates,
-                                previous_slots=self._slots, min_slots=self.settings.min_slots,
-                                spare_backends=spares, unavailable_ports=self._unavailable,
-                                previous_ports=self._previous_ports())
+        desired = self._build(state, certificates, self._unavailable)
         commands = runtime_commands(self._live, desired, self.settings.render)
         if commands:
             if not await self._runtime_quietly(commands):
@@ -277,8 +278,7 @@ class Reconciler:
             # that follows reloads (taking this plan back if ``haproxy -c`` says no), and
             # does not apply a spare plan again (``add map`` would add the hosts twice).
             self._quick_spare = plan
-            done = ("new vhosts through spare backends "
-                    f"({', '.join(f'{b} on {s}' for b, s in plan.spares)})")
+            done = _spare_summary(plan)
         else:
             return
         detail = f"ahead of the file: {done}; revision {state.revision}"
@@ -323,13 +323,8 @@ class Reconciler:
         ``haproxy -c`` still guards every byte written. Returns False (nothing done, or
         not all commands taken) to let the normal path decide: write, then runtime or
         reload."""
-        if self.sink.reload_pending:
-            return False
-        try:
-            if not await self.sink.runtime(commands):
-                return False
-        except (OSError, asyncio.TimeoutError):
-            return False  # no master: the normal path writes and (re)starts it
+        if self.sink.reload_pending or not await self._runtime_quietly(commands):
+            return False  # (no master: the normal path writes and (re)starts it)
         await self.sink.write(data, maps)
         self.sink.reload_pending = False  # the worker already runs what the file now says
         return True
