@@ -253,3 +253,12 @@ def test_summary_of_an_update_says_what_changed():
         "fr/fr-2 node=node-1 127.0.0.1:21002 passing (weight 1 -> 5)")
     assert _summary(InstanceUpdated(instance=moved, previous=before)) == (
         "fr/fr-2 node=node-1 127.0.0.2:21002 passing (was 127.0.0.1:21002; tags changed)")
+
+
+def test_summary_of_a_value_that_is_not_utf8_shows_its_exact_bytes():
+    from unify_cli.events_cmd import _summary
+
+    text = KvSet(entry=KvEntry.from_bytes("unify/k", b"10.0.0.1"))
+    binary = KvSet(entry=KvEntry.from_bytes("unify/k", b"\xff\xfe-1"))
+    assert _summary(text) == "unify/k='10.0.0.1'"
+    assert _summary(binary) == "unify/k=b'\\xff\\xfe-1'"

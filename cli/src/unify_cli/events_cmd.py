@@ -87,7 +87,9 @@ def _summary(event) -> str:
             text += f" (was {event.previous_health})"
         return text
     if kind.startswith("kv."):
-        value = event.entry.value
+        # a value that is not UTF-8 is shown as its exact bytes, never as its lossy text form
+        text = event.entry.text
+        value = text if text is not None else event.entry.raw
         return f"{event.entry.key}={value[:60]!r}" + ("..." if len(value) > 60 else "")
     if kind == "error":
         where = f" {event.service}/{event.instance_id}" if event.service else ""

@@ -39,6 +39,17 @@ def test_records_from_kv(entries, records, reasons):
     assert [p.reason for p in problems] == reasons
 
 
+def test_kv_value_that_is_not_utf8_is_a_problem_for_that_key_only():
+    entries = {"unify/dns/a.example.com": KvEntry.from_bytes("unify/dns/a.example.com",
+                                                             b"\xff192.0.2.1"),
+               "unify/dns/b.example.com": KvEntry.from_bytes("unify/dns/b.example.com",
+                                                             b"192.0.2.2")}
+    records, problems = records_from_kv(entries, "unify/dns/", 30)
+    assert records == [RecordSet("b.example.com", "A", ("192.0.2.2",), 30, "kv")]
+    assert problems == [Problem("invalid-static",
+                                "KV key 'unify/dns/a.example.com': value is not UTF-8 text")]
+
+
 def test_hosts_file_lines():
     text = ("# comment\n\n192.0.2.1 a.example.com B.example.com  # trailing\n"
             "192.0.2.2 a.example.com\n2001:db8::1 a.example.com\nnot-an-ip x.example.com\n"

@@ -24,6 +24,7 @@ type                      meaning                                          subje
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Literal, Union
 
@@ -118,13 +119,46 @@ def catalog_key(node: str, instance_id: str) -> str:
 
 
 class KvEntry(msgspec.Struct, frozen=True):
-    """A Consul KV entry under a watched prefix. ``value`` is the raw value decoded as UTF-8
-    (undecodable bytes are replaced); ``modify_index`` is Consul's ``ModifyIndex``."""
+    """A Consul KV entry under a watched prefix; ``modify_index`` is Consul's ``ModifyIndex``.
+
+    ``value`` is the text form of the raw value. When the raw bytes are valid UTF-8 it is
+    exact and ``value_base64`` is ``None``. When they are not, ``value`` is only a readable
+    approximation (undecodable bytes shown as U+FFFD) and ``value_base64`` holds the exact
+    bytes (standard base64, RFC 4648 section 4), so two different values never give equal
+    entries. Readers that need the value use :attr:`raw` or :attr:`text`; build entries from
+    Consul's bytes with :meth:`from_bytes`.
+    """
 
     key: str
     value: str
     modify_index: int = 0
     flags: int = 0
+    #: The exact value, base64, only when it is not UTF-8 (schema v1 addition, default None).
+    value_base64: str | None = None
+
+    @classmethod
+    def from_bytes(cls, key: str, raw: bytes, *, modify_index: int = 0,
+                   flags: int = 0) -> "KvEntry":
+        """The entry for Consul's raw value bytes (``b""`` for a key without a value)."""
+        try:
+            return cls(key=key, value=raw.decode("utf-8"), modify_index=modify_index,
+                       flags=flags)
+        except UnicodeDecodeError:
+            return cls(key=key, value=raw.decode("utf-8", "replace"),
+                       modify_index=modify_index, flags=flags,
+                       value_base64=base64.b64encode(raw).decode("ascii"))
+
+    @property
+    def raw(self) -> bytes:
+        """The value's exact bytes, as stored in Consul."""
+        if self.value_base64 is not None:
+            return base64.b64decode(self.value_base64)
+        return self.value.encode("utf-8")
+
+    @property
+    def text(self) -> str | None:
+        """The value as text, or ``None`` when the bytes are not UTF-8."""
+        return self.value if self.value_base64 is None else None
 
     @property
     def catalog_key(self) -> str:

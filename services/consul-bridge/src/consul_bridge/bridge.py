@@ -408,10 +408,9 @@ class Bridge:
                     log.error("KV entry skipped: value too large", extra={"fields": {
                         "key": e["Key"][:200], "bytes": len(raw)}})
                     continue
-                current[e["Key"]] = KvEntry(
-                    key=e["Key"], value=raw.decode("utf-8", "replace") if isinstance(raw, bytes)
-                    else str(raw), modify_index=int(e.get("ModifyIndex") or 0),
-                    flags=int(e.get("Flags") or 0))
+                current[e["Key"]] = KvEntry.from_bytes(
+                    e["Key"], raw if isinstance(raw, bytes) else str(raw).encode(),
+                    modify_index=int(e.get("ModifyIndex") or 0), flags=int(e.get("Flags") or 0))
             await self._apply_kv(prefix, current, int(returned or 0))
 
     async def _apply_kv(self, prefix: str, current: dict[str, KvEntry], index: int) -> None:
@@ -429,6 +428,9 @@ class Bridge:
             for change in diff_kv(previous, effective, index=index, now_ms=_now_ms()):
                 await self._publish(change)
                 entry = change.event.entry  # type: ignore[union-attr]
+                if change.put is not None and entry.value_base64 is not None:
+                    log.info("KV value is not UTF-8: the event carries it as value_base64",
+                             extra={"fields": {"key": entry.key[:200], "bytes": len(entry.raw)}})
                 if change.put is None:
                     self._kv_published.pop(entry.key, None)
                 else:

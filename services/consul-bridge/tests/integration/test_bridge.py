@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import urllib.request
 
 import nats
 import pytest
@@ -145,6 +146,46 @@ async def test_kv_events(bridge_settings, consul_http_addr, nats_server, events)
           if s.startswith("unify.catalog.kv")]
     assert kv == [("unify.catalog.kv.set", "unify/dns/db.example.com", "10.1.2.3"),
                   ("unify.catalog.kv.deleted", "unify/dns/db.example.com", "10.1.2.3")]
+    await stop_bridge(handle)
+
+
+def put_kv_bytes(addr: str, key: str, value: bytes) -> None:
+    req = urllib.request.Request(f"http://{addr}/v1/kv/{key}", data=value, method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.read().strip() == b"true"
+
+
+async def test_kv_values_that_are_not_utf8_arrive_byte_exact(bridge_settings, consul_http_addr,
+                                                             nats_server, events):
+    # both decode to the same lossy text (two U+FFFD); the events and the bucket must not
+    first, second = b"\xff\xfe-10.0.0.1", b"\xfe\xff-10.0.0.1"
+    assert first.decode("utf-8", "replace") == second.decode("utf-8", "replace")
+    handle = await start_bridge(bridge_settings)
+    await events.start(nats_server.url)
+    put_kv_bytes(consul_http_addr, "unify/blob", first)
+    await events.wait_for(1, "unify.catalog.kv")
+    put_kv_bytes(consul_http_addr, "unify/blob", second)
+    await events.wait_for(2, "unify.catalog.kv")
+    put_kv_bytes(consul_http_addr, "unify/blob", "10.0.0.1 \u00e9".encode())
+    await events.wait_for(3, "unify.catalog.kv")
+    sets = [e.entry for s, _, e in events.items if s == "unify.catalog.kv.set"]
+    assert [(e.key, e.raw, e.value_base64, e.text) for e in sets] == [
+        ("unify/blob", first, "//4tMTAuMC4wLjE=", None),
+        ("unify/blob", second, "/v8tMTAuMC4wLjE=", None),
+        ("unify/blob", "10.0.0.1 \u00e9".encode(), None, "10.0.0.1 \u00e9")]
+    assert sets[0].value == sets[1].value == "\ufffd\ufffd-10.0.0.1"
+
+    # what a subscriber reads from the catalog bucket is exact too
+    put_kv_bytes(consul_http_addr, "unify/blob", second)
+    await events.wait_for(4, "unify.catalog.kv")
+    bucket = await ensure_catalog_bucket(events.nc.jetstream(), bridge_settings.common)
+    for _ in range(100):  # the bucket is written just after the event is published
+        state = await read_catalog(bucket)
+        if state.kv["unify/blob"].raw == second:
+            break
+        await asyncio.sleep(0.05)
+    assert state.kv["unify/blob"].raw == second
+    assert state.kv["unify/blob"].value_base64 == "/v8tMTAuMC4wLjE="
     await stop_bridge(handle)
 
 

@@ -2,7 +2,7 @@
 
 Consul KV: every key under the prefix (default ``unify/dns/``) names one record:
 ``unify/dns/<fqdn>`` with a value of either one or more IP addresses (separated by commas
-or white space: A and/or AAAA) or exactly one host name (CNAME). Anything else is an
+or white space: A and/or AAAA) or exactly one host name (CNAME). Anything else (a value that is not UTF-8 included) is an
 ``invalid-static`` problem for that key only.
 
 Hosts-style files follow hosts(5): ``<address> <name> [<name>...]`` per line, ``#`` starts
@@ -45,7 +45,12 @@ def records_from_kv(kv: Mapping[str, KvEntry], prefix: str, ttl: int
         if not is_hostname(name):
             problems.append(Problem("invalid-static", f"KV key {shown!r}: not a DNS name"))
             continue
-        tokens = kv[key].value.replace(",", " ").split()
+        text = kv[key].text
+        if text is None:
+            problems.append(Problem("invalid-static", f"KV key {shown!r}: value is not UTF-8 "
+                                    "text"))
+            continue
+        tokens = text.replace(",", " ").split()
         addresses = [parse_address(t) for t in tokens]
         if tokens and all(addresses):
             pairs.extend((name, rtype, value) for rtype, value in addresses)  # type: ignore[misc]
