@@ -19,6 +19,10 @@ type                      meaning                                          subje
 ``kv.deleted``            a watched Consul KV key was deleted
 ``error``                 a component rejected input or failed to apply
 ``applied``               a subscriber applied a desired state
+``registry.image.pushed`` a tag (or digest) was pushed to the registry
+``registry.image.deleted`` a manifest or tag was deleted from the registry
+``registry.step``         one step of a registry-admin operation (gc,
+                          certificate, rollout)
 ========================  ==============================================  ====================
 """
 
@@ -38,6 +42,8 @@ __all__ = [
     "Check",
     "ErrorEvent",
     "Event",
+    "ImageDeleted",
+    "ImagePushed",
     "Instance",
     "InstanceDeregistered",
     "InstanceHealth",
@@ -46,6 +52,7 @@ __all__ = [
     "KvDeleted",
     "KvEntry",
     "KvSet",
+    "RegistryStep",
     "aggregate_health",
     "decode_event",
     "encode_event",
@@ -256,9 +263,66 @@ class Applied(_Base, tag="applied"):
     detail: str = ""
 
 
+class ImagePushed(_Base, tag="registry.image.pushed"):
+    """A manifest was pushed to the private registry (distribution's notification ``push``
+    of a manifest, published only once ``tag`` resolves to ``digest`` through the registry
+    API; see ``services/registry-admin``).
+
+    ``repository`` is the repository name, ``tag`` the tag pushed (``""`` for a push by
+    digest), ``digest`` the manifest digest (``sha256:<hex>``), ``size`` the manifest's size
+    in bytes, ``media_type`` the manifest media type, ``actor`` the authenticated user (``""``
+    when anonymous), ``instance`` the registry node that took the push (its ``host:port`` as
+    the registry reports it), ``registry_event_id`` the registry's own event id (also the
+    message id, so a redelivered notification is one event), ``pushed_at`` the registry's
+    timestamp (Unix epoch milliseconds).
+    """
+
+    repository: str
+    tag: str
+    digest: str
+    size: int = 0
+    media_type: str = ""
+    actor: str = ""
+    instance: str = ""
+    registry_event_id: str = ""
+    pushed_at: int = 0
+
+
+class ImageDeleted(_Base, tag="registry.image.deleted"):
+    """A manifest (``digest`` set) or a tag (``tag`` set) was deleted from the registry;
+    fields as in :class:`ImagePushed`."""
+
+    repository: str
+    tag: str = ""
+    digest: str = ""
+    actor: str = ""
+    instance: str = ""
+    registry_event_id: str = ""
+    deleted_at: int = 0
+
+
+class RegistryStep(_Base, tag="registry.step"):
+    """One step of a registry-admin operation.
+
+    ``operation`` is ``gc``, ``certificate`` or ``rollout``; ``run_id`` ties the steps of one
+    run together; ``step`` names the step (``read-only``, ``dry-run``, ``sweep``,
+    ``read-write``, ``verify``, ``issue``, ``restart``...); ``status`` is ``started``, ``ok``,
+    ``failed`` or ``refused``; ``detail`` is for humans (never a secret); ``instance`` is set
+    when one registry node is concerned.
+    """
+
+    source: str
+    operation: str
+    run_id: str
+    step: str
+    status: str
+    detail: str = ""
+    instance: str = ""
+
+
 Event = Union[
     InstanceRegistered, InstanceUpdated, InstanceHealth, InstanceDeregistered,
-    KvSet, KvDeleted, ErrorEvent, Applied,
+    KvSet, KvDeleted, ErrorEvent, Applied, ImagePushed, ImageDeleted, RegistryStep,
 ]
 
 _encoder = msgspec.json.Encoder(order="deterministic")

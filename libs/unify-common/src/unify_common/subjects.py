@@ -6,6 +6,7 @@ All events live under ``unify.`` on one JetStream stream (default ``UNIFY``):
 * ``unify.catalog.kv.<set|deleted>``
 * ``unify.error.<source>``
 * ``unify.applied.<source>.<node>``
+* ``unify.registry.image.<pushed|deleted>`` and ``unify.registry.step.<operation>``
 
 ``<service>`` and ``<node>`` are the names themselves when they are safe subject tokens
 (``[A-Za-z0-9_-]``, at most 64 characters), otherwise ``_`` + 16 hex digits of their SHA-256,
@@ -24,6 +25,8 @@ __all__ = [
     "error_subject",
     "instance_subject",
     "kv_subject",
+    "registry_image_subject",
+    "registry_step_subject",
     "token",
 ]
 
@@ -58,3 +61,18 @@ def error_subject(source: str) -> str:
 def applied_subject(source: str, node: str) -> str:
     """Subject of an ``applied`` report of component ``source`` on ``node``."""
     return f"unify.applied.{token(source)}.{token(node)}"
+
+
+REGISTRY = "unify.registry.>"
+
+
+def registry_image_subject(change: str) -> str:
+    """Subject of a registry image event; ``change`` is ``pushed`` or ``deleted``
+    (``unify.registry.image.pushed``: the repository is in the event, not the subject)."""
+    return f"unify.registry.image.{token(change)}"
+
+
+def registry_step_subject(operation: str) -> str:
+    """Subject of a registry-admin step event; ``operation`` is ``gc``, ``certificate`` or
+    ``rollout``."""
+    return f"unify.registry.step.{token(operation)}"
