@@ -19,6 +19,11 @@ type                      meaning                                          subje
 ``kv.deleted``            a watched Consul KV key was deleted
 ``error``                 a component rejected input or failed to apply
 ``applied``               a subscriber applied a desired state
+``release``               wireline recorded a release (deploy, rollback,
+                          scale, removal; success or failure)
+``build.output``          lines of an app's build and deploy output
+``deploy.failed``         a wireline deploy failed (build, push, health
+                          gate, Swarm rollback)
 ``registry.image.pushed`` a tag (or digest) was pushed to the registry
 ``registry.image.deleted`` a manifest or tag was deleted from the registry
 ``registry.step``         one step of a registry-admin operation (gc,
@@ -39,6 +44,10 @@ from .tags import TagError, UnifyTags, parse_tags
 __all__ = [
     "SCHEMA_VERSION",
     "Applied",
+    "BuildOutput",
+    "DeployFailed",
+    "Release",
+    "ReleaseRecorded",
     "Check",
     "ErrorEvent",
     "Event",
@@ -320,9 +329,78 @@ class RegistryStep(_Base, tag="registry.step"):
     instance: str = ""
 
 
+class Release(msgspec.Struct, frozen=True, kw_only=True):
+    """One wireline release of an app (what ``unify apps releases`` lists).
+
+    ``number`` counts from 1 per app; ``kind`` is ``push``, ``rollback``, ``scale`` or
+    ``remove``; ``outcome`` is ``deployed``, ``failed``, ``removed`` or ``built`` (``PUSH=N``:
+    built, nothing deployed). ``sha`` is the git commit (40 hex) and ``ref`` the pushed ref;
+    ``images`` maps each service to its image pinned by digest
+    (``<registry>/<app>/<service>:<sha>@sha256:...``); ``replicas`` maps each service to its
+    replica count (``-1`` for a global service). ``pusher`` is the key's name and
+    ``fingerprint`` its OpenSSH SHA-256 fingerprint (or the operator's user for CLI actions).
+    ``started_at``/``finished_at`` are Unix epoch milliseconds; ``receive_s``, ``build_s``,
+    ``push_s`` and ``deploy_s`` are stage durations in seconds. ``rollback_of`` is the release
+    whose images a rollback pinned again; ``message`` says why a release failed. ``stack`` is
+    the deployed stack file (YAML), reused by rollback and scale.
+    """
+
+    app: str
+    number: int
+    kind: str
+    outcome: str
+    sha: str = ""
+    ref: str = ""
+    images: dict[str, str] = {}
+    replicas: dict[str, int] = {}
+    pusher: str = ""
+    fingerprint: str = ""
+    node: str = ""
+    started_at: int = 0
+    finished_at: int = 0
+    receive_s: float = 0.0
+    build_s: float = 0.0
+    push_s: float = 0.0
+    deploy_s: float = 0.0
+    rollback_of: int = 0
+    message: str = ""
+    stack: str = ""
+
+
+class ReleaseRecorded(_Base, tag="release"):
+    """wireline recorded ``release`` (subject ``unify.apps.<app>.release``)."""
+
+    release: Release
+
+
+class BuildOutput(_Base, tag="build.output"):
+    """Consecutive output lines of release ``number`` of ``app`` (build, push and deploy
+    steps, as the pusher saw them); ``first_line`` is the index of ``lines[0]`` in the
+    release's log, so the chunks of one release can be put back in order."""
+
+    app: str
+    number: int
+    first_line: int
+    lines: tuple[str, ...]
+
+
+class DeployFailed(_Base, tag="deploy.failed"):
+    """A deploy of ``app`` (release ``number``, commit ``sha``) failed at ``stage``
+    (``build``, ``push``, ``deploy``, ``health``, ``rollback``, ``lock``); ``message`` is
+    what the pusher was told; ``pusher`` the key name."""
+
+    app: str
+    number: int
+    sha: str
+    stage: str
+    message: str
+    pusher: str = ""
+
+
 Event = Union[
     InstanceRegistered, InstanceUpdated, InstanceHealth, InstanceDeregistered,
     KvSet, KvDeleted, ErrorEvent, Applied, ImagePushed, ImageDeleted, RegistryStep,
+    ReleaseRecorded, BuildOutput, DeployFailed,
 ]
 
 _encoder = msgspec.json.Encoder(order="deterministic")

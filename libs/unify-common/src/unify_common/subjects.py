@@ -6,6 +6,7 @@ All events live under ``unify.`` on one JetStream stream (default ``UNIFY``):
 * ``unify.catalog.kv.<set|deleted>``
 * ``unify.error.<source>``
 * ``unify.applied.<source>.<node>``
+* ``unify.apps.<app>.<release|build|deploy.failed>`` (wireline)
 * ``unify.registry.image.<pushed|deleted>`` and ``unify.registry.step.<operation>``
 
 ``<service>`` and ``<node>`` are the names themselves when they are safe subject tokens
@@ -22,6 +23,9 @@ __all__ = [
     "ALL",
     "CATALOG",
     "applied_subject",
+    "app_build_subject",
+    "app_deploy_failed_subject",
+    "app_release_subject",
     "error_subject",
     "instance_subject",
     "kv_subject",
@@ -76,3 +80,21 @@ def registry_step_subject(operation: str) -> str:
     """Subject of a registry-admin step event; ``operation`` is ``gc``, ``certificate`` or
     ``rollout``."""
     return f"unify.registry.step.{token(operation)}"
+
+
+APPS = "unify.apps.>"
+
+
+def app_release_subject(app: str) -> str:
+    """Subject of a wireline release event: ``unify.apps.<app>.release``."""
+    return f"unify.apps.{token(app)}.release"
+
+
+def app_build_subject(app: str) -> str:
+    """Subject of wireline build/deploy output lines: ``unify.apps.<app>.build``."""
+    return f"unify.apps.{token(app)}.build"
+
+
+def app_deploy_failed_subject(app: str) -> str:
+    """Subject of a failed wireline deploy: ``unify.apps.<app>.deploy.failed``."""
+    return f"unify.apps.{token(app)}.deploy.failed"
