@@ -52,7 +52,7 @@ def test_valid(tags, expected):
     pytest.param(["dns=exämple.com"], "tag 'dns=exämple.com': only printable ASCII is allowed",
                  id="unicode"),
     pytest.param(["dns=" + "a" * 300], "tag '" + ("dns=" + "a" * 300)[:77]
-                 + "...': longer than 256 characters", id="huge"),
+                 + "...': dns is 300 characters long; at most 253 are allowed", id="huge"),
     pytest.param(["ssl=maybe"], "tag 'ssl=maybe': ssl must be one of backend, bridge, "
                  "offloading, pass-through", id="unknown-ssl"),
     pytest.param(["balance=hdr(host)"], "tag 'balance=hdr(host)': balance must be one of "

@@ -91,6 +91,26 @@ def test_bad_address_and_service_name_are_problems():
     assert sorted(p.reason for p in desired.problems) == ["invalid-address", "invalid-name"]
 
 
+#: a valid 249-character domain: ``www.`` + it is 253 long (valid), ``wwww.`` + it 254
+DOMAIN_249 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 57])
+
+
+def test_vhost_names_are_judged_whole_by_the_shared_host_name_rule():
+    """The same rule and words as switchboard (see its test of the same name)."""
+    fits = make_instance("fits", "f1", "10.0.0.3", 80, [f"dns={DOMAIN_249}", "vhost=www"])
+    too_long = make_instance("long", "l1", "10.0.0.4", 80,
+                             [f"dns={DOMAIN_249}", "dns=example.com", "vhost=wwww"])
+    desired = build_desired(state(fits, too_long, HAPROXY_1), ttl=30)
+    assert [(r.name, r.type) for r in desired.records] == [
+        ("haproxy.example.com", "A"), ("www." + DOMAIN_249, "CNAME"),
+        ("wwww.example.com", "CNAME")]
+    assert [p for p in desired.problems if p.reason != "cname-target-missing"] == [Problem(
+        "invalid-name",
+        "name 'wwww." + "a" * 52 + "...' is 254 characters long; at most 253 are allowed",
+        service="long",
+        instance_id="l1", node="node-1")]
+
+
 def test_cname_conflicting_with_address_keeps_address():
     web = make_instance("www", "w", "10.0.0.1", 80, ["dns=example.com"])
     vhost = make_instance("shop", "s", "10.0.0.2", 80, ["dns=example.com", "vhost=www"])

@@ -355,3 +355,33 @@ def test_rejections_name_each_instance(case):
     ], certificates=CERTS, unavailable_ports=frozenset({15432}))
     assert desired.problems == (Problem(reason, message, "app", "a1", "n1"),
                                 Problem(reason, message, "app", "a2", "n2"))
+
+
+#: a valid 249-character domain: ``www.`` + it is 253 long (valid), ``wwww.`` + it 254
+DOMAIN_249 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 57])
+
+
+def test_vhost_names_are_judged_whole_by_the_shared_host_name_rule():
+    """The same rule and words as dns411 (see its test of the same name)."""
+    fits = make_instance("fits", "f1", "10.0.0.3", 80, [f"dns={DOMAIN_249}", "vhost=www"],
+                         create_index=7)
+    too_long = make_instance("long", "l1", "10.0.0.4", 80,
+                             [f"dns={DOMAIN_249}", "dns=example.com", "vhost=wwww"],
+                             create_index=8)
+    desired = build_desired([fits, too_long])
+    [frontend] = desired.frontends
+    assert [(r.host, r.backend) for r in frontend.routes] == [
+        ("www." + DOMAIN_249, backend_name("http", "fits")),
+        ("wwww.example.com", backend_name("http", "long"))]
+    assert desired.problems == (Problem(
+        reason="invalid-name",
+        message="name 'wwww." + "a" * 52 + "...' is 254 characters long; at most 253 are allowed",
+        service="long",
+        instance_id="l1", node="node-1"),)
+
+
+def test_a_vhost_whose_every_name_is_refused_is_not_also_missing_a_vhost():
+    alone = make_instance("long", "l1", "10.0.0.4", 80, [f"dns={DOMAIN_249}", "vhost=wwww"])
+    desired = build_desired([alone])
+    assert desired.frontends == ()
+    assert [p.reason for p in desired.problems] == ["invalid-name"]

@@ -30,6 +30,7 @@ import re
 
 import msgspec
 
+from .hostnames import CHARACTERS, hostname_problem
 __all__ = [
     "BALANCE_ALGORITHMS",
     "SSL_MODES",
@@ -55,9 +56,9 @@ _KNOWN_KEYS = frozenset(
 _REPEATABLE = frozenset({"dns", "http", "https", "tcp"})
 _DEFAULT_PORT = {"http": 80, "https": 443}
 _MAX_TAG_LEN = 256
-
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+#: Keys whose values are host names: bounded by the host-name rule (253 characters), judged
+#: on the name, not by the tag cap (``dns=`` + a valid 253-character domain is 257 long).
+_NAME_KEYS = frozenset({"dns", "vhost"})
 _PREFIX_RE = re.compile(r"^/(?:[A-Za-z0-9._~-]+/?)*$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/?=&%+-]*$")
 _PORT_RE = re.compile(r"^[0-9]{1,5}$")
@@ -107,9 +108,13 @@ def _fail(tag: str, reason: str) -> TagError:
 
 
 def _hostname(tag: str, value: str, what: str) -> str:
+    """The lower-cased name, judged by the one host-name rule (:mod:`.hostnames`)."""
     lowered = value.lower()
-    if len(lowered) > 253 or not _HOSTNAME_RE.match(lowered):
+    problem = hostname_problem(lowered)
+    if problem == CHARACTERS:
         raise _fail(tag, f"{what} must be a DNS name of letters, digits, '-' and '.'")
+    if problem is not None:
+        raise _fail(tag, f"{what} {problem}")
     return lowered
 
 
@@ -149,7 +154,7 @@ def parse_tags(tags: list[str] | tuple[str, ...]) -> UnifyTags | None:
         key, sep, value = tag.partition("=")
         if key not in _KNOWN_KEYS:
             continue
-        if len(tag) > _MAX_TAG_LEN:
+        if len(tag) > _MAX_TAG_LEN and key not in _NAME_KEYS:
             raise _fail(tag, f"longer than {_MAX_TAG_LEN} characters")
         if not tag.isascii() or not tag.isprintable():
             raise _fail(tag, "only printable ASCII is allowed")

@@ -31,7 +31,7 @@ from unify_common.state import CatalogState
 from unify_common.events import Instance
 
 from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
-from .names import MAX_NAME_LEN, is_hostname, parse_address
+from .names import is_hostname, name_error, parse_address
 
 __all__ = ["build_desired", "merge_sources", "unroutable_vhost"]
 
@@ -99,9 +99,9 @@ def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str
             if inst.service == haproxy_service:
                 wanted.append((f"{haproxy_label}.{domain}", rtype, value))
             for name, t, v in wanted:
-                if len(name) > MAX_NAME_LEN:
-                    problems.append(_instance_problem(
-                        inst, "invalid-name", f"name {name[:60]!r}... is longer than 253"))
+                error = name_error(name)  # the same rule, and words, as switchboard's
+                if error is not None:
+                    problems.append(_instance_problem(inst, "invalid-name", error))
                 else:
                     pairs.append((name, t, v))
     return pairs

@@ -9,26 +9,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from typing import Iterable
 
-__all__ = ["is_hostname", "normalize_name", "parse_address", "zone_for", "MAX_NAME_LEN"]
+# the one host-name rule, shared with switchboard (see unify_common.hostnames)
+from unify_common.hostnames import MAX_NAME_LEN, is_hostname, name_error, normalize_name
 
-#: Longest name in presentation form without the trailing dot (RFC 1035 section 2.3.4).
-MAX_NAME_LEN = 253
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-
-
-def normalize_name(name: str) -> str:
-    """Lower case, without a trailing dot. Does not validate (see :func:`is_hostname`)."""
-    return name.strip().rstrip(".").lower()
-
-
-def is_hostname(name: str) -> bool:
-    """True when ``name`` (already normalised) is letters, digits and ``-`` in dot-separated
-    labels of 1-63 characters, no label starting or ending with ``-``, at most 253 long."""
-    return len(name) <= MAX_NAME_LEN and bool(_HOSTNAME_RE.match(name))
+__all__ = ["is_hostname", "name_error", "normalize_name", "parse_address", "zone_for",
+           "MAX_NAME_LEN"]
 
 
 @functools.lru_cache(maxsize=65536)

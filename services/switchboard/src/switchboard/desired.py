@@ -12,7 +12,9 @@ Routing rules (each one a stated, deterministic choice):
   then, does not take the port from the vhosts still served on it. Like slots, this makes
   the result depend on the previous state as well as on the catalog; a first build has none.
 * ``http`` and ``https`` listeners need a ``vhost`` (``missing-vhost`` otherwise); the service
-  answers on ``<vhost>.<dns>`` for every ``dns`` domain. ``tcp`` listeners take the whole port.
+  answers on ``<vhost>.<dns>`` for every ``dns`` domain whose joined name passes the one
+  host-name rule of ``unify_common.hostnames`` (``invalid-name`` otherwise, the words dns411
+  uses too). ``tcp`` listeners take the whole port.
 * TLS (``ssl`` tag): ``offloading`` ends TLS at HAProxy; ``bridge`` ends it and re-encrypts to
   the servers; ``backend`` keeps clients on plain HTTP and encrypts to the servers (not valid on
   an ``https`` listener); ``pass-through`` routes the TLS stream by SNI untouched (``https``
@@ -27,9 +29,9 @@ Routing rules (each one a stated, deterministic choice):
   (``port-unavailable``), so one such tag cannot block every other change.
 * Servers: Consul ``passing`` -> ``ready``; ``warning`` -> ``drain``; ``critical`` -> ``maint``.
 * Every rejection of a service's claim (``port-conflict``, ``route-conflict``,
-  ``missing-vhost``, ``ssl-mode-conflict``, ``missing-certificate``, ``port-unavailable``,
-  ``name-collision``) is one problem per instance the service follows, with that instance's
-  ``instance_id`` and ``node``: the registrations an operator has to fix.
+  ``missing-vhost``, ``invalid-name``, ``ssl-mode-conflict``, ``missing-certificate``,
+  ``port-unavailable``, ``name-collision``) is one problem per instance the service follows,
+  with that instance's ``instance_id`` and ``node``: the registrations an operator has to fix.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ except ImportError:  # pragma: no cover - depends on the Python version
         from _sha2 import sha256 as _sha256  # Python >= 3.12
     except ImportError:
         from hashlib import sha256 as _sha256
+from unify_common.hostnames import name_error
 from unify_common.tags import UnifyTags
 
 from .gcpause import gc_paused
@@ -170,6 +173,19 @@ def _ssl_plan(tags: UnifyTags, members: list[Member]) -> tuple[bool, str]:
     return tags.ssl in ("bridge", "pass-through"), tags.ssl
 
 
+@lru_cache(maxsize=1 << 14)
+def _hosts(vhost: str | None, dns: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the names ``<vhost>.<dns>`` a service answers on, the ``invalid-name`` messages of
+    the joined names the one host-name rule refuses: ``unify_common.hostnames``, the rule
+    dns411 applies too, so HAProxy never routes a name DNS cannot hold)."""
+    if not vhost:
+        return (), ()
+    joined = [f"{vhost}.{domain}" for domain in dns]
+    errors = [(host, name_error(host)) for host in joined]
+    return (tuple(h for h, e in errors if e is None),
+            tuple(e for _, e in errors if e is not None))
+
+
 def _first_claimants(followed: list[tuple]) -> dict[tuple[int, str], str]:
     """``(port, kind)`` -> the first service (in claim order) that claims the port for that
     kind, counting only listeners that reach the port check of :func:`_claim_service` (an
@@ -178,7 +194,7 @@ def _first_claimants(followed: list[tuple]) -> dict[tuple[int, str], str]:
     for _, service, tags, _, (_, https_mode) in followed:
         for listener in tags.listeners:
             proto = listener.protocol
-            if proto != "tcp" and (not tags.vhost or not tags.dns or (
+            if proto != "tcp" and (not _hosts(tags.vhost, tags.dns)[0] or (
                     proto == "http" and tags.ssl == "pass-through") or (
                     proto == "https" and https_mode == "invalid")):
                 continue
@@ -214,7 +230,9 @@ def _claim_ports(followed: list[tuple], certificates: Sequence[Certificate],
 
 def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Claims,
                    certificates: Sequence[Certificate]) -> None:
-    hosts = [f"{tags.vhost}.{domain}" for domain in tags.dns] if tags.vhost else []
+    hosts, name_errors = _hosts(tags.vhost, tags.dns)
+    for error in name_errors:
+        claims.reject("invalid-name", error, service)
     prefix = None if tags.url_prefix in (None, "/") else tags.url_prefix
     http_backend, tcp_backend = backend_name("http", service), backend_name("tcp", service)
     for listener in tags.listeners:
@@ -225,7 +243,9 @@ def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Clai
                 claims.used_backends.add(tcp_backend)
             continue
         if not hosts:
-            claims.reject("missing-vhost", f"{proto}={port} needs vhost= and dns= tags", service)
+            if not name_errors:  # else every name is refused, and already said so
+                claims.reject("missing-vhost", f"{proto}={port} needs vhost= and dns= tags",
+                              service)
             continue
         if proto == "http" and tags.ssl == "pass-through":
             claims.reject("ssl-mode-conflict",
