@@ -113,6 +113,24 @@ def test_tie_goes_to_the_lowest_instance_id():
         ("tag-disagreement", "w2")]
 
 
+def test_haproxy_instances_with_different_dns_tags_are_no_disagreement():
+    """The HAProxy service carries dns= only (a domain is added one instance at a time):
+    switchboard routes nothing of it, so its instances are not compared."""
+    web = make_instance("web", "w1", "10.0.0.1", 80, ["dns=example.com", "vhost=web"])
+    desired = build_desired([
+        web,
+        make_instance("haproxy", "hp-1", "10.0.9.1", 80, ["dns=example.com"]),
+        make_instance("haproxy", "hp-2", "10.0.9.2", 80, ["dns=example.com", "dns=example.org"],
+                      node="node-2"),
+        make_instance("haproxy", "hp-3", "10.0.9.3", 80, ["dns=example.org"], node="node-3"),
+    ])
+    assert desired.problems == ()
+    assert desired == build_desired([web])
+    # a service that does ask for a frontend is still compared, whatever its other members
+    mixed = build_desired([web, make_instance("web", "w2", "10.0.0.2", 80, ["dns=example.com"])])
+    assert [(p.reason, p.instance_id) for p in mixed.problems] == [("tag-disagreement", "w2")]
+
+
 def test_oldest_service_keeps_a_claimed_vhost_and_tcp_port():
     older = make_instance("shop", "s1", "10.0.0.1", 80,
                           ["dns=example.com", "vhost=web", "http", "tcp=9000"], create_index=3)

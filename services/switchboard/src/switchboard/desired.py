@@ -11,6 +11,10 @@ Routing rules (each one a stated, deterministic choice):
   when the service that won the port goes, an older claimant of another kind, rejected until
   then, does not take the port from the vhosts still served on it. Like slots, this makes
   the result depend on the previous state as well as on the catalog; a first build has none.
+* A service none of whose instances asks for a frontend (no ``vhost``, ``http``, ``https``
+  or ``tcp`` tag) is not routed and its instances are not compared: the HAProxy service
+  itself carries ``dns=`` tags only (the domains it answers, for dns411), and instances
+  adding a domain one at a time are no ``tag-disagreement``.
 * ``http`` and ``https`` listeners need a ``vhost`` (``missing-vhost`` otherwise); the service
   answers on ``<vhost>.<dns>`` for every ``dns`` domain whose joined name passes the one
   host-name rule of ``unify_common.hostnames`` (``invalid-name`` otherwise, the words dns411
@@ -472,6 +476,15 @@ def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: di
     return groups, problems
 
 
+def _asks_for_frontends(group: _Group) -> bool:
+    """Whether any instance of the service asks for a frontend (an ``http``/``https``/``tcp``
+    listener; a ``vhost`` implies ``http``). A service none of whose instances does, such
+    as the HAProxy service itself tagged ``dns=`` only, is nothing switchboard routes."""
+    if group.same:
+        return bool(group.unify.listeners)
+    return any(inst.unify.listeners for _, inst, _ in group.members)
+
+
 def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple:
     """``(create index, service, tags, agreeing members, ssl plan, dissent)`` of a service."""
     members = group.members
@@ -504,6 +517,8 @@ def _build(instances: Iterable[Instance] | Mapping[str, Instance],
     memo_services: dict[str, tuple[list[Member], tuple]] = {}
     followed: list[tuple] = []
     for service, group in groups.items():
+        if not _asks_for_frontends(group):
+            continue
         *item, dissent = _follow(service, group, _memo.services, memo_services)
         problems.extend(dissent)
         followed.append(tuple(item))
