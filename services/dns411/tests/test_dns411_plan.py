@@ -111,6 +111,20 @@ def test_plan_routes_by_longest_suffix_zone():
     assert plan.unzoned == ("c.badexample.com",)
 
 
+def test_each_dns_domain_without_a_hosted_zone_is_one_problem():
+    desired = [rs("a.dev.example.org", "A", "10.0.0.1"), rs("b.dev.example.org", "A", "10.0.0.2"),
+               rs("c.example.org", "A", "10.0.0.3"), rs("d.example.com", "A", "10.0.0.4"),
+               rs("db.static.test", "A", "10.0.0.5")]  # a static record: no dns= domain
+    plan = plan_route53(desired, {"ZTOP": "example.com"}, {"ZTOP": []}, owner_id="me",
+                        policy="sync", domains=["dev.example.org", "example.org", "example.com",
+                                                "quiet.test"])
+    assert [(p.reason, p.message) for p in plan.problems] == [
+        ("no-hosted-zone", f"dns={d}: no Route 53 hosted zone covers {d}; its records are not "
+         "written to Route 53") for d in ("dev.example.org", "example.org")]
+    assert plan.unzoned == ("a.dev.example.org", "b.dev.example.org", "c.example.org",
+                            "db.static.test")
+
+
 def test_owner_of():
     assert owner_of(None) is None
     assert owner_of(r53("x", "TXT", OWN)) == "me"

@@ -176,7 +176,10 @@ def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "hapr
                           for layer in static_layers]
     records = merge_sources(layers, problems)
     _report_missing_targets(records, state, haproxy_service, problems)
-    return Desired(records=tuple(records), problems=tuple(problems))
+    domains = {d for inst in state.instances.values() if inst.unify is not None
+               for d in inst.unify.dns}
+    return Desired(records=tuple(records), problems=tuple(problems),
+                   domains=tuple(sorted(domains)))
 
 
 def _report_missing_targets(records: Sequence[RecordSet], state: CatalogState,

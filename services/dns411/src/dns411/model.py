@@ -61,10 +61,12 @@ class Problem(msgspec.Struct, frozen=True, order=True):
 
 
 class Desired(msgspec.Struct, frozen=True):
-    """The desired records (sorted by ``(name, type)``) and the problems met building them."""
+    """The desired records (sorted by ``(name, type)``) and the problems met building them;
+    ``domains`` are the catalog's ``dns=`` domains (sorted), for reports per domain."""
 
     records: tuple[RecordSet, ...] = ()
     problems: tuple[Problem, ...] = ()
+    domains: tuple[str, ...] = ()
 
     def by_key(self) -> dict[tuple[str, str], RecordSet]:
         """Records keyed by ``(name, type)``."""

@@ -200,12 +200,15 @@ def plan_zone(zone_id: str, desired: Sequence[RecordSet], existing: Sequence[Rec
 
 def plan_route53(desired: Iterable[RecordSet], zones: Mapping[str, str],
                  existing: Mapping[str, Sequence[RecordSet]], *, owner_id: str,
-                 policy: str) -> Route53Plan:
+                 policy: str, domains: Iterable[str] = ()) -> Route53Plan:
     """Changes for every hosted zone.
 
     :param zones: hosted zone id -> zone name (normalised). Two zones with one name (public
         and private) both receive the records.
     :param existing: hosted zone id -> its record sets (zones missing here are skipped).
+    :param domains: the catalog's ``dns=`` domains. Each one holding a desired name that no
+        hosted zone covers (the longest such domain for each name) gives one
+        ``no-hosted-zone`` problem, worded the same while it lasts so it is reported once.
     """
     by_zone: dict[str, list[RecordSet]] = {zid: [] for zid in zones}
     unzoned: list[str] = []
@@ -226,7 +229,13 @@ def plan_route53(desired: Iterable[RecordSet], zones: Mapping[str, str],
         u, p = plan_zone(zid, by_zone[zid], existing[zid], owner_id=owner_id, policy=policy)
         units.extend(u)
         problems.extend(p)
-    return Route53Plan(tuple(units), tuple(problems), tuple(sorted(set(unzoned))))
+    unzoned_names = sorted(set(unzoned))
+    domains = tuple(domains)
+    zoneless = {zone_for(name, domains) for name in unzoned_names} if domains else set()
+    problems.extend(Problem("no-hosted-zone", f"dns={domain}: no Route 53 hosted zone covers "
+                            f"{domain}; its records are not written to Route 53")
+                    for domain in sorted(zoneless - {None}))
+    return Route53Plan(tuple(units), tuple(problems), tuple(unzoned_names))
 
 
 def to_boto_change(change: Change) -> dict:

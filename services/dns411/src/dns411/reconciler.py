@@ -149,7 +149,7 @@ class Reconciler:
         existing = {zid: sink.list_zone(zid, max_age=self.settings.route53_resync)
                     for zid in sorted(zones)}
         return plan_route53(desired.records, zones, existing, owner_id=self.settings.owner_id,
-                            policy=self.settings.policy)
+                            policy=self.settings.policy, domains=desired.domains)
 
     async def _report(self, problems: list[Problem]) -> None:
         current = {p.fingerprint: p for p in problems}

@@ -287,3 +287,35 @@ async def test_record_comes_back_after_removal(tmp_path, route53):
     assert [r for r in zone_records(route53, zone) if r[0].startswith("web")] == [
         ("web.example.com.", "A", 30, ("10.0.0.1",))]
     assert publish.errors() == []
+
+
+async def test_a_domain_without_hosted_zone_is_reported_once_while_it_lasts(tmp_path, route53,
+                                                                          caplog):
+    caplog.set_level("WARNING", logger="dns411")
+    top = create_zone(route53, "example.com")
+    reconciler, publish = make(tmp_path, route53)
+    reconciler.route53.zone_refresh = 0.0  # a new zone is seen at the next reconcile
+    catalog = state(svc("web", "10.0.0.1"), svc("api", "10.0.0.2", "dns=nozone.test"),
+                    svc("www", "10.0.0.3", "dns=nozone.test", "dns=example.com"))
+    await reconciler(catalog)
+    await reconciler(catalog)  # a periodic resync: still no zone, nothing new to say
+    await reconciler(state(*catalog.instances.values(),  # a change under the same domain
+                           svc("db", "10.0.0.4", "dns=nozone.test")))
+    message = ("dns=nozone.test: no Route 53 hosted zone covers nozone.test; its records are "
+               "not written to Route 53")
+    assert publish.errors() == [("no-hosted-zone", message)]
+    assert [(r.getMessage(), r.fields) for r in caplog.records] == [
+        ("problem", {"reason": "no-hosted-zone", "detail": message, "service": "",
+                     "instance_id": ""})]
+    assert [name for name, _, _, _ in zone_records(route53, top)] == [
+        "_dns411-a.web.example.com.", "_dns411-a.www.example.com.", "web.example.com.",
+        "www.example.com."]
+
+    # the zone appears: the records go there and the problem is gone
+    nozone = create_zone(route53, "nozone.test")
+    await reconciler(catalog)
+    assert [name for name, _, _, _ in zone_records(route53, nozone)] == [
+        "_dns411-a.api.nozone.test.", "_dns411-a.www.nozone.test.", "api.nozone.test.",
+        "www.nozone.test."]
+    assert reconciler._r53_problems == []
+    assert publish.errors() == [("no-hosted-zone", message)]
