@@ -1,0 +1,58 @@
+"""``python -m registry_admin``: run registry-admin until SIGINT/SIGTERM.
+
+Settings come from the environment (see :mod:`registry_admin.settings` and
+:mod:`unify_common.settings`); health on ``UNIFY_HEALTH_ADDR`` (default 127.0.0.1:9105).
+Exit status 2 on a settings error, 1 when NATS is unreachable or the CA files are damaged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import nats.errors
+from unify_common.health import health_addr
+from unify_common.logs import configure_logging, get_logger
+
+from .service import RegistryAdmin
+from .settings import RegistryAdminSettings
+
+log = get_logger("registry_admin")
+
+
+async def _run(settings: RegistryAdminSettings, addr: tuple[str, int]) -> None:
+    service = RegistryAdmin(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start(health_addr=addr)
+    log.info("registry-admin running", extra={"fields": {
+        "node": settings.common.node, "mode": settings.mode, "service": settings.service,
+        "notify_port": service.notify_port}})
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def main() -> int:
+    """Entry point; returns the process exit status."""
+    try:
+        settings = RegistryAdminSettings.from_env()
+        addr = health_addr(default_port=9105)
+    except ValueError as err:
+        print(f"registry-admin: {err}", file=sys.stderr)
+        return 2
+    configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
+    try:
+        asyncio.run(_run(settings, addr))
+    except (OSError, ValueError, nats.errors.Error) as err:
+        log.error("cannot start", extra={"fields": {"error": repr(err)}})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""The registry-admin shell.
+
+* A :class:`~unify_common.subscriber.Subscriber` follows the catalog; each reconcile takes the
+  registry instances, re-issues the server certificate when its SAN set changed or two thirds
+  of its lifetime are gone, writes ``certs.d/<host:port>/ca.crt`` for every name, checks every
+  instance's secret fingerprint and starts a rolling restart of instances that do not serve
+  the current certificate (one at a time, each waiting until it serves again). The
+  subscriber's periodic resync (``UNIFY_RESYNC``) reconciles without catalog changes too, so
+  renewal at two thirds of the lifetime needs no event.
+* An aiohttp server takes distribution's notifications on ``POST /notify`` (bearer token
+  required, 401 otherwise; malformed bodies 400 with the reason), answers at once and
+  publishes ``image.pushed`` (only once the tag resolves to the pushed digest) and
+  ``image.deleted`` with ``Nats-Msg-Id: registry-<event id>``.
+* :class:`~unify_common.health.Health` serves readiness: NATS connected, certificate
+  current, every reported secret fingerprint matching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import hmac
+import time
+import uuid
+from typing import Callable
+
+from aiohttp import web
+
+from unify_common.atomic import write_atomic
+from unify_common.events import (ErrorEvent, Event, ImageDeleted, ImagePushed,
+                                 RegistryStep)
+from unify_common.health import Health
+from unify_common.logs import get_logger
+from unify_common.natsio import publish_event
+from unify_common.subjects import (error_subject, registry_image_subject,
+                                   registry_step_subject)
+from unify_common.subscriber import Subscriber
+
+from . import notify, pki, plan, store
+from .registry_api import RegistryClient, RegistryError
+from .restart import (Restarter, command_restarter, docker_restarter, served_fingerprint,
+                      wait_serving)
+from .secret import fingerprint, secret_problems
+from .settings import RegistryAdminSettings
+
+__all__ = ["RegistryAdmin"]
+
+log = get_logger("registry_admin")
+SOURCE = "registry-admin"
+VERSION = "0.1.0"
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RegistryAdmin:
+    """registry-admin: ``await start()``, ``await stop()``.
+
+    :param restarter: how to restart one instance; default from the settings
+        (``UNIFY_REGISTRY_RESTART``).
+    :param clock: the current time (UTC, aware); certificate validity is computed from it.
+    """
+
+    def __init__(self, settings: RegistryAdminSettings, *, restarter: Restarter | None = None,
+                 clock: Clock = _utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        if restarter is None:
+            if settings.restart == "command":
+                restarter = command_restarter(settings.restart_command,
+                                              timeout=settings.restart_timeout)
+            elif settings.restart == "docker":
+                restarter = docker_restarter(timeout=settings.restart_timeout)
+        self.restarter = restarter
+        self.health = Health("registry-admin", version=VERSION)
+        # a full reconcile runs every UNIFY_RESYNC seconds too: renewal needs no catalog change
+        self.subscriber = Subscriber(settings.common, name=SOURCE, reconcile=self._reconcile)
+        self.ca: pki.Bundle | None = None
+        self.server: pki.Bundle | None = None
+        self.http_secret = ""
+        self.notify_token = ""
+        #: instance name -> reason, for every instance whose secret differs
+        self.secret_mismatches: dict[str, str] = {}
+        self.trusted: list[str] = []
+        self.rollouts = 0
+        self._reported: set[tuple[str, str]] = set()
+        self._lock = asyncio.Lock()
+        self._rollout_task: asyncio.Task | None = None
+        self._rollout_again = False
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._workers: list[asyncio.Task] = []
+        self._runner: web.AppRunner | None = None
+        self._registry: RegistryClient | None = None
+        self.notify_port = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, *, health_addr: tuple[str, int] | None = None) -> None:
+        """Load or create the CA and secrets, render the registry configuration, start the
+        notification server, the catalog subscription and (if given) the health server.
+
+        :raises ValueError: the CA files are damaged or a secret file is unreadable.
+        :raises nats.errors.NoServersError: NATS is unreachable.
+        """
+        s = self.settings
+        if s.mode == "manager":
+            self.ca = store.ensure_ca(s.state_dir, self.clock(), days=s.ca_days)
+            self.http_secret = store.ensure_secret(s.state_dir, "http-secret",
+                                                   s.http_secret_file)
+            self.notify_token = store.ensure_secret(s.state_dir, "notify-token",
+                                                    s.notify_token_file)
+            self.server = store.read_server(s.tls_dir)
+            self.write_registry_config(read_only=False)
+        self.health.add_check("nats", lambda: None if (
+            self.subscriber.nc is not None and self.subscriber.nc.is_connected)
+            else "not connected to NATS")
+        self.health.add_check("secret", lambda: "; ".join(self.secret_mismatches.values())
+                              or None)
+        self.health.add_check("certificate", self._certificate_check)
+        if health_addr is not None:
+            await self.health.start(*health_addr)
+        await self.subscriber.start()
+        if s.mode == "manager":
+            self._registry = RegistryClient(s.registry_url, s.verify_ca, timeout=5.0)
+            await self._registry.__aenter__()
+            app = web.Application(client_max_size=notify.MAX_BODY_BYTES)
+            app.router.add_post("/notify", self._notify)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, s.notify_host, s.notify_port)
+            await site.start()
+            self.notify_port = self._runner.addresses[0][1]
+            self._workers = [asyncio.create_task(self._worker(), name=f"notify-{i}")
+                             for i in range(8)]
+
+    async def stop(self) -> None:
+        """Stop everything (a rollout in progress is cancelled between two instances)."""
+        tasks = [t for t in [self._rollout_task, *self._workers] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.subscriber.stop()
+        if self._registry is not None:
+            await self._registry.__aexit__(None, None, None)
+        await self.health.stop()
+
+    def write_registry_config(self, *, read_only: bool) -> bool:
+        """Render the configuration every instance reads (0600); ``True`` when it changed."""
+        s = self.settings
+        s.config_path.parent.mkdir(parents=True, exist_ok=True)
+        data = store.render_registry_config(
+            storage_dir=s.storage_dir, tls_dir=s.tls_dir, port=s.listen_port,
+            secret=self.http_secret, notify_url=s.notify_url, notify_token=self.notify_token,
+            read_only=read_only)
+        return write_atomic(s.config_path, data, mode=0o600)
+
+    def _certificate_check(self) -> str | None:
+        if self.settings.mode != "manager":
+            return None
+        if self.server is None:
+            return "no server certificate issued yet"
+        if self.clock() >= self.server.cert.not_valid_after_utc:
+            return "the server certificate has expired"
+        return None
+
+    # ---- publishing ---------------------------------------------------------------------
+
+    async def publish(self, subject: str, event: Event, msg_id: str) -> bool:
+        """Publish with up to 3 attempts (bounded); ``False`` when all failed (logged)."""
+        for attempt in range(3):
+            js = self.subscriber.js
+            try:
+                if js is None:
+                    raise RuntimeError("not connected")
+                await publish_event(js, subject, event, msg_id=msg_id)
+                self.health.events_published.labels(subject=subject).inc()
+                return True
+            except Exception as err:
+                if attempt == 2:
+                    log.error("could not publish event", extra={"fields": {
+                        "subject": subject, "error": str(err)}})
+                    self.health.record_failure("publish")
+                    return False
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return False
+
+    async def error(self, reason: str, message: str, *, instance_id: str = "",
+                    node: str = "", key: str = "") -> None:
+        """Log and publish an error event (id from reason, key and message)."""
+        log.warning(message, extra={"fields": {"reason": reason, "node": node,
+                                               "instance_id": instance_id}})
+        self.health.count_error(reason)
+        msg_id = f"{SOURCE}-{reason}-{uuid.uuid5(uuid.NAMESPACE_URL, key + message).hex}"
+        await self.publish(error_subject(SOURCE), ErrorEvent(
+            source=SOURCE, reason=reason, message=message, service=self.settings.service,
+            instance_id=instance_id, node=node, observed_at=_ms()), msg_id)
+
+    async def step(self, operation: str, run_id: str, step: str, status: str,
+                   detail: str = "", instance: str = "") -> None:
+        """Publish one :class:`RegistryStep`."""
+        await self.publish(registry_step_subject(operation), RegistryStep(
+            source=SOURCE, operation=operation, run_id=run_id, step=step, status=status,
+            detail=detail, instance=instance, observed_at=_ms()),
+            f"{SOURCE}-{run_id}-{step}-{status}-{instance}")
+
+    # ---- reconcile ----------------------------------------------------------------------
+
+    async def _reconcile(self, state) -> None:
+        async with self._lock:
+            with self.health.time_reconcile():
+                await self._reconcile_locked(state)
+            self.health.record_success()
+
+    async def _reconcile_locked(self, state) -> None:
+        s = self.settings
+        nodes, rejected = plan.registry_nodes(state, s.service)
+        for r in rejected:
+            if ("rejected", r.name + r.reason) not in self._reported:
+                self._reported.add(("rejected", r.name + r.reason))
+                await self.error("invalid-registry-instance", f"{r.name}: {r.reason}",
+                                 instance_id=r.instance_id, node=r.node, key=r.name)
+        sans = plan.wanted_sans(nodes, service=s.service, domains=s.domains,
+                                extra_names=s.extra_names)
+        if s.mode == "manager":
+            assert self.ca is not None
+            reason = pki.renewal_reason(self.server, self.ca, sans, self.clock())
+            if reason is not None:
+                run_id = uuid.uuid4().hex[:12]
+                with self.health.time_apply():
+                    self.server = pki.issue_server(self.ca, sans, self.clock(),
+                                                   days=s.cert_days)
+                    store.write_server(s.tls_dir, self.server)
+                fp = pki.cert_fingerprint(self.server.cert_pem)
+                log.info("server certificate issued", extra={"fields": {
+                    "reason": reason, "dns": list(sans.dns), "ips": list(sans.ips),
+                    "fingerprint": fp}})
+                await self.step("certificate", run_id, "issue", "ok",
+                                f"{reason}: {', '.join(sans.dns + sans.ips)}")
+            self.health.set_applied_config(pki.cert_fingerprint(self.server.cert_pem))
+            ca_pem = self.ca.cert_pem
+        else:
+            ca_pem = s.verify_ca.read_bytes()
+        dirs = plan.trust_dirs(nodes, sans, extra_ports=s.trust_ports)
+        with self.health.time_apply():
+            store.write_trust(s.certs_d, dirs, ca_pem)
+            store.remove_stale_trust(s.certs_d, dirs)
+        self.trusted = dirs
+        if s.mode == "manager":
+            await self._check_secrets(nodes)
+            self._start_rollout(nodes)
+
+    async def _check_secrets(self, nodes: list[plan.Node]) -> None:
+        problems = secret_problems(fingerprint(self.http_secret),
+                                   {n.name: n.secret_fp for n in nodes})
+        by_name = {n.name: n for n in nodes}
+        for name, why in problems.items():
+            if ("secret", name) not in self._reported:
+                self._reported.add(("secret", name))
+                node = by_name[name]
+                await self.error("secret-mismatch", why, instance_id=node.instance_id,
+                                 node=node.hostname or name, key=name)
+        for key in [k for k in self._reported if k[0] == "secret" and k[1] not in problems]:
+            self._reported.discard(key)  # fixed: report again if it comes back
+        if problems and not self.secret_mismatches:
+            self.health.record_failure("secret-mismatch")
+        self.secret_mismatches = problems
+
+    # ---- rolling restart ----------------------------------------------------------------
+
+    def _start_rollout(self, nodes: list[plan.Node]) -> None:
+        if self._rollout_task is not None and not self._rollout_task.done():
+            self._rollout_again = True
+            return
+        self._rollout_task = asyncio.create_task(self._rollout(nodes), name="rollout")
+
+    async def _rollout(self, nodes: list[plan.Node]) -> None:
+        """Restart the instances that do not serve the current certificate, one at a time."""
+        assert self.server is not None
+        wanted = pki.cert_fingerprint(self.server.cert_pem)
+        served = {n.key: await served_fingerprint(n.host, n.port) for n in nodes}
+        order = plan.rollout_order(nodes, served, wanted)
+        if order and self.restarter is None:
+            if ("restart", wanted) not in self._reported:
+                self._reported.add(("restart", wanted))
+                await self.error("restart-needed", "registries serve an old certificate and "
+                                 "UNIFY_REGISTRY_RESTART=none: restart them one at a time: "
+                                 + ", ".join(n.name for n in order), key=wanted)
+            return
+        if order:
+            await self.roll(order, wanted, operation="rollout")
+        if self._rollout_again:
+            self._rollout_again = False
+            state = self.subscriber.mirror.snapshot() if self.subscriber.mirror else None
+            if state is not None:
+                fresh, _ = plan.registry_nodes(state, self.settings.service)
+                self._rollout_task = asyncio.create_task(self._rollout(fresh))
+
+    async def roll(self, order: list[plan.Node], wanted_fp: str, *, operation: str,
+                   run_id: str | None = None) -> bool:
+        """Restart ``order`` one at a time; each must serve ``wanted_fp`` again before the
+        next. Stops at the first failure (error event); ``True`` when all succeeded."""
+        run_id = run_id or uuid.uuid4().hex[:12]
+        assert self.restarter is not None
+        self.rollouts += 1
+        for node in order:
+            await self.step(operation, run_id, "restart", "started", instance=node.name)
+            try:
+                await self.restarter(node)
+                await wait_serving(node, wanted_fp, str(self.settings.verify_ca),
+                                   timeout=self.settings.restart_timeout)
+            except (RuntimeError, TimeoutError, OSError) as err:
+                await self.step(operation, run_id, "restart", "failed", str(err), node.name)
+                await self.error("restart-failed", f"{node.name}: {err}; the rollout stops "
+                                 "here, the other instances keep serving",
+                                 instance_id=node.instance_id, node=node.hostname,
+                                 key=run_id)
+                self.health.record_failure("restart")
+                return False
+            await self.step(operation, run_id, "restart", "ok", instance=node.name)
+        return True
+
+    # ---- notifications ------------------------------------------------------------------
+
+    async def _notify(self, request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "")
+        wanted = f"Bearer {self.notify_token}"
+        if not hmac.compare_digest(given.encode(), wanted.encode()):
+            log.warning("notification refused: missing or wrong token", extra={"fields": {
+                "peer": request.remote}})
+            self.health.count_error("notify-unauthorized")
+            return web.Response(status=401, text="token required\n")
+        try:
+            body = await request.read()
+            kept, dropped = notify.parse_envelope(body)
+        except web.HTTPRequestEntityTooLarge:
+            raise
+        except notify.NotificationError as err:
+            await self.error("invalid-notification", f"notification rejected: {err}",
+                             key=str(request.remote))
+            return web.Response(status=400, text=f"{err}\n")
+        received = time.monotonic()
+        for item in kept:
+            try:
+                self._queue.put_nowait((item, received))
+            except asyncio.QueueFull:
+                return web.Response(status=503, text="busy\n")  # the registry retries
+        self.health.events_consumed.labels(subject="notify").inc(len(kept) + dropped)
+        return web.Response(status=200, text="ok\n")
+
+    async def _worker(self) -> None:
+        while True:
+            item, received = await self._queue.get()
+            try:
+                await self._handle(item, received)
+            except Exception as err:  # never let one notification stop the worker
+                log.error("notification handling failed", extra={"fields": {
+                    "error": str(err)}}, exc_info=True)
+            finally:
+                self._queue.task_done()
+
+    def _first_time(self, event_id: str) -> bool:
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        while len(self._seen) > 50_000:
+            self._seen.popitem(last=False)
+        return True
+
+    async def _handle(self, item: notify.Pushed | notify.Deleted, received: float) -> None:
+        if not self._first_time(item.event_id):
+            return
+        msg_id = f"registry-{item.event_id}"
+        if isinstance(item, notify.Deleted):
+            await self.publish(registry_image_subject("deleted"), ImageDeleted(
+                repository=item.repository, tag=item.tag, digest=item.digest,
+                actor=item.actor, instance=item.instance, registry_event_id=item.event_id,
+                deleted_at=item.at_ms, observed_at=_ms()), msg_id)
+            return
+        reference = item.tag or item.digest
+        deadline = received + self.settings.resolve_timeout
+        delay, seen = 0.02, None
+        while True:
+            try:
+                seen = await self._registry.resolve(item.repository, reference)
+            except RegistryError as err:
+                seen = f"error: {err}"
+            if seen == item.digest:
+                break
+            if time.monotonic() + delay > deadline:
+                self._seen.pop(item.event_id, None)
+                await self.error("tag-unresolved", f"{item.repository}:{reference} did not "
+                                 f"resolve to {item.digest} within "
+                                 f"{self.settings.resolve_timeout:g}s (last: {seen})",
+                                 key=item.event_id)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        await self.publish(registry_image_subject("pushed"), ImagePushed(
+            repository=item.repository, tag=item.tag, digest=item.digest, size=item.size,
+            media_type=item.media_type, actor=item.actor, instance=item.instance,
+            registry_event_id=item.event_id, pushed_at=item.at_ms, observed_at=_ms()),
+            msg_id)
+        self.health.record_success()
