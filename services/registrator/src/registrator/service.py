@@ -485,7 +485,7 @@ class Registrator:
         event = ErrorEvent(source=SOURCE, reason=rejected.reason,
                            message=f"container {state.name}: {rejected.message}",
                            instance_id=scope_prefix(self.node, state.name).rstrip(":"),
-                           node=self.node)
+                           node=self.node, observed_at=int(time.time() * 1000))
         digest = hashlib.sha256(f"{state.id}\0{rejected.message}".encode()).hexdigest()[:16]
         self._pending.append((f"{SOURCE}:{self.node}:{digest}", event))
 

@@ -1,0 +1,123 @@
+"""Helpers of registrator's integration tests (imported by conftest and the tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import docker
+
+from registrator.service import Registrator
+from tests.fixtures.components import consul_call
+
+IMAGE = "unify-local/rg-test-http:1"
+NODE = "rg-test-node"
+IMAGE_DIR = Path(__file__).parent / "image"
+_ENGINE_ENV = Path(__file__).resolve().parents[4] / ".unify" / "engine.env"
+
+
+def docker_host() -> str:
+    """``DOCKER_HOST``, else the address ``setup-engine.sh`` recorded, else the SDK default."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    if _ENGINE_ENV.exists():
+        for line in _ENGINE_ENV.read_text().splitlines():
+            if "DOCKER_HOST=" in line:
+                return line.split("DOCKER_HOST=", 1)[1].strip().strip("'\"")
+    return "unix:///var/run/docker.sock"
+
+
+def docker_factory() -> docker.DockerClient:
+    """How the registrator under test reaches the engine."""
+    return docker.DockerClient(base_url=docker_host(), timeout=30)
+
+
+class Made:
+    """Containers and Swarm services a test made (removed at teardown)."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.prefix = f"rg-test-{uuid.uuid4().hex[:6]}"
+        self.containers: list[str] = []
+        self.services: list[str] = []
+
+    def name(self, part: str) -> str:
+        return f"{self.prefix}-{part}"
+
+    def run(self, part: str, **kwargs: Any):
+        name = self.name(part)
+        self.containers.append(name)
+        return self.client.containers.run(IMAGE, name=name, detach=True, **kwargs)
+
+    def service(self, part: str, **kwargs: Any):
+        name = self.name(part)
+        self.services.append(name)
+        return self.client.services.create(IMAGE, name=name, **kwargs)
+
+    def cleanup(self) -> None:
+        for name in self.services:
+            try:
+                self.client.services.get(name).remove()
+            except docker.errors.NotFound:
+                pass
+        for name in self.containers:
+            try:
+                self.client.containers.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        deadline = time.monotonic() + 30  # a removed service's task containers go shortly
+        while self.services and time.monotonic() < deadline:
+            left = self.client.containers.list(
+                all=True, filters={"label": "com.docker.swarm.service.name"})
+            if not [c for c in left if c.name.startswith(self.prefix)]:
+                break
+            time.sleep(0.2)
+
+
+def host_port(container, port: str = "8000/tcp") -> int:
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
+
+
+async def agent_services(addr: str, prefix: str) -> dict[str, dict]:
+    """Agent services whose ID starts with ``<NODE>:<prefix>`` (this test's containers)."""
+    services = await asyncio.to_thread(consul_call, addr, "GET", "/v1/agent/services")
+    return {sid: svc for sid, svc in (services or {}).items()
+            if sid.startswith(f"{NODE}:{prefix}")}
+
+
+async def eventually(probe: Callable[[], Any], until: Callable[[Any], bool], *,
+                     timeout: float = 20.0, every: float = 0.1) -> Any:
+    """Await ``probe()`` until ``until(value)``; fail with the last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(every)
+
+
+class Running:
+    """A registrator running in this event loop."""
+
+    def __init__(self, registrator: Registrator) -> None:
+        self.registrator = registrator
+        self.task = asyncio.create_task(registrator.run())
+
+    async def stop(self) -> None:
+        self.registrator.stop()
+        await asyncio.wait_for(self.task, 15)
+
+
+async def resyncs(runner: Running) -> int:
+    if runner.task.done():
+        runner.task.result()  # raise what stopped it
+    return runner.registrator.resyncs
+
+
