@@ -7,6 +7,8 @@
 * ``unify dns list [--zone Z] [--source desired|dnsmasq|route53] [--json]`` — DNS records.
 * ``unify dev up [--demo]`` — the whole local stack on real parts; Ctrl-C stops it.
 * ``unify dev demo`` — register example services in a running ``dev up`` stack.
+* ``unify apps keys|ls|releases|rollback|scale|logs|lock`` — wireline apps (see
+  :mod:`unify_cli.apps_cmd`).
 
 Connection settings come from the environment (``NATS_URL``, ``CONSUL_HTTP_ADDR``, ...; see
 :mod:`unify_common.settings`); ``unify dev up`` writes them to ``.unify/dev/env`` for other
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                                   add_help=False)
     dns_list.add_argument("rest", nargs=argparse.REMAINDER)
 
+    sub.add_parser("apps", help="wireline apps: keys, ls, releases, rollback, scale, logs, "
+                   "lock (unify apps -h)", add_help=False)
+
     dev = sub.add_parser("dev", help="local stack on real components")
     dev_sub = dev.add_subparsers(dest="action", required=True)
     up = dev_sub.add_parser("up", help="start Consul, NATS, HAProxy, dnsmasq, moto, services")
@@ -65,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:2] == ["dns", "list"]:
         from dns411 import cli_list  # the CLI is a client of dns411's listing
         return cli_list(argv[2:])
+    if argv[:1] == ["apps"]:
+        from .apps_cmd import main as apps_main  # wireline's apps, keys, releases
+        return apps_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "events":

@@ -1,1 +1,1 @@
-"""wireline: git push → image build → registry push → Swarm deploy (not built yet)."""
+"""wireline: `git push` over SSH → image build → registry push → health-gated Swarm deploy."""

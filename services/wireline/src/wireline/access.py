@@ -40,7 +40,7 @@ __all__ = [
 #: An app name: also a Swarm stack name, a registry path component and a NATS subject token.
 APP_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 #: A key's name: what ``unify apps keys`` calls it and what releases record.
-KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _COMMAND_RE = re.compile(r"^(git-receive-pack|git-upload-pack) '/?([^']*?)(?:\.git)?/?'$")
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
               "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",

@@ -1,0 +1,245 @@
+"""Helpers for wireline's integration tests: a registry process, a wireline service process
+(with its sshd), pusher keys, app repositories and ``git push`` over ssh."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from unify_cli.devstack.process import ManagedProcess, free_port, tcp_open, wait_for
+
+DOCKER_HOST = os.environ.get("DOCKER_HOST") or "unix:///run/unify-docker.sock"
+STACK_PREFIX = "wl-test-"
+BASE_IMAGE = "unify-local/debian:bookworm"
+
+
+class Registry:
+    """Distribution (Debian ``docker-registry``) on 127.0.0.1, storage in ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: ManagedProcess | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "Registry":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.yml"
+        config.write_text(json.dumps({
+            "version": 0.1, "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(self.workdir / "data")},
+                        "delete": {"enabled": True}},
+            "http": {"addr": self.addr}}))
+        self.process = ManagedProcess("registry", ["docker-registry", "serve", str(config)],
+                                      log_path=self.workdir / "registry.log")
+        self.process.start(lambda: tcp_open("127.0.0.1", self.port), timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+def run(argv: list[str], *, env: dict | None = None, cwd: Path | None = None,
+        timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{argv} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class Pusher:
+    """A test key: ``name``, private key ``path``, public key line."""
+
+    name: str
+    path: Path
+    public: str
+
+
+@dataclass
+class Wireline:
+    """A running ``python -m wireline`` (its sshd on ``port``)."""
+
+    env: dict
+    data_dir: Path
+    port: int
+    process: ManagedProcess
+    workdir: Path
+    apps: set = field(default_factory=set)
+
+    def unify(self, *args: str, check: bool = True, timeout: float = 120
+              ) -> subprocess.CompletedProcess:
+        """``unify <args>`` with wireline's environment."""
+        return run([str(Path(sys.executable).parent / "unify"), *args], env=self.env,
+                   check=check, timeout=timeout)
+
+    def new_key(self, name: str, *, apps: str | None = None) -> Pusher:
+        """Generate an ed25519 key, add it with ``unify apps keys add`` and wait until the
+        service wrote it to the ``AuthorizedKeysFile``."""
+        path = self.workdir / f"key-{name}"
+        if not path.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)])
+        public = (self.workdir / f"key-{name}.pub").read_text().strip()
+        scope = ["--all"] if apps is None else ["--apps", apps]
+        self.unify("apps", "keys", "add", name, public, *scope)
+        blob = public.split()[1]
+        keys_file = self.data_dir / "sshd" / "authorized_keys"
+        wait_for(lambda: any(f"--key {name} " in line and blob in line
+                             for line in keys_file.read_text().splitlines())
+                 if keys_file.exists() else False, timeout=20, what=f"key {name} written")
+        return Pusher(name=name, path=path, public=public)
+
+    def ssh_command(self, pusher: Pusher) -> str:
+        return (f"ssh -i {pusher.path} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
+                f"-o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR "
+                f"-p {self.port}")
+
+    def ssh(self, pusher: Pusher, *args: str, timeout: float = 30
+            ) -> subprocess.CompletedProcess:
+        """``ssh root@127.0.0.1 <args>`` with the pusher's key."""
+        return run(self.ssh_command(pusher).split() + ["root@127.0.0.1", *args],
+                   check=False, timeout=timeout)
+
+    def url(self, app: str) -> str:
+        self.apps.add(app)
+        return f"ssh://root@127.0.0.1:{self.port}/{app}"
+
+    def push(self, repo: Path, pusher: Pusher, app: str, *, ref: str = "main",
+             timeout: float = 240) -> subprocess.CompletedProcess:
+        """``git push <wireline>/<app> <ref>`` from ``repo``; stdout+stderr in ``.stderr``."""
+        env = dict(os.environ, GIT_SSH_COMMAND=self.ssh_command(pusher))
+        return run(["git", "push", "--porcelain", self.url(app), ref], env=env, cwd=repo,
+                   check=False, timeout=timeout)
+
+    def push_async(self, repo: Path, pusher: Pusher, app: str) -> subprocess.Popen:
+        env = dict(os.environ, GIT_SSH_COMMAND=self.ssh_command(pusher))
+        return subprocess.Popen(["git", "push", "--porcelain", self.url(app), "main"], env=env,
+                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def releases(self, app: str) -> list[dict]:
+        result = self.unify("apps", "releases", app, "--json", check=False)
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def start_wireline(workdir: Path, *, nats_url: str, registry: str, extra: dict | None = None
+                   ) -> Wireline:
+    data = workdir / "data"
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "NATS_URL": nats_url, "DOCKER_HOST": DOCKER_HOST, "UNIFY_NODE": "test-node",
+        "UNIFY_WIRELINE_DATA_DIR": str(data), "UNIFY_WIRELINE_SSH_LISTEN": "127.0.0.1",
+        "UNIFY_WIRELINE_SSH_PORT": str(port), "UNIFY_WIRELINE_SSH_USER": "root",
+        "UNIFY_WIRELINE_REGISTRY": registry, "UNIFY_WIRELINE_STACK_PREFIX": STACK_PREFIX,
+        "UNIFY_WIRELINE_UPDATE_MONITOR": "2", "UNIFY_WIRELINE_DEPLOY_TIMEOUT": "90",
+        "UNIFY_WIRELINE_LOCK_TTL": "3", "UNIFY_WIRELINE_LOCK_WAIT": "60",
+        "UNIFY_WIRELINE_BUILD_TIMEOUT": "120",
+        "UNIFY_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
+    })
+    env.update(extra or {})
+    process = ManagedProcess("wireline", [sys.executable, "-m", "wireline"],
+                             log_path=workdir / "wireline.log", env=env)
+    process.start(lambda: tcp_open("127.0.0.1", port), timeout=30)
+    return Wireline(env=env, data_dir=data, port=port, process=process, workdir=workdir)
+
+
+DOCKERFILE = f"""FROM {BASE_IMAGE}
+WORKDIR /srv
+COPY site/ /srv/
+CMD ["python3", "-m", "http.server", "8000"]
+"""
+HEALTH = ("python3 -c \"import urllib.request; "
+          "urllib.request.urlopen('http://127.0.0.1:8000/health.txt', timeout=2)\"")
+
+
+def make_app(path: Path, *, version: str, healthy: bool = True, ini: str = "",
+             pair: bool = True) -> Path:
+    """Write (or rewrite) a small app at ``path`` and commit it on ``main``."""
+    if not (path / ".git").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        run(["git", "init", "-q", "-b", "main", str(path)])
+        run(["git", "-C", str(path), "config", "user.email", "t@example.test"])
+        run(["git", "-C", str(path), "config", "user.name", "test"])
+    site = path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "index.html").write_text(f"version {version}\n")
+    health = site / "health.txt"
+    if healthy:
+        health.write_text("ok\n")
+    elif health.exists():
+        health.unlink()
+    (path / "Dockerfile").write_text(DOCKERFILE)
+    service = {"environment": {"SERVICE_NAME": "ticker",
+                               "SERVICE_TAGS": "dns=unify.test,vhost=ticker,http=80"},
+               "healthcheck": {"test": ["CMD-SHELL", HEALTH], "interval": "1s",
+                               "timeout": "3s", "retries": 2}}
+    if pair:
+        (path / "deploy.yaml").write_text(json.dumps(
+            {"version": "3.8", "services": {"web": service}}, indent=1))
+        (path / "build.yaml").write_text(json.dumps(
+            {"services": {"web": {"build": {"context": "."}}}}))
+    else:
+        (path / "compose.yaml").write_text(json.dumps(
+            {"services": {"web": {**service, "build": "."}}}))
+    if ini:
+        (path / "wireline.ini").write_text(ini)
+    elif (path / "wireline.ini").exists():
+        (path / "wireline.ini").unlink()
+    run(["git", "-C", str(path), "add", "-A"])
+    run(["git", "-C", str(path), "commit", "-q", "--allow-empty", "-m", f"v{version}"])
+    return path
+
+
+def head(repo: Path) -> str:
+    return run(["git", "-C", str(repo), "rev-parse", "HEAD"]).stdout.strip()
+
+
+def service_state(app: str, service: str = "web") -> tuple[str, int]:
+    """(the service's spec image, number of running tasks of that image)."""
+    client = docker.APIClient(base_url=DOCKER_HOST, version="1.41")
+    try:
+        spec = client.inspect_service(f"{STACK_PREFIX}{app}_{service}")
+        image = spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        tasks = client.tasks(filters={"service": spec["ID"], "desired-state": "running"})
+        running = sum(1 for t in tasks if t["Status"]["State"] == "running"
+                      and t["Spec"]["ContainerSpec"]["Image"] == image)
+        return image, running
+    finally:
+        client.close()
+
+
+def stack_services(app: str) -> list[str]:
+    client = docker.APIClient(base_url=DOCKER_HOST, version="1.41")
+    try:
+        return sorted(s["Spec"]["Name"] for s in client.services(
+            filters={"label": f"com.docker.stack.namespace={STACK_PREFIX}{app}"}))
+    finally:
+        client.close()
+
+
+def remove_stacks(apps) -> None:
+    """Remove the test stacks of ``apps`` and wait until their services are gone."""
+    env = dict(os.environ, DOCKER_HOST=DOCKER_HOST)
+    for app in apps:
+        if stack_services(app):
+            run(["docker", "stack", "rm", f"{STACK_PREFIX}{app}"], env=env, check=False)
+    deadline = time.monotonic() + 60
+    while any(stack_services(app) for app in apps) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def wait_until(predicate, *, timeout: float, what: str):
+    wait_for(predicate, timeout=timeout, what=what)
