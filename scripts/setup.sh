@@ -23,7 +23,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt \
   -e libs/unify-common \
-  -e services/consul-bridge -e services/switchboard -e services/dns411 \
+  -e services/consul-bridge -e services/switchboard -e services/dns411 -e services/registrator \
   -e services/registry-admin -e services/wireline \
   -e cli \
   -r requirements-dev.txt
