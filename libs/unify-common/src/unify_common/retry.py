@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Awaitable, Callable, TypeVar
 
-__all__ = ["backoff_delay", "retry_forever"]
+__all__ = ["backoff_delay", "retry_forever", "retry_until"]
 
 T = TypeVar("T")
 
@@ -48,3 +49,35 @@ async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
                 **(fields or {}), "error": str(err) or type(err).__name__,
                 "retry_in_s": round(delay, 2), "attempt": failures}})
             await asyncio.sleep(delay)
+
+
+async def retry_until(call: Callable[[], Awaitable[T]], *, what: str, log: logging.Logger,
+                      timeout: float, retry_on: tuple[type[BaseException], ...],
+                      base: float = 0.1, cap: float = 5.0,
+                      clock: Callable[[], float] = time.monotonic,
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                      rng: Callable[[float, float], float] = random.uniform) -> T:
+    """Await ``call()`` until it returns, for at most ``timeout`` seconds of ``clock``.
+
+    Only ``retry_on`` exceptions are retried (each logged as ``what``, with the reason, the
+    delay and the attempt, then :func:`backoff_delay`, shortened so the last try falls on
+    the deadline); anything else goes through at once.
+
+    :returns: what ``call()`` returned the first time it did not raise.
+    :raises: the last ``retry_on`` exception once ``timeout`` seconds have passed.
+    """
+    deadline = clock() + timeout
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except retry_on as err:
+            failures += 1
+            left = deadline - clock()
+            if left <= 0:
+                raise
+            delay = min(left, backoff_delay(failures, base=base, cap=cap, rng=rng))
+            log.warning(what, extra={"fields": {
+                "reason": str(err) or type(err).__name__, "retry_in_s": round(delay, 2),
+                "attempt": failures, "gives_up_in_s": round(left, 1)}})
+            await sleep(delay)
