@@ -32,7 +32,14 @@ class CatalogMirror:
 
     ``on_change`` is called (synchronously, no arguments) after every applied update.
     Undecodable values are logged and ignored (the rest of the state stays).
+
+    The watch is an ephemeral ordered consumer: :meth:`stop` deletes it on the server, and
+    one left behind by a process that died goes after ``WATCH_INACTIVE_S`` seconds without
+    a client, so no restart leaves a consumer for good.
     """
+
+    #: seconds the server keeps the watch's consumer once no client listens to it
+    WATCH_INACTIVE_S = 30.0
 
     def __init__(self, bucket: KeyValue, *, on_change: Callable[[], None] | None = None):
         self._bucket = bucket
@@ -45,6 +52,8 @@ class CatalogMirror:
         self._watcher = None
         self._initial_seq = 0  # the bucket's last sequence when the watch began
         self._marker = False
+        #: number of bucket entries (puts and deletes) applied so far
+        self.updates = 0
 
     @property
     def revision(self) -> int:
@@ -73,7 +82,7 @@ class CatalogMirror:
         status = await self._bucket.status()
         state = status.stream_info.state
         self._initial_seq = state.last_seq if state.messages else 0
-        self._watcher = await self._bucket.watchall()
+        self._watcher = await self._bucket.watchall(inactive_threshold=self.WATCH_INACTIVE_S)
         self._task = asyncio.create_task(self._run(), name="catalog-mirror")
         await asyncio.wait_for(self._ready.wait(), timeout)
 
@@ -87,8 +96,21 @@ class CatalogMirror:
                 await asyncio.wait_for(self._watcher.stop(), timeout)
             except Exception:  # connection closed, or the server did not answer in time
                 pass
+            await self._delete_watch_consumer(timeout)
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=timeout)
+
+    async def _delete_watch_consumer(self, timeout: float) -> None:
+        """Delete the watch's ephemeral consumer now rather than after its inactivity
+        threshold (nats-py's unsubscribe leaves it on the server). Best effort."""
+        sub = getattr(self._watcher, "_sub", None)  # nats-py KeyWatcher's PushSubscription
+        try:
+            info = await asyncio.wait_for(sub.consumer_info(), timeout)
+            await asyncio.wait_for(
+                self._bucket._js.delete_consumer(info.stream_name, info.name), timeout)
+        except Exception as err:  # closed connection, already gone: it expires on its own
+            log.debug("watch consumer not deleted; it expires", extra={"fields": {
+                "error": str(err) or type(err).__name__}})
 
     async def _run(self) -> None:
         async for entry in self._watcher:
@@ -104,6 +126,7 @@ class CatalogMirror:
 
     def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
         self._revision = max(self._revision, revision)
+        self.updates += 1
         deleted = operation in ("DEL", "PURGE")
         try:
             if key.startswith("i."):

@@ -1,16 +1,23 @@
 """NATS and JetStream plumbing: connect with credentials/TLS, declare the stream and the
-catalog bucket, publish events with deterministic message ids.
+catalog bucket, wait for them, publish events with deterministic message ids.
 
 Stream ``settings.stream`` (default ``UNIFY``) holds every subject under ``unify.``, on file
 storage, with a 2-minute duplicate window (JetStream drops a second message with the same
 ``Nats-Msg-Id`` inside it) and a retention of ``UNIFY_STREAM_MAX_AGE`` seconds (default 7 days),
 so operators can replay a window. The catalog bucket keeps one value per key.
+
+One component owns both: consul-bridge declares them (:func:`ensure_stream`,
+:func:`ensure_catalog_bucket`) and is the only one that sets the stream's retention. Every
+other component only waits for them to exist (:func:`wait_for_catalog`), so restarting a
+subscriber never rewrites the stream's configuration.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
+import time
 from typing import Awaitable, Callable
 
 import nats
@@ -22,10 +29,11 @@ from nats.js.kv import KeyValue
 
 from . import subjects
 from .events import Event, encode_event
+from .retry import retry_until
 from .settings import CommonSettings, env_float
 
 __all__ = ["connect_nats", "ensure_catalog_bucket", "ensure_stream", "publish_event",
-           "unreachable_message", "MSG_ID_HEADER"]
+           "unreachable_message", "wait_for_catalog", "CatalogMissing", "MSG_ID_HEADER"]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 DUPLICATE_WINDOW_S = 120.0
@@ -75,7 +83,8 @@ async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool =
 
 
 async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
-    """Create the events stream, or update it to the expected subjects and limits.
+    """Create the events stream, or update it to the expected subjects and limits. Only the
+    stream's owner (consul-bridge) calls this; everyone else :func:`wait_for_catalog`.
 
     :raises nats.js.errors.APIError: the server refused (e.g. no JetStream, no permission).
     """
@@ -99,13 +108,50 @@ async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
 
 
 async def ensure_catalog_bucket(js: JetStreamContext, settings: CommonSettings) -> KeyValue:
-    """Open the catalog KV bucket, creating it (history 1, file storage) when missing."""
+    """Open the catalog KV bucket, creating it (history 1, file storage) when missing. Only
+    its writer (consul-bridge) calls this; readers :func:`wait_for_catalog`."""
     try:
         return await js.key_value(settings.catalog_bucket)
     except Exception:  # BucketNotFoundError, or a race with another creator
         return await js.create_key_value(
             KeyValueConfig(bucket=settings.catalog_bucket, history=1,
                            storage=StorageType.FILE, description="Unify catalog state"))
+
+
+class CatalogMissing(RuntimeError):
+    """The events stream or the catalog bucket still does not exist after the wait."""
+
+
+async def wait_for_catalog(js: JetStreamContext, settings: CommonSettings, *,
+                           timeout: float = 120.0, log: logging.Logger,
+                           clock: Callable[[], float] = time.monotonic) -> KeyValue:
+    """Wait until the events stream and the catalog bucket exist (consul-bridge declares
+    both), then open the bucket. Nothing is created or changed: a subscriber that starts
+    before the bridge waits for it, with a logged retry and capped backoff (0.2 s to 5 s).
+
+    :param timeout: seconds to wait in all.
+    :returns: the catalog bucket.
+    :raises CatalogMissing: still missing after ``timeout`` seconds (the message names what
+        and who declares it).
+    """
+    async def probe() -> KeyValue:
+        try:
+            await js.stream_info(settings.stream)
+        except NotFoundError:
+            raise CatalogMissing(f"stream {settings.stream} does not exist yet") from None
+        try:
+            return await js.key_value(settings.catalog_bucket)
+        except NotFoundError:  # BucketNotFoundError is a NotFoundError
+            raise CatalogMissing(
+                f"catalog bucket {settings.catalog_bucket} does not exist yet") from None
+
+    try:
+        return await retry_until(probe, what="waiting for the catalog (consul-bridge "
+                                 "declares it)", log=log, timeout=timeout, base=0.1, cap=5.0,
+                                 retry_on=(CatalogMissing,), clock=clock)
+    except CatalogMissing as err:
+        raise CatalogMissing(f"{err} after {timeout:g} s: consul-bridge declares the stream "
+                             "and the catalog bucket; is it running against this NATS?") from None
 
 
 async def publish_event(js: JetStreamContext, subject: str, event: Event, *,

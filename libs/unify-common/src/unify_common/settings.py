@@ -9,7 +9,8 @@ Each ecosystem's own variables are used where they exist:
   ``NATS_CA``, ``NATS_CERT``, ``NATS_KEY``.
 * Unify's own: ``UNIFY_STREAM`` (default ``UNIFY``), ``UNIFY_CATALOG_BUCKET`` (default
   ``unify-catalog``), ``UNIFY_NODE`` (default: the host name), ``UNIFY_LOG_FORMAT``
-  (``text`` or ``json``), ``UNIFY_LOG_LEVEL`` (default ``INFO``).
+  (``text`` or ``json``), ``UNIFY_LOG_LEVEL`` (default ``INFO``), ``UNIFY_RESYNC`` (seconds
+  between full reconciles of a subscriber while the catalog is quiet, default 300; 0: never).
 
 Secrets (tokens, passwords) are kept out of ``repr`` so they never reach a log line.
 """
@@ -46,6 +47,13 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _resync(env: Mapping[str, str]) -> float:
+    value = env_float(env, "UNIFY_RESYNC", 300.0)
+    if value < 0:
+        raise ValueError(f"UNIFY_RESYNC must be 0 or more seconds, got {value:g}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommonSettings:
     """Where Consul and NATS are and how to authenticate; see the module doc for variables."""
@@ -66,6 +74,7 @@ class CommonSettings:
     node: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
+    resync: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "CommonSettings":
@@ -93,6 +102,7 @@ class CommonSettings:
             node=env.get("UNIFY_NODE", "") or socket.gethostname(),
             log_format=env.get("UNIFY_LOG_FORMAT", "") or "text",
             log_level=env.get("UNIFY_LOG_LEVEL", "") or "INFO",
+            resync=_resync(env),
         )
 
     @property

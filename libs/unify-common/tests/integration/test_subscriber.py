@@ -1,19 +1,22 @@
-"""The subscriber shell against a real nats-server: cold start, level-triggered reconcile,
-acks only after success, redelivery and retry after a failure."""
+"""The subscriber shell against a real nats-server: it waits for the catalog consul-bridge
+declares, reconciles from the bucket watch alone (level-triggered), retries a failure, resyncs
+while quiet, runs the quick step on the leading edge and leaves no consumer behind."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import nats
+import pytest
 
 from unify_common import subjects
 from unify_common.catalog import CatalogState
 from unify_common.events import InstanceRegistered
-from unify_common.natsio import publish_event
+from unify_common.natsio import CatalogMissing, publish_event
 from unify_common.settings import CommonSettings
 from unify_common.subscriber import Subscriber
-from tests.fixtures.catalog import delete_instance, make_instance, put_instance
+from tests.fixtures.catalog import declare_catalog, delete_instance, make_instance, put_instance
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -28,45 +31,55 @@ def settings_for(server) -> CommonSettings:
     return CommonSettings(nats_urls=(server.url,), node="test-node")
 
 
-async def test_cold_start_then_follow(nats_server):
-    settings = settings_for(nats_server)
+@pytest.fixture
+async def js(nats_server):
+    """A JetStream context on a server where the stream and bucket are declared (as the
+    bridge does)."""
     nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
+    context = nc.jetstream()
+    await declare_catalog(context, settings_for(nats_server))
+    yield context
+    await nc.close()
+
+
+async def consumers(js) -> dict[str, int]:
+    """Consumers on the server, by stream."""
+    return {info.config.name: info.state.consumer_count for info in await js.streams_info()}
+
+
+async def test_cold_start_then_follow_with_no_durable_consumer(nats_server, js):
+    settings = settings_for(nats_server)
     a = make_instance("web", "a", "10.0.0.1", 80)
     b = make_instance("web", "b", "10.0.0.2", 80)
     await put_instance(js, settings, a)  # before the subscriber exists
+    assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 0}
 
     seen: list[CatalogState] = []
 
     async def reconcile(state: CatalogState) -> None:
         seen.append(state)
 
-    sub = Subscriber(settings, name="t", durable="t-durable", reconcile=reconcile,
-                     min_wait=0.01, max_wait=0.2)
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.01, max_wait=0.2)
     await sub.start()
     try:
         await wait_until(lambda: seen and set(seen[-1].instances) == {a.key})
+        # one ephemeral watch of the bucket, nothing on the events stream
+        assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 1}
         await put_instance(js, settings, b)
         await wait_until(lambda: set(seen[-1].instances) == {a.key, b.key})
         await delete_instance(js, settings, a)
         await wait_until(lambda: set(seen[-1].instances) == {b.key})
         assert seen[-1].instances[b.key] == b
         assert sub.reconciles == len(seen)
-        for _ in range(200):
-            info = await js.consumer_info("UNIFY", "t-durable")
-            if (info.num_ack_pending, info.num_pending) == (0, 0):
-                break
-            await asyncio.sleep(0.05)
-        assert (info.num_ack_pending, info.num_pending) == (0, 0)
+        assert sub.reasons["request"] == 1  # the cold start; the rest came from changes
+        assert sub.reasons["change"] == len(seen) - 1
     finally:
         await sub.stop()
-        await nc.close()
+    assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 0}  # the watch is gone
 
 
-async def test_failed_reconcile_is_retried_and_events_redelivered(nats_server):
+async def test_failed_reconcile_is_retried_with_backoff(nats_server, js):
     settings = settings_for(nats_server)
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
     attempts: list[int] = []
     fail = {"left": 2}
 
@@ -76,38 +89,71 @@ async def test_failed_reconcile_is_retried_and_events_redelivered(nats_server):
             fail["left"] -= 1
             raise OSError("sink unavailable")
 
-    sub = Subscriber(settings, name="t", durable="t-retry", reconcile=reconcile,
-                     min_wait=0.01, max_wait=0.1, retry_max=0.5)
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.01, max_wait=0.1,
+                     retry_base=0.05, retry_max=0.2, rng=lambda a, b: 1.0)
     await sub.start()
     try:
         await wait_until(lambda: attempts == [0])
         await put_instance(js, settings, make_instance("db", "d1", "10.0.0.5", 5432))
         await wait_until(lambda: fail["left"] == 0 and sub.last_error == "" and
-                         sub.reconciles >= 2, timeout=15)
-        assert attempts[:3] == [0, 1, 1]
-        assert attempts[-1] == 1
-
-        async def acked() -> bool:
-            info = await js.consumer_info("UNIFY", "t-retry")
-            return info.num_ack_pending == 0 and info.num_pending == 0
-        for _ in range(200):
-            if await acked():
-                break
-            await asyncio.sleep(0.05)
-        assert await acked()
+                         sub.reconciles == 2, timeout=15)
+        assert attempts == [0, 1, 1, 1]
+        assert sub.reasons == {"request": 1, "change": 1, "retry": 2}
+        assert sub.schedule.failures == 0 and sub.schedule.retry_at is None
     finally:
         await sub.stop()
-        await nc.close()
 
 
-async def test_quick_runs_once_per_reconcile_before_the_debounce(nats_server):
+async def test_quiet_catalog_is_resynced_and_a_request_runs_at_once(nats_server, js):
+    settings = CommonSettings(nats_urls=(nats_server.url,), node="test-node", resync=0.2)
+    runs: list[int] = []
+
+    async def reconcile(state: CatalogState) -> None:
+        runs.append(state.revision)
+
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.5, max_wait=5.0)
+    await sub.start()
+    try:
+        await wait_until(lambda: sub.reasons.get("resync", 0) >= 2, timeout=5)
+        assert sub.reasons["request"] == 1 and "change" not in sub.reasons
+        before = len(runs)
+        sub.request()  # runs at once, whatever the debounce (0.5 s) and the resync timer
+        await wait_until(lambda: sub.reasons["request"] == 2, timeout=5)
+        assert len(runs) > before
+        assert set(runs) == {0}  # the bucket is empty: every run saw the same state
+    finally:
+        await sub.stop()
+
+
+async def test_events_on_the_stream_do_not_wake_the_subscriber(nats_server, js):
+    """Events are for audit and reports: only the bucket wakes a subscriber. An event
+    published before a bucket write never runs a reconcile of its own."""
     settings = settings_for(nats_server)
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
+    full: list[set[str]] = []
+
+    async def reconcile(state: CatalogState) -> None:
+        full.append(set(state.instances))
+
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.01, max_wait=0.1)
+    await sub.start()
+    try:
+        await wait_until(lambda: full == [set()])
+        d = make_instance("web", "d", "10.0.0.4", 80)
+        await publish_event(js, subjects.instance_subject("registered", d.service),
+                            InstanceRegistered(instance=d, observed_at=1), msg_id="t-event-d")
+        await put_instance(js, settings, d)  # publishes its own event first, then the bucket
+        await wait_until(lambda: len(full) == 2)
+        assert full == [set(), {d.key}]
+        assert sub.reasons == {"request": 1, "change": 1}
+    finally:
+        await sub.stop()
+
+
+async def test_quick_runs_once_per_reconcile_before_the_debounce(nats_server, js):
+    settings = settings_for(nats_server)
     a = make_instance("web", "a", "10.0.0.1", 80)
     b = make_instance("web", "b", "10.0.0.2", 80)
     c = make_instance("web", "c", "10.0.0.3", 80)
-    d = make_instance("web", "d", "10.0.0.4", 80)
     full: list[set[str]] = []
     quick: list[tuple[set[str], int]] = []  # (instances seen, full reconciles done by then)
 
@@ -117,8 +163,8 @@ async def test_quick_runs_once_per_reconcile_before_the_debounce(nats_server):
     async def quick_step(state: CatalogState) -> None:
         quick.append((set(state.instances), len(full)))
 
-    sub = Subscriber(settings, name="t", durable="t-quick", reconcile=reconcile,
-                     min_wait=1.0, max_wait=3.0, quick=quick_step)
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=1.0, max_wait=3.0,
+                     quick=quick_step)
     await sub.start()
     try:
         await wait_until(lambda: full == [set()])  # cold start: no quick run before it
@@ -137,21 +183,12 @@ async def test_quick_runs_once_per_reconcile_before_the_debounce(nats_server):
         await wait_until(lambda: len(full) == 3, timeout=5)
         assert full[2] == {a.key, b.key, c.key}
         assert (sub.quick_runs, sub.reconciles) == (2, 3)
-        # an event alone (the bucket not written yet) reconciles but runs no quick step
-        await publish_event(js, subjects.instance_subject("registered", d.service),
-                            InstanceRegistered(instance=d, observed_at=1), msg_id="t-quick-d")
-        await wait_until(lambda: len(full) == 4, timeout=5)
-        assert full[3] == {a.key, b.key, c.key}
-        assert (sub.quick_runs, sub.reconciles) == (2, 4)
     finally:
         await sub.stop()
-        await nc.close()
 
 
-async def test_failing_quick_step_neither_stops_the_reconcile_nor_naks(nats_server):
+async def test_failing_quick_step_does_not_stop_the_reconcile(nats_server, js):
     settings = settings_for(nats_server)
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
     a = make_instance("web", "a", "10.0.0.1", 80)
     full: list[set[str]] = []
 
@@ -161,8 +198,8 @@ async def test_failing_quick_step_neither_stops_the_reconcile_nor_naks(nats_serv
     async def quick_step(state: CatalogState) -> None:
         raise RuntimeError("quick step broke")
 
-    sub = Subscriber(settings, name="t", durable="t-quick-fail", reconcile=reconcile,
-                     min_wait=0.3, max_wait=1.0, quick=quick_step)
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.3, max_wait=1.0,
+                     quick=quick_step)
     await sub.start()
     try:
         await wait_until(lambda: full == [set()])
@@ -170,15 +207,49 @@ async def test_failing_quick_step_neither_stops_the_reconcile_nor_naks(nats_serv
         await wait_until(lambda: len(full) == 2)
         assert full[1] == {a.key}
         assert (sub.quick_runs, sub.reconciles, sub.last_error) == (1, 2, "")
-
-        async def acked() -> bool:
-            info = await js.consumer_info("UNIFY", "t-quick-fail")
-            return (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
-        for _ in range(100):
-            if await acked():
-                break
-            await asyncio.sleep(0.05)
-        assert await acked()
+        assert sub.schedule.failures == 0
     finally:
         await sub.stop()
+
+
+async def test_start_waits_for_the_bridge_to_declare_the_catalog(nats_server, caplog):
+    settings = settings_for(nats_server)
+    seen: list[CatalogState] = []
+
+    async def reconcile(state: CatalogState) -> None:
+        seen.append(state)
+
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.01)
+    with caplog.at_level(logging.WARNING, logger="unify.subscriber"):
+        starting = asyncio.create_task(sub.start())
+        await wait_until(lambda: any(r.getMessage().startswith("waiting for the catalog")
+                                     for r in caplog.records))
+        assert not starting.done()
+        nc = await nats.connect(nats_server.url)
+        try:
+            await declare_catalog(nc.jetstream(), settings)  # the bridge comes up
+            await asyncio.wait_for(starting, 10)
+            await wait_until(lambda: len(seen) == 1)
+            info = await nc.jetstream().stream_info("UNIFY")
+            assert info.config.max_age == 7 * 24 * 3600.0  # as the bridge left it
+        finally:
+            await sub.stop()
+            await nc.close()
+    first = next(r for r in caplog.records if r.getMessage().startswith("waiting"))
+    assert first.fields["reason"] == "stream UNIFY does not exist yet"
+    assert first.fields["attempt"] == 1
+
+
+async def test_start_gives_up_when_no_bridge_declares_the_catalog(nats_server):
+    sub = Subscriber(settings_for(nats_server), name="t", reconcile=None, catalog_wait=0.5)
+    with pytest.raises(CatalogMissing) as err:
+        await sub.start()
+    assert str(err.value) == (
+        "stream UNIFY does not exist yet after 0.5 s: consul-bridge declares the stream and "
+        "the catalog bucket; is it running against this NATS?")
+    assert sub.nc.is_closed
+    nc = await nats.connect(nats_server.url)
+    try:  # nothing was created
+        assert await nc.jetstream().streams_info() == []
+    finally:
         await nc.close()
