@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-
-import pytest
-
 from switchboard.service import SwitchboardService
 from switchboard.settings import SwitchboardSettings
 
 
-@pytest.mark.parametrize(("node", "durable"), [
-    ("edge-1", "switchboard-edge-1"),
-    ("edge 1.example.com", "switchboard-_"
-     + hashlib.sha256(b"edge 1.example.com").hexdigest()[:16]),
-], ids=["plain-node", "unsafe-node"])
-def test_one_durable_consumer_per_node(node, durable):
+def test_subscriber_wiring_from_the_environment():
     service = SwitchboardService(SwitchboardSettings.from_env({
-        "UNIFY_HAPROXY_CONFIG": "/tmp/sb-unused/haproxy.cfg", "UNIFY_NODE": node}))
-    assert (service.subscriber.name, service.subscriber.durable) == ("switchboard", durable)
+        "UNIFY_HAPROXY_CONFIG": "/tmp/sb-unused/haproxy.cfg", "UNIFY_NODE": "edge 1.example",
+        "UNIFY_SWITCHBOARD_DEBOUNCE": "0.2", "UNIFY_SWITCHBOARD_MAX_WAIT": "2",
+        "UNIFY_RESYNC": "120"}))
+    sub = service.subscriber
+    assert sub.name == "switchboard"
+    assert not hasattr(sub, "durable")  # nothing per node is kept on the NATS server
+    assert (sub.schedule.quiet.min_wait, sub.schedule.quiet.max_wait, sub.schedule.resync) \
+        == (0.2, 2.0, 120.0)
     assert service.supervisor is None

@@ -1,12 +1,17 @@
 """The dns411 service shell: NATS catalog in (via :class:`~unify_common.subscriber.Subscriber`),
-dnsmasq files/process and Route 53 out."""
+dnsmasq files/process and Route 53 out.
+
+The subscriber shell decides when to reconcile: catalog changes (debounced), retries after a
+failed apply, a lock won (:meth:`Subscriber.request`), and its periodic resync every
+``UNIFY_DNS411_TICK`` seconds, which starts a dead dnsmasq child again and heals Route 53
+drift once its resync time is due. Every reconcile first looks whether the hosted zone list
+is due to be read again (in the background, see :meth:`Reconciler.discover_zones`)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 
-from unify_common import subjects
 from unify_common.consulio import make_consul
 from unify_common.events import Event
 from unify_common.logs import get_logger
@@ -47,10 +52,8 @@ class Dns411:
                  route53_client=None) -> None:
         self.settings = settings
         self.reconciler = build_reconciler(settings, common, route53_client=route53_client)
-        self.subscriber = Subscriber(common, name="dns411",
-                                     durable=f"dns411-{subjects.token(common.node)}",
-                                     reconcile=self.reconciler,
-                                     min_wait=settings.debounce)
+        self.subscriber = Subscriber(common, name="dns411", reconcile=self._reconcile,
+                                     min_wait=settings.debounce, resync=settings.tick)
         self.reconciler.publish = self._publish
         self._consul = None
         self._lock_task: asyncio.Task | None = None
@@ -64,28 +67,13 @@ class Dns411:
                                               purpose="dns411 route53")
 
     def _takeover(self) -> None:
-        """The writer lock was won: reconcile now rather than at the next catalog change."""
-        task = asyncio.get_running_loop().create_task(self._reconcile_now("lock won"))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """The writer lock was won: reconcile now rather than at the next catalog change
+        (through the subscriber's loop, so never beside another reconcile)."""
+        self.subscriber.request()
 
-    async def _reconcile_now(self, why: str) -> None:
-        if self.subscriber.mirror is None:
-            return  # not started yet: the first reconcile follows anyway
-        try:
-            await self.reconciler(self.subscriber.mirror.snapshot())
-        except Exception as err:  # logged and reported; the next run retries
-            log.warning("reconcile failed", extra={"fields": {"trigger": why,
-                                                              "error": str(err)}})
-
-    async def _tick_loop(self) -> None:
-        """Reconcile every ``tick`` seconds even when the catalog is quiet: a dead dnsmasq
-        child is started again and Route 53 drift heals once its resync time is due; the
-        hosted zone list is read again here, outside a reconcile, once it is due."""
-        while True:
-            await asyncio.sleep(self.settings.tick)
-            self._discover_zones()  # when due (UNIFY_ROUTE53_ZONE_TTL)
-            await self._reconcile_now("tick")
+    async def _reconcile(self, state) -> None:
+        self._discover_zones()  # only when due (UNIFY_ROUTE53_ZONE_TTL)
+        await self.reconciler(state)
 
     def _discover_zones(self) -> None:
         """Run :meth:`Reconciler.discover_zones` in the background (one at a time): a slow
@@ -111,8 +99,6 @@ class Dns411:
             self._lock_task = asyncio.create_task(self.reconciler.lock.run(),
                                                   name="dns411-writer-lock")
         await self.subscriber.start()
-        if self.settings.tick > 0:
-            self._background.add(asyncio.create_task(self._tick_loop(), name="dns411-tick"))
 
     async def stop(self) -> None:
         """Stop reconciling; a dnsmasq child is stopped too."""

@@ -44,9 +44,11 @@ variable                        meaning                                      def
 ``UNIFY_ROUTE53_LOCK_TTL``      session TTL, seconds (10-86400)              ``15``
 ``UNIFY_ROUTE53_MAX_ATTEMPTS``  tries per API call on throttling             ``8``
 ``UNIFY_ROUTE53_BACKOFF_MAX``   cap of one backoff delay, seconds            ``20``
-``UNIFY_DNS411_TICK``           seconds between reconciles without a         ``30``
-                                catalog change (restarts a dead dnsmasq
-                                child, heals Route 53 drift); 0: never
+``UNIFY_DNS411_TICK``           dns411's periodic resync: seconds after a    ``30``
+                                reconcile before the next one although the
+                                catalog is quiet (restarts a dead dnsmasq
+                                child, heals Route 53 drift); 0: never;
+                                ``UNIFY_RESYNC`` does not apply to dns411
 ``UNIFY_DNS411_REPLICA_EVERY``  replica mode: seconds between reads          ``30``
 ``UNIFY_DNS411_DEBOUNCE``       seconds of quiet after a catalog change       ``0.05``
                                 before a reconcile (0..1; a burst gives one

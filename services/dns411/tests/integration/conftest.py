@@ -6,13 +6,17 @@ import pytest
 from dns411_support import route53_client
 
 from unify_cli.devstack.moto import MotoServer
+from tests.fixtures.catalog import declare_catalog_at
 from unify_common.settings import CommonSettings
 
 
 @pytest.fixture
 def dns_common(nats_server) -> CommonSettings:
-    """Connection settings for a NATS-only test (no Consul)."""
-    return CommonSettings(nats_urls=(nats_server.url,), node="test-node")
+    """Connection settings for a NATS-only test (no Consul); the stream and the catalog
+    bucket are declared (as consul-bridge would: subscribers only wait for them)."""
+    settings = CommonSettings(nats_urls=(nats_server.url,), node="test-node")
+    declare_catalog_at(settings)
+    return settings
 
 
 @pytest.fixture(scope="session")

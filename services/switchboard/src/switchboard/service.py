@@ -1,7 +1,8 @@
 """The switchboard shell: a :class:`~unify_common.subscriber.Subscriber` per node whose
 reconcile is :class:`~switchboard.reconciler.Reconciler` (and whose quick step, run on the
 first catalog change before the debounce, is :meth:`~switchboard.reconciler.Reconciler.quick`),
-plus HAProxy supervision when switchboard runs HAProxy itself."""
+plus HAProxy supervision when switchboard runs HAProxy itself. Every node follows the whole
+catalog bucket and keeps nothing on the NATS server (no durable consumer)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 
 from unify_common.events import Event
 from unify_common.logs import get_logger
-from unify_common.subjects import token
 from unify_common.subscriber import Subscriber
 
 from .apply.haproxy import HAProxySink, ReloadFailed
@@ -25,11 +25,7 @@ STOP_TIMEOUT_S = 5.0
 
 
 class SwitchboardService:
-    """switchboard on one node: ``await start()``, ``await stop()``.
-
-    ``subscriber.durable`` is ``switchboard-<node token>``: one durable consumer per node, so
-    every node sees every change.
-    """
+    """switchboard on one node: ``await start()``, ``await stop()``."""
 
     def __init__(self, settings: SwitchboardSettings) -> None:
         self.settings = settings
@@ -40,7 +36,6 @@ class SwitchboardService:
         self.supervisor = (HAProxySupervisor(self.sink, log_path=settings.config_path.with_name(
             "haproxy.log")) if settings.manage else None)
         self.subscriber = Subscriber(settings.common, name="switchboard",
-                                     durable=f"switchboard-{token(settings.common.node)}",
                                      reconcile=self._reconcile, quick=self._quick,
                                      min_wait=settings.debounce, max_wait=settings.max_wait)
         self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor)

@@ -20,11 +20,16 @@ from switchboard.settings import SwitchboardSettings
 
 from sb_backends import NamedBackend
 from sb_support import Events
+from tests.fixtures.catalog import declare_catalog_at
 
 
 @pytest.fixture
 def sb_common(nats_server) -> CommonSettings:
-    return CommonSettings(nats_urls=(nats_server.url,), node="test-node")
+    """Settings for this test's nats-server, whose stream and catalog bucket are declared
+    (as consul-bridge would: subscribers only wait for them)."""
+    settings = CommonSettings(nats_urls=(nats_server.url,), node="test-node")
+    declare_catalog_at(settings)
+    return settings
 
 
 @pytest.fixture
