@@ -1,0 +1,35 @@
+"""Fixtures for wireline's integration tests: per module one nats-server, one registry
+(Debian ``docker-registry``) and one wireline service with its sshd; the test stacks
+(``wl-test-<app>``) are removed afterwards."""
+
+from __future__ import annotations
+
+import pytest
+from wireline_support import Registry, remove_stacks, start_wireline
+
+from unify_cli.devstack.nats import NatsServer
+
+
+@pytest.fixture(scope="module")
+def wl_nats(tmp_path_factory: pytest.TempPathFactory):
+    server = NatsServer(tmp_path_factory.mktemp("wl-nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def wl_registry(tmp_path_factory: pytest.TempPathFactory):
+    registry = Registry(tmp_path_factory.mktemp("wl-registry")).start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def wireline(tmp_path_factory: pytest.TempPathFactory, wl_nats, wl_registry):
+    service = start_wireline(tmp_path_factory.mktemp("wl"), nats_url=wl_nats.url,
+                             registry=wl_registry.addr)
+    yield service
+    try:
+        remove_stacks(sorted(service.apps))
+    finally:
+        service.process.stop()

@@ -1,0 +1,137 @@
+"""Every refused SSH input, through a real sshd and the forced command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+
+import pytest
+from wireline_support import make_app, run
+
+from unify_common.events import ErrorEvent, decode_event
+from unify_common.natsio import connect_nats
+from unify_common.settings import CommonSettings
+
+INVALID = ("wireline: invalid app name {!r}: use a lowercase letter, then up to 62 lowercase "
+           "letters, digits or '-' (not ending with '-')")
+ONE_NAME = ("wireline: refused: git-receive-pack takes exactly one quoted app name, e.g. "
+            "git-receive-pack 'myapp'")
+
+
+async def _errors(url: str) -> list[ErrorEvent]:
+    nc = await connect_nats(CommonSettings(nats_urls=(url,)), name="t", fail_fast=True)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe("unify.error.wireline", ordered_consumer=True)
+        events = []
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1)
+            except Exception:
+                return events
+            events.append(decode_event(msg.data))
+    finally:
+        await nc.close()
+
+
+@pytest.mark.timeout(120)
+def test_refused_commands(wireline, wl_nats, tmp_path):
+    alice = wireline.new_key("alice", apps="ticker")
+    cases = [
+        ([], "wireline: interactive shells are not allowed; push with "
+             "`git push ssh://<host>/<app> main`"),
+        (["-t"], "wireline: interactive shells are not allowed; push with "
+                 "`git push ssh://<host>/<app> main`"),
+        (["git-receive-pack '../x'"], INVALID.format("../x")),
+        (["git-receive-pack 'tick\"er'"], INVALID.format('tick"er')),
+        (["git-receive-pack 'ticker'; id"], ONE_NAME),
+        (["git-receive-pack 'ticker' && git-upload-pack 'other'"], ONE_NAME),
+        (["git-receive-pack 'ticker'\ngit-upload-pack 'x'"],
+         "wireline: refused: one git command per connection, on one line"),
+        (["id"], "wireline: refused: only git-receive-pack and git-upload-pack are allowed, "
+                 "not 'id'"),
+        (["git-receive-pack 'other'"], "wireline: key alice may not use app other"),
+        (["git-upload-pack 'ticker'"], "wireline: no app ticker (push to it first)"),
+    ]
+    for args, message in cases:
+        result = wireline.ssh(alice, *args)
+        assert result.returncode == 1, (args, result)
+        assert message in result.stderr.splitlines(), (args, result.stderr)
+        assert result.stdout == ""
+    # port forwarding: sshd refuses the request itself (restrict + DisableForwarding)
+    result = wireline.ssh(alice, "-N", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9",
+                          "git-upload-pack 'ticker'")
+    assert result.returncode == 255
+    assert "remote port forwarding failed" in result.stderr
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    local = listener.getsockname()[1]
+    listener.close()
+    forward = subprocess.Popen(
+        wireline.ssh_command(alice).replace("LogLevel=ERROR", "LogLevel=INFO").split()
+        + ["-N", "-L", f"{local}:127.0.0.1:{wireline.port}",
+                                               "root@127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        data = b""
+        for _ in range(50):  # bounded: the local listener appears once ssh is logged in
+            try:
+                with socket.create_connection(("127.0.0.1", local), timeout=2) as conn:
+                    conn.settimeout(3)
+                    data = conn.recv(100)
+                break
+            except (ConnectionRefusedError, TimeoutError):
+                import time
+                time.sleep(0.1)
+        assert data == b""  # the channel was refused: no SSH banner came through
+    finally:
+        forward.terminate()
+        _, err = forward.communicate(timeout=10)
+    assert "administratively prohibited" in err, err
+    # a push to an app the key may not use fails at the git client
+    app = make_app(tmp_path / "app", version="1")
+    result = wireline.push(app, alice, "other")
+    assert result.returncode != 0
+    assert "wireline: key alice may not use app other" in result.stderr
+    assert not (wireline.data_dir / "repos" / "other.git").exists()
+    assert not (wireline.data_dir / "repos" / "x.git").exists()
+    # each refusal is logged and published as an error event
+    log_lines = [json.loads(line) if line.startswith("{") else line for line in
+                 (wireline.data_dir / "log" / "shell.log").read_text().splitlines()]
+    assert sum("refused" in str(line) for line in log_lines) >= len(cases) + 1
+    events = asyncio.run(_errors(wl_nats.url))
+    reasons = [e.message for e in events if e.reason == "refused-ssh-command"]
+    assert reasons.count("key alice may not use app other") == 2
+    assert "refused: only git-receive-pack and git-upload-pack are allowed, not 'id'" in reasons
+    assert all(e.instance_id == "alice" for e in events)
+
+
+def test_unknown_key_is_not_let_in(wireline):
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wireline.workdir / "stray")])
+    from wireline_support import Pusher
+    stray = Pusher("stray", wireline.workdir / "stray", "")
+    result = wireline.ssh(stray, "git-receive-pack 'ticker'")
+    assert result.returncode == 255
+    assert "Permission denied (publickey)" in result.stderr
+
+
+def test_keys_cli_lists_and_removes(wireline):
+    bob = wireline.new_key("bob", apps="web,api")
+    listing = wireline.unify("apps", "keys", "ls").stdout.splitlines()
+    fingerprint = run(["ssh-keygen", "-lf", str(bob.path) + ".pub"]).stdout.split()[1]
+    row = next(line.split() for line in listing if line.startswith("bob "))
+    assert row[:3] == ["bob", fingerprint, "api,web"]
+    refused = wireline.unify("apps", "keys", "add", "bad", "ssh-ed25519 AAAA", "--all",
+                             check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == "unify apps: not a valid ssh-ed25519 key: " \
+        + refused.stderr.split("key: ", 1)[1]
+    assert wireline.unify("apps", "keys", "rm", "bob").stdout == "removed bob\n"
+    keys_file = wireline.data_dir / "sshd" / "authorized_keys"
+    from wireline_support import wait_until
+    wait_until(lambda: "--key bob " not in keys_file.read_text(), timeout=20,
+               what="bob removed from authorized_keys")
+    result = wireline.ssh(bob, "git-receive-pack 'web'")
+    assert result.returncode == 255
