@@ -354,7 +354,7 @@ class Registrator:
         if self.settings.ip:
             return self.settings.ip
         if not self._address:
-            self._address = await asyncio.to_thread(node_address, self._docker())
+            self._address = await asyncio.to_thread(lambda: node_address(self._docker()))
         return self._address
 
     async def resync(self) -> bool:
@@ -362,7 +362,7 @@ class Registrator:
         with self.health.time_reconcile():
             try:
                 address = await self._node_address()
-                states, unread = await asyncio.to_thread(read_running, self._docker())
+                states, unread = await asyncio.to_thread(lambda: read_running(self._docker()))
             except Exception as err:
                 self._docker_problem = f"cannot read Docker: {err}"
                 self.health.record_failure("docker")
@@ -399,7 +399,8 @@ class Registrator:
         """Reconcile the services of one container (after one of its events)."""
         try:
             address = await self._node_address()
-            state = await asyncio.to_thread(read_container, self._docker(), container_id, name)
+            state = await asyncio.to_thread(
+                lambda: read_container(self._docker(), container_id, name))
         except Exception as err:
             self._docker_problem = f"cannot read Docker: {err}"
             self.health.record_failure("docker")

@@ -14,6 +14,7 @@ import pytest
 
 from registrator.rules import DIGEST, MARKER
 from tests.fixtures.components import consul_call
+from unify_cli.devstack.nats import NatsServer
 from unify_common.events import ErrorEvent, decode_event
 from unify_common.settings import CommonSettings
 
@@ -186,3 +187,53 @@ def test_once_cli(consul_http_addr, made):
                          env={**env, "UNIFY_REGISTRATOR_RESYNC": "often"})
     assert (bad.returncode, bad.stderr.decode()) == (
         2, "registrator: UNIFY_REGISTRATOR_RESYNC must be a number, got 'often'\n")
+
+
+async def test_internal_registers_the_container_address_and_exposed_port(
+        consul_http_addr, made, start_registrator):
+    await start_registrator(internal=True)
+    web = await asyncio.to_thread(made.run, "internal", ports={"8000/tcp": None})
+    await asyncio.to_thread(web.reload)
+    address = web.attrs["NetworkSettings"]["IPAddress"]
+    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+                                lambda s: len(s) == 1)
+    assert {sid: (svc["Service"], svc["Address"], svc["Port"])
+            for sid, svc in services.items()} == {
+        f"{NODE}:{web.name}:8000": ("rg-test-http", address, 8000)}
+
+
+async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
+        consul_http_addr, tmp_path, made, start_registrator):
+    server = NatsServer(tmp_path / "nats")  # its port is chosen, nothing listens yet
+    bad = await asyncio.to_thread(made.run, "bad", ports={"8000/tcp": None},
+                                  labels={"SERVICE_8o_NAME": "x"})
+    good = await asyncio.to_thread(made.run, "good", ports={"8000/tcp": None})
+    common = CommonSettings(consul_addr=consul_http_addr, nats_urls=(server.url,), node=NODE)
+    await start_registrator(common, nats=True)
+    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+                                lambda s: len(s) == 1)
+    assert list(services) == [f"{NODE}:{good.name}:8000"]
+    await asyncio.to_thread(server.start)
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+
+        async def mine() -> list[ErrorEvent]:
+            try:
+                info = await js.stream_info("UNIFY")
+            except Exception:  # not declared yet
+                return []
+            found = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                event = decode_event((await js.get_msg("UNIFY", seq)).data)
+                if made.prefix in event.message:
+                    found.append(event)
+            return found
+
+        events = await eventually(mine, lambda e: len(e) == 1, timeout=30)
+        assert (events[0].reason, events[0].message) == (
+            "invalid-port", f"container {bad.name}: SERVICE_8o_NAME: port '8o' is not a "
+                            "number in 1..65535")
+        await nc.close()
+    finally:
+        await asyncio.to_thread(server.stop)
