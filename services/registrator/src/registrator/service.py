@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import consul
+from consul.exceptions import BadRequest
 import docker
 import docker.errors
 
@@ -456,7 +456,7 @@ class Registrator:
                             tags=list(reg.tags), meta=dict(reg.meta),
                             check=checks[0] if checks else None, extra_checks=checks[1:],
                             replace_existing_checks=True)
-                    except consul.base.BadRequest as err:
+                    except BadRequest as err:
                         state = owners.get(reg.id)
                         if state is not None:
                             self._reject(state, Rejected(
