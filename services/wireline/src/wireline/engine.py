@@ -294,16 +294,19 @@ async def wait_converged(*, docker_host: str, targets: list[ServiceTarget],
 
 async def remove_stack(*, docker_bin: str, docker_host: str, stack: str, emit: Emit,
                        timeout_s: float = 120.0) -> bool:
-    """``docker stack rm`` and wait until its services are gone.
+    """``docker stack rm`` and wait until its services and networks are gone (a deploy
+    right after would otherwise find a network that is about to vanish).
 
     :returns: whether the stack existed. :raises EngineError: not gone in ``timeout_s``.
     """
     label = f"com.docker.stack.namespace={stack}"
 
     def services() -> list:
+        """The stack's services and networks (``stack rm`` removes networks after)."""
         client = _client(docker_host)
         try:
-            return client.services(filters={"label": label})
+            return (client.services(filters={"label": label})
+                    + client.networks(filters={"label": label}))
         finally:
             client.close()
 
@@ -316,6 +319,7 @@ async def remove_stack(*, docker_bin: str, docker_host: str, stack: str, emit: E
     deadline = time.monotonic() + timeout_s
     while await asyncio.to_thread(services):
         if time.monotonic() > deadline:
-            raise EngineError(f"stack {stack} still has services after {timeout_s:g} s")
+            raise EngineError(f"stack {stack} still has services or networks after "
+                              f"{timeout_s:g} s")
         await asyncio.sleep(0.5)
     return True

@@ -230,14 +230,24 @@ def stack_services(app: str) -> list[str]:
         client.close()
 
 
+def stack_networks(app: str) -> list[str]:
+    client = docker.APIClient(base_url=DOCKER_HOST, version="1.41")
+    try:
+        return sorted(n["Name"] for n in client.networks(
+            filters={"label": f"com.docker.stack.namespace={STACK_PREFIX}{app}"}))
+    finally:
+        client.close()
+
+
 def remove_stacks(apps) -> None:
     """Remove the test stacks of ``apps`` and wait until their services are gone."""
     env = dict(os.environ, DOCKER_HOST=DOCKER_HOST)
     for app in apps:
-        if stack_services(app):
+        if stack_services(app) or stack_networks(app):
             run(["docker", "stack", "rm", f"{STACK_PREFIX}{app}"], env=env, check=False)
     deadline = time.monotonic() + 60
-    while any(stack_services(app) for app in apps) and time.monotonic() < deadline:
+    while any(stack_services(app) or stack_networks(app) for app in apps) \
+            and time.monotonic() < deadline:
         time.sleep(0.5)
 
 
