@@ -191,9 +191,9 @@ class Registrator:
         self._loop = asyncio.get_running_loop()
         if self._stopping.is_set():
             return
-        self._consul = make_consul(self.common)
         if self._health_addr is not None:
-            await self.health.start(*self._health_addr)
+            await self.health.start(*self._health_addr)  # OSError: port taken (exit early)
+        self._consul = make_consul(self.common)
         if self.settings.nats:
             self._nats_task = asyncio.create_task(self._nats_loop())
         self._thread = threading.Thread(target=self._watch_events, name="docker-events",
@@ -327,10 +327,25 @@ class Registrator:
         self._queue.put_nowait(_FULL)  # events may have been missed while not watching
 
     def _docker_lost(self, reason: str) -> None:
+        self._docker_failed("lost the Docker event stream; reconnecting", reason)
+
+    def _docker_ok(self) -> None:
+        if self._docker_problem not in (None, "not read yet"):
+            log.info("Docker reachable again")
+        self._docker_problem = None
+
+    def _consul_ok(self) -> None:
+        if self._consul_problem not in (None, "not read yet"):
+            log.info("Consul agent reachable again")
+        self._consul_problem = None
+
+    def _docker_failed(self, what: str, reason: str, **fields: str) -> None:
+        """Record a Docker failure; log it at warning level once per outage."""
+        first = self._docker_problem is None or self._docker_problem == "not read yet"
         self._docker_problem = reason
         self.health.record_failure("docker")
-        log.warning("lost the Docker event stream; reconnecting",
-                    extra={"fields": {"error": reason}})
+        (log.warning if first else log.debug)(what, extra={"fields": {"error": reason,
+                                                                        **fields}})
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("Type")
@@ -364,12 +379,10 @@ class Registrator:
                 address = await self._node_address()
                 states, unread = await asyncio.to_thread(lambda: read_running(self._docker()))
             except Exception as err:
-                self._docker_problem = f"cannot read Docker: {err}"
-                self.health.record_failure("docker")
-                log.warning("cannot read Docker; registrations stay as they are",
-                            extra={"fields": {"error": str(err)}})
+                self._docker_failed("cannot read Docker; registrations stay as they are",
+                                    f"cannot read Docker: {err}")
                 return False
-            self._docker_problem = None
+            self._docker_ok()
             wanted = [self._wanted(state, address) for state in states]
             present = {state.id for state in states}
             for container_id in list(self._reported):
@@ -386,7 +399,7 @@ class Registrator:
                       for reg in item.registrations}
             if not await self._apply(plan, owners):
                 return False
-        self._consul_problem = None
+        self._consul_ok()
         self.health.record_success()
         self.resyncs += 1
         log.debug("resync done", extra={"fields": {
@@ -402,12 +415,10 @@ class Registrator:
             state = await asyncio.to_thread(
                 lambda: read_container(self._docker(), container_id, name))
         except Exception as err:
-            self._docker_problem = f"cannot read Docker: {err}"
-            self.health.record_failure("docker")
-            log.warning("cannot inspect container; retrying with a resync",
-                        extra={"fields": {"container": name, "error": str(err)}})
+            self._docker_failed("cannot inspect container; retrying with a resync",
+                                f"cannot read Docker: {err}", container=name)
             return False
-        self._docker_problem = None
+        self._docker_ok()
         if not state.name:
             return True  # gone before we learnt its name: the next resync tidies up
         wanted = self._wanted(state, address)
@@ -419,7 +430,7 @@ class Registrator:
                          scope=scope_prefix(self.node, state.name))
         if not await self._apply(plan, {reg.id: state for reg in wanted.registrations}):
             return False
-        self._consul_problem = None
+        self._consul_ok()
         await self._flush_pending()
         return True
 
@@ -436,10 +447,12 @@ class Registrator:
         return wanted
 
     def _consul_failed(self, err: Exception) -> bool:
-        self._consul_problem = f"cannot reach Consul: {err or type(err).__name__}"
+        first = self._consul_problem is None or self._consul_problem == "not read yet"
+        self._consul_problem = f"cannot reach Consul: {str(err) or type(err).__name__}"
         self.health.record_failure("consul")
-        log.warning("cannot reach the Consul agent; retrying",
-                    extra={"fields": {"error": str(err) or type(err).__name__}})
+        (log.warning if first else log.debug)(
+            "cannot reach the Consul agent; retrying",
+            extra={"fields": {"error": str(err) or type(err).__name__}})
         return False
 
     async def _apply(self, plan: Plan, owners: Mapping[str, ContainerState]) -> bool:
