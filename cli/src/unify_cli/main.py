@@ -9,6 +9,8 @@
 * ``unify dev demo`` — register example services in a running ``dev up`` stack.
 * ``unify apps keys|ls|releases|rollback|scale|logs|lock`` — wireline apps (see
   :mod:`unify_cli.apps_cmd`).
+* ``unify registry ls [REPO] [--json]`` / ``unify registry gc [--dry-run]`` — the private
+  registry cluster (see :mod:`unify_cli.registry_cmd`).
 
 Connection settings come from the environment (``NATS_URL``, ``CONSUL_HTTP_ADDR``, ...; see
 :mod:`unify_common.settings`); ``unify dev up`` writes them to ``.unify/dev/env`` for other
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("apps", help="wireline apps: keys, ls, releases, rollback, scale, logs, "
                    "lock (unify apps -h)", add_help=False)
+    sub.add_parser("registry", help="private registry: ls, gc (unify registry -h)",
+                   add_help=False)
 
     dev = sub.add_parser("dev", help="local stack on real components")
     dev_sub = dev.add_subparsers(dest="action", required=True)
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["apps"]:
         from .apps_cmd import main as apps_main  # wireline's apps, keys, releases
         return apps_main(argv[1:])
+    if argv[:1] == ["registry"]:
+        from .registry_cmd import main as registry_main  # registry-admin's ls and gc
+        return registry_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "events":
