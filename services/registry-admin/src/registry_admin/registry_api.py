@@ -61,8 +61,12 @@ def next_link(header: str | None, base: str) -> str | None:
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    """TLS verification against ``ca_file`` (the cluster CA), or the system store."""
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    """TLS verification against ``ca_file`` (the cluster CA), or the system store.
+    :raises RegistryError: ``ca_file`` cannot be read or is no PEM bundle."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as err:
+        raise RegistryError(f"CA file {ca_file}: {err.strerror or err}") from None
 
 
 class RegistryClient:
@@ -160,6 +164,18 @@ class RegistryClient:
             parts = [body.get("config") or {}] + list(body.get("layers") or [])
             size = sum(int(p.get("size") or 0) for p in parts if isinstance(p, dict))
         return Manifest(digest, media, size, body if isinstance(body, dict) else {})
+
+    async def blob_exists(self, repository: str, digest: str) -> bool:
+        """``HEAD /v2/<name>/blobs/<digest>`` answers 200.
+        :raises RegistryError: no answer, or a status other than 200/404."""
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        try:
+            async with self._session.head(url) as resp:
+                if resp.status not in (200, 404):
+                    raise RegistryError(f"HEAD blob {repository}@{digest}: HTTP {resp.status}")
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise RegistryError(f"HEAD blob {repository}@{digest}: {err!r}") from None
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """``DELETE /v2/<name>/manifests/<digest>``; ``True`` when it was deleted (202)."""

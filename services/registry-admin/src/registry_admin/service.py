@@ -27,27 +27,22 @@ from typing import Callable
 
 from aiohttp import web
 
-from unify_common.atomic import write_atomic
-from unify_common.events import (ErrorEvent, Event, ImageDeleted, ImagePushed,
-                                 RegistryStep)
+from unify_common.events import ImageDeleted, ImagePushed
 from unify_common.health import Health
 from unify_common.logs import get_logger
-from unify_common.natsio import publish_event
-from unify_common.subjects import (error_subject, registry_image_subject,
-                                   registry_step_subject)
+from unify_common.subjects import registry_image_subject
 from unify_common.subscriber import Subscriber
 
 from . import notify, pki, plan, store
+from .ops import SOURCE, Operator, restarter_from_settings
 from .registry_api import RegistryClient, RegistryError
-from .restart import (Restarter, command_restarter, docker_restarter, served_fingerprint,
-                      wait_serving)
+from .restart import Restarter, served_fingerprint
 from .secret import fingerprint, secret_problems
 from .settings import RegistryAdminSettings
 
 __all__ = ["RegistryAdmin"]
 
 log = get_logger("registry_admin")
-SOURCE = "registry-admin"
 VERSION = "0.1.0"
 Clock = Callable[[], dt.datetime]
 
@@ -60,7 +55,7 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
-class RegistryAdmin:
+class RegistryAdmin(Operator):
     """registry-admin: ``await start()``, ``await stop()``.
 
     :param restarter: how to restart one instance; default from the settings
@@ -70,22 +65,13 @@ class RegistryAdmin:
 
     def __init__(self, settings: RegistryAdminSettings, *, restarter: Restarter | None = None,
                  clock: Clock = _utcnow) -> None:
-        self.settings = settings
+        super().__init__(settings, restarter=restarter or restarter_from_settings(settings),
+                         health=Health(SOURCE, version=VERSION))
         self.clock = clock
-        if restarter is None:
-            if settings.restart == "command":
-                restarter = command_restarter(settings.restart_command,
-                                              timeout=settings.restart_timeout)
-            elif settings.restart == "docker":
-                restarter = docker_restarter(timeout=settings.restart_timeout)
-        self.restarter = restarter
-        self.health = Health("registry-admin", version=VERSION)
         # a full reconcile runs every UNIFY_RESYNC seconds too: renewal needs no catalog change
         self.subscriber = Subscriber(settings.common, name=SOURCE, reconcile=self._reconcile)
         self.ca: pki.Bundle | None = None
         self.server: pki.Bundle | None = None
-        self.http_secret = ""
-        self.notify_token = ""
         #: instance name -> reason, for every instance whose secret differs
         self.secret_mismatches: dict[str, str] = {}
         self.trusted: list[str] = []
@@ -113,10 +99,7 @@ class RegistryAdmin:
         s = self.settings
         if s.mode == "manager":
             self.ca = store.ensure_ca(s.state_dir, self.clock(), days=s.ca_days)
-            self.http_secret = store.ensure_secret(s.state_dir, "http-secret",
-                                                   s.http_secret_file)
-            self.notify_token = store.ensure_secret(s.state_dir, "notify-token",
-                                                    s.notify_token_file)
+            self.load_secrets()
             self.server = store.read_server(s.tls_dir)
             self.write_registry_config(read_only=False)
         self.health.add_check("nats", lambda: None if (
@@ -154,16 +137,6 @@ class RegistryAdmin:
             await self._registry.__aexit__(None, None, None)
         await self.health.stop()
 
-    def write_registry_config(self, *, read_only: bool) -> bool:
-        """Render the configuration every instance reads (0600); ``True`` when it changed."""
-        s = self.settings
-        s.config_path.parent.mkdir(parents=True, exist_ok=True)
-        data = store.render_registry_config(
-            storage_dir=s.storage_dir, tls_dir=s.tls_dir, port=s.listen_port,
-            secret=self.http_secret, notify_url=s.notify_url, notify_token=self.notify_token,
-            read_only=read_only)
-        return write_atomic(s.config_path, data, mode=0o600)
-
     def _certificate_check(self) -> str | None:
         if self.settings.mode != "manager":
             return None
@@ -173,45 +146,14 @@ class RegistryAdmin:
             return "the server certificate has expired"
         return None
 
-    # ---- publishing ---------------------------------------------------------------------
+    @property
+    def js(self):
+        """The subscriber's JetStream context."""
+        return self.subscriber.js
 
-    async def publish(self, subject: str, event: Event, msg_id: str) -> bool:
-        """Publish with up to 3 attempts (bounded); ``False`` when all failed (logged)."""
-        for attempt in range(3):
-            js = self.subscriber.js
-            try:
-                if js is None:
-                    raise RuntimeError("not connected")
-                await publish_event(js, subject, event, msg_id=msg_id)
-                self.health.events_published.labels(subject=subject).inc()
-                return True
-            except Exception as err:
-                if attempt == 2:
-                    log.error("could not publish event", extra={"fields": {
-                        "subject": subject, "error": str(err)}})
-                    self.health.record_failure("publish")
-                    return False
-                await asyncio.sleep(0.2 * (attempt + 1))
-        return False
-
-    async def error(self, reason: str, message: str, *, instance_id: str = "",
-                    node: str = "", key: str = "") -> None:
-        """Log and publish an error event (id from reason, key and message)."""
-        log.warning(message, extra={"fields": {"reason": reason, "node": node,
-                                               "instance_id": instance_id}})
-        self.health.count_error(reason)
-        msg_id = f"{SOURCE}-{reason}-{uuid.uuid5(uuid.NAMESPACE_URL, key + message).hex}"
-        await self.publish(error_subject(SOURCE), ErrorEvent(
-            source=SOURCE, reason=reason, message=message, service=self.settings.service,
-            instance_id=instance_id, node=node, observed_at=_ms()), msg_id)
-
-    async def step(self, operation: str, run_id: str, step: str, status: str,
-                   detail: str = "", instance: str = "") -> None:
-        """Publish one :class:`RegistryStep`."""
-        await self.publish(registry_step_subject(operation), RegistryStep(
-            source=SOURCE, operation=operation, run_id=run_id, step=step, status=status,
-            detail=detail, instance=instance, observed_at=_ms()),
-            f"{SOURCE}-{run_id}-{step}-{status}-{instance}")
+    @js.setter
+    def js(self, value) -> None:
+        pass
 
     # ---- reconcile ----------------------------------------------------------------------
 
@@ -304,30 +246,6 @@ class RegistryAdmin:
             if state is not None:
                 fresh, _ = plan.registry_nodes(state, self.settings.service)
                 self._rollout_task = asyncio.create_task(self._rollout(fresh))
-
-    async def roll(self, order: list[plan.Node], wanted_fp: str, *, operation: str,
-                   run_id: str | None = None) -> bool:
-        """Restart ``order`` one at a time; each must serve ``wanted_fp`` again before the
-        next. Stops at the first failure (error event); ``True`` when all succeeded."""
-        run_id = run_id or uuid.uuid4().hex[:12]
-        assert self.restarter is not None
-        self.rollouts += 1
-        for node in order:
-            await self.step(operation, run_id, "restart", "started", instance=node.name)
-            try:
-                await self.restarter(node)
-                await wait_serving(node, wanted_fp, str(self.settings.verify_ca),
-                                   timeout=self.settings.restart_timeout)
-            except (RuntimeError, TimeoutError, OSError) as err:
-                await self.step(operation, run_id, "restart", "failed", str(err), node.name)
-                await self.error("restart-failed", f"{node.name}: {err}; the rollout stops "
-                                 "here, the other instances keep serving",
-                                 instance_id=node.instance_id, node=node.hostname,
-                                 key=run_id)
-                self.health.record_failure("restart")
-                return False
-            await self.step(operation, run_id, "restart", "ok", instance=node.name)
-        return True
 
     # ---- notifications ------------------------------------------------------------------
 

@@ -41,6 +41,12 @@ variable                               meaning
                                        ``{node}``, ``{host}``, ``{port}`` substituted (no shell)
 ``UNIFY_REGISTRY_RESTART_TIMEOUT``     seconds each instance may take to serve again (60)
 ``UNIFY_REGISTRY_RESOLVE_TIMEOUT``     seconds a push may take until its tag resolves (10)
+``UNIFY_REGISTRY_BIN``                 distribution's binary for ``garbage-collect`` (default
+                                       ``docker-registry``, Debian's name)
+``UNIFY_REGISTRY_GC_TIMEOUT``          seconds one ``garbage-collect`` run may take (3600)
+``UNIFY_REGISTRY_PROTECT_FILE``        file of ``repository@digest`` (or ``:tag``) lines that gc
+                                       keeps besides running Swarm tasks' images (a hook for
+                                       wireline's releases)
 ``UNIFY_REGISTRY_MODE``                ``manager`` (default: issues, restarts, notifications) or
                                        ``trust`` (only writes ``certs.d`` from the CA file)
 =====================================  ===========================================================
@@ -105,6 +111,9 @@ class RegistryAdminSettings:
     restart_timeout: float = 60.0
     resolve_timeout: float = 10.0
     mode: str = "manager"
+    registry_bin: str = "docker-registry"
+    gc_timeout: float = 3600.0
+    protect_file: Path | None = None
 
     @property
     def ca_cert_path(self) -> Path:
@@ -195,4 +204,7 @@ class RegistryAdminSettings:
             restart_timeout=env_float(env, "UNIFY_REGISTRY_RESTART_TIMEOUT", 60.0),
             resolve_timeout=env_float(env, "UNIFY_REGISTRY_RESOLVE_TIMEOUT", 10.0),
             mode=mode,
+            registry_bin=env.get("UNIFY_REGISTRY_BIN", "") or "docker-registry",
+            gc_timeout=env_float(env, "UNIFY_REGISTRY_GC_TIMEOUT", 3600.0),
+            protect_file=path("UNIFY_REGISTRY_PROTECT_FILE"),
         )

@@ -89,3 +89,46 @@ class RegistryProcess:
                 raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} did not serve TLS on {self.port}")
+
+
+async def push_image(base: str, ca_file: str, repository: str, tag: str, layer: bytes,
+                     ) -> tuple[str, set[str], int]:
+    """Push a one-layer image through the registry API V2 (monolithic blob uploads, then a
+    schema 2 manifest). Returns (manifest digest, {config, layer digests}, config + layer
+    size)."""
+    import hashlib
+    import json
+    import ssl
+
+    import aiohttp
+
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [
+                             "sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+    ctx = ssl.create_default_context(cafile=ca_file)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+        descriptors = []
+        for blob, media in ((config, "application/vnd.docker.container.image.v1+json"),
+                            (layer, "application/vnd.docker.image.rootfs.diff.tar.gzip")):
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            async with http.post(f"{base}/v2/{repository}/blobs/uploads/") as r:
+                assert r.status == 202, await r.text()
+                location = r.headers["Location"]
+            if location.startswith("/"):
+                location = base + location
+            sep = "&" if "?" in location else "?"
+            async with http.put(f"{location}{sep}digest={digest}", data=blob,
+                                headers={"Content-Type": "application/octet-stream"}) as r:
+                assert r.status == 201, await r.text()
+            descriptors.append({"mediaType": media, "size": len(blob), "digest": digest})
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": descriptors[0], "layers": descriptors[1:]}).encode()
+        async with http.put(f"{base}/v2/{repository}/manifests/{tag}", data=manifest,
+                            headers={"Content-Type":
+                                     "application/vnd.docker.distribution.manifest.v2+json"}
+                            ) as r:
+            assert r.status == 201, await r.text()
+            digest = r.headers["Docker-Content-Digest"]
+    return digest, {d["digest"] for d in descriptors}, len(config) + len(layer)

@@ -30,30 +30,43 @@ HOSTS = Path("/etc/hosts")
 
 
 def docker(*args: str, timeout: float = 120) -> str:
+    if args[0] in ("push", "pull", "service"):
+        ensure_hosts_line()
     out = subprocess.run(["docker", *args], env=DOCKER_ENV, capture_output=True, text=True,
                          timeout=timeout)
     assert out.returncode == 0, f"docker {' '.join(args)}: {out.stderr}"
     return out.stdout
 
 
+HOSTS_LINE = f"127.0.0.1 registry.{DOMAIN}  # registry-admin tests"
+
+
+def ensure_hosts_line() -> None:
+    """Put the test's /etc/hosts line back if someone rewrote the file meanwhile (other
+    suites edit it too); only this line is ever added or removed."""
+    text = HOSTS.read_text()
+    if HOSTS_LINE not in text.splitlines():
+        HOSTS.write_text(text + ("" if text.endswith("\n") else "\n") + HOSTS_LINE + "\n")
+
+
 @pytest.fixture
 def registry_name():
     """``registry.unify.test`` resolves to 127.0.0.1 for dockerd (an /etc/hosts line that
     is removed again)."""
-    before = HOSTS.read_text()
-    HOSTS.write_text(before + f"127.0.0.1 registry.{DOMAIN}\n")
+    ensure_hosts_line()
     try:
         yield f"registry.{DOMAIN}"
     finally:
-        HOSTS.write_text(before)
+        lines = HOSTS.read_text().splitlines(keepends=True)
+        HOSTS.write_text("".join(line for line in lines if line.rstrip("\n") != HOSTS_LINE))
 
 
-def build_image(tmp: Path, ref: str, payload: bytes) -> None:
+def build_image(tmp: Path, ref: str, payload: bytes) -> str:
     ctx = tmp / "ctx"
     ctx.mkdir(exist_ok=True)
     (ctx / "payload").write_bytes(payload)
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY payload /payload\n")
-    docker("build", "-q", "-t", ref, str(ctx))
+    return docker("build", "-q", "-t", ref, str(ctx)).strip()
 
 
 @pytest.mark.timeout(180)
