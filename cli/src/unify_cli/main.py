@@ -11,6 +11,8 @@
   :mod:`unify_cli.apps_cmd`).
 * ``unify registry ls [REPO] [--json]`` / ``unify registry gc [--dry-run]`` — the private
   registry cluster (see :mod:`unify_cli.registry_cmd`).
+* ``unify images build [NAME ...] [--base IMAGE] [--prefix P] [--tag T]`` — the container
+  images (``deploy/images/``).
 
 Connection settings come from the environment (``NATS_URL``, ``CONSUL_HTTP_ADDR``, ...; see
 :mod:`unify_common.settings`); ``unify dev up`` writes them to ``.unify/dev/env`` for other
@@ -65,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--workdir", default=".unify/dev", help="state and logs (default .unify/dev)")
     demo = dev_sub.add_parser("demo", help="register demo services in a running stack")
     demo.add_argument("--workdir", default=".unify/dev")
+
+    images = sub.add_parser("images", help="container images (deploy/images)")
+    img_sub = images.add_subparsers(dest="action", required=True)
+    build = img_sub.add_parser("build", help="build images on the engine at DOCKER_HOST")
+    build.add_argument("names", nargs="*", help="components (default: all)")
+    build.add_argument("--base", default=os.environ.get("UNIFY_BASE_IMAGE", "")
+                       or "python:3.11-slim-bookworm",
+                       help="base image (default $UNIFY_BASE_IMAGE or python:3.11-slim-bookworm)")
+    build.add_argument("--prefix", default="unify-local", help="repository prefix")
+    build.add_argument("--tag", default="dev", help="image tag (default dev)")
     return parser
 
 
@@ -102,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             print("unify: use `unify dns list [--zone Z] [--source S] [--json]`",
                   file=sys.stderr)
             return 2
+        if args.command == "images":
+            from . import images
+            images.build_images(args.names or None, base=args.base, prefix=args.prefix,
+                                tag=args.tag, log=lambda line: print(line, file=sys.stderr))
+            return 0
         if args.command == "dev":
             from . import dev
             if args.action == "up":

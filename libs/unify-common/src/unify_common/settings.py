@@ -12,7 +12,10 @@ Each ecosystem's own variables are used where they exist:
   (``text`` or ``json``), ``UNIFY_LOG_LEVEL`` (default ``INFO``), ``UNIFY_RESYNC`` (seconds
   between full reconciles of a subscriber while the catalog is quiet, default 300; 0: never).
 
-Secrets (tokens, passwords) are kept out of ``repr`` so they never reach a log line.
+Secrets (tokens, passwords) are kept out of ``repr`` so they never reach a log line. Each
+secret can also come from a file, as Swarm secrets and Docker secrets are mounted:
+``CONSUL_HTTP_TOKEN_FILE`` (the Consul CLI's own variable) and ``NATS_PASSWORD_FILE``; the
+file's content, without its trailing newline, is the value. ``NATS_CREDS`` is a file already.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Mapping
 
-__all__ = ["CommonSettings", "env_float", "env_int"]
+__all__ = ["CommonSettings", "env_float", "env_int", "env_secret"]
 
 
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -52,6 +55,25 @@ def _resync(env: Mapping[str, str]) -> float:
     if value < 0:
         raise ValueError(f"UNIFY_RESYNC must be 0 or more seconds, got {value:g}")
     return value
+
+
+def env_secret(env: Mapping[str, str], name: str) -> str:
+    """The secret ``env[name]``, or the content of the file named by ``env[name + "_FILE"]``
+    (trailing newline removed) when that is set; ``""`` when neither is.
+
+    :raises ValueError: both are set, or the file cannot be read (the message names the
+        variable and the path, never the content).
+    """
+    path = env.get(f"{name}_FILE", "")
+    if not path:
+        return env.get(name, "")
+    if env.get(name, ""):
+        raise ValueError(f"set {name} or {name}_FILE, not both")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{name}_FILE: cannot read {path}: {type(err).__name__}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,14 +108,14 @@ class CommonSettings:
             scheme, _, addr = addr.partition("://")
         return cls(
             consul_addr=addr.rstrip("/"),
-            consul_token=env.get("CONSUL_HTTP_TOKEN", ""),
+            consul_token=env_secret(env, "CONSUL_HTTP_TOKEN"),
             consul_scheme=scheme,
             consul_ca=env.get("CONSUL_CACERT", ""),
             nats_urls=tuple(u.strip() for u in (env.get("NATS_URL", "") or
                                                 "nats://127.0.0.1:4222").split(",") if u.strip()),
             nats_creds=env.get("NATS_CREDS", ""),
             nats_user=env.get("NATS_USER", ""),
-            nats_password=env.get("NATS_PASSWORD", ""),
+            nats_password=env_secret(env, "NATS_PASSWORD"),
             nats_ca=env.get("NATS_CA", ""),
             nats_cert=env.get("NATS_CERT", ""),
             nats_key=env.get("NATS_KEY", ""),
