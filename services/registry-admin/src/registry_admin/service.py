@@ -157,6 +157,11 @@ class RegistryAdmin(Operator):
 
     # ---- reconcile ----------------------------------------------------------------------
 
+    async def reconcile_now(self) -> None:
+        """Reconcile at once with the current catalog (what the periodic resync does)."""
+        if self.subscriber.mirror is not None:
+            await self._reconcile(self.subscriber.mirror.snapshot())
+
     async def _reconcile(self, state) -> None:
         async with self._lock:
             with self.health.time_reconcile():

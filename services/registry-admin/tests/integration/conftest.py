@@ -110,7 +110,9 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(common_settings, consul_http_addr, tmp_path):
+async def cluster(request, common_settings, consul_http_addr, tmp_path):
+    """The cluster; ``request.param`` (indirect parametrisation) is the clock's offset from
+    now in days at start (``Cluster.offset`` moves it later)."""
     nc = await nats.connect(list(common_settings.nats_urls))
     collector = Collector()
     await nc.subscribe("unify.>", cb=collector.handler)
@@ -125,7 +127,7 @@ async def cluster(common_settings, consul_http_addr, tmp_path):
         storage_dir=tmp_path / "storage", listen_port=5000, certs_d=CERTS_D,
         notify_host="127.0.0.1", notify_port=0, notify_url="http://127.0.0.1:0/notify",
         registry_url=f"https://127.0.0.1:{ports[0]}", restart_timeout=30.0,
-        resolve_timeout=5.0)
+        resolve_timeout=3.0)
     procs: dict[str, RegistryProcess] = {}
     holder: dict[str, Cluster] = {}
 
@@ -142,8 +144,11 @@ async def cluster(common_settings, consul_http_addr, tmp_path):
     notify_port = free_port()
     settings = RegistryAdminSettings(**{**settings.__dict__, "notify_port": notify_port,
                                         "notify_url": f"http://127.0.0.1:{notify_port}/notify"})
-    admin = RegistryAdmin(settings, restarter=restarter)
+    offset = {"days": float(getattr(request, "param", 0))}
+    admin = RegistryAdmin(settings, restarter=restarter, clock=lambda: dt.datetime.now(
+        dt.timezone.utc) + dt.timedelta(days=offset["days"]))
     c = Cluster(consul_http_addr, admin, procs, collector, tmp_path)
+    c.offset = offset
     holder["c"] = c
     # registry-admin makes the CA and secret before the instances are registered
     admin.http_secret = store.ensure_secret(settings.state_dir, "http-secret", None)
@@ -167,7 +172,3 @@ async def cluster(common_settings, consul_http_addr, tmp_path):
             if (CERTS_D / name / store.MARKER).exists():
                 shutil.rmtree(CERTS_D / name, ignore_errors=True)
 
-
-@pytest.fixture
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
