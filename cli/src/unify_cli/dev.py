@@ -119,12 +119,23 @@ class Demo:
 
 
 def _interrupt_event() -> threading.Event:
-    """An event set by Ctrl-C (SIGINT) or SIGTERM; installed before anything is printed, so
-    an early Ctrl-C still stops everything cleanly."""
+    """An event set by Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal closed); installed
+    before anything is printed, so an early Ctrl-C still stops everything cleanly. (SIGKILL
+    cannot be caught: the stack's processes then stop by themselves, see
+    :func:`~unify_cli.devstack.process.die_with_parent`.)"""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _say(text: str) -> None:
+    """Print a progress line; a terminal that is gone (EIO after a hang-up) must not keep
+    the stack from stopping."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 def up(*, workdir: str, demo: bool) -> int:
@@ -153,13 +164,13 @@ def up(*, workdir: str, demo: bool) -> int:
         stop.wait()
         return 0
     finally:
-        print("unify dev: stopping ...", flush=True)
+        _say("unify dev: stopping ...")
         if the_demo:
             the_demo.stop()
         stack.stop()
         for name in ("env", "dev.json"):  # their addresses are gone
             (stack.workdir / name).unlink(missing_ok=True)
-        print("unify dev: stopped.", flush=True)
+        _say("unify dev: stopped.")
 
 
 def demo_from_workdir(workdir: str) -> int:

@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["ManagedProcess", "free_port", "reserved_port", "wait_for"]
+__all__ = ["ManagedProcess", "die_with_parent", "free_port", "reserved_port", "wait_for"]
+
+#: prctl(2) option: the signal a process gets when the thread that forked it ends
+#: (<linux/prctl.h>).
+_PR_SET_PDEATHSIG = 1
+_libc: ctypes.CDLL | None = None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` for :class:`subprocess.Popen` that ties the child to this process:
+    Linux sends the child ``sig`` when its parent ends, however it ends (SIGKILL included),
+    through ``prctl(PR_SET_PDEATHSIG)`` (prctl(2)). Were the parent already gone by the time
+    the child runs it, the child kills itself at once.
+
+    The kernel sends the signal when the *thread* that forked the child ends, so use it
+    only from a thread that lives as long as the process (the main thread).
+    """
+    global _libc
+    if _libc is None:  # loaded in the parent: the child only calls it between fork and exec
+        _libc = ctypes.CDLL(None, use_errno=True)
+    prctl, parent = _libc.prctl, os.getpid()
+
+    def tie() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:  # the parent ended before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return tie
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -71,6 +101,10 @@ def tcp_open(host: str, port: int) -> bool:
 class ManagedProcess:
     """One child process with its output in ``log_path``.
 
+    Started from the main thread, the child gets SIGTERM when this process ends, even by
+    SIGKILL (see :func:`die_with_parent`), so a killed ``unify dev up`` or test run leaves
+    no server behind; the services stop their own HAProxy and dnsmasq on SIGTERM.
+
     :param name: shown in errors.
     :param argv: the command.
     :param log_path: where stdout and stderr go (appended).
@@ -94,9 +128,11 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ) if self.env is None else self.env
+        main = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.cwd,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=die_with_parent() if main else None)
         log.close()
         if ready is None:
             return
