@@ -139,6 +139,35 @@ def _read_files(root: Path, names: tuple[str, ...]) -> dict[str, str]:
     return files
 
 
+def _current(repo: Path, ref: str) -> str:
+    """The commit ``ref`` points at now, or 40 zeros when it does not exist."""
+    result = subprocess.run(["git", "--git-dir", str(repo), "rev-parse", "--verify", "-q",
+                             ref + "^{commit}"], capture_output=True, timeout=30, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else ZERO
+
+
+async def _settled_ref(store: Store, ctx: PushContext, ref: str, *,
+                       wait_s: float = 10.0) -> str:
+    """The value of ``ref`` once the previous lock holder's ref update has landed.
+
+    git updates the ref only after the ``pre-receive`` hook (and so the lock) is done, so a
+    push that waited for the lock may look before it lands: when the ref differs from the
+    last successful push's commit, wait (bounded) for it to get there.
+    """
+    current = _current(ctx.repo, ref)
+    pushed = [r for r in await store.list_releases(ctx.app)
+              if r.kind in ("push", "remove") and r.ref == ref and r.outcome != "failed"]
+    if not pushed or pushed[-1].sha == current:
+        return current
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        current = _current(ctx.repo, ref)
+        if current == pushed[-1].sha:
+            break
+    return current
+
+
 def _ms(seconds: float | None = None) -> int:
     return int((time.time() if seconds is None else seconds) * 1000)
 
@@ -205,8 +234,7 @@ async def _deploy_ref(store: Store, settings: WirelineSettings, ctx: PushContext
         return False
     stage_times: dict[str, float] = {}
     try:
-        current = _git(ctx.repo, "rev-parse", "--verify", "-q", ref + "^{commit}") \
-            .decode().strip() if old != ZERO else ZERO
+        current = await _settled_ref(store, ctx, ref)
         if current != old:
             await out.line(f"deploy failed: {ref} moved to {current[:12]} while this push "
                            "waited; fetch, merge and push again")
