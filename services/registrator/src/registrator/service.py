@@ -12,8 +12,9 @@
   ``PUT /v1/agent/service/deregister/<id>`` through py-consul.
 * NATS (optional): a rejected container (bad ``SERVICE_*`` input, or a registration Consul
   answers 400 to) is logged once and published once as an ``ErrorEvent`` on
-  ``unify.error.registrator``; while NATS is away events wait in a bounded queue and
-  registering goes on.
+  ``unify.error.registrator``; while NATS or the stream (consul-bridge declares it) is
+  missing, events wait in a bounded queue (retried every ``UNIFY_REGISTRATOR_RETRY``
+  seconds) and registering goes on.
 * Health (``Health("registrator")``, port 9104): checks ``docker`` and ``consul`` reachable;
   a success is recorded after each full resync.
 """
@@ -37,7 +38,7 @@ from unify_common.consulio import make_consul
 from unify_common.events import ErrorEvent
 from unify_common.health import Health
 from unify_common.logs import get_logger
-from unify_common.natsio import connect_nats, ensure_stream, publish_event
+from unify_common.natsio import connect_nats, publish_event
 from unify_common.settings import CommonSettings
 from unify_common.subjects import error_subject
 
@@ -181,6 +182,7 @@ class Registrator:
         self._nc = None
         self._js = None
         self._nats_task: asyncio.Task | None = None
+        self._publish_failing = False
         #: number of full resyncs that succeeded (tests wait on it)
         self.resyncs = 0
 
@@ -512,9 +514,13 @@ class Registrator:
             try:
                 await publish_event(self._js, subject, event, msg_id=msg_id)
             except Exception as err:
-                log.warning("cannot publish an error event yet; it waits",
-                            extra={"fields": {"error": str(err) or type(err).__name__}})
+                (log.debug if self._publish_failing else log.warning)(
+                    "cannot publish an error event yet (is the stream declared?); it waits",
+                    extra={"fields": {"error": str(err) or type(err).__name__,
+                                      "waiting": len(self._pending)}})
+                self._publish_failing = True
                 return
+            self._publish_failing = False
             self._pending.popleft()
             self.health.events_published.labels(subject=subject).inc()
 
@@ -538,13 +544,10 @@ class Registrator:
         await nc.close()  # the fail-fast connection never reconnects: open the lasting one
         self._nc = await connect_nats(self.common, name=f"unify-registrator-{self.node}")
         self._js = self._nc.jetstream()
-        try:
-            await ensure_stream(self._js, self.common)
-        except Exception as err:
-            log.warning("cannot declare the event stream; publishing anyway",
-                        extra={"fields": {"error": str(err)}})
         log.info("connected to NATS")
-        await self._flush_pending()
+        while True:  # the stream is consul-bridge's: events wait until it exists
+            await self._flush_pending()
+            await asyncio.sleep(self.settings.retry)
 
 
 async def run(settings: RegistratorSettings, common: CommonSettings,

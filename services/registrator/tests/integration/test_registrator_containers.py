@@ -13,6 +13,7 @@ import nats
 import pytest
 
 from registrator.rules import DIGEST, MARKER
+from tests.fixtures.catalog import declare_catalog
 from tests.fixtures.components import consul_call
 from unify_cli.devstack.nats import NatsServer
 from unify_common.events import ErrorEvent, decode_event
@@ -138,6 +139,7 @@ async def test_malformed_label_skips_that_container_with_an_error_event(
             events.append(event)
 
     await nc.subscribe("unify.error.registrator", cb=collect)
+    await declare_catalog(nc.jetstream(), CommonSettings())  # as consul-bridge does
     try:
         bad = await asyncio.to_thread(made.run, "bad", ports={"8000/tcp": None},
                                       labels={"SERVICE_CHECK_INTERVAL": "often",
@@ -209,7 +211,7 @@ async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
                                   labels={"SERVICE_8o_NAME": "x"})
     good = await asyncio.to_thread(made.run, "good", ports={"8000/tcp": None})
     common = CommonSettings(consul_addr=consul_http_addr, nats_urls=(server.url,), node=NODE)
-    await start_registrator(common, nats=True)
+    await start_registrator(common, nats=True, retry=0.3)
     services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
                                 lambda s: len(s) == 1)
     assert list(services) == [f"{NODE}:{good.name}:8000"]
@@ -217,6 +219,7 @@ async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
     try:
         nc = await nats.connect(server.url)
         js = nc.jetstream()
+        await declare_catalog(js, common)  # consul-bridge declares the stream, later
 
         async def mine() -> list[ErrorEvent]:
             try:
@@ -224,6 +227,8 @@ async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
             except Exception:  # not declared yet
                 return []
             found = []
+            if not info.state.messages:
+                return found
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 event = decode_event((await js.get_msg("UNIFY", seq)).data)
                 if made.prefix in event.message:
@@ -237,3 +242,19 @@ async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
         await nc.close()
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_periodic_resync_restores_a_service_removed_behind_its_back(
+        consul_http_addr, made, start_registrator):
+    runner = await start_registrator(resync=0.3)
+    web = await asyncio.to_thread(made.run, "resync", ports={"8000/tcp": None})
+    service_id = f"{NODE}:{web.name}:8000"
+    await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+                     lambda s: list(s) == [service_id])
+    before = runner.registrator.resyncs
+    await asyncio.to_thread(consul_call, consul_http_addr, "PUT",
+                            f"/v1/agent/service/deregister/{service_id}")
+    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+                                lambda s: list(s) == [service_id])
+    assert services[service_id]["Port"] == await asyncio.to_thread(host_port, web)
+    assert runner.registrator.resyncs > before

@@ -10,8 +10,12 @@ from docker.types import EndpointSpec, ServiceMode
 
 from registrator.rules import DIGEST, MARKER
 from registrator_support import NODE, agent_services, eventually
+from tests.fixtures.components import consul_call
+from unify_common.settings import CommonSettings
 
 pytestmark = pytest.mark.timeout(150)
+
+INTERNAL = "rg-test-node-internal"
 
 
 def scale(service, replicas: int) -> None:
@@ -31,8 +35,22 @@ def task_ports(client: docker.DockerClient, service: str) -> dict[str, int]:
     return out
 
 
+def task_addresses(client: docker.DockerClient, service: str) -> dict[str, str]:
+    """Running task container name -> its address on its (only) network."""
+    out = {}
+    for container in client.containers.list(
+            filters={"label": f"com.docker.swarm.service.name={service}"}):
+        [network] = container.attrs["NetworkSettings"]["Networks"].values()
+        out[container.name] = network["IPAddress"]
+    return out
+
+
 async def test_swarm_service_scaled_1_3_0(consul_http_addr, engine, made, start_registrator):
     await start_registrator()
+    # a second registrator (another node name, sharing the agent) with the internal setting:
+    # it registers the task addresses, and neither touches the other's services
+    await start_registrator(CommonSettings(consul_addr=consul_http_addr, node=INTERNAL),
+                            internal=True)
     name = made.name("svc")
     service = await asyncio.to_thread(
         made.service, "svc",
@@ -54,6 +72,12 @@ async def test_swarm_service_scaled_1_3_0(consul_http_addr, engine, made, start_
                                         {MARKER: NODE, "owner": "team"})
                 for task, port in ports.items()}
 
+    async def internal() -> dict[str, tuple]:
+        services = await asyncio.to_thread(consul_call, consul_http_addr, "GET",
+                                           "/v1/agent/services")
+        return {sid: (svc["Service"], svc["Address"], svc["Port"], svc["Meta"][MARKER])
+                for sid, svc in services.items() if sid.startswith(f"{INTERNAL}:{made.prefix}")}
+
     for replicas in (1, 3):
         if replicas != 1:
             await asyncio.to_thread(scale, service, replicas)
@@ -61,7 +85,12 @@ async def test_swarm_service_scaled_1_3_0(consul_http_addr, engine, made, start_
                                  lambda p: len(p) == replicas, timeout=60, every=0.3)
         assert len(set(ports.values())) == replicas
         await eventually(registered, lambda got: got == expected(ports), timeout=30)
+        addresses = await asyncio.to_thread(task_addresses, engine, name)
+        await eventually(internal, lambda got: got == {
+            f"{INTERNAL}:{task}:8000": (name, address, 8000, INTERNAL)
+            for task, address in addresses.items()})
 
     await asyncio.to_thread(scale, service, 0)
     await eventually(registered, lambda got: got == {}, timeout=60)
+    await eventually(internal, lambda got: got == {})
     assert await asyncio.to_thread(task_ports, engine, name) == {}
