@@ -277,10 +277,10 @@ class Registrator:
         """Wait for queued work (or ``timeout`` seconds: returns ``[]``) then drain it."""
         getter = asyncio.ensure_future(self._queue.get())
         stopper = asyncio.ensure_future(self._stopped.wait())
-        done, _ = await asyncio.wait({getter, stopper}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({getter, stopper}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if getter not in done:
+        if not getter.done():
             getter.cancel()
             return []
         items = [getter.result()]
