@@ -2,19 +2,45 @@
 
 Use ``log.info("message", extra={"fields": {...}})``; field names that look like secrets
 (``token``, ``password``, ``secret``, ``authorization``, ``creds``) are masked, whatever the
-caller passes.
+caller passes, and so are secrets inside URLs anywhere in a line (message, field values,
+tracebacks): see :func:`mask_secrets`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "mask_secrets"]
 
 _SECRET_WORDS = ("token", "password", "secret", "authorization", "creds", "credential")
+#: ``scheme://user:password@`` (RFC 3986 section 3.2.1 userinfo): the password goes
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:\"']*):[^\s/@\"']*@")
+#: ``nats://token@`` (and tls, ws, wss): NATS's token form, where the user part is the secret
+_URL_TOKEN = re.compile(r"((?:nats|tls|ws|wss)://)[^\s/@:\"']+@", re.IGNORECASE)
+#: ``?token=...`` / ``&password=...``: query parameters named like secrets
+_QUERY_SECRET = re.compile(
+    r"([?&][^\s=&#\"']*(?:" + "|".join(_SECRET_WORDS) + r"|key|signature)[^\s=&#\"']*=)"
+    r"[^\s&#\"']*", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the secrets inside URLs replaced by ``***``: the password of a
+    ``scheme://user:password@host`` URL, the token of ``nats://token@host`` (NATS's token
+    form, also ``tls``/``ws``/``wss``) and query parameters named like secrets
+    (``?token=``, ``&password=``, ``X-Amz-Signature=``...).
+
+    >>> mask_secrets("nats://u:secret@host:4222")
+    'nats://u:***@host:4222'
+    """
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _URL_TOKEN.sub(r"\1***@", text)
+    return _QUERY_SECRET.sub(r"\1***", text)
 
 
 def _clean(fields: dict) -> dict:
@@ -34,7 +60,7 @@ class _JsonFormatter(logging.Formatter):
         out.update(_clean(getattr(record, "fields", {}) or {}))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return mask_secrets(json.dumps(out, default=str, ensure_ascii=False))
 
 
 class _TextFormatter(logging.Formatter):
@@ -46,7 +72,7 @@ class _TextFormatter(logging.Formatter):
             line += " " + extra
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return mask_secrets(line)
 
 
 def configure_logging(*, fmt: str = "text", level: str = "INFO") -> None:

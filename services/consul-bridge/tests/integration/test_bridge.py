@@ -14,6 +14,7 @@ from nats.js.api import DeliverPolicy
 from consul_bridge.service import run
 from consul_bridge.settings import BridgeSettings
 from unify_common.catalog import read_catalog
+from unify_common.logs import _JsonFormatter
 from unify_common.events import decode_event
 from unify_common.natsio import ensure_catalog_bucket
 from tests.fixtures.components import consul_call
@@ -363,7 +364,9 @@ async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
 
 async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events, caplog):
     """With Consul ACLs on (default deny), the bridge sees the catalog only through
-    CONSUL_HTTP_TOKEN, and the token never appears in its logs."""
+    CONSUL_HTTP_TOKEN, and neither the token nor the password of a NATS_URL with one appear
+    in what the JSON formatter writes of its log records (structured fields included:
+    ``caplog.text`` shows only messages)."""
     import json as _json
     import logging
     import urllib.request
@@ -382,11 +385,14 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events,
                               "Address": "127.0.0.1"}).encode(),
             headers={"X-Consul-Token": token})
         urllib.request.urlopen(req, timeout=10).read()
+        # nats-server without authorization accepts any user: the URL is only a carrier
+        nats_url = nats_server.url.replace("nats://", "nats://unify:n4ts-pw-secret@")
+
         def settings_with(secret: str) -> BridgeSettings:
             return BridgeSettings(
                 common=CommonSettings.from_env({"CONSUL_HTTP_ADDR": agent.http_addr,
                                                 "CONSUL_HTTP_TOKEN": secret,
-                                                "NATS_URL": nats_server.url,
+                                                "NATS_URL": nats_url,
                                                 "UNIFY_NODE": "acl-node"}),
                 wait_s=10.0, removal_confirm_s=2.0)
 
@@ -403,7 +409,20 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events,
             await events.wait_for(1, "unify.catalog.instance", timeout=30)
             assert events.types("unify.catalog.instance") == [("instance.registered", "sec-1")]
             await stop_bridge(handle)
-        assert token not in caplog.text
+            # the settings themselves reach a log line: the URL is masked there too
+            logging.getLogger("consul_bridge").warning("settings", extra={"fields": {
+                "nats_urls": settings.common.nats_urls, "settings": repr(settings)}})
+        formatter = _JsonFormatter()
+        lines = [formatter.format(record) for record in caplog.records]
+        written = "\n".join(lines)
+        assert token not in written
+        assert "n4ts-pw-secret" not in written
+        # the lines do carry the structured fields (what caplog.text leaves out)
+        assert json.loads(lines[-1])["nats_urls"] == [
+            nats_server.url.replace("nats://", "nats://unify:***@")]
+        loaded = [json.loads(line) for line in lines if '"catalog loaded from bucket"' in line]
+        assert [sorted(entry) for entry in loaded] == [
+            ["instances", "kv", "level", "logger", "msg", "ts"]]
     finally:
         agent.stop()
 
