@@ -53,6 +53,11 @@ class SessionLock:
         self.holding = False
         self._last_ok = 0.0
 
+    @property
+    def last_contact(self) -> float:
+        """``loop.time()`` of Consul's last good answer to this lock (0.0: none yet)."""
+        return self._last_ok
+
     async def step(self) -> bool:
         """One attempt: create the session if needed, renew it, try to acquire.
 

@@ -21,23 +21,32 @@ it wrong. It has one wake-up channel, the catalog bucket:
 
 The stream and the bucket belong to consul-bridge: a subscriber only waits for them
 (:func:`~unify_common.natsio.wait_for_catalog`) and never changes their configuration.
+
+Given a :class:`~unify_common.health.Health`, the shell records what every subscriber shares:
+the ``nats`` readiness check (connected), bucket updates as events consumed (subject
+``$KV.<bucket>.>``, one count per put or delete, the initial load included), reports as
+events published (by subject; a failed publish counts as error kind ``publish-failed``), the
+reconcile duration, and each reconcile's outcome (success, or a failure whose kind is the
+exception's class name in dashes, e.g. ``ApplyFailed`` -> ``apply-failed``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from typing import Awaitable, Callable
 
 from .catalog import CatalogMirror, CatalogState
 from .events import Event
+from .health import Health
 from .logs import get_logger
 from .natsio import connect_nats, publish_event, wait_for_catalog
 from .quiescence import Schedule
 from .settings import CommonSettings
 
-__all__ = ["Subscriber"]
+__all__ = ["Subscriber", "failure_kind"]
 
 log = get_logger("unify.subscriber")
 Reconcile = Callable[[CatalogState], Awaitable[None]]
@@ -68,6 +77,7 @@ class Subscriber:
         ignored (nothing is retried).
     :param clock: monotonic seconds (``time.monotonic``); the schedule runs on it.
     :param rng: ``(a, b) -> float`` in ``[a, b)``, the retry jitter (``random.uniform``).
+    :param health: where to record readiness and metrics (see the module doc), or ``None``.
     """
 
     def __init__(self, settings: CommonSettings, *, name: str, reconcile: Reconcile,
@@ -75,8 +85,15 @@ class Subscriber:
                  retry_max: float = 30.0, resync: float | None = None,
                  catalog_wait: float = 120.0, quick: Reconcile | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[float, float], float] = random.uniform) -> None:
+                 rng: Callable[[float, float], float] = random.uniform,
+                 health: Health | None = None) -> None:
         self.settings = settings
+        self.health = health
+        self._counted = 0  # bucket updates already counted as consumed
+        self._kv_subject = f"$KV.{settings.catalog_bucket}.>"
+        if health is not None:
+            health.add_check("nats", lambda: None if self.nc is not None and
+                             self.nc.is_connected else "not connected to NATS")
         self.name = name
         self._reconcile = reconcile
         self._quick = quick
@@ -107,7 +124,14 @@ class Subscriber:
         self.schedule.request(self._clock())
         self._wake.set()
 
+    def _count_consumed(self) -> None:
+        if self.health is not None and self.mirror is not None:
+            fresh, self._counted = self.mirror.updates - self._counted, self.mirror.updates
+            if fresh:
+                self.health.events_consumed.labels(subject=self._kv_subject).inc(fresh)
+
     def _catalog_changed(self) -> None:
+        self._count_consumed()
         if self._armed and self._quick is not None:
             self._quick_due = True
         self.schedule.changed(self._clock())
@@ -128,6 +152,7 @@ class Subscriber:
                                             log=log)
             self.mirror = CatalogMirror(bucket, on_change=self._catalog_changed)
             await self.mirror.start()
+            self._count_consumed()  # the initial load
         except BaseException:
             await self._close_nats(5.0)
             raise
@@ -162,6 +187,11 @@ class Subscriber:
         except Exception as err:  # a report must never break the apply path
             log.warning("could not publish event", extra={"fields": {
                 "subject": subject, "error": str(err)}})
+            if self.health is not None:
+                self.health.count_error("publish-failed")
+            return
+        if self.health is not None:
+            self.health.events_published.labels(subject=subject).inc()
 
     async def _run_loop(self) -> None:
         while True:
@@ -187,8 +217,14 @@ class Subscriber:
         state = self.mirror.snapshot()
         started = self._clock()
         try:
-            await self._reconcile(state)
+            if self.health is not None:
+                with self.health.time_reconcile():
+                    await self._reconcile(state)
+            else:
+                await self._reconcile(state)
         except Exception as err:
+            if self.health is not None:
+                self.health.record_failure(failure_kind(err))
             delay = self.schedule.failed(self._clock())
             self.last_error = str(err)
             self._armed = self._quick_due = False
@@ -197,6 +233,8 @@ class Subscriber:
                 "attempt": self.schedule.failures}}, exc_info=not isinstance(err, OSError))
             return
         self.schedule.succeeded(self._clock())
+        if self.health is not None:
+            self.health.record_success()
         self.last_error = ""
         self.reconciles += 1
         self._armed = True
@@ -220,3 +258,10 @@ class Subscriber:
         log.debug("quick step", extra={"fields": {
             "component": self.name, "revision": state.revision,
             "ms": round((self._clock() - started) * 1000, 1)}})
+
+
+def failure_kind(err: BaseException) -> str:
+    """The error kind of a failed reconcile: the exception's class name in lower case with
+    dashes (``ApplyFailed`` -> ``apply-failed``, ``OSError`` -> ``os-error``)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-",
+                  type(err).__name__).lower()
