@@ -25,10 +25,10 @@ async def _run(settings: SwitchboardSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
+    await service.start(health_addr=settings.health_addr)
     log.info("switchboard running", extra={"fields": {
         "node": settings.common.node, "config": str(settings.config_path),
-        "manage": settings.manage}})
+        "manage": settings.manage, "health": service.health.bound}})
     try:
         await stop.wait()
     finally:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from contextlib import nullcontext
 from typing import Awaitable, Callable
 
 from unify_common import subjects
@@ -120,6 +121,8 @@ class Reconciler:
         self._quick_spare: SparePlan | None = None
         #: the last applied configuration hash (for status and tests)
         self.applied_hash = ""
+        #: ``() -> context manager`` timing each apply (the service sets Health.time_apply)
+        self.time_apply = nullcontext
 
     async def __call__(self, state: CatalogState) -> None:
         certificates, cert_problems = load_certificates(self.settings.cert_dir)
@@ -154,7 +157,8 @@ class Reconciler:
                 observed_at=_now_ms()),
                 f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:spare")
         try:
-            method = await self._apply(desired, data, maps, force_reload=force_reload)
+            with self.time_apply():
+                method = await self._apply(desired, data, maps, force_reload=force_reload)
         except ConfigCheckFailed as err:
             if spare is not None:
                 await self._undo_spare(spare)

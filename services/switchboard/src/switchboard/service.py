@@ -2,13 +2,24 @@
 reconcile is :class:`~switchboard.reconciler.Reconciler` (and whose quick step, run on the
 first catalog change before the debounce, is :meth:`~switchboard.reconciler.Reconciler.quick`),
 plus HAProxy supervision when switchboard runs HAProxy itself. Every node follows the whole
-catalog bucket and keeps nothing on the NATS server (no durable consumer)."""
+catalog bucket and keeps nothing on the NATS server (no durable consumer).
+
+Health (:class:`~unify_common.health.Health`, metric prefix ``unify_switchboard_``, served on
+``UNIFY_HEALTH_ADDR``, default ``127.0.0.1:9102``): checks ``nats`` and, with
+``UNIFY_HAPROXY_MANAGE=1``, ``haproxy`` (the HAProxy it runs is up); the subscriber shell's
+metrics (bucket updates consumed, reports published, reconcile durations, outcomes), apply
+durations, the applied configuration hash (the one of the ``Applied`` events), and every
+reported problem as an error of its reason (``reload-failed`` is counted once per failed
+attempt, as the subscriber's failure kind).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 
-from unify_common.events import Event
+from unify_common.events import ErrorEvent, Event
+from unify_common.health import Health
 from unify_common.logs import get_logger
 from unify_common.subscriber import Subscriber
 
@@ -35,25 +46,52 @@ class SwitchboardService:
                                 reload_timeout=settings.reload_timeout)
         self.supervisor = (HAProxySupervisor(self.sink, log_path=settings.config_path.with_name(
             "haproxy.log")) if settings.manage else None)
+        self.health = Health("switchboard", version=version("unify-switchboard"))
         self.subscriber = Subscriber(settings.common, name="switchboard",
                                      reconcile=self._reconcile, quick=self._quick,
-                                     min_wait=settings.debounce, max_wait=settings.max_wait)
+                                     min_wait=settings.debounce, max_wait=settings.max_wait,
+                                     health=self.health)
         self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor)
+        self.reconciler.time_apply = self.health.time_apply
         self._watch: asyncio.Task | None = None
+        self._haproxy_problem: str | None = "haproxy not started yet"
+        if self.supervisor is not None:
+            self.health.add_check("haproxy", self._haproxy_check)
+
+    def _haproxy_check(self) -> str | None:
+        process = self.supervisor.process
+        if process is not None:  # the master switchboard started
+            return None if process.returncode is None else \
+                f"haproxy exited with status {process.returncode}"
+        return self._haproxy_problem  # none started: what the watch loop last found
 
     async def _reconcile(self, state) -> None:
-        await self.reconciler(state)
+        try:
+            await self.reconciler(state)
+        finally:  # PortsUnavailable is raised after an apply
+            if self.reconciler.applied_hash:
+                self.health.set_applied_config(self.reconciler.applied_hash)
 
     async def _quick(self, state) -> None:
         # runtime API only, on the leading edge of a burst (see Reconciler.quick)
         await self.reconciler.quick(state)
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
+        if isinstance(event, ErrorEvent) and event.reason != "reload-failed":
+            self.health.count_error(event.reason)
         await self.subscriber.publish(subject, event, msg_id=msg_id)
 
-    async def start(self) -> None:
-        """Connect to NATS and start reconciling (the first reconcile follows at once)."""
+    async def start(self, *, health_addr: tuple[str, int] | None = None) -> None:
+        """Serve health on ``health_addr`` (``None``: not served; an address that cannot be
+        bound is logged and health is not served), connect to NATS and start reconciling
+        (the first reconcile follows at once)."""
         self.settings.config_path.parent.mkdir(parents=True, exist_ok=True)
+        if health_addr is not None:
+            try:
+                await self.health.start(*health_addr)
+            except OSError as err:
+                log.error("cannot serve health; running without it", extra={"fields": {
+                    "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
         await self.subscriber.start()
         if self.supervisor is not None:
             self._watch = asyncio.create_task(self._watch_haproxy(), name="haproxy-watch")
@@ -66,7 +104,9 @@ class SwitchboardService:
             try:
                 if await self.supervisor.ensure_running():
                     log.warning("haproxy was not running; started it again")
+                self._haproxy_problem = None  # ours runs, or a master it did not start answers
             except ReloadFailed as err:
+                self._haproxy_problem = f"cannot start haproxy: {err}"
                 log.error("cannot start haproxy", extra={"fields": {"error": str(err)}})
 
     async def stop(self) -> None:
@@ -77,6 +117,7 @@ class SwitchboardService:
         await self._stop_subscriber()
         if self.supervisor is not None:
             await self.supervisor.stop()
+        await self.health.stop()
 
     async def _stop_subscriber(self) -> None:
         await self.subscriber.stop(timeout=STOP_TIMEOUT_S)  # every step bounded

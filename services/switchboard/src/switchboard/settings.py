@@ -22,6 +22,8 @@ variable                            meaning
                                     (default 0.05, 0-1): a burst gives one apply
 ``UNIFY_SWITCHBOARD_MAX_WAIT``      longest delay of an apply under continuous change
                                     (default 1.0, at least the debounce, at most 60)
+``UNIFY_HEALTH_ADDR``               ``host:port`` of ``/livez``, ``/readyz`` and ``/metrics``
+                                    (default ``127.0.0.1:9102``; port 0: any free port)
 ==================================  ==========================================================
 """
 
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from unify_common.health import health_addr
 from unify_common.settings import CommonSettings, env_float, env_int
 
 from .render import RenderOptions
@@ -57,6 +60,8 @@ class SwitchboardSettings:
     #: debounce of the subscriber, seconds: quiet before an apply, longest delay under churn
     debounce: float = 0.05
     max_wait: float = 1.0
+    #: where the health endpoints listen (``UNIFY_HEALTH_ADDR``)
+    health_addr: tuple[str, int] = ("127.0.0.1", 9102)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SwitchboardSettings":
@@ -119,4 +124,5 @@ class SwitchboardSettings:
             spare_backends=spares,
             debounce=debounce,
             max_wait=max_wait,
+            health_addr=health_addr(default_port=9102, env=env),
         )
