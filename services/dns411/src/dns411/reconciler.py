@@ -20,6 +20,7 @@ import asyncio
 import difflib
 import hashlib
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -72,6 +73,9 @@ class Reconciler:
         self._r53_at = 0.0
         self._r53_problems: list[Problem] = []
         self.last_plan: Route53Plan | None = None
+        #: ``() -> context manager`` timing each sink apply (the service sets
+        #: Health.time_apply)
+        self.time_apply = nullcontext
         self.last_desired: Desired | None = None
 
     def _static_layers(self, state: CatalogState) -> tuple[list, list[Problem]]:
@@ -185,7 +189,8 @@ class Reconciler:
         dnsmasq_method = "off"
         if self.dnsmasq is not None:
             try:
-                applied = await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)
+                with self.time_apply():
+                    applied = await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)
                 dnsmasq_method = applied.method
                 if applied.did_write:
                     log.info("dnsmasq files applied", extra={"fields": {
@@ -215,7 +220,8 @@ class Reconciler:
                 try:
                     plan = await asyncio.to_thread(self.plan_route53, desired)
                     self.last_plan = plan
-                    result = await asyncio.to_thread(self.route53.apply, plan.units)
+                    with self.time_apply():
+                        result = await asyncio.to_thread(self.route53.apply, plan.units)
                     changes = result.changes
                     r53_problems = list(plan.problems) + result.rejected
                     problems.extend(r53_problems)

@@ -5,21 +5,31 @@ The subscriber shell decides when to reconcile: catalog changes (debounced), ret
 failed apply, a lock won (:meth:`Subscriber.request`), and its periodic resync every
 ``UNIFY_DNS411_TICK`` seconds, which starts a dead dnsmasq child again and heals Route 53
 drift once its resync time is due. Every reconcile first looks whether the hosted zone list
-is due to be read again (in the background, see :meth:`Reconciler.discover_zones`)."""
+is due to be read again (in the background, see :meth:`Reconciler.discover_zones`).
+
+Health (:class:`~unify_common.health.Health`, metric prefix ``unify_dns411_``, served on
+``UNIFY_HEALTH_ADDR``, default ``127.0.0.1:9103``): checks ``nats`` and, with
+``UNIFY_DNSMASQ_MANAGE=1``, ``dnsmasq`` (its child runs); the subscriber shell's metrics
+(bucket updates consumed, reports published, reconcile durations, outcomes), each sink's apply
+duration (dnsmasq, Route 53), the applied configuration hash (the ``config_hash`` of the last
+``Applied`` of a successful reconcile) and every reported problem as an error of its reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from importlib.metadata import version
 
 from unify_common.consulio import make_consul
-from unify_common.events import Event
+from unify_common.events import Applied, ErrorEvent, Event
+from unify_common.health import Health
 from unify_common.logs import get_logger
 from unify_common.settings import CommonSettings
 from unify_common.subscriber import Subscriber
 
 from .apply.dnsmasq import DnsmasqSink
-from .apply.dnsmasq_process import control_for
+from .apply.dnsmasq_process import ManagedDnsmasq, control_for
 from .apply.lock import WriterLock
 from .apply.route53 import sink_for
 from .reconciler import Reconciler
@@ -52,9 +62,18 @@ class Dns411:
                  route53_client=None) -> None:
         self.settings = settings
         self.reconciler = build_reconciler(settings, common, route53_client=route53_client)
+        self.health = Health("dns411", version=version("unify-dns411"))
         self.subscriber = Subscriber(common, name="dns411", reconcile=self._reconcile,
-                                     min_wait=settings.debounce, resync=settings.tick)
+                                     min_wait=settings.debounce, resync=settings.tick,
+                                     health=self.health)
         self.reconciler.publish = self._publish
+        self.reconciler.time_apply = self.health.time_apply
+        self._reported_hash = ""  # config_hash of the last Applied published
+        dnsmasq = self.reconciler.dnsmasq
+        if dnsmasq is not None and isinstance(dnsmasq.control, ManagedDnsmasq):
+            control = dnsmasq.control
+            self.health.add_check("dnsmasq", lambda: None if control.pid is not None
+                                  else "dnsmasq is not running")
         self._consul = None
         self._lock_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -73,7 +92,9 @@ class Dns411:
 
     async def _reconcile(self, state) -> None:
         self._discover_zones()  # only when due (UNIFY_ROUTE53_ZONE_TTL)
-        await self.reconciler(state)
+        await self.reconciler(state)  # raises when a sink failed: nothing new is in force
+        if self._reported_hash:
+            self.health.set_applied_config(self._reported_hash)
 
     def _discover_zones(self) -> None:
         """Run :meth:`Reconciler.discover_zones` in the background (one at a time): a slow
@@ -86,13 +107,24 @@ class Dns411:
             self._zones_task.add_done_callback(self._background.discard)
 
     async def _publish(self, subject: str, event: Event, msg_id: str) -> None:
+        if isinstance(event, ErrorEvent):
+            self.health.count_error(event.reason)
+        elif isinstance(event, Applied):
+            self._reported_hash = event.config_hash
         await self.subscriber.publish(subject, event, msg_id=msg_id)
 
-    async def start(self) -> None:
-        """Discover the hosted zones in the background (Route 53 on), connect and begin
-        reconciling.
+    async def start(self, *, health_addr: tuple[str, int] | None = None) -> None:
+        """Serve health on ``health_addr`` (``None``: not served; an address that cannot be
+        bound is logged and health is not served), discover the hosted zones in the
+        background (Route 53 on), connect and begin reconciling.
 
         :raises nats.errors.NoServersError:."""
+        if health_addr is not None:
+            try:
+                await self.health.start(*health_addr)
+            except OSError as err:
+                log.error("cannot serve health; running without it", extra={"fields": {
+                    "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
         self._discover_zones()
         if self.reconciler.lock is not None:
             await self.reconciler.lock.step()  # know who writes before the first reconcile
@@ -112,6 +144,7 @@ class Dns411:
             await self._consul.http.close()
         if self.reconciler.dnsmasq is not None:
             await asyncio.to_thread(self.reconciler.dnsmasq.control.stop)
+        await self.health.stop()
 
 
 async def run(settings: Dns411Settings, common: CommonSettings) -> None:
@@ -121,8 +154,9 @@ async def run(settings: Dns411Settings, common: CommonSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    log.info("dns411 running", extra={"fields": {"node": common.node, "mode": settings.mode}})
+    await service.start(health_addr=settings.health_addr)
+    log.info("dns411 running", extra={"fields": {"node": common.node, "mode": settings.mode,
+                                                 "health": service.health.bound}})
     try:
         await stop.wait()
     finally:

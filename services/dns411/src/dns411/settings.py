@@ -53,6 +53,8 @@ variable                        meaning                                      def
 ``UNIFY_DNS411_DEBOUNCE``       seconds of quiet after a catalog change       ``0.05``
                                 before a reconcile (0..1; a burst gives one
                                 reconcile, so one dnsmasq restart)
+``UNIFY_HEALTH_ADDR``           ``host:port`` of ``/livez``, ``/readyz``      ``127.0.0.1:9103``
+                                and ``/metrics`` (port 0: any free port)
 ==============================  ==========================================  =================
 
 Paths default to ``/var/lib/unify/dnsmasq/dns411.hosts`` and
@@ -70,6 +72,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from unify_common.health import health_addr
 from unify_common.settings import env_float, env_int
 
 from .plan import POLICIES
@@ -132,6 +135,7 @@ class Dns411Settings:
     tick: float = 30.0
     replica_every: float = 30.0
     debounce: float = 0.05
+    health_addr: tuple[str, int] = ("127.0.0.1", 9103)
 
     @property
     def conf_path(self) -> Path:
@@ -213,4 +217,5 @@ class Dns411Settings:
             tick=env_float(env, "UNIFY_DNS411_TICK", 30.0),
             replica_every=env_float(env, "UNIFY_DNS411_REPLICA_EVERY", 30.0),
             debounce=env_float(env, "UNIFY_DNS411_DEBOUNCE", 0.05),
+            health_addr=health_addr(default_port=9103, env=env),
         )
