@@ -19,7 +19,7 @@ def main() -> int:
         print(f"consul-bridge: {err}", file=sys.stderr)
         return 2
     configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
-    asyncio.run(run(settings))
+    asyncio.run(run(settings, health_addr=settings.health_addr))
     return 0
 
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from unify_common.health import health_addr
 from unify_common.settings import CommonSettings, env_float, env_int
 
 __all__ = ["BridgeSettings"]
@@ -30,6 +31,8 @@ class BridgeSettings:
     entry). ``removal_confirm_s``: how long a suspicious mass removal must persist
     (``UNIFY_BRIDGE_REMOVAL_CONFIRM``, default 10). ``removal_ratio``: share of instances one
     observation may remove without suspicion (``UNIFY_BRIDGE_REMOVAL_RATIO``, default 0.5).
+    ``health_addr``: where ``/livez``, ``/readyz`` and ``/metrics`` listen
+    (``UNIFY_HEALTH_ADDR``, ``host:port``, default ``127.0.0.1:9101``; port 0: any free one).
     """
 
     common: CommonSettings
@@ -41,6 +44,7 @@ class BridgeSettings:
     max_instance_bytes: int = 65536
     removal_confirm_s: float = 10.0
     removal_ratio: float = 0.5
+    health_addr: tuple[str, int] = ("127.0.0.1", 9101)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "BridgeSettings":
@@ -65,4 +69,5 @@ class BridgeSettings:
             removal_confirm_s=env_float(env, "UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0),
             removal_ratio=env_float(env, "UNIFY_BRIDGE_REMOVAL_RATIO", 0.5),
             max_instance_bytes=env_int(env, "UNIFY_BRIDGE_MAX_INSTANCE_BYTES", 65536),
+            health_addr=health_addr(default_port=9101, env=env),
         )
