@@ -289,10 +289,14 @@ async def main() -> None:
                 ms = [v * 1000 for v in lat[key]]
                 print(f"notification -> event ({key}): n={len(ms)} p50 {pct(ms, 50):.1f} ms "
                       f"p99 {pct(ms, 99):.1f} ms max {max(ms):.1f} ms")
-            roll = await bench.rollouts(args.rounds)
-            print(f"re-issue + rolling restart of 3: n={len(roll)} median "
-                  f"{statistics.median(roll):.2f} s min {min(roll):.2f} s max {max(roll):.2f} s")
-            push = await bench.pushes(args.pushes)
+            if args.rounds:
+                roll = await bench.rollouts(args.rounds)
+                print(f"re-issue + rolling restart of 3: n={len(roll)} median "
+                      f"{statistics.median(roll):.2f} s min {min(roll):.2f} s "
+                      f"max {max(roll):.2f} s")
+            push = await bench.pushes(args.pushes) if args.pushes else None
+            if push is None:
+                return
             print("push 50 MB direct: " + ", ".join(f"{t:.2f}" for t in push["direct"])
                   + f" s (median {statistics.median(push['direct']):.2f} s)")
             print("push 50 MB cluster: " + ", ".join(f"{t:.2f}" for t in push["cluster"])
