@@ -189,3 +189,30 @@ async def test_retry_until_gives_up_at_the_deadline_and_lets_other_errors_throug
     with pytest.raises(PermissionError):
         await retry_until(broken, what="waiting", log=logging.getLogger("t"), timeout=10.0,
                           retry_on=(Missing,), clock=fake.clock, sleep=fake.sleep)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 300.0), ("60", 60.0), ("0", 0.0)])
+def test_resync_setting(raw, expected):
+    from unify_common.settings import CommonSettings
+
+    assert CommonSettings.from_env({"UNIFY_RESYNC": raw}).resync == expected
+
+
+def test_resync_setting_rejects_negative_and_non_numbers():
+    from unify_common.settings import CommonSettings
+
+    with pytest.raises(ValueError, match="UNIFY_RESYNC must be 0 or more seconds, got -1"):
+        CommonSettings.from_env({"UNIFY_RESYNC": "-1"})
+    with pytest.raises(ValueError, match="UNIFY_RESYNC must be a number"):
+        CommonSettings.from_env({"UNIFY_RESYNC": "5m"})
+
+
+@pytest.mark.parametrize(("error", "kind"), [
+    (OSError(), "os-error"), (ConnectionRefusedError(), "connection-refused-error"),
+    (TimeoutError(), "timeout-error"), (type("ApplyFailed", (Exception,), {})(), "apply-failed"),
+    (type("PortsUnavailable", (OSError,), {})(), "ports-unavailable"),
+])
+def test_failure_kind_is_the_class_name_in_dashes(error, kind):
+    from unify_common.subscriber import failure_kind
+
+    assert failure_kind(error) == kind

@@ -253,3 +253,45 @@ async def test_start_gives_up_when_no_bridge_declares_the_catalog(nats_server):
         assert await nc.jetstream().streams_info() == []
     finally:
         await nc.close()
+
+
+async def test_health_records_consumed_published_and_outcomes(nats_server, js):
+    from unify_common.health import Health
+
+    settings = settings_for(nats_server)
+    health = Health("t-sub", version="1.2.3", clock=lambda: 1000.0)
+    fail = {"left": 1}
+
+    async def reconcile(state: CatalogState) -> None:
+        if state.instances and fail["left"]:
+            fail["left"] -= 1
+            raise ConnectionRefusedError("sink down")
+
+    await put_instance(js, settings, make_instance("web", "a", "10.0.0.1", 80))
+    sub = Subscriber(settings, name="t", reconcile=reconcile, min_wait=0.01,
+                     retry_base=0.05, retry_max=0.1, health=health)
+    assert health.readiness()[0] == ("nats", "not connected to NATS")
+    await sub.start()
+    try:
+        await wait_until(lambda: fail["left"] == 0 and sub.reconciles == 1, timeout=10)
+        await sub.publish("unify.applied.t.n", InstanceRegistered(
+            instance=make_instance("web", "a", "10.0.0.1", 80), observed_at=1), msg_id="m-1")
+        assert health.readiness() == [("nats", None), ("last-success", None)]
+        text = "\n".join(line for line in health_metrics(health) if "_created" not in line)
+        for line in (
+                'unify_t_sub_events_consumed_total{subject="$KV.unify-catalog.>"} 1.0',
+                'unify_t_sub_events_published_total{subject="unify.applied.t.n"} 1.0',
+                'unify_t_sub_errors_total{kind="connection-refused-error"} 1.0',
+                'unify_t_sub_reconcile_duration_seconds_count 2.0',
+                'unify_t_sub_last_failure_timestamp_seconds 1000.0',
+                'unify_t_sub_last_success_timestamp_seconds 1000.0'):
+            assert line in text.splitlines()
+    finally:
+        await sub.stop()
+    assert health.readiness()[0] == ("nats", "not connected to NATS")
+
+
+def health_metrics(health) -> list[str]:
+    from prometheus_client.exposition import generate_latest
+
+    return generate_latest(health.registry).decode().splitlines()

@@ -114,3 +114,65 @@ async def test_health_endpoints_of_the_running_dns411(tmp_path, dns_common):
         log.close()
         await nc.close()
     assert code == 0, (tmp_path / "dns411.log").read_text()[-2000:]
+
+
+async def test_dead_dnsmasq_is_unready_until_the_periodic_resync_starts_it(tmp_path, dns_common):
+    nc = await nats.connect(dns_common.nats_urls[0])
+    await put_instance(nc.jetstream(), dns_common, make_instance(
+        "web", "web-1", "10.0.0.1", 8080, ["dns=example.com"]))
+    await nc.close()
+    dns_port, health_port = free_udp_tcp_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "UNIFY_"))}
+    env.update({
+        "NATS_URL": dns_common.nats_urls[0], "UNIFY_NODE": NODE,
+        "UNIFY_DNSMASQ_MANAGE": "1", "UNIFY_DNSMASQ_PORT": str(dns_port),
+        "UNIFY_DNSMASQ_USER": "root", "UNIFY_DNSMASQ_HOSTS": str(tmp_path / "dns411.hosts"),
+        "UNIFY_DNSMASQ_CONF_DIR": str(tmp_path / "conf.d"), "UNIFY_ROUTE53_ENABLED": "0",
+        "UNIFY_DNS411_TICK": "2", "UNIFY_HEALTH_ADDR": f"127.0.0.1:{health_port}"})
+    log = open(tmp_path / "dns411.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dns411"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        await eventually(lambda: _ready(health_port), timeout=30, what="dns411 ready")
+        (child,) = _children(proc.pid)
+        os.kill(child, signal.SIGKILL)
+        verdicts = set()
+        for _ in range(200):  # 10 s: unready at once, ready again after the next resync
+            status, text = scrape(health_port, "/readyz?verbose")
+            verdicts.add((status, text))
+            if status == 200 and len(verdicts) > 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (503, "[+]nats ok\n[-]dnsmasq failed: dnsmasq is not running\n"
+                     "[+]last-success ok\nreadyz check failed\n") in verdicts
+        assert scrape(health_port, "/readyz") == (200, "ok\n")
+        (restarted,) = _children(proc.pid)
+        assert restarted != child
+        assert both(dns_port, "web.example.com") == (
+            "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 20)
+        log.close()
+    assert code == 0, (tmp_path / "dns411.log").read_text()[-2000:]
+
+
+def _ready(port: int) -> None:
+    assert scrape(port, "/readyz") == (200, "ok\n")
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return [c for c in out if _state(c) not in ("Z", "")]
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
