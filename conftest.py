@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.components"]
+pytest_plugins = ["tests.fixtures.components", "tests.fixtures.engine"]
 
 
 def kind_of(path: Path, root: Path) -> str:

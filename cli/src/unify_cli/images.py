@@ -66,6 +66,7 @@ class Component:
     health_port: int | None = None
     probe_url: str = ""
     bin: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,11 @@ def _wheelhouse_key(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _run(cmd: list[str], *, cwd: Path, log: Callable[[str], None], timeout: float) -> None:
+def _run(cmd: list[str], *, cwd: Path, log: Callable[[str], None], timeout: float,
+         env: dict[str, str] | None = None) -> None:
     log("$ " + " ".join(cmd))
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} {' '.join(cmd[1:4])} ... failed "
                            f"({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -151,8 +154,10 @@ def build_wheelhouse(root: Path, cache: Path, *, extra: Iterable[str] = (),
     own_dir = root / "build" / "images" / "own-wheels"
     shutil.rmtree(own_dir, ignore_errors=True)
     own_dir.mkdir(parents=True)
+    # a fixed timestamp inside the wheels: unchanged sources give the same bytes, so the
+    # image layers that install them stay cached
     _run(pip + ["--no-deps", "-w", str(own_dir), *local], cwd=root, log=log,
-         timeout=PIP_TIMEOUT_S)
+         timeout=PIP_TIMEOUT_S, env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
     house = root / "build" / "images" / "wheels"
     shutil.rmtree(house, ignore_errors=True)
     house.mkdir(parents=True)
@@ -230,6 +235,7 @@ def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE
             "BASE": base, "COMPONENT": name, "COMMAND": comp.command,
             "PIP_PACKAGES": " ".join(comp.pip), "APT_PACKAGES": " ".join(comp.apt),
             "SETCAP": " ".join(comp.setcap), "RUN_AS": comp.user,
+            "STATE_DIRS": " ".join(comp.dirs),
             "HEALTH_ADDR": f"0.0.0.0:{comp.health_port}" if comp.health_port else "",
             "PROBE_URL": comp.probe_url, "VERSION": version, "REVISION": revision,
         }
