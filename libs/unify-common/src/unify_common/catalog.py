@@ -34,14 +34,13 @@ class CatalogMirror:
     Undecodable values are logged and ignored (the rest of the state stays).
 
     The watch is an ephemeral ordered consumer: :meth:`stop` deletes it on the server, and
-    one left behind by a process that died goes after ``WATCH_INACTIVE_S`` seconds without
-    a client, so no restart leaves a consumer for good.
+    one left behind by a process that died goes after ``watch_inactive_s`` seconds (default
+    30) without a client listening, so no restart leaves a consumer for good.
     """
 
-    #: seconds the server keeps the watch's consumer once no client listens to it
-    WATCH_INACTIVE_S = 30.0
-
-    def __init__(self, bucket: KeyValue, *, on_change: Callable[[], None] | None = None):
+    def __init__(self, bucket: KeyValue, *, on_change: Callable[[], None] | None = None,
+                 watch_inactive_s: float = 30.0):
+        self._watch_inactive_s = watch_inactive_s
         self._bucket = bucket
         self._on_change = on_change or (lambda: None)
         self._instances: dict[str, Instance] = {}
@@ -82,7 +81,7 @@ class CatalogMirror:
         status = await self._bucket.status()
         state = status.stream_info.state
         self._initial_seq = state.last_seq if state.messages else 0
-        self._watcher = await self._bucket.watchall(inactive_threshold=self.WATCH_INACTIVE_S)
+        self._watcher = await self._bucket.watchall(inactive_threshold=self._watch_inactive_s)
         self._task = asyncio.create_task(self._run(), name="catalog-mirror")
         await asyncio.wait_for(self._ready.wait(), timeout)
 

@@ -295,3 +295,22 @@ def health_metrics(health) -> list[str]:
     from prometheus_client.exposition import generate_latest
 
     return generate_latest(health.registry).decode().splitlines()
+
+
+async def test_a_crashed_readers_watch_consumer_expires(nats_server, js):
+    """A process that dies without stopping its mirror leaves its watch consumer only for the
+    inactivity threshold (30 s in the services; 1 s here)."""
+    from unify_common.catalog import CatalogMirror
+
+    crashed = await nats.connect(nats_server.url)
+    bucket = await crashed.jetstream().key_value("unify-catalog")
+    mirror = CatalogMirror(bucket, watch_inactive_s=1.0)
+    await mirror.start()
+    assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 1}
+    await crashed.close()  # no mirror.stop(): as if the process had been killed
+    for _ in range(100):  # up to 10 s for the server's cleanup pass
+        if (await consumers(js))["KV_unify-catalog"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 0}
+    await mirror.stop(timeout=1.0)
