@@ -25,6 +25,7 @@ from unify_common.consulio import make_consul
 from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.health import Health
 from unify_common.logs import get_logger
+from unify_common.natsio import CatalogMissing
 from unify_common.settings import CommonSettings
 from unify_common.subscriber import Subscriber
 
@@ -148,13 +149,22 @@ class Dns411:
 
 
 async def run(settings: Dns411Settings, common: CommonSettings) -> None:
-    """Run until SIGTERM or SIGINT."""
+    """Run until SIGTERM or SIGINT.
+
+    :raises SystemExit: (status 1) consul-bridge has not declared the stream and the catalog
+        bucket within the subscriber's wait (logged).
+    """
     service = Dns411(settings, common)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await service.start(health_addr=settings.health_addr)
+    try:
+        await service.start(health_addr=settings.health_addr)
+    except CatalogMissing as err:
+        log.error("cannot start", extra={"fields": {"error": str(err)}})
+        await service.stop()
+        raise SystemExit(1) from None
     log.info("dns411 running", extra={"fields": {"node": common.node, "mode": settings.mode,
                                                  "health": service.health.bound}})
     try:

@@ -1,7 +1,8 @@
 """``python -m switchboard`` / ``unify-switchboard``: run switchboard until SIGINT/SIGTERM.
 
 Settings come from the environment (see :mod:`switchboard.settings` and
-:mod:`unify_common.settings`). Exit status 2 on a settings error, 1 when NATS is unreachable.
+:mod:`unify_common.settings`). Exit status 2 on a settings error, 1 when NATS is unreachable
+or consul-bridge has not declared the stream and the catalog bucket within 120 s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 import nats.errors
 from unify_common.logs import configure_logging, get_logger
+from unify_common.natsio import CatalogMissing
 
 from .service import SwitchboardService
 from .settings import SwitchboardSettings
@@ -45,8 +47,8 @@ def main() -> int:
     configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
     try:
         asyncio.run(_run(settings))
-    except (OSError, nats.errors.Error) as err:
-        log.error("cannot start", extra={"fields": {"error": repr(err)}})
+    except (OSError, nats.errors.Error, CatalogMissing) as err:
+        log.error("cannot start", extra={"fields": {"error": str(err) or repr(err)}})
         return 1
     return 0
 
