@@ -66,7 +66,6 @@ class Reconciler:
         self.publish = publish
         #: a :class:`~dns411.apply.lock.WriterLock`; Route 53 is written only while it holds
         self.lock = None
-        self._serial = asyncio.Lock()
         self._reported: set[str] = set()
         self._last_report: tuple[str, str, str] = ("", "", "")  # (method, hash, detail)
         self._r53_key = ""  # desired records last verified in Route 53, and when
@@ -171,8 +170,9 @@ class Reconciler:
         self._reported = set(current)
 
     async def __call__(self, state: CatalogState) -> None:
-        async with self._serial:  # the subscriber and a lock takeover may both call
-            await self._reconcile(state)
+        # One caller: the subscriber shell's loop (a lock takeover asks it for a reconcile),
+        # so calls never overlap.
+        await self._reconcile(state)
 
     def _desired_and_files(self, state: CatalogState) -> tuple[Desired, bytes, bytes]:
         desired = self.desired(state)
