@@ -186,3 +186,18 @@ def test_rollout_restarts_only_stale_instances_in_order():
     order = plan.rollout_order(nodes, served, "sha256:new")
     assert [n.hostname for n in order] == ["n2", "n3"]
     assert plan.rollout_order(nodes, {n.key: "sha256:new" for n in nodes}, "sha256:new") == []
+
+
+@pytest.mark.parametrize("verdicts, verified, expected", [
+    ({"b": True, "c": None}, False, []),
+    ({"b": False, "c": True}, True, ["b"]),
+    ({"b": False, "c": True}, False, ["b"]),          # one of two refuses: not a majority
+    ({"b": False, "c": False}, False, ["a"]),         # both refuse an unverified reference
+    ({"b": False, "c": False}, True, ["b", "c"]),     # the reference is known to be right
+    ({"b": False, "c": None}, False, ["a"]),          # undecided ones do not count
+])
+def test_probe_problems_blame_the_odd_one(verdicts, verified, expected):
+    problems = secret.probe_problems("a", verdicts, reference_verified=verified)
+    assert sorted(problems) == expected
+    for name, why in problems.items():
+        assert why.startswith(f"REGISTRY_HTTP_SECRET of {name} differs from ")

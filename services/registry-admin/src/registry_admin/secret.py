@@ -52,3 +52,28 @@ def secret_problems(expected: str, reported: dict[str, str | None]) -> dict[str,
                          f"(fingerprint {fp[:15]}…, expected {expected[:15]}…): uploads "
                          "that move between instances fail with 'blob upload unknown'")
     return out
+
+
+def probe_problems(reference: str, verdicts: dict[str, bool | None], *,
+                   reference_verified: bool) -> dict[str, str]:
+    """Instances whose secret differs, from upload-state probes (pure).
+
+    An upload started on ``reference`` carries a state token signed with its secret; another
+    instance accepts it only with the same secret. ``verdicts`` maps every other instance to
+    ``True`` (accepted), ``False`` (refused: the secrets differ) or ``None`` (could not tell).
+    When ``reference`` is not known to be right (``reference_verified``: its fingerprint
+    matches) and more than half of the decided instances refuse, ``reference`` is the odd one
+    and is reported alone.
+
+    :returns: instance name -> one-line reason.
+    """
+    decided = {k: v for k, v in verdicts.items() if v is not None}
+    refused = sorted(k for k, v in decided.items() if v is False)
+    if not refused:
+        return {}
+    if not reference_verified and len(refused) * 2 > len(decided):
+        return {reference: (f"REGISTRY_HTTP_SECRET of {reference} differs from the other "
+                            f"instances': {len(refused)} of {len(decided)} refuse uploads "
+                            f"it started ('blob upload unknown')")}
+    return {name: (f"REGISTRY_HTTP_SECRET of {name} differs from {reference}'s: it refuses "
+                   f"uploads started there ('blob upload unknown')") for name in refused}

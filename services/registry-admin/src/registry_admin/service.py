@@ -37,13 +37,17 @@ from . import notify, pki, plan, store
 from .ops import SOURCE, Operator, restarter_from_settings
 from .registry_api import RegistryClient, RegistryError
 from .restart import Restarter, served_fingerprint
-from .secret import fingerprint, secret_problems
+from .probe import accepts_upload_state
+from .secret import fingerprint, probe_problems, secret_problems
 from .settings import RegistryAdminSettings
 
 __all__ = ["RegistryAdmin"]
 
 log = get_logger("registry_admin")
 VERSION = "0.1.0"
+#: the upload-state probe runs when the instances change, while a problem stands, and at
+#: least this often (seconds)
+PROBE_EVERY_S = 60.0
 Clock = Callable[[], dt.datetime]
 
 
@@ -78,6 +82,10 @@ class RegistryAdmin(Operator):
         self.rollouts = 0
         self._reported: set[tuple[str, str]] = set()
         self._lock = asyncio.Lock()
+        self._secret_lock = asyncio.Lock()
+        self._probed_shape: tuple = ()
+        self._probed_at = 0.0
+        self._probe_problems: dict[str, str] = {}
         self._rollout_task: asyncio.Task | None = None
         self._rollout_again = False
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
@@ -206,9 +214,36 @@ class RegistryAdmin(Operator):
             await self._check_secrets(nodes)
             self._start_rollout(nodes)
 
-    async def _check_secrets(self, nodes: list[plan.Node]) -> None:
-        problems = secret_problems(fingerprint(self.http_secret),
-                                   {n.name: n.secret_fp for n in nodes})
+    async def _check_secrets(self, nodes: list[plan.Node], *, probe: bool = False) -> None:
+        """Fingerprints from the catalog, then the upload-state probe between instances
+        (see :mod:`.probe`; ``probe`` forces it); both kinds of problem fail readiness with
+        an error event."""
+        async with self._secret_lock:
+            await self._check_secrets_locked(nodes, probe)
+
+    async def _check_secrets_locked(self, nodes: list[plan.Node], probe: bool) -> None:
+        own = fingerprint(self.http_secret)
+        problems = secret_problems(own, {n.name: n.secret_fp for n in nodes})
+        shape = tuple((n.name, n.endpoint) for n in nodes)
+        due = (probe or shape != self._probed_shape or bool(self.secret_mismatches)
+               or time.monotonic() - self._probed_at > PROBE_EVERY_S)
+        if len(nodes) > 1 and due:
+            self._probed_shape, self._probed_at = shape, time.monotonic()
+            verified = [n for n in nodes if n.secret_fp == own]
+            reference = (verified or nodes)[0]
+            verdicts = {}
+            for node in nodes:
+                if node is not reference:
+                    verdicts[node.name] = await accepts_upload_state(
+                        reference, node, str(self.settings.verify_ca))
+            found = probe_problems(reference.name, verdicts, reference_verified=bool(verified))
+            for name, verdict in verdicts.items():
+                if verdict is None and name in self._probe_problems:  # keep the last word
+                    found.setdefault(name, self._probe_problems[name])
+            self._probe_problems = found
+        for name, why in self._probe_problems.items():
+            if name in {n.name for n in nodes}:
+                problems.setdefault(name, why)
         by_name = {n.name: n for n in nodes}
         for name, why in problems.items():
             if ("secret", name) not in self._reported:
@@ -245,6 +280,7 @@ class RegistryAdmin(Operator):
             return
         if order:
             await self.roll(order, wanted, operation="rollout")
+            await self._check_secrets(nodes, probe=True)  # restarted ones answer now
         if self._rollout_again:
             self._rollout_again = False
             state = self.subscriber.mirror.snapshot() if self.subscriber.mirror else None

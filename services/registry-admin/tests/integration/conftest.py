@@ -79,8 +79,9 @@ class Cluster:
         self.restart_log: list[tuple[str, float, float]] = []
 
     def register(self, node: str, address: str, port: int, *, secret: str | None = None,
-                 fp: str | None = None) -> None:
-        meta = {META_SECRET_FP: fp or fingerprint(secret or self.admin.http_secret)}
+                 fp: str | None = None, meta: bool = True) -> None:
+        meta = {META_SECRET_FP: fp or fingerprint(secret or self.admin.http_secret)} \
+            if meta else {}
         consul_call(self.consul, "PUT", "/v1/catalog/register", {
             "Node": node, "Address": address,
             "Service": {"ID": f"{node}:registry:{port}", "Service": "registry",

@@ -82,7 +82,8 @@ class RegistryProcess:
     def wait_serving(self, timeout: float = 20.0) -> bytes:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            der = served_cert_der("127.0.0.1", self.port, timeout=1.0)
+            host = self.env.get("REGISTRY_HTTP_ADDR", "127.0.0.1:0").rsplit(":", 1)[0]
+            der = served_cert_der(host, self.port, timeout=1.0)
             if der is not None:
                 return der
             if self.proc is not None and self.proc.poll() is not None:
