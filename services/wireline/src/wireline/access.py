@@ -21,8 +21,6 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-
 __all__ = [
     "APP_RE",
     "AccessError",
@@ -127,6 +125,7 @@ def parse_public_key(text: str) -> tuple[str, str, str]:
     except (binascii.Error, ValueError):
         raise AccessError("the key's base64 is malformed") from None
     if not key_type.startswith("sk-"):
+        from cryptography.hazmat.primitives.serialization import load_ssh_public_key
         try:
             load_ssh_public_key(f"{key_type} {blob}".encode())
         except (ValueError, TypeError) as err:

@@ -81,32 +81,30 @@ class Output:
 @dataclass
 class PushContext:
     """Who pushes what: ``app``, ``repo`` (bare repository path), ``pusher`` (key name),
-    ``fingerprint``, ``started`` (epoch seconds the SSH session started)."""
+    ``fingerprint``, ``started`` (epoch seconds the SSH session started), ``git_env`` (the
+    hook's quarantine variables, see :func:`checkout`)."""
 
     app: str
     repo: Path
     pusher: str
     fingerprint: str
     started: float = field(default_factory=time.time)
+    git_env: dict[str, str] = field(default_factory=dict)
 
 
-def _git(repo: Path, *args: str, timeout: float = 60, stdout=subprocess.PIPE) -> bytes:
-    result = subprocess.run(["git", "--git-dir", str(repo), *args], stdout=stdout,
-                            stderr=subprocess.PIPE, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"git {args[0]}: {result.stderr.decode(errors='replace')[:300]}")
-    return result.stdout or b""
-
-
-def checkout(repo: Path, sha: str, dest: Path, *, max_bytes: int) -> None:
+def checkout(repo: Path, sha: str, dest: Path, *, max_bytes: int,
+             git_env: dict[str, str] | None = None) -> None:
     """Extract the tree of ``sha`` into ``dest`` (``git archive``; tar entries filtered with
     Python's ``data`` filter: no absolute paths, no links leaving ``dest``, no devices).
+    ``git_env`` carries the hook's ``GIT_OBJECT_DIRECTORY``/``GIT_ALTERNATE_OBJECT_DIRECTORIES``
+    (git's quarantine: the pushed objects are not in the repository yet).
 
     :raises AppError: the tree is larger than ``max_bytes``.
     """
     with tempfile.TemporaryFile() as tar_file:
         proc = subprocess.Popen(["git", "--git-dir", str(repo), "archive", "--format=tar", sha],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **(git_env or {})})
         assert proc.stdout is not None
         size = 0
         try:
@@ -268,7 +266,7 @@ async def _pipeline(store: Store, settings: WirelineSettings, ctx: PushContext, 
         root = Path(tmp)
         try:
             await asyncio.to_thread(checkout, ctx.repo, sha, root,
-                                    max_bytes=settings.max_repo_mb << 20)
+                                    max_bytes=settings.max_repo_mb << 20, git_env=ctx.git_env)
             ini_files = _read_files(root, ("wireline.ini",))
             ini = parse_ini(ini_files.get("wireline.ini", ""))
             for warning in ini.warnings:
@@ -422,8 +420,11 @@ async def _remove(store: Store, settings: WirelineSettings, app: str, out: Outpu
 
 
 async def run_push(settings: WirelineSettings, common: CommonSettings, ctx: PushContext,
-                   updates: list[tuple[str, str, str]], stream=None) -> int:
+                   updates: list[tuple[str, str, str]], stream=None,
+                   store: Store | None = None) -> int:
     """Handle the ``(old, new, ref)`` lines a ``pre-receive`` hook reads.
+
+    ``store``: an open store to use (the service's); without it one is opened and closed.
 
     :returns: the hook's exit code (0: accept every ref; 1: reject the push).
     """
@@ -443,11 +444,13 @@ async def run_push(settings: WirelineSettings, common: CommonSettings, ctx: Push
             work.append((old, new, ref))
     if not work:
         return 0
-    try:
-        store = await Store.open(settings, common, name=f"wireline-push-{ctx.app}")
-    except Exception as err:
-        await out.line(f"deploy failed: wireline cannot reach NATS ({str(err)[:200]})")
-        return 1
+    own = store is None
+    if store is None:
+        try:
+            store = await Store.open(settings, common, name=f"wireline-push-{ctx.app}")
+        except Exception as err:
+            await out.line(f"deploy failed: wireline cannot reach NATS ({str(err)[:200]})")
+            return 1
     out.store, out.app = store, ctx.app
     try:
         ok = True
@@ -456,7 +459,8 @@ async def run_push(settings: WirelineSettings, common: CommonSettings, ctx: Push
         return 0 if ok else 1
     finally:
         await out.flush()
-        await store.close()
+        if own:
+            await store.close()
 
 
 async def redeploy(store: Store, settings: WirelineSettings, *, app: str, base: Release,

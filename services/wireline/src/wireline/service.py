@@ -6,19 +6,27 @@
   on every change (a watch on the bucket), keeping the last good file while NATS is away;
 * writes the forced command's settings file (``<data>/shell.json``) and the ``pre-receive``
   hook;
+* runs the pushes: the ``pre-receive`` hook of each push (started by sshd's forced command,
+  :mod:`wireline.shell`) connects to ``<data>/wireline.sock`` and this process runs
+  :func:`wireline.pipeline.run_push` for it, streaming the output back (see
+  :mod:`wireline.hook` for the framing). Everything is imported and NATS is connected
+  already, so a push pays neither; killing this process stops every deploy in flight and
+  their locks expire within the TTL;
 * serves ``/livez``, ``/readyz`` (NATS connected, sshd running) and ``/metrics``.
-
-The pushes themselves run in the processes sshd starts (see :mod:`wireline.shell`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import json
 import os
+import pwd
+import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from unify_common.atomic import write_atomic
@@ -26,14 +34,68 @@ from unify_common.health import Health, health_addr
 from unify_common.logs import configure_logging, get_logger
 from unify_common.settings import CommonSettings
 
-from .access import AccessError, KeyEntry, render_authorized_keys
+from .access import AccessError, KeyEntry, check_app_name, render_authorized_keys
+from .hook import EXIT_MARK, GIT_ENV
+from .pipeline import PushContext, run_push
 from .settings import WirelineSettings, shell_env
 from .shell import ensure_hooks
 from .store import Store, StoredKey
 
-__all__ = ["WirelineService", "main", "sshd_config"]
+__all__ = ["WirelineService", "main", "parse_push_request", "sshd_config"]
 
 log = get_logger("wireline")
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_REF_RE = re.compile(r"^refs/[A-Za-z0-9._/-]{1,200}$")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: sshd goes when wireline goes
+
+
+def parse_push_request(raw: bytes, settings: WirelineSettings) -> tuple[PushContext, list]:
+    """Check a hook's request (one JSON line, see :mod:`wireline.hook`).
+
+    The repository is derived from the app name, never taken from the request; the git
+    variables must point inside that repository.
+
+    :returns: (context, ``(old, new, ref)`` updates).
+    :raises ValueError: malformed request (the message is shown to the pusher).
+    """
+    try:
+        request = json.loads(raw)
+        app = check_app_name(str(request["app"]))
+        updates = [(str(o), str(n), str(r)) for o, n, r in request["updates"]]
+        git_env = {str(k): str(v) for k, v in (request.get("git_env") or {}).items()}
+        started = float(request.get("t0") or time.time())
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"malformed hook request ({err})") from None
+    for old, new, ref in updates:
+        if not (_SHA_RE.match(old) and _SHA_RE.match(new) and _REF_RE.match(ref)):
+            raise ValueError("malformed ref update")
+    repo = settings.repos_dir / f"{app}.git"
+    for key, value in git_env.items():
+        paths = value.split(":") if key == "GIT_ALTERNATE_OBJECT_DIRECTORIES" else [value]
+        if key not in GIT_ENV or not all(
+                Path(p).resolve().is_relative_to(repo.resolve()) for p in paths if p):
+            raise ValueError(f"refused git variable {key}")
+    return PushContext(app=app, repo=repo, pusher=str(request.get("key", "")),
+                       fingerprint=str(request.get("fingerprint", "")), started=started,
+                       git_env=git_env), updates
+
+
+class _SocketStream:
+    """A text stream onto a hook's socket; silent once the hook went away."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    def write(self, text: str) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(text.replace("\0", "").encode())
+
+    def flush(self) -> None:
+        return None
 
 
 def sshd_config(settings: WirelineSettings) -> str:
@@ -129,7 +191,8 @@ class WirelineService:
         try:
             self.sshd = subprocess.Popen(
                 [s.sshd_bin, "-D", "-e", "-f", str(s.data_dir / "sshd" / "sshd_config")],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent)
         finally:
             log_file.close()
         log.info("sshd started", extra={"fields": {"pid": self.sshd.pid,
@@ -173,6 +236,50 @@ class WirelineService:
                 self.health.record_failure("nats")
                 await asyncio.sleep(2)
 
+    async def _serve_push(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        stream = _SocketStream(writer)
+        code = 1
+        try:
+            raw = await asyncio.wait_for(reader.readline(), 30)
+            ctx, updates = parse_push_request(raw, self.settings)
+            store = self.store if self.store and self.store.nc.is_connected else None
+            with self.health.time_apply():
+                code = await run_push(self.settings, self.common, ctx, updates,
+                                      stream=stream, store=store)
+            if code == 0:
+                self.health.record_success()
+            else:
+                self.health.record_failure("push")
+        except ValueError as err:
+            stream.write(f"refused: {err}\n")
+            log.warning("hook request refused", extra={"fields": {"reason": str(err)}})
+        except Exception as err:  # never leave a pusher without an answer
+            log.exception("push failed")
+            stream.write(f"deploy failed: internal error ({type(err).__name__})\n")
+        finally:
+            if not writer.is_closing():
+                writer.write(f"{EXIT_MARK}{code}\n".encode())
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    pass
+                writer.close()
+
+    async def _push_server(self) -> asyncio.AbstractServer:
+        path = self.settings.socket_path
+        path.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(self._serve_push, path=str(path))
+        os.chmod(path, 0o660)
+        if os.geteuid() == 0 and self.settings.ssh_user != "root":
+            try:
+                user = pwd.getpwnam(self.settings.ssh_user)
+                os.chown(path, user.pw_uid, user.pw_gid)
+            except KeyError:
+                log.warning("ssh user unknown; hook socket left to root", extra={"fields": {
+                    "user": self.settings.ssh_user}})
+        return server
+
     async def run(self) -> None:
         """Prepare, start sshd and the keys watch, serve health; until cancelled."""
         self.prepare()
@@ -182,12 +289,14 @@ class WirelineService:
                               else "not connected to NATS")
         host, port = health_addr(default_port=9106)
         await self.health.start(host, port)
+        server = await self._push_server()
         tasks = [asyncio.create_task(self._sshd_loop()), asyncio.create_task(self._keys_loop())]
         try:
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
+            server.close()
             if self.sshd and self.sshd.poll() is None:
                 self.sshd.terminate()
                 try:

@@ -97,6 +97,11 @@ class WirelineSettings:
         return self.data_dir / "shell.json"
 
     @property
+    def socket_path(self) -> Path:
+        """The service's unix socket the ``pre-receive`` hook hands pushes to."""
+        return self.data_dir / "wireline.sock"
+
+    @property
     def hooks_dir(self) -> Path:
         """``core.hooksPath`` given to ``git receive-pack`` (holds ``pre-receive``)."""
         return self.data_dir / "hooks"

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     hooks = ensure_hooks(settings)
     os.environ.update(WIRELINE_APP=command.app, WIRELINE_KEY=args.key,
                       WIRELINE_FINGERPRINT=args.fingerprint, WIRELINE_T0=repr(time.time()),
-                      WIRELINE_REPO=str(repo))
+                      WIRELINE_SOCKET=str(settings.socket_path))
     os.execvp("git", ["git", "-c", f"core.hooksPath={hooks}", "-c", "receive.fsckObjects=true",
                       "receive-pack", str(repo)])
     return 1  # not reached

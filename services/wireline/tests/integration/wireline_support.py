@@ -79,6 +79,20 @@ class Wireline:
     workdir: Path
     apps: set = field(default_factory=set)
 
+    def restart(self) -> None:
+        """Start the service again (same settings, data and port) after it was killed."""
+        if self.process.proc is not None:
+            self.process.proc.wait(timeout=20)
+        self.process = ManagedProcess("wireline", [sys.executable, "-m", "wireline"],
+                                      log_path=self.workdir / "wireline.log", env=self.env)
+        def closed() -> bool:
+            try:
+                return not tcp_open("127.0.0.1", self.port)
+            except OSError:
+                return True
+        wait_for(closed, timeout=20, what="the old sshd gone")
+        self.process.start(lambda: tcp_open("127.0.0.1", self.port), timeout=30)
+
     def unify(self, *args: str, check: bool = True, timeout: float = 120
               ) -> subprocess.CompletedProcess:
         """``unify <args>`` with wireline's environment."""
