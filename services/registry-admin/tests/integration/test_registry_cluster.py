@@ -30,10 +30,13 @@ HOSTS = Path("/etc/hosts")
 
 
 def docker(*args: str, timeout: float = 120) -> str:
-    if args[0] in ("push", "pull", "service"):
-        ensure_hosts_line()
-    out = subprocess.run(["docker", *args], env=DOCKER_ENV, capture_output=True, text=True,
-                         timeout=timeout)
+    for _attempt in range(3):  # other suites on this machine rewrite /etc/hosts too
+        if args[0] in ("push", "pull", "service"):
+            ensure_hosts_line()
+        out = subprocess.run(["docker", *args], env=DOCKER_ENV, capture_output=True,
+                             text=True, timeout=timeout)
+        if "no such host" not in out.stderr:
+            break
     assert out.returncode == 0, f"docker {' '.join(args)}: {out.stderr}"
     return out.stdout
 
