@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from wireline_support import (head, make_app, run, service_state, stack_services, wait_until)
+from wireline_support import head, make_app, run, service_state, stack_services
 
-from unify_common.events import DeployFailed, ReleaseRecorded, decode_event
+from unify_common.events import BuildOutput, DeployFailed, ReleaseRecorded, decode_event
 from unify_common.natsio import connect_nats
 from unify_common.settings import CommonSettings
 
@@ -130,4 +130,11 @@ def test_push_change_fail_rollback_scale_remove(wireline, wl_nats, wl_registry, 
     recorded = [e.release.number for e in asyncio.run(
         _events(wl_nats.url, "unify.apps.ticker.release")) if isinstance(e, ReleaseRecorded)]
     assert recorded == [1, 2, 3, 4, 5, 6, 7]
-    wait_until(lambda: True, timeout=1, what="-")
+    # the build output events of release 1 put back together are its kept log
+    chunks = sorted((e.first_line, e.lines) for e in asyncio.run(
+        _events(wl_nats.url, "unify.apps.ticker.build"))
+        if isinstance(e, BuildOutput) and e.number == 1)
+    lines = [line for _, chunk in chunks for line in chunk]
+    assert [first for first, _ in chunks] == list(range(0, len(lines), 20))[:len(chunks)]
+    assert lines == wireline.unify("apps", "logs", "ticker", "--release", "1"
+                                   ).stdout.splitlines()

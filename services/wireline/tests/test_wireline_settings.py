@@ -1,0 +1,111 @@
+"""Settings, the shell's environment, sshd_config and the hook's request, as tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wireline.service import parse_push_request, sshd_config
+from wireline.settings import WirelineSettings, shell_env
+
+SHA = "a" * 40
+ZERO = "0" * 40
+
+
+def test_settings_from_env(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    settings = WirelineSettings.from_env({
+        "UNIFY_WIRELINE_DATA_DIR": "/d", "UNIFY_WIRELINE_SSH_PORT": "2022",
+        "UNIFY_WIRELINE_REGISTRY": "reg:5000", "UNIFY_WIRELINE_REGISTRY_USER": "ci",
+        "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": str(secret), "DOCKER_HOST": "unix:///x.sock",
+        "UNIFY_WIRELINE_DEPLOY_DOCKER_HOST": "tcp://swarm:2376",
+        "UNIFY_WIRELINE_NETWORKS": "edge, ,proxy", "UNIFY_WIRELINE_LOCK_TTL": "9"})
+    assert (settings.data_dir, settings.ssh_port, settings.registry) == (Path("/d"), 2022,
+                                                                        "reg:5000")
+    assert settings.registry_password == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert (settings.build_docker_host, settings.deploy_docker_host) == (
+        "unix:///x.sock", "tcp://swarm:2376")
+    assert settings.networks == ("edge", "proxy")
+    assert settings.lock_ttl_s == 9.0
+    assert settings.host_key == Path("/d/sshd/host_ed25519")
+    assert settings.socket_path == Path("/d/wireline.sock")
+    assert settings.bucket("locks") == "unify-wireline-locks"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"UNIFY_WIRELINE_SSH_PORT": "x"}, "UNIFY_WIRELINE_SSH_PORT must be an integer, got 'x'"),
+    ({"UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/nonexistent/pw"},
+     "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE: [Errno 2] No such file or directory: "
+     "'/nonexistent/pw'"),
+])
+def test_bad_settings(env, message):
+    with pytest.raises(ValueError) as err:
+        WirelineSettings.from_env(env)
+    assert str(err.value) == message
+
+
+def test_shell_env_drops_secrets():
+    env = shell_env({"NATS_URL": "nats://n:4222", "NATS_PASSWORD": "p", "NATS_CREDS": "/c",
+                     "UNIFY_WIRELINE_REGISTRY_PASSWORD": "p",
+                     "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/run/secrets/pw",
+                     "CONSUL_HTTP_TOKEN": "t", "HOME": "/root", "PATH": "/bin",
+                     "DOCKER_HOST": "unix:///s"})
+    assert env == {"DOCKER_HOST": "unix:///s", "NATS_CREDS": "/c", "NATS_URL": "nats://n:4222",
+                   "PATH": "/bin",
+                   "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/run/secrets/pw"}
+
+
+def test_sshd_config():
+    settings = WirelineSettings(data_dir=Path("/d"), ssh_port=2222, ssh_user="git",
+                                host_key=Path("/d/k"), authorized_keys=Path("/d/ak"))
+    lines = sshd_config(settings).splitlines()
+    for expected in ("Port 2222", "HostKey /d/k", "AuthorizedKeysFile /d/ak", "AllowUsers git",
+                     "PermitRootLogin no", "PasswordAuthentication no", "DisableForwarding yes",
+                     "PermitTTY no", "PermitUserEnvironment no", "UsePAM no"):
+        assert expected in lines
+    root = sshd_config(WirelineSettings(ssh_user="root")).splitlines()
+    assert "PermitRootLogin forced-commands-only" in root
+
+
+def _request(**fields) -> bytes:
+    base = {"app": "ticker", "key": "alice", "fingerprint": "SHA256:x", "t0": "1.5",
+            "updates": [[ZERO, SHA, "refs/heads/main"]], "git_env": {}}
+    base.update(fields)
+    return json.dumps(base).encode()
+
+
+def test_push_request_accepted():
+    settings = WirelineSettings(data_dir=Path("/d"))
+    quarantine = "/d/repos/ticker.git/objects/tmp_objdir-incoming-x"
+    ctx, updates = parse_push_request(_request(git_env={
+        "GIT_OBJECT_DIRECTORY": quarantine,
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": "/d/repos/ticker.git/objects"}), settings)
+    assert (ctx.app, ctx.repo, ctx.pusher, ctx.started) == (
+        "ticker", Path("/d/repos/ticker.git"), "alice", 1.5)
+    assert updates == [(ZERO, SHA, "refs/heads/main")]
+    assert ctx.git_env["GIT_OBJECT_DIRECTORY"] == quarantine
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"not json", None),
+    (_request(app="../etc"), None),
+    (_request(updates=[[ZERO, "HEAD", "refs/heads/main"]]), "malformed ref update"),
+    (_request(updates=[[ZERO, SHA, "main; id"]]), "malformed ref update"),
+    (_request(git_env={"GIT_OBJECT_DIRECTORY": "/d/repos/other.git/objects"}),
+     "refused git variable GIT_OBJECT_DIRECTORY"),
+    (_request(git_env={"GIT_ALTERNATE_OBJECT_DIRECTORIES":
+                       "/d/repos/ticker.git/objects:/etc"}),
+     "refused git variable GIT_ALTERNATE_OBJECT_DIRECTORIES"),
+    (_request(git_env={"GIT_DIR": "/d/repos/ticker.git"}), "refused git variable GIT_DIR"),
+])
+def test_push_request_refused(raw, message):
+    with pytest.raises(ValueError) as err:
+        parse_push_request(raw, WirelineSettings(data_dir=Path("/d")))
+    if message:
+        assert str(err.value) == message
+    else:
+        assert str(err.value).startswith("malformed hook request")
