@@ -56,8 +56,10 @@ def command_restarter(argv: tuple[str, ...], *, timeout: float = 60.0) -> Restar
     return restart
 
 
-def docker_restarter(*, timeout: float = 60.0) -> Restarter:
-    """A restarter for containers registered by registrator (id ``host:container:port``).
+def docker_restarter(*, timeout: float = 60.0,
+                     environment: dict[str, str] | None = None) -> Restarter:
+    """A restarter for containers registered by registrator (id ``host:container:port``),
+    through the engine at ``DOCKER_HOST`` of ``environment`` (default: the process's).
     :raises RuntimeError: (when called) the id names no container, or the API failed."""
 
     async def restart(node: Node) -> None:
@@ -68,7 +70,7 @@ def docker_restarter(*, timeout: float = 60.0) -> Restarter:
         import docker  # only this mode needs the Docker API
 
         def run() -> None:
-            client = docker.from_env(timeout=int(timeout))
+            client = docker.from_env(timeout=int(timeout), environment=environment)
             try:
                 client.containers.get(parts[1]).restart(timeout=10)
             finally:

@@ -59,6 +59,26 @@ async def test_entrypoint_serves_health_and_stops_on_sigterm(common_settings, co
             "registry.unify.test:5000"]
         for name in ("ca.key", "http-secret", "notify-token", "registry.yml"):
             assert oct((tmp_path / "state" / name).stat().st_mode & 0o777) == "0o600"
+        # a copy in trust mode (the global service on every other Docker node) writes the
+        # same certs.d from the public CA certificate alone
+        trust_env = {**env, "UNIFY_REGISTRY_MODE": "trust",
+                     "UNIFY_REGISTRY_STATE_DIR": str(tmp_path / "other"),
+                     "UNIFY_REGISTRY_CA_FILE": str(tmp_path / "state" / "ca.crt"),
+                     "UNIFY_REGISTRY_CERTS_D": str(tmp_path / "certs.d-trust"),
+                     "UNIFY_HEALTH_ADDR": f"127.0.0.1:{free_port()}"}
+        trust = subprocess.Popen([sys.executable, "-m", "registry_admin"], env=trust_env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await wait_until(lambda: (tmp_path / "certs.d-trust" / "reg-x:5000" / "ca.crt"
+                                      ).exists(), 60, "trust mode wrote certs.d")
+            assert sorted(p.name for p in (tmp_path / "certs.d-trust").iterdir()) == sorted(
+                p.name for p in (tmp_path / "certs.d").iterdir())
+            assert (tmp_path / "certs.d-trust" / "reg-x:5000" / "ca.crt").read_bytes() == \
+                (tmp_path / "state" / "ca.crt").read_bytes()
+            assert not (tmp_path / "other" / "ca.key").exists()  # it makes no CA
+        finally:
+            trust.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(trust.wait, 20) == 0
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 20) == 0
         log = proc.stdout.read().decode()
