@@ -137,7 +137,6 @@ async def _gc(settings, *, dry_run: bool, delete_untagged: bool) -> int:
     from unify_common.natsio import connect_nats, ensure_catalog_bucket, unreachable_message
 
     op = Operator(settings, restarter=restarter_from_settings(settings))
-    op.load_secrets()
 
     def show(operation: str, step: str, status: str, detail: str, instance: str) -> None:
         where = f" {instance}" if instance else ""

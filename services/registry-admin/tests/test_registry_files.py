@@ -74,6 +74,36 @@ def test_registry_config_is_what_distribution_reads(tmp_path):
     assert endpoint["ignoredmediatypes"] == ["application/octet-stream"]
 
 
+def test_read_only_switch_keeps_the_rest_of_the_config(tmp_path):
+    path = tmp_path / "registry.yml"
+    path.write_bytes(store.render_registry_config(
+        storage_dir=tmp_path, tls_dir=tmp_path, port=5000, secret="S", notify_url="u",
+        notify_token="T", read_only=False))
+    before = yaml.safe_load(path.read_bytes())
+    assert store.set_read_only(path, True)
+    after = yaml.safe_load(path.read_bytes())
+    assert after["storage"]["maintenance"] == {"readonly": {"enabled": True}}
+    after["storage"]["maintenance"]["readonly"]["enabled"] = False
+    assert after == before and _mode(path) == 0o600
+    assert store.set_read_only(path, True) is False  # already read-only: unchanged
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="is not a registry configuration"):
+        store.set_read_only(path, False)
+
+
+async def test_gc_refuses_without_instances(tmp_path):
+    from registry_admin.ops import Operator
+
+    op = Operator(RegistryAdminSettings.from_env({"UNIFY_REGISTRY_STATE_DIR": str(tmp_path)}),
+                  restarter=None)
+    steps = []
+    op.on_step = lambda *a: steps.append(a[1:3])
+    outcome = await gc.run_gc(op, [], dry_run=False, delete_untagged=False, protected_refs=set())
+    assert (outcome.status, outcome.reasons) == ("refused", [
+        "no registry instance in the catalog: the instances cannot be switched to read-only"])
+    assert steps == [("protect", "refused")]
+
+
 def test_settings_from_env_and_their_errors():
     s = RegistryAdminSettings.from_env({
         "UNIFY_REGISTRY_DOMAINS": "unify.test, example.org", "UNIFY_REGISTRY_STATE_DIR": "/st",

@@ -201,7 +201,11 @@ async def _set_mode(op: Operator, nodes: list[plan.Node], run_id: str, *, read_o
     """Render the config and roll every instance; ``None`` or the reason it failed."""
     step = "read-only" if read_only else "read-write"
     await op.step("gc", run_id, step, "started")
-    op.write_registry_config(read_only=read_only)
+    try:  # only the flag changes: the rest stays as registry-admin rendered it
+        store.set_read_only(op.settings.config_path, read_only)
+    except (OSError, ValueError) as err:
+        await op.step("gc", run_id, step, "failed", str(err))
+        return f"cannot switch the registry configuration: {err}"
     server = store.read_server(op.settings.tls_dir)
     if server is None:
         await op.step("gc", run_id, step, "failed", "no server certificate")
@@ -241,6 +245,10 @@ async def run_gc(op: Operator, nodes: list[plan.Node], *, dry_run: bool,
     """
     run_id = uuid.uuid4().hex[:12]
     s = op.settings
+    if not dry_run and not nodes:
+        await op.step("gc", run_id, "protect", "refused", "no registry instance in the catalog")
+        return GcOutcome(run_id, "refused", ["no registry instance in the catalog: the "
+                                             "instances cannot be switched to read-only"])
     refs = set(protected_refs)
     for hook in hooks:
         refs |= await hook()

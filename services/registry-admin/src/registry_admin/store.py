@@ -22,7 +22,7 @@ from .secret import new_secret
 from .settings import read_secret_file
 
 __all__ = ["MARKER", "ensure_ca", "ensure_secret", "read_server", "remove_stale_trust",
-           "render_registry_config", "write_server", "write_trust"]
+           "render_registry_config", "set_read_only", "write_server", "write_trust"]
 
 #: file that marks a ``certs.d`` directory as written by registry-admin (removable by it)
 MARKER = ".unify-registry-admin"
@@ -148,3 +148,22 @@ def render_registry_config(*, storage_dir: Path, tls_dir: Path, port: int, secre
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     }
     return yaml.safe_dump(config, sort_keys=True).encode()
+
+
+def set_read_only(config_path: Path, read_only: bool) -> bool:
+    """Switch ``storage.maintenance.readonly.enabled`` in the registries' configuration and
+    leave everything else as it is (0600, atomic). ``True`` when the file changed.
+
+    :raises ValueError: the file is not a distribution configuration (no mapping).
+    :raises OSError: it cannot be read or written.
+    """
+    config = yaml.safe_load(config_path.read_bytes())
+    if not isinstance(config, dict) or not isinstance(config.get("storage"), dict):
+        raise ValueError(f"{config_path} is not a registry configuration")
+    maintenance = config["storage"].setdefault("maintenance", {})
+    if not isinstance(maintenance, dict):
+        raise ValueError(f"{config_path}: storage.maintenance is not a mapping")
+    maintenance["readonly"] = {"enabled": bool(read_only)}
+    return write_atomic(config_path, yaml.safe_dump(config, sort_keys=True).encode(),
+                        mode=0o600)
+
