@@ -1,6 +1,7 @@
 """distribution's notification bodies -> image events (pure).
 
-A registry POSTs an *envelope* (``Content-Type: application/vnd.docker.distribution.events.v1+json``):
+A registry POSTs an *envelope*
+(``Content-Type: application/vnd.docker.distribution.events.v1+json``):
 ``{"events": [event, ...]}``; each event has ``id``, ``timestamp`` (RFC 3339), ``action``
 (``push``, ``pull``, ``mount``, ``delete``), ``target`` (``mediaType``, ``size``, ``digest``,
 ``length``, ``repository``, ``url``, ``tag``), ``request``, ``actor`` (``name``) and

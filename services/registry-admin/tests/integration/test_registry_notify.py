@@ -17,7 +17,6 @@ from unify_common.events import ErrorEvent, ImagePushed, RegistryStep, decode_ev
 from registry_admin import pki
 from registry_admin.registry_api import ACCEPT_MANIFESTS
 
-from conftest import wait_until
 from ra_support import push_image
 
 
