@@ -73,7 +73,8 @@ class RegistryAdmin(Operator):
                          health=Health(SOURCE, version=VERSION))
         self.clock = clock
         # a full reconcile runs every UNIFY_RESYNC seconds too: renewal needs no catalog change
-        self.subscriber = Subscriber(settings.common, name=SOURCE, reconcile=self._reconcile)
+        self.subscriber = Subscriber(settings.common, name=SOURCE, reconcile=self._reconcile,
+                                     health=self.health)  # it adds the "nats" check
         self.ca: pki.Bundle | None = None
         self.server: pki.Bundle | None = None
         #: instance name -> reason, for every instance whose secret differs
@@ -110,9 +111,6 @@ class RegistryAdmin(Operator):
             self.load_secrets()
             self.server = store.read_server(s.tls_dir)
             self.write_registry_config(read_only=False)
-        self.health.add_check("nats", lambda: None if (
-            self.subscriber.nc is not None and self.subscriber.nc.is_connected)
-            else "not connected to NATS")
         self.health.add_check("secret", lambda: "; ".join(self.secret_mismatches.values())
                               or None)
         self.health.add_check("certificate", self._certificate_check)
@@ -168,13 +166,14 @@ class RegistryAdmin(Operator):
     async def reconcile_now(self) -> None:
         """Reconcile at once with the current catalog (what the periodic resync does)."""
         if self.subscriber.mirror is not None:
-            await self._reconcile(self.subscriber.mirror.snapshot())
+            with self.health.time_reconcile():
+                await self._reconcile(self.subscriber.mirror.snapshot())
+            self.health.record_success()
 
     async def _reconcile(self, state) -> None:
+        # the subscriber times it and records its success or failure in self.health
         async with self._lock:
-            with self.health.time_reconcile():
-                await self._reconcile_locked(state)
-            self.health.record_success()
+            await self._reconcile_locked(state)
 
     async def _reconcile_locked(self, state) -> None:
         s = self.settings
