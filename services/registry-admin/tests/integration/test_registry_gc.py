@@ -77,15 +77,29 @@ async def test_ls_follows_catalog_pagination_with_sizes_and_last_push(cluster):
 
 
 @pytest.mark.timeout(240)
-async def test_gc_sweeps_unreferenced_blobs_and_keeps_protected_digests(cluster):
+async def test_gc_sweeps_unreferenced_blobs_and_keeps_protected_digests(
+        cluster, registry_name, tmp_path):
     s = cluster.admin.settings
     ca = str(s.ca_cert_path)
-    keep, keep_blobs, _ = await push_image(s.registry_url, ca, "ra-gc/keep", "1",
-                                           os.urandom(5000))
+    port = int(s.registry_url.rsplit(":", 1)[1])
+    # the protected image goes in with dockerd, and must pull with dockerd afterwards
+    ref = f"{registry_name}:{port}/ra-gc/keep:1"
+    image_id = build_image(tmp_path, ref, os.urandom(5000))
+    try:
+        out = docker("push", ref)
+        keep = re.search(r"digest: (sha256:[0-9a-f]{64})", out).group(1)
+        docker("rmi", ref)
+    except BaseException:
+        subprocess.run(["docker", "rmi", "-f", image_id], env=DOCKER_ENV,
+                       capture_output=True, timeout=60)
+        raise
     junk, junk_blobs, _ = await push_image(s.registry_url, ca, "ra-gc/junk", "1",
                                            os.urandom(5000))
     async with RegistryClient(s.registry_url, s.ca_cert_path) as reg:
         assert await reg.delete_manifest("ra-gc/junk", junk)
+        manifest = await reg.manifest("ra-gc/keep", keep)
+    keep_blobs = {manifest.body["config"]["digest"]} | {
+        layer["digest"] for layer in manifest.body["layers"]}
     # the dry run from the command line: nothing deleted, the junk blobs listed
     out = await asyncio.to_thread(subprocess.run, [UNIFY, "registry", "gc", "--dry-run"],
                                   env=cli_env(cluster), capture_output=True, text=True,
@@ -116,6 +130,13 @@ async def test_gc_sweeps_unreferenced_blobs_and_keeps_protected_digests(cluster)
             assert await reg.blob_exists("ra-gc/keep", blob)
     for node in nodes:
         assert await upload_status(cluster, node) == 202  # read-write again
+    try:
+        docker("pull", ref)
+        assert json.loads(docker("inspect", ref))[0]["RepoDigests"] == [
+            f"{registry_name}:{port}/ra-gc/keep@{keep}"]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", ref], env=DOCKER_ENV, capture_output=True,
+                       timeout=60)
     steps = [(e.step, e.status) for e in cluster.collector.of("unify.registry.step.gc")
              if isinstance(e, RegistryStep) and e.run_id == outcome.run_id
              and e.step != "restart"]
