@@ -80,11 +80,13 @@ async def run_streamed(argv: list[str], *, env: dict[str, str], timeout_s: float
 
 async def build_image(*, docker_bin: str, docker_host: str, context: str, dockerfile: str,
                       tag: str, args: tuple[tuple[str, str], ...], target: str,
-                      cache_from: str, timeout_s: float, emit: Emit) -> None:
+                      cache_from: str, timeout_s: float, emit: Emit,
+                      limit_s: float | None = None) -> None:
     """``docker build`` ``context`` into ``tag``, streaming its output.
 
     ``cache_from`` (the previous release's image, may be empty) adds ``--cache-from``; the
-    engine's own layer cache is kept between builds anyway.
+    engine's own layer cache is kept between builds anyway. ``timeout_s`` is what is left of
+    the push's build time limit ``limit_s`` (the one named in the error).
 
     :raises EngineError: the build failed or ran past ``timeout_s``.
     """
@@ -100,7 +102,7 @@ async def build_image(*, docker_bin: str, docker_host: str, context: str, docker
     try:
         code = await run_streamed(argv, env=_env(docker_host), timeout_s=timeout_s, emit=emit)
     except TimeoutError:
-        raise EngineError(f"build time limit of {timeout_s:g} s reached") from None
+        raise EngineError(f"build time limit of {limit_s or timeout_s:g} s reached") from None
     if code != 0:
         raise EngineError(f"docker build exited with {code}")
 

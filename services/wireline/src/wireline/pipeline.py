@@ -367,7 +367,8 @@ async def _images(store: Store, settings: WirelineSettings, ctx: PushContext, sh
                 docker_bin=settings.docker_bin, docker_host=settings.build_docker_host,
                 context=str(context), dockerfile=str(dockerfile), tag=f"{repository}:{sha}",
                 args=service.build.args, target=service.build.target, cache_from=cache_from,
-                timeout_s=max(1.0, deadline - time.monotonic()), emit=out.line)
+                timeout_s=max(1.0, deadline - time.monotonic()), emit=out.line,
+                limit_s=settings.build_timeout_s)
         except engine.EngineError as err:
             times["build_s"] = time.monotonic() - started
             raise _Failed("build", str(err)) from None

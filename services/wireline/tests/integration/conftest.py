@@ -25,9 +25,11 @@ def wl_registry(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def wireline(tmp_path_factory: pytest.TempPathFactory, wl_nats, wl_registry):
+def wireline(request, tmp_path_factory: pytest.TempPathFactory, wl_nats, wl_registry):
+    """The service, with the test module's ``WIRELINE_ENV`` (a dict) added to its settings."""
     service = start_wireline(tmp_path_factory.mktemp("wl"), nats_url=wl_nats.url,
-                             registry=wl_registry.addr)
+                             registry=wl_registry.addr,
+                             extra=getattr(request.module, "WIRELINE_ENV", None))
     yield service
     try:
         remove_stacks(sorted(service.apps))

@@ -112,13 +112,29 @@ def test_push_change_fail_rollback_scale_remove(wireline, wl_nats, wl_registry, 
     listing = wireline.unify("apps", "ls").stdout.splitlines()
     assert listing[1].split()[:3] == ["ticker", "6", "deployed"]
 
+    # BUILD=N reuses the last deployed images; PUSH=N builds only
+    make_app(app, version="2", ini="BUILD=N\nSCALE=web=1\n")
+    result = wireline.push(app, alice, "ticker")
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("building ") for line in _remote(result))
+    reused = wireline.releases("ticker")[-1]
+    assert (reused["number"], reused["images"], reused["replicas"]) == (
+        7, release["images"], {"web": 1})
+    assert service_state("ticker") == (release["images"]["web"], 1)
+    make_app(app, version="4", ini="PUSH=N\n")
+    result = wireline.push(app, alice, "ticker")
+    assert result.returncode == 0, result.stderr
+    assert _remote(result)[-1] == "PUSH=N: built, nothing pushed or deployed"
+    assert wireline.releases("ticker")[-1]["outcome"] == "built"
+    assert service_state("ticker") == (release["images"]["web"], 1)
+
     # 6. another branch is stored, not deployed
     run(["git", "-C", str(app), "branch", "-f", "feature"])
     result = wireline.push(app, alice, "ticker", ref="feature")
     assert result.returncode == 0
     assert _remote(result) == ["refs/heads/feature stored, not deployed (the deploy branch "
                                "is main)"]
-    assert len(wireline.releases("ticker")) == 6
+    assert len(wireline.releases("ticker")) == 8
 
     # 7. DEPLOY=N: the stack is removed
     make_app(app, version="2", ini="DEPLOY=N\n")
@@ -129,7 +145,7 @@ def test_push_change_fail_rollback_scale_remove(wireline, wl_nats, wl_registry, 
     assert wireline.releases("ticker")[-1]["outcome"] == "removed"
     recorded = [e.release.number for e in asyncio.run(
         _events(wl_nats.url, "unify.apps.ticker.release")) if isinstance(e, ReleaseRecorded)]
-    assert recorded == [1, 2, 3, 4, 5, 6, 7]
+    assert recorded == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     # the build output events of release 1 put back together are its kept log
     chunks = sorted((e.first_line, e.lines) for e in asyncio.run(
         _events(wl_nats.url, "unify.apps.ticker.build"))

@@ -135,3 +135,42 @@ def test_keys_cli_lists_and_removes(wireline):
                what="bob removed from authorized_keys")
     result = wireline.ssh(bob, "git-receive-pack 'web'")
     assert result.returncode == 255
+
+
+WIRELINE_ENV = {"UNIFY_WIRELINE_BUILD_TIMEOUT": "3"}
+
+
+@pytest.mark.timeout(120)
+def test_refused_files_and_build_time_limit(wireline, wl_nats, tmp_path):
+    carol = wireline.new_key("carol", apps="hostile,slow")
+    app = make_app(tmp_path / "hostile", version="1", pair=False)
+    compose = json.loads((app / "compose.yaml").read_text())
+    compose["services"]["web"]["privileged"] = True
+    (app / "compose.yaml").write_text(json.dumps(compose))
+    (app / "wireline.ini").write_text("REGISTRY=evil.example:5000\n")
+    run(["git", "-C", str(app), "add", "-A"])
+    run(["git", "-C", str(app), "commit", "-q", "-m", "hostile"])
+    result = wireline.push(app, carol, "hostile")
+    assert result.returncode != 0
+    remote = [line[8:].rstrip() for line in result.stderr.splitlines()
+              if line.startswith("remote: ")]
+    assert remote[1:] == [
+        "wireline.ini: REGISTRY is set by the operator; ignored",
+        "deploy failed: service 'web': key 'privileged' is not allowed by wireline"]
+    events = asyncio.run(_errors(wl_nats.url))
+    assert [(e.reason, e.message, e.service) for e in events if e.reason == "invalid-app"] == [
+        ("invalid-app", "hostile: service 'web': key 'privileged' is not allowed by wireline",
+         "hostile")]
+
+    slow = make_app(tmp_path / "slow", version="1")
+    dockerfile = (slow / "Dockerfile").read_text().replace(
+        "WORKDIR /srv\n", f"WORKDIR /srv\nRUN echo {tmp_path.name} && sleep 60\n")
+    (slow / "Dockerfile").write_text(dockerfile)
+    run(["git", "-C", str(slow), "commit", "-q", "-am", "slow"])
+    result = wireline.push(slow, carol, "slow")
+    assert result.returncode != 0
+    assert "remote: deploy failed: build time limit of 3 s reached" in result.stderr
+    release = wireline.releases("slow")[-1]
+    assert (release["outcome"], release["message"]) == ("failed",
+                                                         "build time limit of 3 s reached")
+    assert 3 <= release["build_s"] < 6
