@@ -208,6 +208,11 @@ async def _run(args: argparse.Namespace) -> int:
             text, replicas = rescaled(target, {})
             kind, rollback_of = "rollback", target.number
         else:
+            latest = (await store.list_releases(app))[-1]
+            if latest.outcome == "removed":
+                print(f"unify apps: {app} was removed (release {latest.number}); push it "
+                      "again first", file=sys.stderr)
+                return 1
             try:
                 counts = parse_scale(" ".join(args.counts), where="scale")
                 target = deployed[-1]

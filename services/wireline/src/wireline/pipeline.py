@@ -13,7 +13,6 @@ release's kept log, and out as ``build.output`` events.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import subprocess
 import sys

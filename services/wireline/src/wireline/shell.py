@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                       WIRELINE_FINGERPRINT=args.fingerprint, WIRELINE_T0=repr(time.time()),
                       WIRELINE_SOCKET=str(settings.socket_path))
     os.execvp("git", ["git", "-c", f"core.hooksPath={hooks}", "-c", "receive.fsckObjects=true",
+                      "-c", f"receive.maxInputSize={settings.max_repo_mb << 20}",
                       "receive-pack", str(repo)])
     return 1  # not reached
 
