@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from unify_common.events import ImagePushed, RegistryStep
+from unify_common.events import ImageDeleted, ImagePushed, RegistryStep
 
 from registry_admin import gc, pki, plan
 from registry_admin.registry_api import RegistryClient
@@ -100,6 +100,9 @@ async def test_gc_sweeps_unreferenced_blobs_and_keeps_protected_digests(
         manifest = await reg.manifest("ra-gc/keep", keep)
     keep_blobs = {manifest.body["config"]["digest"]} | {
         layer["digest"] for layer in manifest.body["layers"]}
+    deleted = await cluster.collector.wait_for(
+        lambda e: isinstance(e, ImageDeleted) and e.repository == "ra-gc/junk")
+    assert (deleted.digest, deleted.tag) == (junk, "")
     # the dry run from the command line: nothing deleted, the junk blobs listed
     out = await asyncio.to_thread(subprocess.run, [UNIFY, "registry", "gc", "--dry-run"],
                                   env=cli_env(cluster), capture_output=True, text=True,
