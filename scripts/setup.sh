@@ -3,6 +3,8 @@
 #   - Debian packages: HAProxy, dnsmasq (the real servers the tests drive)
 #   - a virtualenv in .venv with every package installed editable, versions from constraints.txt
 #   - the pinned Consul, built from the Go module proxy into ~/.cache/unify/bin (reused)
+#   - Debian's docker-registry, openssh-server and git (registry-admin and wireline tests)
+#   - scripts/setup-engine.sh: Docker Engine, single-node Swarm, local base image
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,9 @@ need_apt=()
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
 command -v go >/dev/null || need_apt+=(golang-go)
+command -v git >/dev/null || need_apt+=(git)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)   # registry-admin, wireline
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)  # wireline
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
@@ -29,4 +34,9 @@ fi
   -r requirements-dev.txt
 
 bash scripts/build-consul.sh >/dev/null
+# the Docker Engine, a single-node Swarm and the local base image, for the container tests
+# (UNIFY_CONTAINERS=0 leaves them out: the process-level stack and tests need none of them)
+if [ "${UNIFY_CONTAINERS:-1}" != 0 ]; then
+  bash scripts/setup-engine.sh
+fi
 echo "setup: ready (.venv, consul in ${UNIFY_CACHE_DIR:-$HOME/.cache/unify}/bin)"
