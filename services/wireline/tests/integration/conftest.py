@@ -1,6 +1,6 @@
-"""Fixtures for wireline's integration tests: per module one nats-server, one registry
-(Debian ``docker-registry``) and one wireline service with its sshd; the test stacks
-(``wl-test-<app>``) are removed afterwards."""
+"""Fixtures for wireline's integration tests: one registry (Debian ``docker-registry``) for
+the session (the base image's layers are uploaded once), per module one nats-server and one
+wireline service with its sshd; the test stacks (``wl-test-<app>``) are removed afterwards."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def wl_nats(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wl_registry(tmp_path_factory: pytest.TempPathFactory):
     registry = Registry(tmp_path_factory.mktemp("wl-registry")).start()
     yield registry

@@ -137,7 +137,7 @@ def test_keys_cli_lists_and_removes(wireline):
     assert result.returncode == 255
 
 
-WIRELINE_ENV = {"UNIFY_WIRELINE_BUILD_TIMEOUT": "3"}
+WIRELINE_ENV = {"UNIFY_WIRELINE_BUILD_TIMEOUT": "5"}
 
 
 @pytest.mark.timeout(120)
@@ -169,8 +169,29 @@ def test_refused_files_and_build_time_limit(wireline, wl_nats, tmp_path):
     run(["git", "-C", str(slow), "commit", "-q", "-am", "slow"])
     result = wireline.push(slow, carol, "slow")
     assert result.returncode != 0
-    assert "remote: deploy failed: build time limit of 3 s reached" in result.stderr
+    assert "remote: deploy failed: build time limit of 5 s reached" in result.stderr
     release = wireline.releases("slow")[-1]
     assert (release["outcome"], release["message"]) == ("failed",
-                                                         "build time limit of 3 s reached")
-    assert 3 <= release["build_s"] < 6
+                                                         "build time limit of 5 s reached")
+    assert 5 <= release["build_s"] < 8
+
+
+@pytest.mark.timeout(120)
+def test_first_deploy_failing_its_healthcheck(wireline, wl_nats, tmp_path):
+    dave = wireline.new_key("dave", apps="sick")
+    app = make_app(tmp_path / "sick", version="1", healthy=False)
+    deploy = json.loads((app / "deploy.yaml").read_text())
+    deploy["services"]["web"]["deploy"] = {"restart_policy": {"delay": "1s"}}
+    (app / "deploy.yaml").write_text(json.dumps(deploy))
+    run(["git", "-C", str(app), "commit", "-q", "-am", "restart quickly"])
+    result = wireline.push(app, dave, "sick")
+    assert result.returncode != 0
+    failure = [line for line in result.stderr.splitlines()
+               if line.startswith("remote: deploy failed: ")]
+    assert len(failure) == 1
+    assert failure[0].startswith("remote: deploy failed: wl-test-sick_web: 2 tasks failed "
+                                 "(last: task: non-zero exit (143): dockerexec: unhealthy "
+                                 "container)"), failure
+    release = wireline.releases("sick")[-1]
+    assert (release["number"], release["outcome"]) == (1, "failed")
+    assert not (wireline.data_dir / "repos" / "sick.git" / "refs" / "heads" / "main").exists()

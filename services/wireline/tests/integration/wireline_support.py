@@ -196,7 +196,8 @@ def make_app(path: Path, *, version: str, healthy: bool = True, ini: str = "",
     elif health.exists():
         health.unlink()
     (path / "Dockerfile").write_text(DOCKERFILE)
-    service = {"environment": {"SERVICE_NAME": "ticker",
+    service = {"init": True,  # docker-init as PID 1: SIGTERM stops the server at once
+               "environment": {"SERVICE_NAME": "ticker",
                                "SERVICE_TAGS": "dns=unify.test,vhost=ticker,http=80"},
                "healthcheck": {"test": ["CMD-SHELL", HEALTH], "interval": "1s",
                                "timeout": "3s", "retries": 2}}
