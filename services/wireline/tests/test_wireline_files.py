@@ -194,9 +194,11 @@ def test_stack_rendered():
                             "failure_action": "pause", "monitor": "5s"}}
     assert web["environment"]["SERVICE_TAGS"] == "dns=example.test,vhost=ticker,http=80"
     assert plan.stack["volumes"] == {"data": {}}
-    text, replicas = rescale(plan.text, {"web": 5})
+    text, replicas = rescale(plan.text, {"web": 5}, labels={"unify.wireline.release": "5"})
     assert replicas == {"cache": 3, "web": 5}
     assert yaml.safe_load(text)["services"]["web"]["deploy"]["replicas"] == 5
+    assert yaml.safe_load(text)["services"]["cache"]["deploy"]["labels"] == {
+        "unify.wireline.release": "5"}
     with pytest.raises(ValueError):
         rescale(plan.text, {"nope": 1})
     with pytest.raises(ValueError):

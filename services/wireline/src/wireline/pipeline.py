@@ -475,6 +475,7 @@ async def redeploy(store: Store, settings: WirelineSettings, *, app: str, base: 
     try:
         number = await store.next_number(app)
         out.store, out.app, out.number = store, app, number
+        text, _ = rescale(text, {}, labels={"unify.wireline.release": str(number)})
         release = msgspec.structs.replace(
             base, number=number, kind=kind, outcome="failed", pusher=actor, fingerprint="",
             node=store.common.node, started_at=_ms(), rollback_of=rollback_of,

@@ -112,14 +112,20 @@ def render_stack(spec: AppSpec, images: dict[str, str], *, app: str, scale: dict
     return StackPlan(text=text, stack=stack, orders=orders, replicas=replicas)
 
 
-def rescale(text: str, scale: dict[str, int]) -> tuple[str, dict[str, int | None]]:
-    """A stored stack text with ``deploy.replicas`` changed per ``scale``.
+def rescale(text: str, scale: dict[str, int], *, labels: dict[str, str] | None = None
+            ) -> tuple[str, dict[str, int | None]]:
+    """A stored stack text with ``deploy.replicas`` changed per ``scale`` and ``labels``
+    set on every service's ``deploy.labels``.
 
     :returns: (new text, service -> replicas).
     :raises ValueError: a service not in the stack, or a global one.
     """
     stack = yaml.safe_load(text)
     services = stack["services"]
+    for service in services.values():
+        if labels:
+            deploy = service.setdefault("deploy", {})
+            deploy["labels"] = {**(deploy.get("labels") or {}), **labels}
     for name, count in scale.items():
         if name not in services:
             raise ValueError(f"no service {name!r} in the app (has: {', '.join(services)})")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from wireline_support import head, make_app, run, service_state, stack_services
+from wireline_support import (head, make_app, run, service_labels, service_state,
+                              stack_services)
 
 from unify_common.events import BuildOutput, DeployFailed, ReleaseRecorded, decode_event
 from unify_common.natsio import connect_nats
@@ -98,6 +99,8 @@ def test_push_change_fail_rollback_scale_remove(wireline, wl_nats, wl_registry, 
     last = wireline.releases("ticker")[-1]
     assert (last["number"], last["kind"], last["outcome"], last["rollback_of"],
             last["images"]) == (4, "rollback", "deployed", 1, {"web": image1})
+    labels = service_labels("ticker")
+    assert (labels["unify.wireline.release"], labels["unify.wireline.sha"]) == ("4", sha1)
 
     # 5. scale from the CLI, then SCALE= in wireline.ini with a push (back to sha2's code)
     result = wireline.unify("apps", "scale", "ticker", "web=2")

@@ -236,6 +236,15 @@ def service_state(app: str, service: str = "web") -> tuple[str, int]:
         client.close()
 
 
+def service_labels(app: str, service: str = "web") -> dict[str, str]:
+    """The Swarm service's own labels (compose ``deploy.labels``)."""
+    client = docker.APIClient(base_url=DOCKER_HOST, version="1.41")
+    try:
+        return client.inspect_service(f"{STACK_PREFIX}{app}_{service}")["Spec"]["Labels"]
+    finally:
+        client.close()
+
+
 def stack_services(app: str) -> list[str]:
     client = docker.APIClient(base_url=DOCKER_HOST, version="1.41")
     try:
