@@ -163,6 +163,22 @@ class WirelineService:
         ensure_hooks(s)
         if not s.authorized_keys.exists():
             write_atomic(s.authorized_keys, b"", mode=0o644)
+        self._hand_over(s.repos_dir, s.data_dir / "log")
+
+    def _hand_over(self, *dirs: Path) -> None:
+        """Give the SSH user the folders its forced command writes (the repositories, the
+        shell's log) when wireline runs as root and pushes arrive as another user."""
+        if os.geteuid() != 0 or self.settings.ssh_user == "root":
+            return
+        try:
+            user = pwd.getpwnam(self.settings.ssh_user)
+        except KeyError:
+            log.warning("ssh user unknown; its folders stay root's", extra={"fields": {
+                "user": self.settings.ssh_user}})
+            return
+        for folder in dirs:
+            for path in (folder, *folder.rglob("*")):
+                os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
     def write_keys(self, keys: list[StoredKey]) -> bool:
         """Render the ``AuthorizedKeysFile``. :returns: whether it changed."""
