@@ -99,6 +99,15 @@ def test_stack_runs_every_service_healthy_on_its_secrets(swarm):
         env = _env(client.api.inspect_container(containers[short][0]))
         assert env["UNIFY_NODE"] == node
 
+    # capabilities: all dropped; HAProxy and dnsmasq keep the one to bind low ports
+    caps = {short: (client.api.inspect_container(cids[0])["HostConfig"]["CapAdd"],
+                    client.api.inspect_container(cids[0])["HostConfig"]["CapDrop"])
+            for short, cids in containers.items()}
+    bind = (["CAP_NET_BIND_SERVICE"], ["ALL"])
+    assert caps == {"consul": (None, ["ALL"]), "nats": (None, ["ALL"]),
+                    "consul-bridge": (None, ["ALL"]), "registrator": (None, ["ALL"]),
+                    "switchboard": bind, "dns411": bind}
+
     # Consul enforces its ACL (default deny): anonymous reads see nothing, while registrator,
     # with the token from its secret file, registered this node's HAProxy (switchboard's
     # host-mode port) as the `haproxy` service of the domain
