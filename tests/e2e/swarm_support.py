@@ -218,7 +218,7 @@ class SwarmStack:
 
     client: docker.DockerClient
     docker_host: str
-    images: dict[str, str]
+    images: dict[str, object]
     name: str
     domain: str = "unify.test"
     ports: dict[str, int] = field(default_factory=dict)
@@ -267,8 +267,9 @@ class SwarmStack:
 
     def environment(self) -> dict[str, str]:
         """The environment ``docker stack deploy`` substitutes into the stack file."""
-        image = self.images["consul-bridge"]
-        prefix, _, tag = image.rpartition(":")
+        image = self.images["consul-bridge"].tag  # a tests.fixtures.engine BuildResult
+        # suite_images gives a reference or a BuildResult (its ``tag`` is the reference)
+        prefix, _, tag = getattr(image, "tag", image).rpartition(":")
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("UNIFY_", "CONSUL_", "NATS_", "AWS_"))}
         p = self.ports
@@ -309,7 +310,7 @@ class SwarmStack:
     def deploy(self) -> None:
         """Create the secrets, label this node as the DNS node and deploy the stack."""
         acl = ("acl {\n  enabled = true\n  default_policy = \"deny\"\n"
-               "  enable_token_persistence = false\n  tokens {\n"
+               "  tokens {\n"
                f"    initial_management = \"{self.consul_token}\"\n"
                f"    agent = \"{self.consul_token}\"\n  }}\n}}\n")
         nats_conf = ("authorization {\n  user: unify\n"

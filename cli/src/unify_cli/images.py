@@ -67,16 +67,19 @@ class Component:
     probe_url: str = ""
     bin: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
+    setup: str = ""
 
 
 @dataclass(frozen=True)
 class BuildResult:
-    """A built image: ``seconds`` of build time, ``size`` in bytes as the engine reports it."""
+    """A built image: ``seconds`` of build time, ``size`` in bytes as the engine reports it,
+    ``revision`` the source revision in its labels."""
 
     component: str
     tag: str
     seconds: float
     size: int
+    revision: str
 
 
 def load_components(path: Path | None = None) -> dict[str, Component]:
@@ -182,11 +185,12 @@ def _context(root: Path, house: Path, component: Component) -> Path:
     shutil.copy2(root / "deploy" / "images" / "Dockerfile", ctx / "Dockerfile")
     shutil.copy2(root / "deploy" / "images" / "probe.py", ctx / "probe.py")
     for name in component.bin:
-        source = _consul_binary() if name == "consul" else Path(shutil.which(name) or name)
-        if not source.exists():
+        # "consul": the one scripts/build-consul.sh builds; an absolute path: that file
+        source = _consul_binary() if name == "consul" else Path(name)
+        if not source.is_absolute() or not source.exists():
             raise FileNotFoundError(f"{component.name}: {name} not found "
                                     f"(for consul: bash scripts/build-consul.sh)")
-        _link(source.resolve(), ctx / "bin" / name)
+        _link(source.resolve(), ctx / "bin" / source.name)
     (ctx / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
     return ctx
 
@@ -235,7 +239,7 @@ def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE
             "BASE": base, "COMPONENT": name, "COMMAND": comp.command,
             "PIP_PACKAGES": " ".join(comp.pip), "APT_PACKAGES": " ".join(comp.apt),
             "SETCAP": " ".join(comp.setcap), "RUN_AS": comp.user,
-            "STATE_DIRS": " ".join(comp.dirs),
+            "STATE_DIRS": " ".join(comp.dirs), "SETUP": comp.setup,
             "HEALTH_ADDR": f"0.0.0.0:{comp.health_port}" if comp.health_port else "",
             "PROBE_URL": comp.probe_url, "VERSION": version, "REVISION": revision,
         }
@@ -252,7 +256,7 @@ def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE
                 tail.append(text)
         seconds = time.monotonic() - started
         size = client.images.get(ref).attrs["Size"]
-        results.append(BuildResult(name, ref, round(seconds, 1), size))
+        results.append(BuildResult(name, ref, round(seconds, 1), size, revision))
         log(f"{ref}: {seconds:.1f} s, {size / 1e6:.0f} MB")
     return results
 
