@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services" / "wireline" / "tests" / "integration"))
 
-from wireline_support import (Registry, make_app, remove_stacks,  # noqa: E402
-                              start_wireline)
+from wireline_support import (Registry, make_app, remove_images,  # noqa: E402
+                              remove_stacks, start_wireline)
 
 from unify_cli.devstack.nats import NatsServer  # noqa: E402
 
@@ -81,6 +81,7 @@ def main() -> int:
             wireline.process.stop()
             registry.stop()
             nats.stop()
+            remove_images(f"{registry.addr}/")
     cols = ("receive_s", "build_s", "push_s", "deploy_s", "total", "overhead",
             "overhead_nopush")
     print("| push | receive | build | push | deploy | total | overhead | overhead w/o push |")

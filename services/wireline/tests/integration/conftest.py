@@ -5,7 +5,7 @@ wireline service with its sshd; the test stacks (``wl-test-<app>``) are removed 
 from __future__ import annotations
 
 import pytest
-from wireline_support import Registry, remove_stacks, start_wireline
+from wireline_support import Registry, remove_images, remove_stacks, start_wireline
 
 from unify_cli.devstack.nats import NatsServer
 
@@ -22,6 +22,7 @@ def wl_registry(tmp_path_factory: pytest.TempPathFactory):
     registry = Registry(tmp_path_factory.mktemp("wl-registry")).start()
     yield registry
     registry.stop()
+    remove_images(f"{registry.addr}/")
 
 
 @pytest.fixture(scope="module")

@@ -275,5 +275,21 @@ def remove_stacks(apps) -> None:
         time.sleep(0.5)
 
 
+def remove_images(prefix: str) -> None:
+    """Untag every image the tests built for this session's registry (``prefix`` is
+    ``127.0.0.1:<port>/``); layers no other image uses go with them."""
+    client = docker.APIClient(base_url=DOCKER_HOST, version="1.41")
+    try:
+        for image in client.images():
+            for tag in image.get("RepoTags") or ():
+                if tag.startswith(prefix):
+                    try:
+                        client.remove_image(tag, force=True)
+                    except docker.errors.APIError:
+                        pass  # still used by a container being removed: left behind
+    finally:
+        client.close()
+
+
 def wait_until(predicate, *, timeout: float, what: str):
     wait_for(predicate, timeout=timeout, what=what)
