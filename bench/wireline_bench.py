@@ -1,5 +1,5 @@
 """Benchmark: ``git push`` to a running Swarm service through wireline, split into stages.
-Not a test: it prints numbers (and a Markdown table with ``--markdown``).
+Not a test: it prints a Markdown table.
 
 Everything is real: nats-server, the Debian ``docker-registry`` on 127.0.0.1, wireline's
 service process with its OpenSSH sshd, git over ssh, the Docker Engine at ``DOCKER_HOST`` and
@@ -59,7 +59,6 @@ def one_push(wireline, pusher, repo: Path, app: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warm", type=int, default=5, help="warm pushes (default 5)")
-    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("DOCKER_HOST", "unix:///run/unify-docker.sock")
     app = f"bench{os.getpid()}"
