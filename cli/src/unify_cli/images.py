@@ -206,12 +206,14 @@ def _revision(root: Path) -> str:
 
 def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE,
                  prefix: str = "unify-local", tag: str = "dev", client=None,
+                 nocache: bool = False,
                  log: Callable[[str], None] = print) -> list[BuildResult]:
     """Build the named images (all of ``components.toml`` when ``names`` is None).
 
     :param base: the base image (an official ``python:3.x-slim`` by default; on a machine
         that cannot pull, the local ``unify-local/debian:bookworm`` from setup-engine.sh).
     :param client: a ``docker.DockerClient`` (default ``docker.from_env()``).
+    :param nocache: build every layer again (the benchmark's cold build).
     :raises KeyError: an unknown component name.
     :raises RuntimeError: a build failed (its last output lines in the message).
     """
@@ -246,7 +248,7 @@ def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE
         started = time.monotonic()
         tail: list[str] = []
         for chunk in client.api.build(path=str(ctx), tag=ref, buildargs=args, rm=True,
-                                      forcerm=True, network_mode="host", decode=True,
+                                      forcerm=True, network_mode="host", decode=True, nocache=nocache,
                                       timeout=BUILD_TIMEOUT_S):
             if "error" in chunk:
                 raise RuntimeError(f"building {ref} failed: {chunk['error'].strip()}\n"
