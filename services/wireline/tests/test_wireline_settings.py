@@ -109,3 +109,24 @@ def test_push_request_refused(raw, message):
         assert str(err.value) == message
     else:
         assert str(err.value).startswith("malformed hook request")
+
+
+def test_hook_without_the_service_runs_the_pipeline_itself(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, WIRELINE_SOCKET=str(tmp_path / "absent.sock"), WIRELINE_APP="ticker",
+               WIRELINE_KEY="alice", UNIFY_WIRELINE_DATA_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "wireline.hook"], env=env,
+                            input=f"{ZERO} {SHA} refs/heads/feature\n", capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "wireline service not reachable; deploying from the hook",
+        "refs/heads/feature stored, not deployed (the deploy branch is main)"]
+    refused = subprocess.run([sys.executable, "-m", "wireline.hook"], env=env,
+                             input=f"{SHA} {ZERO} refs/heads/main\n", capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "refused: deleting main is not allowed; push DEPLOY=N in wireline.ini to remove the app")
