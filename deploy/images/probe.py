@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Container HEALTHCHECK probe (standard library only, so it runs in every Unify image).
 
-Asks ``UNIFY_PROBE_URL`` when it is set (Consul, NATS and moto images), else ``/readyz`` on
-``UNIFY_HEALTH_ADDR`` (a Unify service; ``0.0.0.0`` is asked on ``127.0.0.1``). Exit status 0
-on a 2xx answer within 3 s, 1 otherwise (the reason on stderr, which Docker keeps in the
-container's health log).
+Asks ``UNIFY_PROBE_URL`` when it is set (Consul, NATS, moto and registry images), else
+``/readyz`` on ``UNIFY_HEALTH_ADDR`` (a Unify service; ``0.0.0.0`` is asked on ``127.0.0.1``).
+An ``https`` URL is verified with the CA file ``UNIFY_PROBE_CA`` when set (a registry serving
+registry-admin's certificate). Exit status 0 on a 2xx answer within 3 s, 1 otherwise (the
+reason on stderr, which Docker keeps in the container's health log).
 """
 
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -25,7 +27,9 @@ def main() -> int:
             host = "127.0.0.1"
         url = f"http://{host}:{port}/readyz?verbose"
     try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
+        ca = os.environ.get("UNIFY_PROBE_CA", "")
+        context = ssl.create_default_context(cafile=ca) if ca else None
+        with urllib.request.urlopen(url, timeout=3, context=context) as resp:
             return 0 if 200 <= resp.status < 300 else 1
     except urllib.error.HTTPError as err:
         print(err.read(2000).decode(errors="replace"), file=sys.stderr, end="")
