@@ -14,7 +14,8 @@
 #      file system tarball is cached in $UNIFY_CACHE_DIR/base, so a new data-root re-imports it
 #      in seconds instead of bootstrapping again (~75 s).
 #
-# Writes the engine's address to .unify/engine.env (`export DOCKER_HOST=...`), which
+# Writes the engine's address to .unify/engine.env (`export DOCKER_HOST=...`, and
+# UNIFY_DOCKER_SOCKET, the socket path the compose file mounts into registrator), which
 # scripts/test.sh sources and the test fixtures read. Must run as root (or with sudo) the
 # first time; later runs only check.
 set -euo pipefail
@@ -66,7 +67,10 @@ if ! engine_up; then
   engine_up || { say "dockerd did not come up; see /var/log/unify-dockerd.log"; tail -20 /var/log/unify-dockerd.log >&2; exit 1; }
 fi
 mkdir -p .unify
-printf 'export DOCKER_HOST=%q\n' "$DOCKER_HOST" > .unify/engine.env
+{ printf 'export DOCKER_HOST=%q\n' "$DOCKER_HOST"
+  # the socket path, for containers that mount it (registrator in deploy/compose)
+  case "$DOCKER_HOST" in unix://*) printf 'export UNIFY_DOCKER_SOCKET=%q\n' "${DOCKER_HOST#unix://}";; esac
+} > .unify/engine.env
 
 # -- 3. swarm -----------------------------------------------------------------------------
 state="$("${DOCKER[@]}" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true)"
