@@ -13,7 +13,8 @@ def test_secrets_come_from_files(tmp_path):
     settings = CommonSettings.from_env({
         "CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "token"),
         "NATS_PASSWORD_FILE": str(tmp_path / "password"), "NATS_USER": "unify"})
-    assert (settings.consul_token, settings.nats_user, settings.nats_password) == (
+    assert (settings.consul_token.get_secret_value(), settings.nats_user,
+            settings.nats_password.get_secret_value()) == (
         "c0ffee-token", "unify", "s3cret")
     assert "c0ffee" not in repr(settings) and "s3cret" not in repr(settings)
 

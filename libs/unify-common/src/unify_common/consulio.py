@@ -25,6 +25,6 @@ def make_consul(settings: CommonSettings) -> consul.aio.Consul:
         host=settings.consul_host,
         port=settings.consul_port,
         scheme=settings.consul_scheme,
-        token=settings.consul_token or None,
+        token=settings.consul_token.get_secret_value() or None,
         verify=settings.consul_ca or True,
     )

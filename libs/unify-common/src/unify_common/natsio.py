@@ -73,7 +73,7 @@ async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool =
         options["user_credentials"] = settings.nats_creds
     elif settings.nats_user:
         options["user"] = settings.nats_user
-        options["password"] = settings.nats_password
+        options["password"] = settings.nats_password.get_secret_value()
     if settings.nats_ca or settings.nats_cert:
         context = ssl.create_default_context(cafile=settings.nats_ca or None)
         if settings.nats_cert:

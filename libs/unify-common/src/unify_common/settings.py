@@ -1,19 +1,40 @@
-"""Connection settings shared by every component, read from the environment.
+"""Connection settings shared by every component, read from the environment, and the base
+of every service's settings (:class:`EnvSettings`, on pydantic-settings).
 
-Each ecosystem's own variables are used where they exist:
+Each ecosystem's own variables are used where they exist (Consul and NATS as their CLIs read
+them); the rest are Unify's own:
 
-* Consul (as the ``consul`` CLI reads them): ``CONSUL_HTTP_ADDR`` (``host:port`` or a URL,
-  default ``127.0.0.1:8500``), ``CONSUL_HTTP_TOKEN``, ``CONSUL_HTTP_SSL``, ``CONSUL_CACERT``.
-* NATS (as the ``nats`` CLI reads them): ``NATS_URL`` (default ``nats://127.0.0.1:4222``;
-  comma-separated for a cluster), ``NATS_CREDS``, ``NATS_USER``, ``NATS_PASSWORD``,
-  ``NATS_CA``, ``NATS_CERT``, ``NATS_KEY``.
-* Unify's own: ``UNIFY_STREAM`` (default ``UNIFY``), ``UNIFY_CATALOG_BUCKET`` (default
-  ``unify-catalog``), ``UNIFY_NODE`` (default: the host name), ``UNIFY_LOG_FORMAT``
-  (``text`` or ``json``), ``UNIFY_LOG_LEVEL`` (default ``INFO``), ``UNIFY_RESYNC`` (seconds
-  between full reconciles of a subscriber while the catalog is quiet, default 300; 0: never).
+========================  =======================================================  =========================
+variable                  meaning                                                  default
+========================  =======================================================  =========================
+``CONSUL_HTTP_ADDR``      Consul agent, ``host:port`` or a URL (``https://`` sets   ``127.0.0.1:8500``
+                          TLS)
+``CONSUL_HTTP_TOKEN``     ACL token (or ``CONSUL_HTTP_TOKEN_FILE``)                 (none)
+``CONSUL_HTTP_SSL``       talk HTTPS to Consul (a boolean)                          ``false``
+``CONSUL_CACERT``         CA bundle verifying Consul's certificate                  (system CAs)
+``NATS_URL``              NATS servers, comma-separated for a cluster               ``nats://127.0.0.1:4222``
+``NATS_CREDS``            credentials file (JWT + nkey seed)                        (none)
+``NATS_USER``             user name                                                 (none)
+``NATS_PASSWORD``         password (or ``NATS_PASSWORD_FILE``)                      (none)
+``NATS_CA``               CA bundle verifying the servers' certificates             (none)
+``NATS_CERT``             client certificate (mutual TLS)                           (none)
+``NATS_KEY``              client key (mutual TLS)                                   (none)
+``UNIFY_STREAM``          the JetStream stream of Unify's events                    ``UNIFY``
+``UNIFY_CATALOG_BUCKET``  the JetStream KV bucket of the catalog                    ``unify-catalog``
+``UNIFY_NODE``            this node's name in events and IDs                        (the host name)
+``UNIFY_LOG_FORMAT``      ``text`` or ``json``                                      ``text``
+``UNIFY_LOG_LEVEL``       Python logging level name                                 ``INFO``
+``UNIFY_RESYNC``          seconds between full reconciles of a subscriber while     ``300``
+                          the catalog is quiet; 0: never
+========================  =======================================================  =========================
 
-Secrets (tokens, passwords) are kept out of ``repr`` so they never reach a log line. Each
-secret can also come from a file, as Swarm secrets and Docker secrets are mounted:
+Booleans, in every Unify setting, take one dialect: ``1``/``true``/``yes``/``on``/``t``/``y``
+and ``0``/``false``/``no``/``off``/``f``/``n`` in any case (pydantic's); anything else is
+refused with an error naming the variable. An empty variable means its default.
+
+Secrets (tokens, passwords) are :class:`pydantic.SecretStr`: ``repr`` and logs show
+``**********``; ``.get_secret_value()`` gives the value to the client library. Each secret can
+also come from a file, as Swarm secrets and Docker secrets are mounted:
 ``CONSUL_HTTP_TOKEN_FILE`` (the Consul CLI's own variable) and ``NATS_PASSWORD_FILE``; the
 file's content, without its trailing newline, is the value. ``NATS_CREDS`` is a file already.
 """
@@ -22,10 +43,16 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Annotated, Any, Mapping, Self
 
-__all__ = ["CommonSettings", "env_float", "env_int", "env_secret"]
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, \
+    model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, NoDecode, \
+    PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "env_float", "env_int",
+           "env_secret", "env_var"]
 
 
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -50,13 +77,6 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _resync(env: Mapping[str, str]) -> float:
-    value = env_float(env, "UNIFY_RESYNC", 300.0)
-    if value < 0:
-        raise ValueError(f"UNIFY_RESYNC must be 0 or more seconds, got {value:g}")
-    return value
-
-
 def env_secret(env: Mapping[str, str], name: str) -> str:
     """The secret ``env[name]``, or the content of the file named by ``env[name + "_FILE"]``
     (trailing newline removed) when that is set; ``""`` when neither is.
@@ -76,56 +96,216 @@ def env_secret(env: Mapping[str, str], name: str) -> str:
         raise ValueError(f"{name}_FILE: cannot read {path}: {type(err).__name__}") from None
 
 
-@dataclass(frozen=True, kw_only=True)
-class CommonSettings:
-    """Where Consul and NATS are and how to authenticate; see the module doc for variables."""
 
-    consul_addr: str = "127.0.0.1:8500"
-    consul_token: str = field(default="", repr=False)
-    consul_scheme: str = "http"
-    consul_ca: str = ""
-    nats_urls: tuple[str, ...] = ("nats://127.0.0.1:4222",)
-    nats_creds: str = ""
-    nats_user: str = ""
-    nats_password: str = field(default="", repr=False)
-    nats_ca: str = ""
-    nats_cert: str = ""
-    nats_key: str = ""
-    stream: str = "UNIFY"
-    catalog_bucket: str = "unify-catalog"
-    node: str = ""
-    log_format: str = "text"
-    log_level: str = "INFO"
-    resync: float = 300.0
+
+def _split_commas(raw: Any) -> Any:
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+#: a tuple of strings; from the environment a comma-separated list (spaces trimmed, empty
+#: items dropped), never JSON.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+
+
+def _host_port(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"must be host:port, got {text!r}")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+#: ``(host, port)``; from the environment ``host:port``, ``[v6]:port`` or ``:port`` (host
+#: ``127.0.0.1``); port 0 means "any free port".
+HostPort = Annotated[tuple[str, int], NoDecode, BeforeValidator(_host_port)]
+
+
+def env_var(name: str, default: Any = ..., **kwargs: Any) -> Any:
+    """A settings field read from the environment variable ``name`` (``Field`` with
+    ``validation_alias``); the constructor takes the field's own name."""
+    return Field(default, validation_alias=name, **kwargs)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``;
+    empty values count as unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key: value for key, value in self._env.items() if value != ""}
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """Each :class:`SecretStr` field ``X`` also read from the file named by ``X_FILE``
+    (:func:`env_secret`: trailing newline removed; both set or an unreadable file is an error)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for var in self.settings_cls.secret_variables():  # type: ignore[attr-defined]
+            if self._env.get(f"{var}_FILE", ""):
+                values[var] = env_secret(self._env, var)
+        return values
+
+
+_BOOL_WORDS = "true or false (also 1/0, yes/no, on/off)"
+
+
+class EnvSettings(BaseSettings):
+    """Base of Unify's settings models: frozen, one field per environment variable (named by
+    :func:`env_var`), read by :meth:`from_env`.
+
+    The constructor takes field names and reads nothing from the environment (tests and
+    benchmarks build settings by hand); :meth:`from_env` reads only the environment.
+    A bad value raises :class:`ValueError` whose message names the variable (several bad
+    values: the messages joined by ``"; "``).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_by_name=True,
+                                      validate_by_alias=True, case_sensitive=True,
+                                      env_ignore_empty=True, arbitrary_types_allowed=True)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise ValueError(type(self)._explain(err)) from None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "CommonSettings":
-        """Read the settings from ``env`` (default ``os.environ``)."""
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **values: Any) -> Self:
+        """Read the settings from ``env`` (default ``os.environ``); ``values`` (by field name)
+        take precedence (e.g. nested settings read separately).
+
+        :raises ValueError: a malformed or missing value, naming the variable.
+        """
         env = os.environ if env is None else env
-        addr = env.get("CONSUL_HTTP_ADDR", "") or "127.0.0.1:8500"
-        scheme = "https" if env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true") else "http"
-        if "://" in addr:
-            scheme, _, addr = addr.partition("://")
-        return cls(
-            consul_addr=addr.rstrip("/"),
-            consul_token=env_secret(env, "CONSUL_HTTP_TOKEN"),
-            consul_scheme=scheme,
-            consul_ca=env.get("CONSUL_CACERT", ""),
-            nats_urls=tuple(u.strip() for u in (env.get("NATS_URL", "") or
-                                                "nats://127.0.0.1:4222").split(",") if u.strip()),
-            nats_creds=env.get("NATS_CREDS", ""),
-            nats_user=env.get("NATS_USER", ""),
-            nats_password=env_secret(env, "NATS_PASSWORD"),
-            nats_ca=env.get("NATS_CA", ""),
-            nats_cert=env.get("NATS_CERT", ""),
-            nats_key=env.get("NATS_KEY", ""),
-            stream=env.get("UNIFY_STREAM", "") or "UNIFY",
-            catalog_bucket=env.get("UNIFY_CATALOG_BUCKET", "") or "unify-catalog",
-            node=env.get("UNIFY_NODE", "") or socket.gethostname(),
-            log_format=env.get("UNIFY_LOG_FORMAT", "") or "text",
-            log_level=env.get("UNIFY_LOG_LEVEL", "") or "INFO",
-            resync=_resync(env),
-        )
+        sources = (InitSettingsSource(cls, init_kwargs=values), _SecretFileSource(cls, env),
+                   _MappingEnvSource(cls, env))
+        return cls(_build_sources=(sources, values))
+
+    @classmethod
+    def env_variables(cls) -> dict[str, str]:
+        """``{variable: field name}`` of every field read from the environment."""
+        return {field.validation_alias: name for name, field in cls.model_fields.items()
+                if isinstance(field.validation_alias, str)}
+
+    @classmethod
+    def secret_variables(cls) -> tuple[str, ...]:
+        """The variables of :class:`SecretStr` fields (each also read from ``<name>_FILE``)."""
+        return tuple(var for var, name in cls.env_variables().items()
+                     if cls.model_fields[name].annotation in (SecretStr, "SecretStr"))
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` (field names), validated like the constructor."""
+        current = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**current, **changes})
+
+    @classmethod
+    def _explain(cls, err: ValidationError) -> str:
+        messages = []
+        for error in err.errors(include_url=False):
+            loc = str(error["loc"][0]) if error["loc"] else ""
+            field = cls.model_fields.get(loc)
+            var = field.validation_alias if field and isinstance(field.validation_alias, str) \
+                else loc
+            kind, given = error["type"], error.get("input")
+            if kind == "value_error":
+                text = str(error["ctx"]["error"])
+                messages.append(text if not var or text.startswith(var) else f"{var} {text}")
+            elif kind.startswith("float"):
+                messages.append(f"{var} must be a number, got {given!r}")
+            elif kind.startswith("int"):
+                messages.append(f"{var} must be an integer, got {given!r}")
+            elif kind.startswith("bool"):
+                messages.append(f"{var} must be {_BOOL_WORDS}, got {given!r}")
+            elif kind == "missing":
+                messages.append(f"{var} is required")
+            else:
+                messages.append(f"{var}: {error['msg']}, got {given!r}")
+        return "; ".join(messages)
+
+
+class CommonSettings(EnvSettings):
+    """Where Consul and NATS are and how to authenticate; see the module doc for variables."""
+
+    consul_addr: str = env_var("CONSUL_HTTP_ADDR", "127.0.0.1:8500")
+    consul_token: SecretStr = env_var("CONSUL_HTTP_TOKEN", SecretStr(""))
+    consul_ssl: bool = env_var("CONSUL_HTTP_SSL", False)
+    consul_ca: str = env_var("CONSUL_CACERT", "")
+    nats_urls: CommaList = env_var("NATS_URL", ("nats://127.0.0.1:4222",))
+    nats_creds: str = env_var("NATS_CREDS", "")
+    nats_user: str = env_var("NATS_USER", "")
+    nats_password: SecretStr = env_var("NATS_PASSWORD", SecretStr(""))
+    nats_ca: str = env_var("NATS_CA", "")
+    nats_cert: str = env_var("NATS_CERT", "")
+    nats_key: str = env_var("NATS_KEY", "")
+    stream: str = env_var("UNIFY_STREAM", "UNIFY")
+    catalog_bucket: str = env_var("UNIFY_CATALOG_BUCKET", "unify-catalog")
+    node: str = env_var("UNIFY_NODE", default_factory=socket.gethostname)
+    log_format: str = env_var("UNIFY_LOG_FORMAT", "text")
+    log_level: str = env_var("UNIFY_LOG_LEVEL", "INFO")
+    resync: float = env_var("UNIFY_RESYNC", 300.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_from_url(cls, data: Any) -> Any:
+        """``CONSUL_HTTP_ADDR=https://host:port``: the URL's scheme decides TLS."""
+        if not isinstance(data, dict):
+            return data
+        key = next((k for k in ("CONSUL_HTTP_ADDR", "consul_addr") if k in data), None)
+        addr = data.get(key) if key else None
+        if isinstance(addr, str) and "://" in addr:
+            scheme, _, rest = addr.partition("://")
+            if scheme not in ("http", "https"):
+                raise ValueError(f"CONSUL_HTTP_ADDR: unknown scheme {scheme!r} (http or https)")
+            data = {k: v for k, v in data.items() if k not in ("CONSUL_HTTP_SSL", "consul_ssl")}
+            data[key] = rest.rstrip("/")
+            data["consul_ssl"] = scheme == "https"
+        return data
+
+    @field_validator("consul_addr")
+    @classmethod
+    def _no_trailing_slash(cls, addr: str) -> str:
+        return addr.rstrip("/")
+
+    @field_validator("nats_urls")
+    @classmethod
+    def _some_url(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        return urls or ("nats://127.0.0.1:4222",)
+
+    @field_validator("resync")
+    @classmethod
+    def _resync_not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"UNIFY_RESYNC must be 0 or more seconds, got {value:g}")
+        return value
+
+    @property
+    def consul_scheme(self) -> str:
+        """``https`` or ``http``."""
+        return "https" if self.consul_ssl else "http"
 
     @property
     def consul_host(self) -> str:
