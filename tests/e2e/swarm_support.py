@@ -213,7 +213,9 @@ class SwarmStack:
     Every port is chosen free (below the ephemeral range) by the constructor and passed to
     ``docker stack deploy`` through its environment; the secrets hold a real Consul ACL
     management token (the Consul of the stack enforces it), a real NATS password (the NATS
-    of the stack requires it) and an AWS credentials file with a fake key.
+    of the stack requires it) and an AWS credentials file with a fake key. ``images`` is the
+    ``suite_images`` fixture's mapping (component -> image reference, or a result with the
+    reference as ``tag``); the images' prefix and tag are taken from consul-bridge's.
     """
 
     client: docker.DockerClient

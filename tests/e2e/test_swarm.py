@@ -52,8 +52,9 @@ def swarm(docker_engine, suite_images):
 
 @pytest.fixture
 def app(swarm):
-    """The app service's name (``<stack>-app``); the service and the two app images are
-    removed afterwards."""
+    """``(service name, [image v1, image v2])``: the app service's name (``<stack>-app``) and
+    its two images (bodies ``v1 <hostname>``, ``v2 <hostname>``); the service and the images
+    are removed afterwards."""
     images = [build_app_image(swarm.client, version) for version in ("v1", "v2")]
     name = f"{swarm.name}-app"
     yield name, images
