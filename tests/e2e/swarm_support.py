@@ -29,6 +29,7 @@ import docker
 import docker.errors
 
 from unify_cli.devstack.process import reserved_port
+from unify_cli.images import BuildResult
 
 __all__ = ["APP_IMAGE", "SwarmStack", "app_body_host", "build_app_image", "dns_answer",
            "docker_cli", "eventually", "http_get", "jetstream_consumers", "nats_connect_reply",
@@ -214,13 +215,13 @@ class SwarmStack:
     ``docker stack deploy`` through its environment; the secrets hold a real Consul ACL
     management token (the Consul of the stack enforces it), a real NATS password (the NATS
     of the stack requires it) and an AWS credentials file with a fake key. ``images`` is the
-    ``suite_images`` fixture's mapping (component -> image reference, or a result with the
-    reference as ``tag``); the images' prefix and tag are taken from consul-bridge's.
+    ``suite_images`` fixture's mapping (component -> ``unify_cli.images.BuildResult``); the
+    images' prefix and tag are taken from consul-bridge's.
     """
 
     client: docker.DockerClient
     docker_host: str
-    images: dict[str, object]
+    images: dict[str, BuildResult]
     name: str
     domain: str = "unify.test"
     ports: dict[str, int] = field(default_factory=dict)
@@ -269,9 +270,8 @@ class SwarmStack:
 
     def environment(self) -> dict[str, str]:
         """The environment ``docker stack deploy`` substitutes into the stack file."""
-        image = self.images["consul-bridge"].tag  # a tests.fixtures.engine BuildResult
-        # suite_images gives a reference or a BuildResult (its ``tag`` is the reference)
-        prefix, _, tag = getattr(image, "tag", image).rpartition(":")
+        # the images' prefix and tag, from consul-bridge's reference (a BuildResult's tag)
+        prefix, _, tag = self.images["consul-bridge"].tag.rpartition(":")
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("UNIFY_", "CONSUL_", "NATS_", "AWS_"))}
         p = self.ports
