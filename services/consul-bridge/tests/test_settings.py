@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import consul_bridge.settings as settings_module
 from consul_bridge.settings import BridgeSettings
+from tests.fixtures.settings_docs import check_table, rst_rows
+from unify_common.settings import CommonSettings
 
 
 def test_defaults():
@@ -17,3 +20,14 @@ def test_defaults():
 def test_wait_outside_what_the_http_client_allows_is_refused(value):
     with pytest.raises(ValueError, match=f"UNIFY_BRIDGE_WAIT must be 1-280 seconds, got {value}"):
         BridgeSettings.from_env({"UNIFY_BRIDGE_WAIT": value})
+
+
+def test_the_constructor_and_the_environment_share_their_defaults():
+    env = {"UNIFY_NODE": "n1"}
+    assert BridgeSettings.from_env(env) == BridgeSettings(common=CommonSettings(node="n1"))
+    assert BridgeSettings.from_env({"UNIFY_BRIDGE_IGNORE_SERVICES": "consul, nomad,"}
+                                   ).ignore_services == frozenset({"consul", "nomad"})
+
+
+def test_the_docstring_table_matches_the_model():
+    check_table(BridgeSettings, rst_rows(settings_module.__doc__))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import registrator.settings as settings_module
 from registrator.settings import RegistratorSettings
+from tests.fixtures.settings_docs import check_table, markdown_rows, rst_rows
+from unify_common.settings import CommonSettings
 
 
 def test_defaults():
@@ -25,7 +30,8 @@ def test_values():
     ({"UNIFY_REGISTRATOR_IP": "host.example"},
      "UNIFY_REGISTRATOR_IP must be an IP address, got 'host.example'"),
     ({"UNIFY_REGISTRATOR_INTERNAL": "maybe"},
-     "UNIFY_REGISTRATOR_INTERNAL must be 1 or 0, got 'maybe'"),
+     "UNIFY_REGISTRATOR_INTERNAL must be true or false (also 1/0, yes/no, on/off), got 'maybe'"),
+    ({"UNIFY_HEALTH_ADDR": "9104"}, "UNIFY_HEALTH_ADDR must be host:port, got '9104'"),
     ({"UNIFY_REGISTRATOR_RESYNC": "soon"},
      "UNIFY_REGISTRATOR_RESYNC must be a number, got 'soon'"),
     ({"UNIFY_REGISTRATOR_RESYNC": "-1"}, "UNIFY_REGISTRATOR_RESYNC must be >= 0, got -1.0"),
@@ -35,3 +41,16 @@ def test_bad_values(env, message):
     with pytest.raises(ValueError) as err:
         RegistratorSettings.from_env(env)
     assert str(err.value) == message
+
+
+def test_the_constructor_has_the_same_defaults_and_health_address():
+    assert RegistratorSettings.from_env({}) == RegistratorSettings()
+    assert RegistratorSettings.from_env({"UNIFY_HEALTH_ADDR": ":0"}).health_addr == (
+        "127.0.0.1", 0)
+
+
+def test_the_docstring_and_readme_tables_match_the_model():
+    others = {"DOCKER_HOST", *CommonSettings.env_variables()}
+    check_table(RegistratorSettings, rst_rows(settings_module.__doc__), others=others)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    check_table(RegistratorSettings, markdown_rows(readme), others=others)

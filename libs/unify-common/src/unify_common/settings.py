@@ -196,11 +196,16 @@ class EnvSettings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **values: Any) -> Self:
         """Read the settings from ``env`` (default ``os.environ``); ``values`` (by field name)
-        take precedence (e.g. nested settings read separately).
+        take precedence. A field that is itself :class:`EnvSettings` (such as ``common``) is
+        read from the same ``env``.
 
         :raises ValueError: a malformed or missing value, naming the variable.
         """
         env = os.environ if env is None else env
+        for name, field in cls.model_fields.items():  # nested settings, from the same env
+            kind = field.annotation
+            if name not in values and isinstance(kind, type) and issubclass(kind, EnvSettings):
+                values[name] = kind.from_env(env)
         sources = (InitSettingsSource(cls, init_kwargs=values), _SecretFileSource(cls, env),
                    _MappingEnvSource(cls, env))
         return cls(_build_sources=(sources, values))

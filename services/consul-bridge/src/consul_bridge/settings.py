@@ -1,73 +1,73 @@
-"""consul-bridge settings (environment variables, on top of :class:`CommonSettings`)."""
+"""consul-bridge settings (environment variables, on top of :class:`CommonSettings`).
+
+==================================  ==============================================  ===============================
+variable                            meaning                                         default
+==================================  ==============================================  ===============================
+``UNIFY_BRIDGE_KV_PREFIXES``        Consul KV prefixes to watch, comma-separated    ``unify/``
+``UNIFY_BRIDGE_LOCK_KEY``           Consul key of the leader lock (outside the      ``unify-locks/consul-bridge``
+                                    watched prefixes)
+``UNIFY_BRIDGE_LOCK_TTL``           session TTL, seconds (Consul allows 10-86400)   ``10``
+``UNIFY_BRIDGE_WAIT``               blocking-query wait, seconds (1-280)            ``240``
+``UNIFY_BRIDGE_IGNORE_SERVICES``    services never published, comma-separated       ``consul``
+                                    (``consul``: the servers' own entry)
+``UNIFY_BRIDGE_MAX_INSTANCE_BYTES`` an instance whose JSON is larger is skipped     ``65536``
+                                    with an error event
+``UNIFY_BRIDGE_REMOVAL_CONFIRM``    seconds a suspicious mass removal must persist  ``10``
+``UNIFY_BRIDGE_REMOVAL_RATIO``      share of instances one observation may remove   ``0.5``
+                                    without suspicion
+``UNIFY_HEALTH_ADDR``               ``host:port`` of ``/livez``, ``/readyz`` and      ``127.0.0.1:9101``
+                                    ``/metrics`` (port 0: any free one)
+==================================  ==============================================  ===============================
+
+The wait: every query that times out is asked again, so with one query per service a short
+wait costs idle CPU in proportion to the number of services; Consul adds up to wait/16 and
+the HTTP client gives up after 300 s, hence at most 280. NATS refuses messages above its
+``max_payload`` (1 MiB by default), hence the instance size cap. An empty variable means its
+default.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Mapping
+from typing import Annotated
 
-from unify_common.health import health_addr
-from unify_common.settings import CommonSettings, env_float, env_int
+from pydantic import BeforeValidator, field_validator
+from pydantic_settings import NoDecode
+
+from unify_common.settings import CommaList, CommonSettings, EnvSettings, HostPort, env_var
 
 __all__ = ["BridgeSettings"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class BridgeSettings:
-    """Settings of one bridge.
+def _names(raw: object) -> object:
+    if isinstance(raw, str):
+        return frozenset(name.strip() for name in raw.split(",") if name.strip())
+    return raw
 
-    ``kv_prefixes``: Consul KV prefixes to watch (``UNIFY_BRIDGE_KV_PREFIXES``, comma-separated,
-    default ``unify/``). ``lock_key``: the Consul key of the leader lock
-    (``UNIFY_BRIDGE_LOCK_KEY``, default ``unify-locks/consul-bridge``, outside watched
-    prefixes). ``lock_ttl_s``: session TTL in seconds (``UNIFY_BRIDGE_LOCK_TTL``, default 10,
-    Consul allows 10-86400). ``wait_s``: blocking-query wait in seconds (``UNIFY_BRIDGE_WAIT``,
-    default 240: every query that times out is asked again, so with one query per service a
-    short wait costs idle CPU in proportion to the number of services; Consul adds up to
-    wait/16 and the HTTP client gives up after 300 s, so keep it below 280).
-    ``max_instance_bytes``: an instance whose JSON is larger is skipped with an error event
-    (``UNIFY_BRIDGE_MAX_INSTANCE_BYTES``, default 65536; NATS refuses messages above its
-    ``max_payload``, 1 MiB by default). ``ignore_services``: services never published
-    (``UNIFY_BRIDGE_IGNORE_SERVICES``, comma-separated, default ``consul``, the servers' own
-    entry). ``removal_confirm_s``: how long a suspicious mass removal must persist
-    (``UNIFY_BRIDGE_REMOVAL_CONFIRM``, default 10). ``removal_ratio``: share of instances one
-    observation may remove without suspicion (``UNIFY_BRIDGE_REMOVAL_RATIO``, default 0.5).
-    ``health_addr``: where ``/livez``, ``/readyz`` and ``/metrics`` listen
-    (``UNIFY_HEALTH_ADDR``, ``host:port``, default ``127.0.0.1:9101``; port 0: any free one).
+
+class BridgeSettings(EnvSettings):
+    """Settings of one bridge; see the module doc for the variables (field names in the
+    constructor: ``kv_prefixes``, ``lock_key``, ``lock_ttl_s``, ``wait_s``,
+    ``ignore_services``, ``max_instance_bytes``, ``removal_confirm_s``, ``removal_ratio``,
+    ``health_addr``; ``common`` is read from the same environment by :meth:`from_env`).
+
+    :raises ValueError: a bad number, or ``UNIFY_BRIDGE_WAIT`` outside 1-280 seconds.
     """
 
     common: CommonSettings
-    kv_prefixes: tuple[str, ...] = ("unify/",)
-    lock_key: str = "unify-locks/consul-bridge"
-    lock_ttl_s: float = 10.0
-    wait_s: float = 240.0
-    ignore_services: frozenset[str] = frozenset({"consul"})
-    max_instance_bytes: int = 65536
-    removal_confirm_s: float = 10.0
-    removal_ratio: float = 0.5
-    health_addr: tuple[str, int] = ("127.0.0.1", 9101)
+    kv_prefixes: CommaList = env_var("UNIFY_BRIDGE_KV_PREFIXES", ("unify/",))
+    lock_key: str = env_var("UNIFY_BRIDGE_LOCK_KEY", "unify-locks/consul-bridge")
+    lock_ttl_s: float = env_var("UNIFY_BRIDGE_LOCK_TTL", 10.0)
+    wait_s: float = env_var("UNIFY_BRIDGE_WAIT", 240.0)
+    ignore_services: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = env_var(
+        "UNIFY_BRIDGE_IGNORE_SERVICES", frozenset({"consul"}))
+    max_instance_bytes: int = env_var("UNIFY_BRIDGE_MAX_INSTANCE_BYTES", 65536)
+    removal_confirm_s: float = env_var("UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0)
+    removal_ratio: float = env_var("UNIFY_BRIDGE_REMOVAL_RATIO", 0.5)
+    health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9101))
 
+    @field_validator("wait_s")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "BridgeSettings":
-        """Read from ``env`` (default ``os.environ``).
-
-        :raises ValueError: a bad number, or ``UNIFY_BRIDGE_WAIT`` outside 1-280 seconds.
-        """
-        env = os.environ if env is None else env
-        prefixes = env.get("UNIFY_BRIDGE_KV_PREFIXES", "unify/")
-        wait_s = env_float(env, "UNIFY_BRIDGE_WAIT", 240.0)
+    def _wait(cls, wait_s: float) -> float:
         if not 1 <= wait_s <= 280:
             raise ValueError(f"UNIFY_BRIDGE_WAIT must be 1-280 seconds, got {wait_s:g}")
-        return cls(
-            common=CommonSettings.from_env(env),
-            kv_prefixes=tuple(p.strip() for p in prefixes.split(",") if p.strip()),
-            lock_key=env.get("UNIFY_BRIDGE_LOCK_KEY", "") or "unify-locks/consul-bridge",
-            lock_ttl_s=env_float(env, "UNIFY_BRIDGE_LOCK_TTL", 10.0),
-            wait_s=wait_s,
-            ignore_services=frozenset(
-                n.strip() for n in env.get("UNIFY_BRIDGE_IGNORE_SERVICES", "consul").split(",")
-                if n.strip()),
-            removal_confirm_s=env_float(env, "UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0),
-            removal_ratio=env_float(env, "UNIFY_BRIDGE_REMOVAL_RATIO", 0.5),
-            max_instance_bytes=env_int(env, "UNIFY_BRIDGE_MAX_INSTANCE_BYTES", 65536),
-            health_addr=health_addr(default_port=9101, env=env),
-        )
+        return wait_s

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import urllib.request
 
@@ -230,7 +229,7 @@ async def test_restart_reconciles_against_the_bucket(bridge_settings, consul_htt
 
 async def test_mass_disappearance_is_held_then_confirmed(bridge_settings, consul_http_addr,
                                                          nats_server, events):
-    settings = dataclasses.replace(bridge_settings, removal_confirm_s=3.0)
+    settings = bridge_settings.replace(removal_confirm_s=3.0)
     for i in range(4):
         register_on_node(consul_http_addr, "worker-1", f"job-{i}", "job", 7100 + i)
     handle = await start_bridge(settings)
@@ -248,7 +247,7 @@ async def test_mass_disappearance_is_held_then_confirmed(bridge_settings, consul
 
 async def test_mass_disappearance_that_comes_back_publishes_nothing(
         bridge_settings, consul_http_addr, nats_server, events):
-    settings = dataclasses.replace(bridge_settings, removal_confirm_s=5.0)
+    settings = bridge_settings.replace(removal_confirm_s=5.0)
     for i in range(3):
         register_on_node(consul_http_addr, "worker-2", f"q-{i}", "queue", 7200 + i)
     handle = await start_bridge(settings)

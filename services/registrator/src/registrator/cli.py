@@ -11,16 +11,12 @@ import argparse
 import asyncio
 import sys
 
-from unify_common.health import health_addr
 from unify_common.logs import configure_logging
 from unify_common.settings import CommonSettings
 
 from .settings import RegistratorSettings
 
 __all__ = ["main"]
-
-DEFAULT_HEALTH_PORT = 9104
-
 
 async def _once(settings: RegistratorSettings, common: CommonSettings) -> bool:
     from .service import Registrator
@@ -37,11 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true",
                         help="one full resync without NATS or health, then exit")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    common = CommonSettings.from_env()
     try:
+        common = CommonSettings.from_env()
         configure_logging(fmt=common.log_format, level=common.log_level)
         settings = RegistratorSettings.from_env()
-        addr = health_addr(default_port=DEFAULT_HEALTH_PORT)
     except ValueError as err:
         print(f"registrator: {err}", file=sys.stderr)
         return 2
@@ -49,5 +44,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if asyncio.run(_once(settings, common)) else 1
     from .service import run
 
-    asyncio.run(run(settings, common, addr))
+    asyncio.run(run(settings, common, settings.health_addr))
     return 0

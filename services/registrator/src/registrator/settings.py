@@ -7,14 +7,14 @@ variable                          meaning                                       
 ``DOCKER_HOST``                   the Docker Engine (the Docker SDK reads it)   local socket
 ``UNIFY_REGISTRATOR_IP``          address registered for published ports        (see below)
                                   (registrator's ``-ip``)
-``UNIFY_REGISTRATOR_INTERNAL``    ``1``: register the container's address and   ``0``
+``UNIFY_REGISTRATOR_INTERNAL``    true: register the container's address and    ``0``
                                   exposed port (registrator's ``-internal``)
 ``UNIFY_REGISTRATOR_TAGS``        comma-separated tags added to every service   (none)
                                   (registrator's ``-tags``)
 ``UNIFY_REGISTRATOR_RESYNC``      seconds between full resyncs (0: only at      ``60``
                                   start and after Docker reconnects)
 ``UNIFY_REGISTRATOR_RETRY``       seconds before a failed resync is retried     ``5``
-``UNIFY_REGISTRATOR_NATS``        ``1``: publish error events to NATS (never    ``1``
+``UNIFY_REGISTRATOR_NATS``        true: publish error events to NATS (never     ``1``
                                   required: registering goes on without it)
 ``UNIFY_HEALTH_ADDR``             ``host:port`` of /livez, /readyz, /metrics    ``127.0.0.1:9104``
 ================================  ============================================  ============
@@ -22,64 +22,62 @@ variable                          meaning                                       
 Without ``UNIFY_REGISTRATOR_IP`` the node address is the Swarm node address when the engine
 is in a Swarm (``docker info``: ``Swarm.NodeAddr``), else the address the host name resolves
 to. ``UNIFY_NODE`` (default: the host name) is the first part of every service ID and the
-value of the ``unify-registrator`` meta marker.
+value of the ``unify-registrator`` meta marker. Booleans take the one dialect of
+:mod:`unify_common.settings` (``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-from dataclasses import dataclass
-from typing import Mapping
 
-from unify_common.settings import env_float
+from pydantic import field_validator
+
+from unify_common.settings import CommaList, EnvSettings, HostPort, env_var
 
 __all__ = ["RegistratorSettings"]
 
-_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": None}
 
+class RegistratorSettings(EnvSettings):
+    """See the module doc for the variables; :meth:`from_env` reads them.
 
-def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw not in _BOOL:
-        raise ValueError(f"{name} must be 1 or 0, got {raw!r}")
-    value = _BOOL[raw]
-    return default if value is None else value
+    :raises ValueError: a malformed value, naming the variable.
+    """
 
+    ip: str = env_var("UNIFY_REGISTRATOR_IP", "")
+    internal: bool = env_var("UNIFY_REGISTRATOR_INTERNAL", False)
+    force_tags: CommaList = env_var("UNIFY_REGISTRATOR_TAGS", ())
+    resync: float = env_var("UNIFY_REGISTRATOR_RESYNC", 60.0)
+    retry: float = env_var("UNIFY_REGISTRATOR_RETRY", 5.0)
+    nats: bool = env_var("UNIFY_REGISTRATOR_NATS", True)
+    health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9104))
 
-@dataclass(frozen=True, kw_only=True)
-class RegistratorSettings:
-    """See the module doc for the variables."""
-
-    ip: str = ""
-    internal: bool = False
-    force_tags: tuple[str, ...] = ()
-    resync: float = 60.0
-    retry: float = 5.0
-    nats: bool = True
-
+    @field_validator("ip")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "RegistratorSettings":
-        """Read the settings from ``env`` (default ``os.environ``).
-
-        :raises ValueError: a malformed value, naming the variable.
-        """
-        env = os.environ if env is None else env
-        ip = env.get("UNIFY_REGISTRATOR_IP", "").strip()
+    def _an_address(cls, ip: str) -> str:
+        ip = ip.strip()
         if ip:
             try:
                 ipaddress.ip_address(ip)
             except ValueError:
                 raise ValueError(f"UNIFY_REGISTRATOR_IP must be an IP address, got {ip!r}") \
                     from None
-        resync = env_float(env, "UNIFY_REGISTRATOR_RESYNC", 60.0)
-        retry = env_float(env, "UNIFY_REGISTRATOR_RETRY", 5.0)
+        return ip
+
+    @field_validator("force_tags")
+    @classmethod
+    def _once_each(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(tags))
+
+    @field_validator("resync")
+    @classmethod
+    def _resync(cls, resync: float) -> float:
         if resync < 0:
             raise ValueError(f"UNIFY_REGISTRATOR_RESYNC must be >= 0, got {resync}")
+        return resync
+
+    @field_validator("retry")
+    @classmethod
+    def _retry(cls, retry: float) -> float:
         if retry <= 0:
             raise ValueError(f"UNIFY_REGISTRATOR_RETRY must be > 0, got {retry}")
-        tags = tuple(dict.fromkeys(
-            t.strip() for t in env.get("UNIFY_REGISTRATOR_TAGS", "").split(",") if t.strip()))
-        return cls(ip=ip, internal=_env_bool(env, "UNIFY_REGISTRATOR_INTERNAL", False),
-                   force_tags=tags, resync=resync, retry=retry,
-                   nats=_env_bool(env, "UNIFY_REGISTRATOR_NATS", True))
+        return retry
