@@ -102,3 +102,53 @@ def test_summary_of_a_value_that_is_not_utf8_shows_its_exact_bytes():
     binary = KvSet(entry=KvEntry.from_bytes("unify/k", b"\xff\xfe-1"))
     assert _summary(text) == "unify/k='10.0.0.1'"
     assert _summary(binary) == "unify/k=b'\\xff\\xfe-1'"
+
+
+def test_summaries_of_registry_and_wireline_events():
+    from unify_cli.events_cmd import _summary
+    from unify_common.events import (BuildOutput, DeployFailed, ImageDeleted, ImagePushed,
+                                     RegistryStep, Release, ReleaseRecorded)
+
+    digest = "sha256:" + "ab" * 32
+    sha = "0123456789abcdef" * 2 + "01234567"
+    pushed = ImagePushed(repository="ticker/web", tag="v1", digest=digest, size=1234,
+                         actor="ci", instance="reg-1:5000")
+    assert _summary(pushed) == f"ticker/web:v1@{digest} 1234 bytes actor=ci instance=reg-1:5000"
+    by_digest = ImagePushed(repository="ticker/web", tag="", digest=digest)
+    assert _summary(by_digest) == f"ticker/web@{digest}"
+    assert _summary(ImageDeleted(repository="ticker/web", digest=digest, actor="admin")) == (
+        f"ticker/web@{digest} actor=admin")
+    assert _summary(ImageDeleted(repository="ticker/web", tag="old")) == "ticker/web:old"
+    step = RegistryStep(source="registry-admin", operation="gc", run_id="r-7", step="sweep",
+                        status="ok", detail="12 blobs deleted", instance="reg-1:5000")
+    assert _summary(step) == ("registry-admin gc run=r-7 sweep ok instance=reg-1:5000: "
+                              "12 blobs deleted")
+    started = RegistryStep(source="registry-admin", operation="gc", run_id="r-7",
+                           step="read-only", status="started")
+    assert _summary(started) == "registry-admin gc run=r-7 read-only started"
+
+    deployed = Release(app="ticker", number=7, kind="push", outcome="deployed", sha=sha,
+                       pusher="alice")
+    assert _summary(ReleaseRecorded(release=deployed)) == (
+        "ticker release 7 push deployed 0123456789ab by alice")
+    rollback = Release(app="ticker", number=8, kind="rollback", outcome="deployed", sha=sha,
+                       pusher="root", rollback_of=2)
+    assert _summary(ReleaseRecorded(release=rollback)) == (
+        "ticker release 8 rollback of 2 deployed 0123456789ab by root")
+    failed = Release(app="ticker", number=9, kind="push", outcome="failed", sha=sha,
+                     pusher="alice", message="service web: Swarm rolled the update back")
+    assert _summary(ReleaseRecorded(release=failed)) == (
+        "ticker release 9 push failed 0123456789ab by alice: "
+        "service web: Swarm rolled the update back")
+    removed = Release(app="ticker", number=10, kind="remove", outcome="removed")
+    assert _summary(ReleaseRecorded(release=removed)) == "ticker release 10 remove removed"
+
+    chunk = BuildOutput(app="ticker", number=7, first_line=20,
+                        lines=tuple(f"Step {i}/40" for i in range(21, 41)))
+    assert _summary(chunk) == "ticker release 7 lines 21-40: Step 40/40"
+    long = BuildOutput(app="ticker", number=7, first_line=0, lines=("x" * 100,))
+    assert _summary(long) == "ticker release 7 lines 1-1: " + "x" * 80 + "..."
+    health = DeployFailed(app="ticker", number=9, sha=sha, stage="health", pusher="alice",
+                          message="service web: Swarm rolled the update back")
+    assert _summary(health) == ("ticker release 9 0123456789ab stage=health by alice: "
+                                "service web: Swarm rolled the update back")

@@ -100,7 +100,35 @@ def _summary(event) -> str:
         # detail says what it did
         what = event.config_hash[:12] or f"({event.detail})"
         return f"{event.source} node={event.node} {event.method} {what}"
+    if kind in ("registry.image.pushed", "registry.image.deleted"):
+        ref = event.repository + (f":{event.tag}" if event.tag else "") + \
+            (f"@{event.digest}" if event.digest else "")
+        size = f" {event.size} bytes" if kind == "registry.image.pushed" and event.size else ""
+        return ref + size + _fields(actor=event.actor, instance=event.instance)
+    if kind == "registry.step":
+        text = f"{event.source} {event.operation} run={event.run_id} {event.step} " \
+            f"{event.status}" + _fields(instance=event.instance)
+        return text + (f": {event.detail}" if event.detail else "")
+    if kind == "release":
+        rel = event.release
+        what = f"{rel.kind} of {rel.rollback_of}" if rel.rollback_of else rel.kind
+        text = f"{rel.app} release {rel.number} {what} {rel.outcome}" + \
+            (f" {rel.sha[:12]}" if rel.sha else "") + (f" by {rel.pusher}" if rel.pusher else "")
+        return text + (f": {rel.message}" if rel.message else "")
+    if kind == "build.output":
+        last = event.lines[-1] if event.lines else ""
+        span = f"lines {event.first_line + 1}-{event.first_line + len(event.lines)}"
+        return f"{event.app} release {event.number} {span}: " + \
+            (last[:80] + ("..." if len(last) > 80 else ""))
+    if kind == "deploy.failed":
+        return (f"{event.app} release {event.number} {event.sha[:12]} stage={event.stage}"
+                + (f" by {event.pusher}" if event.pusher else "") + f": {event.message}")
     return ""
+
+
+def _fields(**values: str) -> str:
+    """`` key=value`` for each non-empty value, in order (``""`` when all are empty)."""
+    return "".join(f" {key}={value}" for key, value in values.items() if value)
 
 
 def format_line(msg, *, as_json: bool) -> str:
