@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+import dns411.settings as settings_module
+from dns411.apply.route53 import route53_config
 from dns411.settings import Dns411Settings
+from tests.fixtures.settings_docs import check_table, rst_rows
 
 
 def test_defaults():
@@ -67,3 +70,36 @@ def test_local_domains_are_normalised_and_validated():
     assert Dns411Settings.from_env(env).local_domains == ("example.com", "unify.test")
     with pytest.raises(ValueError, match="UNIFY_DNS_LOCAL_DOMAINS"):
         Dns411Settings.from_env({"UNIFY_DNS_LOCAL_DOMAINS": "bad domain/"})
+
+
+def test_the_constructor_and_the_environment_share_their_defaults():
+    assert Dns411Settings.from_env({}) == Dns411Settings()
+    assert Dns411Settings(zones=("Example.com.",)).zones == ("example.com",)
+
+
+@pytest.mark.parametrize("raw,value", [("yes", True), ("On", True), ("1", True), ("no", False),
+                                       ("0", False), ("FALSE", False)])
+def test_every_boolean_takes_the_one_dialect(raw, value):
+    s = Dns411Settings.from_env({"UNIFY_ROUTE53_ENABLED": raw, "UNIFY_DNSMASQ_MANAGE": raw})
+    assert (s.route53_enabled, s.manage) == (value, value)
+
+
+def test_a_bad_boolean_is_refused_naming_the_variable():
+    with pytest.raises(ValueError) as err:
+        Dns411Settings.from_env({"UNIFY_ROUTE53_LOCK": "sometimes"})
+    assert str(err.value) == ("UNIFY_ROUTE53_LOCK must be true or false (also 1/0, yes/no, "
+                              "on/off), got 'sometimes'")
+
+
+def test_botocore_retry_configuration_comes_from_the_settings():
+    s = Dns411Settings.from_env({"UNIFY_ROUTE53_MAX_ATTEMPTS": "5",
+                                 "UNIFY_ROUTE53_RETRY_MODE": "adaptive"})
+    config = route53_config(max_attempts=s.max_attempts, retry_mode=s.retry_mode)
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 5}
+    with pytest.raises(ValueError, match="^UNIFY_ROUTE53_RETRY_MODE must be standard or "
+                                         "adaptive, got 'legacy'$"):
+        Dns411Settings.from_env({"UNIFY_ROUTE53_RETRY_MODE": "legacy"})
+
+
+def test_the_docstring_table_matches_the_model():
+    check_table(Dns411Settings, rst_rows(settings_module.__doc__))

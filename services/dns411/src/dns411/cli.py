@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(settings from the environment). 'unify-dns411 list --help' lists records.")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
-    common = CommonSettings.from_env()
-    configure_logging(fmt=common.log_format, level=common.log_level)
     try:
+        common = CommonSettings.from_env()
+        configure_logging(fmt=common.log_format, level=common.log_level)
         settings = Dns411Settings.from_env()
     except ValueError as err:
         print(f"dns411: {err}", file=sys.stderr)

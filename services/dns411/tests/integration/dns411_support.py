@@ -14,8 +14,7 @@ import dns.query
 import dns.rdatatype
 import dns.rcode
 
-from botocore.config import Config
-
+from dns411.apply.route53 import route53_config
 from dns411.settings import Dns411Settings
 from unify_common.state import CatalogState
 from unify_cli.devstack.dnsmasq import free_udp_tcp_port
@@ -31,11 +30,12 @@ def managed_settings(tmp: Path, **overrides) -> Dns411Settings:
     return Dns411Settings(**values)
 
 
-def route53_client(endpoint_url: str):
-    """A boto3 Route 53 client for ``endpoint_url`` (moto or the fault proxy)."""
+def route53_client(endpoint_url: str, *, max_attempts: int = 8, retry_mode: str = "standard"):
+    """A boto3 Route 53 client for ``endpoint_url`` (moto or the fault proxy), configured as
+    dns411 configures its own (:func:`route53_config`: botocore's retries)."""
     return boto3.client("route53", endpoint_url=endpoint_url, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing",
-                        config=Config(retries={"total_max_attempts": 1}))
+                        config=route53_config(max_attempts=max_attempts, retry_mode=retry_mode))
 
 
 def query(port: int, name: str, rtype: str = "A", *, tcp: bool = False

@@ -28,14 +28,10 @@ def svc(name: str, address: str, *tags: str):
 
 
 
-def make(tmp_path, client, sleeps=None, **overrides):
+def make(tmp_path, client, **overrides):
     settings = managed_settings(tmp_path, dnsmasq_enabled=False, route53_enabled=True,
                                 **overrides)
-    sink = Route53Sink(client, max_attempts=settings.max_attempts,
-                       backoff_max=settings.backoff_max, zone_ids=settings.zone_ids,
-                       zone_ttl=settings.zone_ttl,
-                       sleep=(lambda s: (sleeps.append(s), time.sleep(s))) if sleeps is not None
-                       else time.sleep)
+    sink = Route53Sink(client, zone_ids=settings.zone_ids, zone_ttl=settings.zone_ttl)
     publish = Collected()
     return Reconciler(settings, node="n1", route53=sink, publish=publish), publish
 
@@ -235,35 +231,53 @@ async def test_rejected_change_is_isolated_and_the_rest_lands(tmp_path, fault_pr
         400, 400, 200, 400, 200, 400, 400, 200]
 
 
+def retried(caplog) -> list[tuple[str, int, bool]]:
+    """``(call, retries, failed)`` of every "Route 53 call retried" line."""
+    return [(r.fields["call"], r.fields["retries"], r.fields["failed"]) for r in caplog.records
+            if r.getMessage() == "Route 53 call retried"]
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("code", ["Throttling", "PriorRequestNotComplete"])
-async def test_throttling_is_retried_with_capped_backoff(tmp_path, fault_proxy, code):
+async def test_throttling_is_retried_by_botocore(tmp_path, fault_proxy, code, caplog):
     admin = route53_client(fault_proxy.upstream)
     zone = create_zone(admin, "example.com")
     fault_proxy.add_rule(is_change, times=3, code=code, message="Rate exceeded")
     fault_proxy.add_rule(is_listing, times=1, code=code, message="Rate exceeded")
-    sleeps: list[float] = []
-    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url), sleeps,
-                               backoff_max=0.3)
+    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url))  # 8 tries a call
+    started = time.monotonic()
     await reconciler(state(svc("web", "10.0.0.1")))
+    # botocore's standard mode: waits of rand(0, 1) * 2**i s for throttling codes, so at
+    # most 1 + 2 + 4 s for the change and 1 s for the listing
+    assert time.monotonic() - started < 8.0 + 2.0
     assert zone_records(admin, zone) == [
         ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
         ("web.example.com.", "A", 30, ("10.0.0.1",))]
-    assert len(sleeps) == 4 and all(0 <= s <= 0.3 for s in sleeps)
+    assert [s for m, p, b, s in fault_proxy.requests if is_listing(m, p, b)] == [400, 200]
+    assert [s for m, p, b, s in fault_proxy.requests if is_change(m, p, b)] == [
+        400, 400, 400, 200]
+    assert reconciler.route53.api_calls == len(fault_proxy.requests)  # every try counted
+    assert retried(caplog) == [("ListResourceRecordSets", 1, False),
+                               ("ChangeResourceRecordSets", 3, False)]
     assert publish.errors() == []
 
 
 async def test_throttling_beyond_attempts_fails_the_reconcile_then_recovers(tmp_path,
-                                                                            fault_proxy):
+                                                                            fault_proxy,
+                                                                            caplog):
     admin = route53_client(fault_proxy.upstream)
     zone = create_zone(admin, "example.com")
     fault_proxy.add_rule(is_change, times=3, code="Throttling", message="Rate exceeded")
-    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url), [], max_attempts=3,
-                               backoff_max=0.01)
+    reconciler, publish = make(tmp_path, route53_client(fault_proxy.url, max_attempts=3))
     with pytest.raises(ApplyFailed, match="route53"):
         await reconciler(state(svc("web", "10.0.0.1")))
     assert [r for r, _ in publish.errors()] == ["apply-failed"]
+    assert [s for m, p, b, s in fault_proxy.requests if is_change(m, p, b)] == [400, 400, 400]
+    assert retried(caplog) == [("ChangeResourceRecordSets", 2, True)]
     await reconciler(state(svc("web", "10.0.0.1")))
     assert len(zone_records(admin, zone)) == 2
+    assert [s for m, p, b, s in fault_proxy.requests if is_change(m, p, b)] == [
+        400, 400, 400, 200]
 
 
 async def test_unchanged_desired_state_makes_no_api_call_until_resync(tmp_path, fault_proxy):

@@ -217,9 +217,9 @@ async def test_unreachable_route53_never_delays_dnsmasq(tmp_path, dns_common):
 
     nc = await nats.connect(dns_common.nats_urls[0])
     await put_instance(nc.jetstream(), dns_common, WEB_A)
-    # every Route 53 call is refused (nothing listens) and retried: 8 tries, up to ~6 s
-    settings = managed_settings(tmp_path, route53_enabled=True, tick=0, max_attempts=8,
-                                backoff_max=1.0)
+    # every Route 53 call is refused (nothing listens) and retried by botocore: 8 tries,
+    # waits of at most 0.05 * 2**i s (connection errors), so up to ~6.4 s
+    settings = managed_settings(tmp_path, route53_enabled=True, tick=0, max_attempts=8)
     service = Dns411(settings, dns_common,
                      route53_client=route53_client(f"http://127.0.0.1:{free_port()}"))
     try:

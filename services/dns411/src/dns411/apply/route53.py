@@ -8,8 +8,9 @@ listing kept up to date with dns411's own changes is reused for ``max_age`` seco
 ChangeResourceRecordSets per batch. A batch rejected with ``InvalidChangeBatch`` (or
 ``InvalidInput``) is split in halves until every valid unit has landed and each bad unit is
 isolated and reported (a lone unit of CREATEs is first checked: if its record sets are in
-fact absent, it is sent again as UPSERT). Throttling is retried with backoff
-(:mod:`.backoff`).
+fact absent, it is sent again as UPSERT). Throttling (``Throttling``,
+``PriorRequestNotComplete``), 5xx answers and lost connections are retried by botocore itself
+(:func:`route53_config`: its ``standard`` or ``adaptive`` retry mode).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import boto3
 from botocore.config import Config
@@ -28,9 +29,9 @@ from unify_common.logs import get_logger
 from ..model import Problem, RecordSet
 from ..names import normalize_name
 from ..plan import Change, ChangeUnit, batch_units, to_boto_change
-from .backoff import with_backoff
 
-__all__ = ["Route53Result", "Route53Sink", "ZoneNotFound", "make_route53_client", "sink_for"]
+__all__ = ["Route53Result", "Route53Sink", "ZoneNotFound", "make_route53_client",
+           "route53_config", "sink_for"]
 
 log = get_logger("dns411.route53")
 _REJECTED = frozenset({"InvalidChangeBatch", "InvalidInput"})
@@ -41,15 +42,31 @@ class ZoneNotFound(LookupError):
     ``str()`` names it."""
 
 
-def make_route53_client(region: str | None = None):
-    """A boto3 Route 53 client. Endpoint, credentials and region come from the AWS SDK's
-    standard variables (``AWS_ENDPOINT_URL_ROUTE_53``/``AWS_ENDPOINT_URL`` included);
-    Route 53 is global, so the region defaults to ``us-east-1``. botocore's own retries are
-    off: :func:`.backoff.with_backoff` retries (and logs) instead."""
+def route53_config(*, max_attempts: int = 8, retry_mode: str = "standard") -> Config:
+    """The botocore client configuration of dns411's Route 53 clients: botocore's own retry
+    mode (``standard``, or ``adaptive``, which also rate-limits the client while it is
+    throttled) with ``max_attempts`` tries per call in all (botocore's
+    ``total_max_attempts``: 1 means no retry; its ``max_attempts`` key would count retries
+    only), 5 s to connect and 30 s to read.
+
+    botocore retries throttling codes (``Throttling``, ``PriorRequestNotComplete``, ...),
+    HTTP 500/502/503/504 and connection errors, waiting ``rand(0, 1) * min(scale * 2**i, 20)``
+    seconds before retry ``i + 1`` (scale 1 s for throttling, 50 ms otherwise).
+    """
+    return Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+                  connect_timeout=5, read_timeout=30)
+
+
+def make_route53_client(region: str | None = None, *, max_attempts: int = 8,
+                        retry_mode: str = "standard"):
+    """A boto3 Route 53 client configured by :func:`route53_config`. Endpoint, credentials
+    and region come from the AWS SDK's standard variables (``AWS_ENDPOINT_URL_ROUTE_53``/
+    ``AWS_ENDPOINT_URL`` included); Route 53 is global, so the region defaults to
+    ``us-east-1``."""
     session = boto3.session.Session()
     return session.client(
         "route53", region_name=region or session.region_name or "us-east-1",
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30))
+        config=route53_config(max_attempts=max_attempts, retry_mode=retry_mode))
 
 
 def _record_from_api(rrset: dict) -> RecordSet | None:
@@ -72,11 +89,19 @@ class Route53Result:
     api_calls: int = 0
 
 
-class Route53Sink:
-    """Reads and writes hosted zones through ``client`` (a boto3 Route 53 client).
+def _log_retries(what: str, response: dict, *, failed: bool) -> None:
+    """Log the retries botocore made for one call (``ResponseMetadata.RetryAttempts``)."""
+    retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    if retries:
+        log.warning("Route 53 call retried", extra={"fields": {
+            "call": what, "retries": retries, "failed": failed,
+            "error": response.get("Error", {}).get("Code", "")}})
 
-    :param max_attempts: tries per call on transient errors; :param backoff_max: cap of
-        one wait, seconds.
+
+class Route53Sink:
+    """Reads and writes hosted zones through ``client`` (a boto3 Route 53 client, whose
+    botocore retry configuration, e.g. :func:`route53_config`, retries transient errors).
+
     :param zone_ids: hosted zone ids to use (``/hostedzone/`` prefix allowed); when given,
         discovery reads exactly these with GetHostedZone and never lists zones.
     :param zone_ttl: seconds after which :meth:`zones` reads the zone list again (a zone
@@ -84,22 +109,19 @@ class Route53Sink:
     :param zone_refresh: seconds before the zone list may be read again early because a
         name matched no zone (``zones(refresh=True)``). Unused with ``zone_ids``.
 
-    ``api_calls`` counts every request made (retries included); ``discovery_calls`` those of
-    zone discovery.
+    ``api_calls`` counts every HTTP request this sink made (botocore's retries included,
+    counted on the client's ``before-send`` event); ``discovery_calls`` those of zone
+    discovery.
     :meth:`zones` may run in one thread while another lists or changes record sets (the
     service discovers in the background); everything else is called from one thread.
     """
 
-    def __init__(self, client, *, max_attempts: int = 8, backoff_max: float = 20.0,
-                 zone_ids: Sequence[str] = (), zone_ttl: float = 0.0,
-                 zone_refresh: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client, *, zone_ids: Sequence[str] = (), zone_ttl: float = 0.0,
+                 zone_refresh: float = 60.0) -> None:
         self.client = client
-        self.max_attempts = max_attempts
-        self.backoff_max = backoff_max
         self.zone_ids = tuple(z.rsplit("/", 1)[-1] for z in zone_ids)
         self.zone_ttl = zone_ttl
         self.zone_refresh = zone_refresh
-        self._sleep = sleep
         self._zones: dict[str, str] | None = None
         self._zones_at = 0.0
         #: zone id -> (monotonic time of the listing, record sets by key), kept up to date
@@ -109,15 +131,32 @@ class Route53Sink:
         self.discovery_calls = 0
         self._zones_lock = threading.Lock()  # one discovery at a time; readers wait for it
         self._count_lock = threading.Lock()
+        #: per thread: the kind of call this sink is making (None: not this sink's)
+        self._calling = threading.local()
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-send.{service}", self._count_request)
+
+    def _count_request(self, **_: Any) -> None:
+        """botocore's ``before-send`` event: one HTTP request (a try) is about to go out.
+        Returns None, so the request is sent."""
+        discovery = getattr(self._calling, "discovery", None)
+        if discovery is None:  # another sink on the same client, or a direct call
+            return
+        with self._count_lock:
+            self.api_calls += 1
+            self.discovery_calls += discovery
 
     def _call(self, what: str, fn: Callable[[], dict], *, discovery: bool = False) -> dict:
-        def counted() -> dict:  # every request, retries included
-            with self._count_lock:
-                self.api_calls += 1
-                self.discovery_calls += discovery
-            return fn()
-        return with_backoff(counted, what=what, max_attempts=self.max_attempts,
-                            cap=self.backoff_max, sleep=self._sleep)
+        self._calling.discovery = discovery
+        try:
+            response = fn()
+        except ClientError as err:
+            _log_retries(what, err.response, failed=True)
+            raise
+        finally:
+            self._calling.discovery = None
+        _log_retries(what, response, failed=False)
+        return response
 
     def zones(self, *, refresh: bool = False) -> dict[str, str]:
         """Hosted zone id (``/hostedzone/`` stripped) -> normalised zone name.
@@ -290,6 +329,7 @@ class Route53Sink:
 def sink_for(settings, client=None) -> Route53Sink:
     """The sink ``settings`` (a :class:`~dns411.settings.Dns411Settings`) ask for, on
     ``client`` or a new client from :func:`make_route53_client`."""
-    return Route53Sink(client or make_route53_client(), max_attempts=settings.max_attempts,
-                       backoff_max=settings.backoff_max, zone_ids=settings.zone_ids,
+    client = client or make_route53_client(max_attempts=settings.max_attempts,
+                                           retry_mode=settings.retry_mode)
+    return Route53Sink(client, zone_ids=settings.zone_ids,
                        zone_ttl=settings.zone_ttl)
