@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
@@ -146,9 +147,16 @@ def http_get(port: int, host: str, path: str = "/", *, timeout: float = 3.0) -> 
 
 
 def dns_answer(port: int, name: str, rdtype: str = "A") -> tuple[str, list[str]]:
-    """Ask dnsmasq at ``127.0.0.1:<port>`` (UDP); ``(rcode, sorted answer RRsets as text)``."""
-    reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port,
-                          timeout=2)
+    """Ask dnsmasq at ``127.0.0.1:<port>`` (UDP); ``(rcode, sorted answer RRsets as text)``.
+
+    :raises TimeoutError: no answer within 2 s (dns411 restarts dnsmasq for a new ``cname=``:
+        a query sent meanwhile is lost, as with any UDP resolver).
+    """
+    try:
+        reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port,
+                              timeout=2)
+    except dns.exception.Timeout as err:
+        raise TimeoutError(f"no DNS answer for {name} {rdtype} in 2 s") from err
     return dns.rcode.to_text(reply.rcode()), sorted(r.to_text() for r in reply.answer)
 
 
