@@ -152,33 +152,8 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
     # 3. a code change pushed under a bounded request loop: the new version, 0 failures
     sha3 = write_app(repo, version="v2", domain=DOMAIN, http_port=port, ini="SCALE=web=2\n")
     push = wireline.push_async(repo, alice, APP)
-    loop_started = time.monotonic()
-    sent, failed, served = 0, collections.Counter(), collections.Counter()
-    pushed_at = None
-    try:
-        while sent < LOOP_MAX_REQUESTS and time.monotonic() - loop_started < LOOP_MAX_SECONDS:
-            sent += 1
-            try:
-                status, body = http_get(port, HOST)
-            except OSError as err:
-                failed[type(err).__name__] += 1
-                continue
-            version = body.split(" ", 1)[0]
-            if status != 200 or version not in ("v1", "v2"):
-                failed[f"{status} {body[:40]!r}"] += 1
-            else:
-                served[version] += 1
-            if pushed_at is None and push.poll() is not None:
-                pushed_at = time.monotonic()
-            if pushed_at is not None and time.monotonic() - pushed_at > 3:
-                break
-            time.sleep(0.01)
-    finally:
-        output = push.communicate(timeout=240)[0]
-    print(f"update: {sent} requests in {time.monotonic() - loop_started:.1f} s, "
-          f"served {dict(served)}, failed {dict(failed)}")
+    sent, served, failed, output = _requests_during(push, port, ("v1", "v2"), "update")
     assert push.returncode == 0, output
-    assert pushed_at is not None, f"push not finished within {LOOP_MAX_SECONDS:g} s"
     assert dict(failed) == {}
     assert sent == served["v1"] + served["v2"] and served["v2"] > 0
     release3 = wireline.releases(APP)[-1]
@@ -191,10 +166,13 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
     # 4. a push whose healthcheck fails: the push fails, release 3 still serves
     sha4 = write_app(repo, version="v3", domain=DOMAIN, http_port=port, healthy=False,
                      ini="SCALE=web=2\n")
-    result = wireline.push(repo, alice, APP)
-    assert result.returncode != 0
-    failure = [line for line in _remote(result.stderr) if line.startswith("deploy failed: ")]
-    assert len(failure) == 1 and "Swarm rolled the update back" in failure[0], result.stderr
+    push = wireline.push_async(repo, alice, APP)
+    # v3 never passes its Consul check: HAProxy keeps sending every request to release 3
+    sent, served, failed, output = _requests_during(push, port, ("v2", "v3"), "failed push")
+    assert push.returncode != 0, output
+    failure = [line for line in _remote(output) if line.startswith("deploy failed: ")]
+    assert len(failure) == 1 and "Swarm rolled the update back" in failure[0], output
+    assert (dict(failed), served["v2"]) == ({}, sent)
     release4 = wireline.releases(APP)[-1]
     assert (release4["number"], release4["outcome"], release4["sha"]) == (4, "failed", sha4)
     assert _serving(engine, stack, image3, "v2", 2) == hosts3
@@ -223,6 +201,41 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
     assert eventually(lambda: _equal(dns_answer(stack.dns_port, HOST), ("NXDOMAIN", [])),
                       timeout=30, what="ticker no longer resolves") == ("NXDOMAIN", [])
     print(f"whole flow: {time.monotonic() - started:.1f} s")
+
+
+def _requests_during(push, port: int, versions: tuple[str, ...], what: str):
+    """GET ``ticker`` through HAProxy (one new connection each, 10 ms apart) while ``push``
+    (a ``git push`` process) runs and 3 s after it ended, at most ``LOOP_MAX_REQUESTS``
+    requests and ``LOOP_MAX_SECONDS`` s. A request fails when the connection fails, the
+    status is not 200 or the body's version is not in ``versions``. Returns ``(sent,
+    served by version, failed by reason, the push's output)``; asserts the push ended."""
+    started = time.monotonic()
+    sent, failed, served = 0, collections.Counter(), collections.Counter()
+    pushed_at = None
+    try:
+        while sent < LOOP_MAX_REQUESTS and time.monotonic() - started < LOOP_MAX_SECONDS:
+            if pushed_at is None and push.poll() is not None:
+                pushed_at = time.monotonic()
+            if pushed_at is not None and time.monotonic() - pushed_at > 3:
+                break
+            sent += 1
+            try:
+                status, body = http_get(port, HOST)
+            except OSError as err:
+                failed[type(err).__name__] += 1
+            else:
+                version = body.split(" ", 1)[0]
+                if status != 200 or version not in versions:
+                    failed[f"{status} {body[:40]!r}"] += 1
+                else:
+                    served[version] += 1
+            time.sleep(0.01)
+    finally:
+        output = push.communicate(timeout=240)[0]
+    print(f"{what}: {sent} requests in {time.monotonic() - started:.1f} s, "
+          f"served {dict(served)}, failed {dict(failed)}")
+    assert pushed_at is not None, f"push not finished within {LOOP_MAX_SECONDS:g} s"
+    return sent, served, failed, output
 
 
 def _equal(actual, expected):
