@@ -1,128 +1,147 @@
 """switchboard's settings, read from the environment (plus :class:`CommonSettings`).
 
-==================================  ==========================================================
-variable                            meaning
-==================================  ==========================================================
-``UNIFY_HAPROXY_CONFIG``            path of the live HAProxy configuration file (required)
-``UNIFY_HAPROXY_MASTER_SOCKET``     HAProxy master CLI socket (default: ``<run dir>/master.sock``)
-``UNIFY_HAPROXY_BIN``               HAProxy executable (default ``haproxy``)
-``UNIFY_HAPROXY_CERT_DIR``          directory of PEM bundles (certificate chain + key) for TLS
-``UNIFY_HAPROXY_BIND``              address the frontends listen on (default ``0.0.0.0``)
-``UNIFY_HAPROXY_RUN_DIR``           directory for internal sockets (default: the config's)
-``UNIFY_HAPROXY_MANAGE``            ``1``: start and supervise HAProxy when no master answers
-``UNIFY_HAPROXY_MAXCONN``           global ``maxconn`` (default 4000)
-``UNIFY_HAPROXY_HARD_STOP_AFTER``   ``hard-stop-after`` for old workers (default ``30s``)
-``UNIFY_HAPROXY_SSL_CIPHERS``       OpenSSL cipher list for TLS binds (default: HAProxy's)
-``UNIFY_HAPROXY_MIN_SLOTS``         server slots of a fresh backend (default 4)
-``UNIFY_HAPROXY_HOST_MAPS``         ``1`` (default): plain HTTP frontends route host-only
-                                    vhosts through a map file the runtime API can extend
-``UNIFY_HAPROXY_SPARE_BACKENDS``    spare default-profile backends for new vhosts to serve
-                                    through before their reload (default 4; needs host maps)
-``UNIFY_SWITCHBOARD_DEBOUNCE``      seconds of quiet after a catalog change before an apply
-                                    (default 0.05, 0-1): a burst gives one apply
-``UNIFY_SWITCHBOARD_MAX_WAIT``      longest delay of an apply under continuous change
-                                    (default 1.0, at least the debounce, at most 60)
-``UNIFY_HEALTH_ADDR``               ``host:port`` of ``/livez``, ``/readyz`` and ``/metrics``
-                                    (default ``127.0.0.1:9102``; port 0: any free port)
-==================================  ==========================================================
-"""
+==================================  =======================================================  ==================
+variable                            meaning                                                  default
+==================================  =======================================================  ==================
+``UNIFY_HAPROXY_CONFIG``            path of the live HAProxy configuration file              (required)
+``UNIFY_HAPROXY_MASTER_SOCKET``     HAProxy master CLI socket                                (``<run dir>/master.sock``)
+``UNIFY_HAPROXY_BIN``               HAProxy executable                                       ``haproxy``
+``UNIFY_HAPROXY_CERT_DIR``          directory of PEM bundles (certificate chain + key) for   (none)
+                                    TLS
+``UNIFY_HAPROXY_BIND``              address the frontends listen on                          ``0.0.0.0``
+``UNIFY_HAPROXY_RUN_DIR``           directory for internal sockets                           (the config's)
+``UNIFY_HAPROXY_MANAGE``            true: start and supervise HAProxy when no master         ``0``
+                                    answers
+``UNIFY_HAPROXY_MAXCONN``           global ``maxconn``                                       ``4000``
+``UNIFY_HAPROXY_HARD_STOP_AFTER``   ``hard-stop-after`` for old workers                      ``30s``
+``UNIFY_HAPROXY_SSL_CIPHERS``       OpenSSL cipher list for TLS binds                        (HAProxy's)
+``UNIFY_HAPROXY_MIN_SLOTS``         server slots of a fresh backend (1-4096)                 ``4``
+``UNIFY_HAPROXY_HOST_MAPS``         true: plain HTTP frontends route host-only vhosts        ``1``
+                                    through a map file the runtime API can extend
+``UNIFY_HAPROXY_SPARE_BACKENDS``    spare default-profile backends for new vhosts to serve   ``4``
+                                    through before their reload (0-64; needs host maps)
+``UNIFY_SWITCHBOARD_DEBOUNCE``      seconds of quiet after a catalog change before an        ``0.05``
+                                    apply (0-1): a burst gives one apply
+``UNIFY_SWITCHBOARD_MAX_WAIT``      longest delay of an apply under continuous change (at    ``1.0``
+                                    least the debounce, at most 60)
+``UNIFY_HEALTH_ADDR``               ``host:port`` of ``/livez``, ``/readyz`` and ``/metrics``  ``127.0.0.1:9102``
+                                    (port 0: any free port)
+==================================  =======================================================  ==================
 
+Booleans take the one dialect of :mod:`unify_common.settings`; an empty variable means its
+default.
+"""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
-from unify_common.health import health_addr
-from unify_common.settings import CommonSettings, env_float, env_int
+from pydantic import PrivateAttr, field_validator, model_validator
+
+from unify_common.settings import CommonSettings, EnvSettings, HostPort, env_var
 
 from .render import RenderOptions
 
 __all__ = ["SwitchboardSettings"]
 
+#: the fields that make up :attr:`SwitchboardSettings.render`
+_RENDER_FIELDS = ("bind", "run_dir", "maxconn", "hard_stop_after", "ssl_ciphers", "host_maps")
 
-@dataclass(frozen=True, kw_only=True)
-class SwitchboardSettings:
-    """Everything switchboard needs; see the module doc for the variables."""
+
+class SwitchboardSettings(EnvSettings):
+    """Everything switchboard needs; see the module doc for the variables.
+
+    The constructor also takes ``render=RenderOptions(...)`` in place of the fields
+    ``bind``, ``run_dir``, ``maxconn``, ``hard_stop_after``, ``ssl_ciphers`` and
+    ``host_maps``; :attr:`render` is always built from those fields.
+
+    :raises ValueError: ``UNIFY_HAPROXY_CONFIG`` is missing or a value is malformed (the
+        message names the variable).
+    """
 
     common: CommonSettings
-    config_path: Path
-    master_socket: Path
-    haproxy_bin: str = "haproxy"
-    cert_dir: Path | None = None
-    manage: bool = False
-    render: RenderOptions = RenderOptions()
-    min_slots: int = 4
+    config_path: Path = env_var("UNIFY_HAPROXY_CONFIG")
+    #: ``None`` given: ``<run_dir>/master.sock``; always a path once built
+    master_socket: Path | None = env_var("UNIFY_HAPROXY_MASTER_SOCKET", None)
+    haproxy_bin: str = env_var("UNIFY_HAPROXY_BIN", "haproxy")
+    cert_dir: Path | None = env_var("UNIFY_HAPROXY_CERT_DIR", None)
+    manage: bool = env_var("UNIFY_HAPROXY_MANAGE", False)
+    bind: str = env_var("UNIFY_HAPROXY_BIND", "0.0.0.0")
+    #: ``None`` given: the config's directory; always a path once built
+    run_dir: Path | None = env_var("UNIFY_HAPROXY_RUN_DIR", None)
+    maxconn: int = env_var("UNIFY_HAPROXY_MAXCONN", 4000)
+    hard_stop_after: str = env_var("UNIFY_HAPROXY_HARD_STOP_AFTER", "30s")
+    ssl_ciphers: str = env_var("UNIFY_HAPROXY_SSL_CIPHERS", "")
+    host_maps: bool = env_var("UNIFY_HAPROXY_HOST_MAPS", True)
+    min_slots: int = env_var("UNIFY_HAPROXY_MIN_SLOTS", 4)
+    #: seconds a reload may take (no variable)
     reload_timeout: float = 30.0
     #: spare backends (``be_spare_<i>``, ``min_slots`` slots each); used with host maps only
-    spare_backends: int = 0
+    spare_backends: int = env_var("UNIFY_HAPROXY_SPARE_BACKENDS", 4)
     #: debounce of the subscriber, seconds: quiet before an apply, longest delay under churn
-    debounce: float = 0.05
-    max_wait: float = 1.0
-    #: where the health endpoints listen (``UNIFY_HEALTH_ADDR``)
-    health_addr: tuple[str, int] = ("127.0.0.1", 9102)
+    debounce: float = env_var("UNIFY_SWITCHBOARD_DEBOUNCE", 0.05)
+    max_wait: float = env_var("UNIFY_SWITCHBOARD_MAX_WAIT", 1.0)
+    health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9102))
+    _render_options: RenderOptions = PrivateAttr()
 
+    @model_validator(mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "SwitchboardSettings":
-        """Read the settings.
+    def _render_given(cls, data: Any) -> Any:
+        """``render=RenderOptions(...)`` from the constructor: its fields."""
+        if isinstance(data, dict) and isinstance(data.get("render"), RenderOptions):
+            data = dict(data)
+            render = data.pop("render")
+            data.update({name: getattr(render, name) for name in _RENDER_FIELDS})
+        return data
 
-        :raises ValueError: ``UNIFY_HAPROXY_CONFIG`` is missing or a value is malformed
-            (the message names the variable).
-        """
-        env = os.environ if env is None else env
-        raw_config = env.get("UNIFY_HAPROXY_CONFIG", "")
-        if not raw_config:
-            raise ValueError("UNIFY_HAPROXY_CONFIG (path of the HAProxy config) is required")
-        config_path = Path(raw_config).absolute()
-        run_dir = Path(env.get("UNIFY_HAPROXY_RUN_DIR", "") or config_path.parent).absolute()
-        cert_dir = env.get("UNIFY_HAPROXY_CERT_DIR", "")
-        manage = env.get("UNIFY_HAPROXY_MANAGE", "").lower()
-        if manage not in ("", "0", "1", "true", "false"):
-            raise ValueError(f"UNIFY_HAPROXY_MANAGE must be 0 or 1, got {manage!r}")
-        host_maps = env.get("UNIFY_HAPROXY_HOST_MAPS", "").lower()
-        if host_maps not in ("", "0", "1", "true", "false"):
-            raise ValueError(f"UNIFY_HAPROXY_HOST_MAPS must be 0 or 1, got {host_maps!r}")
-        spares = env_int(env, "UNIFY_HAPROXY_SPARE_BACKENDS", 4)
-        if not 0 <= spares <= 64:
-            raise ValueError(f"UNIFY_HAPROXY_SPARE_BACKENDS must be 0-64, got {spares}")
-        try:
-            render = RenderOptions(
-                bind=env.get("UNIFY_HAPROXY_BIND", "") or "0.0.0.0",
-                run_dir=str(run_dir),
-                maxconn=env_int(env, "UNIFY_HAPROXY_MAXCONN", 4000),
-                hard_stop_after=env.get("UNIFY_HAPROXY_HARD_STOP_AFTER", "") or "30s",
-                ssl_ciphers=env.get("UNIFY_HAPROXY_SSL_CIPHERS", ""),
-                host_maps=host_maps in ("", "1", "true"),
-            )
-        except ValueError as err:
-            raise ValueError(f"UNIFY_HAPROXY_* setting: {err}") from None
-        min_slots = env_int(env, "UNIFY_HAPROXY_MIN_SLOTS", 4)
-        if not 1 <= min_slots <= 4096:
-            raise ValueError(f"UNIFY_HAPROXY_MIN_SLOTS must be 1-4096, got {min_slots}")
-        debounce = env_float(env, "UNIFY_SWITCHBOARD_DEBOUNCE", 0.05)
-        max_wait = env_float(env, "UNIFY_SWITCHBOARD_MAX_WAIT", 1.0)
-        if not 0 <= debounce <= 1:
-            raise ValueError(f"UNIFY_SWITCHBOARD_DEBOUNCE must be 0-1 seconds, got {debounce:g}")
-        if not debounce <= max_wait <= 60:
+    @field_validator("config_path", "cert_dir", "run_dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.absolute()
+
+    @field_validator("min_slots")
+    @classmethod
+    def _slots(cls, value: int) -> int:
+        if not 1 <= value <= 4096:
+            raise ValueError(f"UNIFY_HAPROXY_MIN_SLOTS must be 1-4096, got {value}")
+        return value
+
+    @field_validator("spare_backends")
+    @classmethod
+    def _spares(cls, value: int) -> int:
+        if not 0 <= value <= 64:
+            raise ValueError(f"UNIFY_HAPROXY_SPARE_BACKENDS must be 0-64, got {value}")
+        return value
+
+    @field_validator("debounce")
+    @classmethod
+    def _debounce(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"UNIFY_SWITCHBOARD_DEBOUNCE must be 0-1 seconds, got {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> "SwitchboardSettings":
+        if not self.debounce <= self.max_wait <= 60:
             raise ValueError("UNIFY_SWITCHBOARD_MAX_WAIT must be at least the debounce and at "
-                             f"most 60 seconds, got {max_wait:g}")
-        master_socket = Path(env.get("UNIFY_HAPROXY_MASTER_SOCKET", "")
-                             or run_dir / "master.sock").absolute()
+                             f"most 60 seconds, got {self.max_wait:g}")
+        run_dir = self.run_dir or self.config_path.parent
+        master_socket = (self.master_socket or run_dir / "master.sock").absolute()
         if "," in str(master_socket) or len(str(master_socket)) > 107:
             raise ValueError("UNIFY_HAPROXY_MASTER_SOCKET must be a path without ',' of at "
                              "most 107 bytes (a UNIX socket address)")
-        return cls(
-            common=CommonSettings.from_env(env),
-            config_path=config_path,
-            master_socket=master_socket,
-            haproxy_bin=env.get("UNIFY_HAPROXY_BIN", "") or "haproxy",
-            cert_dir=Path(cert_dir).absolute() if cert_dir else None,
-            manage=manage in ("1", "true"),
-            render=render,
-            min_slots=min_slots,
-            spare_backends=spares,
-            debounce=debounce,
-            max_wait=max_wait,
-            health_addr=health_addr(default_port=9102, env=env),
-        )
+        # frozen model: the derived values are set once, here
+        self.__dict__.update(run_dir=run_dir, master_socket=master_socket)
+        try:
+            render = RenderOptions(bind=self.bind, run_dir=str(run_dir), maxconn=self.maxconn,
+                                   hard_stop_after=self.hard_stop_after,
+                                   ssl_ciphers=self.ssl_ciphers, host_maps=self.host_maps)
+        except ValueError as err:
+            raise ValueError(f"UNIFY_HAPROXY_* setting: {err}") from None
+        self._render_options = render
+        return self
+
+    @property
+    def render(self) -> RenderOptions:
+        """The node-level options printed into the configuration (built from the fields)."""
+        return self._render_options
