@@ -42,6 +42,7 @@ import asyncio
 import hashlib
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Awaitable, Callable
 
 from unify_common import subjects
@@ -49,14 +50,15 @@ from unify_common.state import CatalogState
 from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.logs import get_logger
 
-from .apply.certstore import load_certificates
-from .apply.ports import busy_ports, listening_ports
+from .apply.certstore import CertificateStore
 from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
+from .apply.layoutfile import load_layout, save_layout
+from .apply.ports import busy_ports, listening_ports
 from .apply.supervisor import HAProxySupervisor
+from .decision import Decision, LiveState, Reload, Runtime, Spare, Unchanged, decide
 from .desired import build_desired, frontend_ports
 from .model import Desired, Problem
-from .plan import (SparePlan, layout_from_config, ports_from_config, runtime_commands,
-                   slot_layout, spare_commands)
+from .plan import SparePlan, slot_layout
 from .render import config_hash, render, render_maps
 from .settings import SwitchboardSettings
 
@@ -98,6 +100,10 @@ class PortsUnavailable(OSError):
 class Reconciler:
     """``await reconciler(state)`` applies ``state``; see the module doc.
 
+    What the running worker holds is one :class:`~switchboard.decision.LiveState`, owned by
+    the reconciler alone and replaced after each step; how to get it to a new desired state
+    is :func:`~switchboard.decision.decide`'s one answer, which this shell carries out.
+
     :param publish: ``async (subject, event, msg_id)``, e.g. :meth:`Subscriber.publish`.
     :param supervisor: set when switchboard runs HAProxy itself (``UNIFY_HAPROXY_MANAGE=1``).
     """
@@ -109,59 +115,70 @@ class Reconciler:
         self.supervisor = supervisor
         self._publish = publish
         self._node = settings.common.node
-        self._live: Desired | None = None
-        self._slots: dict[str, tuple[str | None, ...]] | None = None
-        self._boot_ports: dict[int, str] = {}  # port -> kind in the live file at start
+        #: what the worker runs; ``None`` until the first step reads the live file's layout
+        self._live: LiveState | None = None
+        self._starts_seen = 0  # supervisor.starts already accounted for
+        self._certificates = CertificateStore(settings.cert_dir)
+        self._layout_saved = False  # the layout file was written by this process
+        # what was reported, so each report goes out once
         self._reported: set[Problem] = set()
         self._rejected_hash = ""
         self._reload_failed_hash = ""
         #: frontend ports another program held at the last reconcile
         self._unavailable: frozenset[int] = frozenset()
-        #: spare plan the quick step put into the worker, for the reconcile that follows
-        self._quick_spare: SparePlan | None = None
         #: the last applied configuration hash (for status and tests)
         self.applied_hash = ""
         #: ``() -> context manager`` timing each apply (the service sets Health.time_apply)
         self.time_apply = nullcontext
 
+    @property
+    def live(self) -> LiveState | None:
+        """What the worker runs as far as switchboard knows (``None`` before the first
+        reconcile)."""
+        return self._live
+
+    def _current(self) -> LiveState:
+        """The live state: at the first call the slot layout and port kinds of the live
+        file (:func:`~switchboard.apply.layoutfile.load_layout`), the worker itself not yet
+        known; a master the supervisor started since the last call loaded the file, so no
+        reload is pending any more."""
+        live = self._live
+        if live is None:
+            slots, ports = load_layout(self.sink.config_path, self.sink.live_bytes())
+            live = LiveState(slots=slots, ports=ports)
+        if self.supervisor is not None and self.supervisor.starts != self._starts_seen:
+            self._starts_seen = self.supervisor.starts
+            live = replace(live, reload_pending=False)
+        self._live = live
+        return live
+
     async def __call__(self, state: CatalogState) -> None:
-        certificates, cert_problems = load_certificates(self.settings.cert_dir)
-        if self._slots is None:
-            live = self.sink.live_bytes()
-            text = live.decode(errors="replace") if live else ""
-            self._slots, self._boot_ports = layout_from_config(text), ports_from_config(text)
-        desired = self._build(state, certificates)
-        busy = self._busy_ports(desired)
+        certificates, cert_problems = self._certificates.load()
+        live = self._current()
+        desired = self._build(state, certificates, live)
+        busy = self._busy_ports(desired, live)
         if busy:
-            desired = self._build(state, certificates, busy)
+            desired = self._build(state, certificates, live, busy)
         self._unavailable = busy
         await self._report(sorted(set(cert_problems) | set(desired.problems)))
         data = render(desired, self.settings.render)
         maps = render_maps(desired, self.settings.render)
         digest = config_hash(data, maps)
-        quick_spare, self._quick_spare = self._quick_spare, None
         if digest == self._rejected_hash:
-            if quick_spare is not None:
-                await self._undo_spare(quick_spare)
+            if live.spare is not None:  # the quick step's spare: take it back
+                await self._undo_spare(live.spare)
+                self._live = replace(live, spare=None)
             return
-        if quick_spare is not None:
-            # Serving since the quick step (which reported it). Whatever else the burst
-            # brought, only a reload empties the spares again: no runtime path this time.
-            spare, force_reload = quick_spare, True
-        else:
-            spare, force_reload = await self._spare_first(desired), False
-        if spare is not None and quick_spare is None:
-            await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
-                source=SOURCE, node=self._node, method="runtime", config_hash=digest,
-                detail=f"revision {state.revision}: {_spare_summary(spare)}; reload follows",
-                observed_at=_now_ms()),
-                f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:spare")
+        decision = decide(live, desired, self.settings.render)
+        if isinstance(decision, Spare):
+            decision = await self._take_spare(decision.plan, digest, state.revision)
         try:
             with self.time_apply():
-                method = await self._apply(desired, data, maps, force_reload=force_reload)
+                method = await self._carry_out(decision, desired, data, maps)
         except ConfigCheckFailed as err:
-            if spare is not None:
-                await self._undo_spare(spare)
+            if isinstance(decision, Reload) and decision.undo is not None:
+                await self._undo_spare(decision.undo)
+                self._live = replace(self._live, spare=None)
             self._rejected_hash = digest
             log.error("config rejected by haproxy -c; previous config keeps serving",
                       extra={"fields": {"config_hash": digest, "error": err.output[:500]}})
@@ -179,8 +196,8 @@ class Reconciler:
                     observed_at=_now_ms()), f"{SOURCE}:{self._node}:reload-failed:{digest}")
             raise
         self._rejected_hash = self._reload_failed_hash = ""
-        self._live = desired
-        self._slots = slot_layout(desired)
+        self._live = LiveState(applied=desired, slots=slot_layout(desired),
+                               ports=frontend_ports(desired))
         self.applied_hash = digest
         log.info("applied", extra={"fields": {"method": method, "config_hash": digest,
                                               "revision": state.revision}})
@@ -192,45 +209,44 @@ class Reconciler:
             raise PortsUnavailable(f"ports {sorted(busy)} are held by another program; "
                                    "everything else is applied, retrying for these")
 
-    def _build(self, state: CatalogState, certificates,
+    def _build(self, state: CatalogState, certificates, live: LiveState,
                unavailable: frozenset[int] = frozenset()) -> Desired:
         """The desired state of ``state`` from where the worker stands (its slots and port
         kinds), with the configured spares; ``unavailable`` ports left out."""
         spares = self.settings.spare_backends if self.settings.render.host_maps else 0
         return build_desired(state.instances, certificates=certificates,
-                             previous_slots=self._slots, min_slots=self.settings.min_slots,
+                             previous_slots=live.slots, min_slots=self.settings.min_slots,
                              spare_backends=spares, unavailable_ports=unavailable,
-                             previous_ports=self._previous_ports())
+                             previous_ports=live.ports)
 
-    def _previous_ports(self) -> dict[int, str]:
-        """Each frontend port's kind in what HAProxy runs: the last applied state, or at
-        start the live file's (a port keeps its kind while still claimed for it)."""
-        if self._live is not None:
-            return frontend_ports(self._live)
-        return self._boot_ports
-
-    def _busy_ports(self, desired: Desired) -> frozenset[int]:
+    def _busy_ports(self, desired: Desired, live: LiveState) -> frozenset[int]:
         # Ports HAProxy itself listens on (the last applied state, and the live file, which
         # the running workers loaded) are ours, not "another program's".
         wanted = {fe.port for fe in desired.frontends}
-        held = {fe.port for fe in self._live.frontends} if self._live is not None else set()
+        held = ({fe.port for fe in live.applied.frontends} if live.applied is not None
+                else set())
         if not wanted - held:
             return frozenset()  # the usual case: no new port (and no 2 MB file to read)
-        live = self.sink.live_bytes()
-        if live:
-            held |= listening_ports(live.decode(errors="replace"))
+        text = self.sink.live_bytes()
+        if text:
+            held |= listening_ports(text.decode(errors="replace"))
         return busy_ports(self.settings.render.bind, wanted - held)
 
-    async def _spare_first(self, desired: Desired) -> SparePlan | None:
-        """New default-profile vhosts: serve them through spare backends at once (see the
-        module doc). Returns the plan when the worker took every command, else ``None`` (the
-        reload that follows sets the worker straight either way)."""
-        if self._live is None or self.sink.reload_pending:
-            return None
-        plan = spare_commands(self._live, desired, self.settings.render)
-        if plan is None or not await self._runtime_quietly(plan.apply):
-            return None
-        return plan
+    async def _take_spare(self, plan: SparePlan, digest: str, revision: int) -> Decision:
+        """Carry out the first half of a :class:`~switchboard.decision.Spare` decision: the
+        new vhosts serve through spare backends at once (see the module doc), reported as
+        ``runtime``. Returns the reload that follows (with ``plan`` to take back if the
+        file is rejected); when the worker did not take every command, a plain reload (it
+        sets the worker straight either way)."""
+        if not await self._runtime_quietly(plan.apply):
+            return Reload()
+        self._live = replace(self._live, spare=plan)
+        await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
+            source=SOURCE, node=self._node, method="runtime", config_hash=digest,
+            detail=f"revision {revision}: {_spare_summary(plan)}; reload follows",
+            observed_at=_now_ms()),
+            f"{SOURCE}:{self._node}:applied:{digest}:{revision}:spare")
+        return Reload(undo=plan)
 
     async def _undo_spare(self, plan: SparePlan) -> bool:
         """Take a spare plan back out of the worker; False when it did not take it all."""
@@ -246,43 +262,45 @@ class Reconciler:
         """The leading-edge step (the subscriber's ``quick``): bring the running worker to
         ``state`` through the runtime API alone, before the debounced reconcile does the rest.
 
-        Does something only when the last reconcile left HAProxy running what it applied
-        (no reload pending) and the change is runtime-only: membership, weights, health and
-        host-map routes between existing backends (:func:`~switchboard.plan.runtime_commands`),
-        or new default-profile vhosts through spare backends
-        (:func:`~switchboard.plan.spare_commands`). Writes no file, never reloads, reports
-        no problems (the reconcile that follows does). After the worker took every command
-        it publishes an ``Applied`` ``runtime`` with an empty ``config_hash`` and a
+        Does something only when :func:`~switchboard.decision.decide` says
+        :class:`~switchboard.decision.Runtime` ahead of the file (the last reconcile left
+        HAProxy running what it applied, no reload pending: membership, weights, health and
+        host-map routes between existing backends) or :class:`~switchboard.decision.Spare`
+        (new default-profile vhosts through spare backends). Writes no file, never reloads,
+        reports no problems (the reconcile that follows does). After the worker took every
+        command it publishes an ``Applied`` ``runtime`` with an empty ``config_hash`` and a
         ``detail`` ``ahead of the file: <what>; revision <n>``. A master that does not
         answer or refuses a command means nothing was done quickly: no report, and the
         reconcile that follows sets the worker straight either way.
 
         :param state: the whole current catalog.
         """
-        if self._live is None or self.sink.reload_pending or self._quick_spare is not None:
+        if self._live is None:
             return
-        certificates, _ = load_certificates(self.settings.cert_dir)
+        live = self._current()
+        if live.applied is None or live.reload_pending or live.spare is not None:
+            return  # (decide would say reload: spare the build)
+        certificates, _ = self._certificates.load()
         # Runtime commands cannot add a frontend, so no probe of new ports: the ports held by
         # another program at the last reconcile stay left out as they were.
-        desired = self._build(state, certificates, self._unavailable)
-        commands = runtime_commands(self._live, desired, self.settings.render)
-        if commands:
-            if not await self._runtime_quietly(commands):
+        desired = self._build(state, certificates, live, self._unavailable)
+        decision = decide(live, desired, self.settings.render)
+        if isinstance(decision, Runtime) and decision.first:
+            if not await self._runtime_quietly(decision.commands):
                 return
             # The worker now runs these servers and routes: the reconcile that follows
             # finds no command left, checks and writes the file and reports ``runtime``.
-            self._live = desired
-            self._slots = slot_layout(desired)
-            done = _runtime_summary(commands)
-        elif commands is None:
-            plan = spare_commands(self._live, desired, self.settings.render)
-            if plan is None or not await self._runtime_quietly(plan.apply):
+            self._live = replace(live, applied=desired, slots=slot_layout(desired),
+                                 ports=frontend_ports(desired))
+            done = _runtime_summary(list(decision.commands))
+        elif isinstance(decision, Spare):
+            if not await self._runtime_quietly(decision.plan.apply):
                 return
-            # The worker's structure is still the old one (``_live`` stays): the reconcile
+            # The worker's structure is still the old one (``applied`` stays): the reconcile
             # that follows reloads (taking this plan back if ``haproxy -c`` says no), and
             # does not apply a spare plan again (``add map`` would add the hosts twice).
-            self._quick_spare = plan
-            done = _spare_summary(plan)
+            self._live = replace(live, spare=decision.plan)
+            done = _spare_summary(decision.plan)
         else:
             return
         detail = f"ahead of the file: {done}; revision {state.revision}"
@@ -299,39 +317,63 @@ class Reconciler:
         except (OSError, asyncio.TimeoutError):
             return False
 
-    async def _apply(self, desired: Desired, data: bytes, maps: dict[str, bytes], *,
-                     force_reload: bool = False) -> str:
-        """Get the worker to ``desired`` (``data`` and ``maps`` rendered from it); returns
-        the ``Applied`` method. ``force_reload``: no runtime path, reload even when the file
-        is unchanged (the worker's state is not known)."""
-        commands = (runtime_commands(self._live, desired, self.settings.render)
-                    if self._live is not None and not force_reload else None)
-        if commands and await self._runtime_first(commands, data, maps):
-            return "runtime"
-        changed = await self.sink.write(data, maps)
+    async def _carry_out(self, decision: Decision, desired: Desired, data: bytes,
+                         maps: dict[str, bytes]) -> str:
+        """Get the worker to ``desired`` (``data`` and ``maps`` rendered from it) as
+        ``decision`` says; returns the ``Applied`` method (``unchanged``, ``runtime`` or
+        ``reload``).
+
+        * :class:`Runtime` ``first``: the worker gets its servers first, then the file
+          catches up (``haproxy -c`` and the atomic swap), so the next reload or restart
+          loads the same servers. The commands only carry server addresses, ports, weights,
+          states and map entries that ``validate`` accepted, into slots and maps the live
+          configuration already has; ``haproxy -c`` still guards every byte written. When
+          the worker does not take them all (or no master answers), a forced reload.
+        * Every other path writes the file first; a master the supervisor had to start
+          loads it (``reload``). Then :class:`Unchanged` is ``unchanged``, or ``runtime``
+          when the file caught up with a worker that was ahead of it (the quick step);
+          :class:`Runtime` after the file sends its commands (``runtime``; a reload when
+          refused); :class:`Reload` is ``unchanged`` when neither the file changed nor a
+          reload is pending and it is not forced, else a reload.
+
+        :raises ConfigCheckFailed: ``haproxy -c`` rejected ``data`` (nothing written).
+        :raises ReloadFailed: the reload was not confirmed (the file is written).
+        """
+        if isinstance(decision, Runtime) and decision.first:
+            if await self._runtime_quietly(decision.commands):
+                await self._write(data, maps, desired)
+                self._live = replace(self._live, reload_pending=False)  # worker runs the file
+                return "runtime"
+            decision = Reload(forced=True)
+        changed = await self._write(data, maps, desired)
         if self.supervisor is not None and await self.supervisor.ensure_running():
             return "reload"
-        if not changed and not self.sink.reload_pending and not force_reload:
+        if isinstance(decision, Unchanged):
+            return "runtime" if changed else "unchanged"
+        if isinstance(decision, Runtime):
+            if await self._runtime_quietly(decision.commands):
+                return "runtime"
+        elif not (changed or self._live.reload_pending or decision.forced):
             return "unchanged"
-        if commands is not None and await self.sink.runtime(commands):
-            return "runtime"
         await self.sink.reload()
         return "reload"
 
-    async def _runtime_first(self, commands: list[str], data: bytes,
-                             maps: dict[str, bytes]) -> bool:
-        """Membership-only change: give the running worker its servers first, then let the
-        file catch up (``haproxy -c`` and the atomic swap), so the next reload or restart
-        loads the same servers. The commands only carry server addresses, ports, weights and
-        states that ``validate`` accepted, into slots the live configuration already has;
-        ``haproxy -c`` still guards every byte written. Returns False (nothing done, or
-        not all commands taken) to let the normal path decide: write, then runtime or
-        reload."""
-        if self.sink.reload_pending or not await self._runtime_quietly(commands):
-            return False  # (no master: the normal path writes and (re)starts it)
-        await self.sink.write(data, maps)
-        self.sink.reload_pending = False  # the worker already runs what the file now says
-        return True
+    async def _write(self, data: bytes, maps: dict[str, bytes], desired: Desired) -> bool:
+        """Check and write the file (:meth:`HAProxySink.write`) and, when it changed (or not
+        yet in this process), its layout file; returns whether the file changed (a reload
+        is then pending until the worker takes it)."""
+        changed = await self.sink.write(data, maps)
+        if changed:
+            self._live = replace(self._live, reload_pending=True)
+        if changed or not self._layout_saved:
+            try:
+                save_layout(self.sink.config_path, data, slot_layout(desired),
+                            frontend_ports(desired))
+                self._layout_saved = True
+            except OSError as err:  # a restart then reads the file's comments instead
+                log.warning("cannot write the layout file", extra={"fields": {
+                    "error": str(err)}})
+        return changed
 
     async def _report(self, problems: list[Problem]) -> None:
         current = set(problems)

@@ -133,8 +133,11 @@ async def test_owner_leaving_does_not_hand_an_http_port_to_a_rejected_tcp_claim(
     assert ("port-conflict", "grab", f"port {port} is already used for http by service "
             "'beta'") in [(e.reason, e.service, e.message) for e in events.errors]
 
+    before = len(events.applied)
     await delete_instance(js, sb_common, beta)
     await wait_until(lambda: f"frontend fe_tcp_{port}" in haproxy.config.read_text(),
                      what="grab takes the port")
-    await wait_until(lambda: events.applied[-1].method == "reload", what="its reload")
+    # the file is written before its reload is confirmed: wait for this change's report
+    await wait_until(lambda: "reload" in [e.method for e in events.applied[before:]],
+                     what="its reload")
     assert await body("anything.example.com") == (200, "grab")

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from ..model import Certificate, Problem
 
-__all__ = ["load_certificates"]
+__all__ = ["CertificateStore", "load_certificates"]
 
 _FILE_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}\.pem$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
@@ -59,24 +59,70 @@ def _key_block(data: bytes) -> bytes:
     return match.group(0)
 
 
+class CertificateStore:
+    """The certificate directory ``cert_dir``, each bundle parsed once per change of the file.
+
+    :meth:`load` lists the directory on every call (a bundle added, renewed or removed is seen
+    at the next one), but parses a bundle only when its (name, modification time, size) is
+    new; a file rewritten within the same nanosecond-mtime with the same size keeps its
+    previous verdict. Only the entries of the last listing are kept.
+    """
+
+    def __init__(self, cert_dir: Path | None) -> None:
+        self.cert_dir = cert_dir
+        #: file name -> ((mtime_ns, size), bundle or problem)
+        self._seen: dict[str, tuple[tuple[int, int], Certificate | Problem]] = {}
+
+    def load(self) -> tuple[tuple[Certificate, ...], list[Problem]]:
+        """Inventory the directory (``None`` or missing: no certificates, no problem).
+
+        :returns: ``(usable bundles sorted by path, invalid-certificate problems)``.
+        """
+        cert_dir = self.cert_dir
+        if cert_dir is None or not cert_dir.is_dir():
+            self._seen = {}
+            return (), []
+        certs: list[Certificate] = []
+        problems: list[Problem] = []
+        seen: dict[str, tuple[tuple[int, int], Certificate | Problem]] = {}
+        for path in sorted(cert_dir.iterdir()):
+            if not path.name.endswith(".pem") or not path.is_file():
+                continue
+            if not _FILE_RE.match(path.name) or not _PATH_RE.match(str(path)):
+                problems.append(Problem("invalid-certificate",
+                                        "certificate paths may use only [A-Za-z0-9._/-]"))
+                continue
+            try:
+                stat = path.stat()
+            except OSError as err:
+                problems.append(Problem("invalid-certificate", f"{path.name}: {err}"))
+                continue
+            version = (stat.st_mtime_ns, stat.st_size)
+            known = self._seen.get(path.name)
+            if known is not None and known[0] == version:
+                verdict = known[1]
+            else:
+                verdict = _verdict(path)
+            seen[path.name] = (version, verdict)
+            if isinstance(verdict, Certificate):
+                certs.append(verdict)
+            else:
+                problems.append(verdict)
+        self._seen = seen
+        return tuple(certs), problems
+
+
+def _verdict(path: Path) -> Certificate | Problem:
+    try:
+        return _bundle(path)
+    except (OSError, ValueError, TypeError) as err:
+        return Problem("invalid-certificate", f"{path.name}: {err}")
+
+
 def load_certificates(cert_dir: Path | None) -> tuple[tuple[Certificate, ...], list[Problem]]:
-    """Inventory ``cert_dir`` (``None`` or missing: no certificates, no problem).
+    """Inventory ``cert_dir`` once, parsing every bundle (``None`` or missing: no
+    certificates, no problem); :class:`CertificateStore` remembers the bundles between calls.
 
     :returns: ``(usable bundles sorted by path, invalid-certificate problems)``.
     """
-    if cert_dir is None or not cert_dir.is_dir():
-        return (), []
-    certs: list[Certificate] = []
-    problems: list[Problem] = []
-    for path in sorted(cert_dir.iterdir()):
-        if not path.name.endswith(".pem") or not path.is_file():
-            continue
-        if not _FILE_RE.match(path.name) or not _PATH_RE.match(str(path)):
-            problems.append(Problem("invalid-certificate",
-                                    "certificate paths may use only [A-Za-z0-9._/-]"))
-            continue
-        try:
-            certs.append(_bundle(path))
-        except (OSError, ValueError, TypeError) as err:
-            problems.append(Problem("invalid-certificate", f"{path.name}: {err}"))
-    return tuple(certs), problems
+    return CertificateStore(cert_dir).load()

@@ -2,8 +2,9 @@
 through the master CLI (or change servers through the runtime API) and confirm it took.
 
 * Validation is ``haproxy -c -f <candidate>`` on a temporary copy next to the live file; a
-  configuration that fails it is never written (:class:`ConfigCheckFailed`), so the running
-  workers keep the last good configuration.
+  configuration that fails it (or whose check does not end within ``check_timeout`` seconds)
+  is never written (:class:`ConfigCheckFailed`), so the running workers keep the last good
+  configuration.
 * Reload is the master CLI ``reload`` command; it is confirmed when ``show proc`` shows the
   master's reload counter up, its failure counter unchanged, and a new worker PID that answers
   ``@<n> show info`` (HAProxy 2.6 management guide, 9.4).
@@ -54,16 +55,21 @@ class HAProxySink:
     :param master_socket: the master CLI socket.
     :param haproxy_bin: HAProxy executable used for ``-c``.
     :param reload_timeout: seconds to wait for a reload to be confirmed.
+    :param check_timeout: longest run of ``haproxy -c`` in seconds (it takes about 0.5 s at
+        10,000 instances); a check still running then is killed and counts as a rejection.
+
+    The sink keeps no account of what the worker runs: :meth:`write` says whether the file
+    changed, :meth:`reload` and :meth:`runtime` whether the worker took it, and the caller
+    (the reconciler's :class:`~switchboard.decision.LiveState`) draws the conclusions.
     """
 
     def __init__(self, *, config_path: Path, master_socket: Path, haproxy_bin: str = "haproxy",
-                 reload_timeout: float = 30.0) -> None:
+                 reload_timeout: float = 30.0, check_timeout: float = 60.0) -> None:
         self.config_path = config_path
         self.master_socket = master_socket
         self.haproxy_bin = haproxy_bin
         self.reload_timeout = reload_timeout
-        #: True while the file holds a configuration HAProxy has not loaded yet
-        self.reload_pending = False
+        self.check_timeout = check_timeout
         self._map_dirs: set[Path] = set()  # where host maps were written
 
     def live_bytes(self) -> bytes | None:
@@ -76,7 +82,8 @@ class HAProxySink:
     async def check(self, data: bytes) -> None:
         """Run ``haproxy -c`` on ``data``.
 
-        :raises ConfigCheckFailed: HAProxy rejected it (or ``haproxy`` could not run).
+        :raises ConfigCheckFailed: HAProxy rejected it, ``haproxy`` could not run, or the
+            check took longer than ``check_timeout`` seconds (the process is killed).
         """
         fd, tmp = tempfile.mkstemp(dir=self.config_path.parent,
                                    prefix=f".{self.config_path.name}.", suffix=".check")
@@ -90,7 +97,13 @@ class HAProxySink:
                     stderr=asyncio.subprocess.STDOUT)
             except OSError as err:
                 raise ConfigCheckFailed(f"cannot run {self.haproxy_bin}: {err}") from None
-            output, _ = await proc.communicate()
+            try:
+                output, _ = await asyncio.wait_for(proc.communicate(), self.check_timeout)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise ConfigCheckFailed(f"{self.haproxy_bin} -c did not finish within "
+                                        f"{self.check_timeout:g}s") from None
         finally:
             Path(tmp).unlink(missing_ok=True)
         if proc.returncode != 0:
@@ -130,7 +143,6 @@ class HAProxySink:
                     write_atomic(path, old)
             raise
         write_atomic(self.config_path, data)
-        self.reload_pending = True
         self._remove_stale_maps(maps or {})
         return True
 
@@ -190,7 +202,6 @@ class HAProxySink:
                                    "workers keep serving")
             fresh = [pid for pid in now.workers if pid not in before.workers]
             if now.reloads > before.reloads and fresh and await self._answers(fresh[0]):
-                self.reload_pending = False
                 return fresh[0]
         raise ReloadFailed(f"no new HAProxy worker after {self.reload_timeout:.0f}s")
 
@@ -230,5 +241,4 @@ class HAProxySink:
                 log.warning("runtime command refused; will reload", extra={"fields": {
                     "commands": "; ".join(batch)[:300], "answer": answer[:300]}})
                 return False
-        self.reload_pending = False
         return True

@@ -33,6 +33,8 @@ class HAProxySupervisor:
         self.log_path = log_path
         self.start_timeout = start_timeout
         self.process: asyncio.subprocess.Process | None = None
+        #: masters started and answering so far (each one loaded the file as it was then)
+        self.starts = 0
 
     async def ensure_running(self) -> bool:
         """Start HAProxy unless a master already answers on the socket.
@@ -64,7 +66,7 @@ class HAProxySupervisor:
                 raise ReloadFailed(f"haproxy exited with {self.process.returncode}; "
                                    f"see {self.log_path}")
             if await self.sink.master_alive():
-                self.sink.reload_pending = False
+                self.starts += 1
                 log.info("haproxy started", extra={"fields": {"pid": self.process.pid}})
                 return True
             await asyncio.sleep(0.05)
