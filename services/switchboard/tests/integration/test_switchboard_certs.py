@@ -53,3 +53,36 @@ def test_certificate_directory_inventory(tmp_path, run_dir):
 def test_missing_directory_means_no_certificates(tmp_path):
     assert load_certificates(tmp_path / "absent") == ((), [])
     assert load_certificates(None) == ((), [])
+
+
+def test_store_parses_a_bundle_once_per_change_of_the_file(tmp_path):
+    """The reconciler's store lists the directory every time but parses a bundle again only
+    when its (name, mtime, size) changed: an unchanged file gives back the very same
+    Certificate object, a renewed one a new fingerprint, a removed one disappears."""
+    import os
+
+    from switchboard.apply.certstore import CertificateStore
+
+    ca = TestCA(tmp_path / "ca")
+    certs = tmp_path / "certs"
+    app = ca.issue(["app.example.com"], certs / "app.pem")
+    (certs / "garbage.pem").write_text("not a certificate\n")
+    store = CertificateStore(certs)
+    first, problems = store.load()
+    again, problems_again = store.load()
+    assert [c.path for c in first] == [str(app)]
+    assert again[0] is first[0]
+    assert problems == problems_again == [problems[0]]
+    assert problems[0].message.startswith("garbage.pem: ")
+
+    stat = app.stat()
+    ca.issue(["app.example.com", "www.example.com"], app)  # renewed in place
+    os.utime(app, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    renewed, _ = store.load()
+    assert renewed[0].names == ("app.example.com", "www.example.com")
+    assert renewed[0].fingerprint != first[0].fingerprint
+    assert store.load()[0][0] is renewed[0]
+
+    app.unlink()
+    assert store.load()[0] == ()
+    assert CertificateStore(None).load() == ((), [])

@@ -167,3 +167,42 @@ async def test_unreachable_unchecked_instance_costs_no_failed_request(
     await switchboard_factory(min_slots=4)
     await wait_until(lambda: len(events.applied) >= 1, what="first Applied")
     assert await bodies(port, "web.example.com", 8) == {"200 live"}
+
+
+async def test_restarted_switchboard_keeps_slots_from_the_layout_file(
+        sb_common, nc, haproxy, backends, events, switchboard_factory):
+    """The layout file is written beside the configuration with the configuration's hash; a
+    new switchboard reads it, finds the file as the worker loaded it (``unchanged``), and
+    puts the next instance into a free slot at runtime (same worker)."""
+    import hashlib
+    import json
+
+    from switchboard.desired import backend_name
+
+    js = nc.jetstream()
+    port = free_port()
+    tags = ["dns=example.com", "vhost=web", f"http={port}"]
+    one, two = backends("one"), backends("two")
+    a = make_instance("web", "web-a", "127.0.0.1", one.port, tags)
+    await put_instance(js, sb_common, a)
+    first = await switchboard_factory(min_slots=4)
+    await wait_until(lambda: [e.method for e in events.applied] == ["reload"],
+                     what="first reload")
+    layout = json.loads((haproxy.config.parent / "haproxy.cfg.layout.json").read_text())
+    web = backend_name("http", "web")
+    assert layout["config_sha256"] == hashlib.sha256(haproxy.config.read_bytes()).hexdigest()
+    assert (layout["slots"][web], layout["ports"]) == ([a.key, None, None, None],
+                                                       {str(port): "http"})
+    await first.stop()
+    pids = haproxy.worker_pids()
+
+    await switchboard_factory(min_slots=4)
+    await wait_until(lambda: len(events.applied) == 2, what="the new switchboard's Applied")
+    assert events.applied[1].method == "unchanged"
+    await put_instance(js, sb_common, make_instance("web", "web-b", "127.0.0.1", two.port,
+                                                    tags))
+    await wait_until(lambda: any(e.method == "runtime" and e.config_hash
+                                 for e in events.applied[2:]), what="Applied runtime")
+    assert await bodies(port, "web.example.com") == {"200 one", "200 two"}
+    assert haproxy.worker_pids() == pids
+    assert events.errors == []

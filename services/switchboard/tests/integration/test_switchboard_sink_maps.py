@@ -43,3 +43,22 @@ async def test_map_of_a_removed_frontend_is_deleted_after_a_good_write(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.map")) == [
         "fe_http_8001.map", "operator-notes.map"]
     assert one.read_bytes() == b"a.example.com be_web\n"
+
+
+async def test_a_check_that_does_not_end_is_killed_and_counts_as_a_rejection(tmp_path):
+    """``haproxy -c`` is bounded: an executable that hangs (a stand-in for a stuck check) is
+    killed after ``check_timeout`` and nothing is written."""
+    import time
+
+    hung = tmp_path / "hung-haproxy"
+    hung.write_text("#!/bin/sh\nexec sleep 30\n")
+    hung.chmod(0o755)
+    sink = HAProxySink(config_path=tmp_path / "haproxy.cfg", master_socket=tmp_path / "m.sock",
+                       haproxy_bin=str(hung), check_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(ConfigCheckFailed) as caught:
+        await sink.write(HEAD)
+    assert time.monotonic() - started < 5
+    assert caught.value.output == f"{hung} -c did not finish within 0.3s"
+    assert not sink.config_path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["hung-haproxy"]
