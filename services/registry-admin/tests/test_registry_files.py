@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+from pathlib import Path
 
 import pytest
 import yaml
@@ -161,3 +162,23 @@ def test_next_link_stays_on_the_registry():
         "https://r:5000/v2/_catalog?last=b&n=2"
     assert next_link('<https://evil/v2/_catalog?last=b>; rel="next"', base) is None
     assert next_link(None, base) is None
+
+
+def test_the_constructor_and_the_environment_share_their_defaults():
+    from unify_common.settings import CommonSettings
+
+    common = CommonSettings(node="n1")
+    built = RegistryAdminSettings(common=common, state_dir=Path("/st"))
+    assert RegistryAdminSettings.from_env({"UNIFY_NODE": "n1",
+                                           "UNIFY_REGISTRY_STATE_DIR": "/st"}) == built
+    assert (built.tls_dir, built.config_path, built.notify_host, built.notify_port) == (
+        Path("/st/tls"), Path("/st/registry.yml"), "0.0.0.0", 5005)
+    moved = RegistryAdminSettings(common=common, notify_host="127.0.0.1", notify_port=0)
+    assert moved.notify_addr == ("127.0.0.1", 0)
+
+
+def test_the_docstring_table_matches_the_model():
+    import registry_admin.settings as settings_module
+    from tests.fixtures.settings_docs import check_table, rst_rows
+
+    check_table(RegistryAdminSettings, rst_rows(settings_module.__doc__))

@@ -12,7 +12,6 @@ import signal
 import sys
 
 import nats.errors
-from unify_common.health import health_addr
 from unify_common.logs import configure_logging, get_logger
 
 from .service import RegistryAdmin
@@ -41,13 +40,12 @@ def main() -> int:
     """Entry point; returns the process exit status."""
     try:
         settings = RegistryAdminSettings.from_env()
-        addr = health_addr(default_port=9105)
     except ValueError as err:
         print(f"registry-admin: {err}", file=sys.stderr)
         return 2
     configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
     try:
-        asyncio.run(_run(settings, addr))
+        asyncio.run(_run(settings, settings.health_addr))
     except (OSError, ValueError, nats.errors.Error) as err:
         log.error("cannot start", extra={"fields": {"error": repr(err)}})
         return 1
