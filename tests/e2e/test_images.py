@@ -57,9 +57,10 @@ def test_low_port_as_the_unify_user_with_only_net_bind_service(docker_engine, su
     # still running when `timeout` stops it (124): it bound port 80/53
     assert _run(docker_engine, suite_images[component].tag, script,
                 caps=["NET_BIND_SERVICE"]).splitlines()[-2:] == ["unify", "rc=124"]
-    # and without the capability it cannot
+    # without the capability in the container's bounding set the kernel refuses to exec a
+    # binary that carries it (EPERM: `timeout` exits 126)
     assert _run(docker_engine, suite_images[component].tag, script,
-                caps=[]).splitlines()[-1] == "rc=1"
+                caps=[]).splitlines()[-1] == "rc=126"
 
 
 def test_docker_stop_is_a_clean_sigterm_exit(docker_engine, suite_images, nats_server):
@@ -80,5 +81,41 @@ def test_docker_stop_is_a_clean_sigterm_exit(docker_engine, suite_images, nats_s
         container.stop(timeout=10)
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 0, logs().decode()[-2000:]
+    finally:
+        container.remove(force=True)
+
+
+def test_wireline_image_serves_ssh_and_becomes_healthy(docker_engine, suite_images,
+                                                       nats_server, tmp_path):
+    """The wireline image on its own: sshd (as its child) answers with an SSH banner on the
+    configured port, and the container's HEALTHCHECK reports healthy (NATS connected, sshd
+    running)."""
+    import socket
+
+    from unify_cli.devstack.process import free_port
+
+    ssh_port, health_port = free_port(), free_port()
+    container = docker_engine.containers.run(
+        suite_images["wireline"].tag, detach=True, network_mode="host",
+        environment={"NATS_URL": nats_server.url, "UNIFY_WIRELINE_REGISTRY": "127.0.0.1:5999",
+                     "UNIFY_WIRELINE_SSH_PORT": str(ssh_port),
+                     "UNIFY_WIRELINE_SSH_LISTEN": "127.0.0.1",
+                     "UNIFY_HEALTH_ADDR": f"127.0.0.1:{health_port}"})
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            container.reload()
+            health = container.attrs["State"].get("Health", {}).get("Status")
+            if health == "healthy" or container.status != "running" \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert (container.status, health) == ("running", "healthy"), \
+            container.logs().decode()[-3000:]
+        with socket.create_connection(("127.0.0.1", ssh_port), timeout=5) as conn:
+            assert conn.recv(64).startswith(b"SSH-2.0-OpenSSH_9.2")
+        container.stop(timeout=10)
+        container.reload()
+        assert container.attrs["State"]["ExitCode"] == 0, container.logs().decode()[-2000:]
     finally:
         container.remove(force=True)

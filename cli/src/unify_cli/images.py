@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -125,10 +126,11 @@ def _run(cmd: list[str], *, cwd: Path, log: Callable[[str], None], timeout: floa
                            f"({proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
-def build_wheelhouse(root: Path, cache: Path, *, extra: Iterable[str] = (),
+def build_wheelhouse(root: Path, cache: Path, work: Path, *, extra: Iterable[str] = (),
                      log: Callable[[str], None] = print) -> Path:
-    """Build (or reuse) the wheelhouse; returns a folder holding every wheel the images need:
-    third-party wheels (cached by key) plus the project's own (rebuilt every time).
+    """Build (or reuse) the wheelhouse; returns a folder in ``work`` holding every wheel the
+    images need: third-party wheels (cached by key) plus the project's own (rebuilt every
+    time).
 
     :raises RuntimeError: pip failed (its stderr's end in the message).
     :raises subprocess.TimeoutExpired: pip took longer than ``PIP_TIMEOUT_S``.
@@ -136,8 +138,7 @@ def build_wheelhouse(root: Path, cache: Path, *, extra: Iterable[str] = (),
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"]
     # the project's packages are built from fresh copies: setuptools keeps a build/ folder
     # beside the sources, and files left there by an earlier build would slip into a wheel
-    sources = root / "build" / "images" / "sources"
-    shutil.rmtree(sources, ignore_errors=True)
+    sources = work / "sources"
     local = []
     for pkg in LOCAL_PACKAGES:
         if (root / pkg / "pyproject.toml").exists():
@@ -147,22 +148,26 @@ def build_wheelhouse(root: Path, cache: Path, *, extra: Iterable[str] = (),
     deps = cache / "wheels" / _wheelhouse_key(root)
     if not (deps / ".complete").exists():
         log(f"wheelhouse: building third-party wheels into {deps}")
-        shutil.rmtree(deps, ignore_errors=True)
-        deps.mkdir(parents=True)
-        _run(pip + ["-c", str(root / "constraints.txt"), "-w", str(deps), *local, *extra],
-             cwd=root, log=log, timeout=PIP_TIMEOUT_S)
-        for own in deps.glob("unify_*.whl"):
+        deps.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{deps.name}.", dir=deps.parent))
+        _run(pip + ["-c", str(root / "constraints.txt"), "-w", str(building), *local,
+                    *extra], cwd=root, log=log, timeout=PIP_TIMEOUT_S)
+        for own in building.glob("unify_*.whl"):
             own.unlink()  # the project's own wheels are rebuilt on every run, below
-        (deps / ".complete").write_text("ok\n")
-    own_dir = root / "build" / "images" / "own-wheels"
-    shutil.rmtree(own_dir, ignore_errors=True)
+        (building / ".complete").write_text("ok\n")
+        if deps.exists() and not (deps / ".complete").exists():
+            shutil.rmtree(deps, ignore_errors=True)  # left by an interrupted older build
+        try:  # another build may have finished the same key meanwhile: either is right
+            building.rename(deps)
+        except OSError:
+            shutil.rmtree(building, ignore_errors=True)
+    own_dir = work / "own-wheels"
     own_dir.mkdir(parents=True)
     # a fixed timestamp inside the wheels: unchanged sources give the same bytes, so the
     # image layers that install them stay cached
     _run(pip + ["--no-deps", "-w", str(own_dir), *local], cwd=root, log=log,
          timeout=PIP_TIMEOUT_S, env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
-    house = root / "build" / "images" / "wheels"
-    shutil.rmtree(house, ignore_errors=True)
+    house = work / "wheels"
     house.mkdir(parents=True)
     for wheel in [*deps.glob("*.whl"), *own_dir.glob("*.whl")]:
         _link(wheel, house / wheel.name)
@@ -177,9 +182,8 @@ def _link(source: Path | str, target: Path | str) -> None:
         shutil.copy2(source, target)
 
 
-def _context(root: Path, house: Path, component: Component) -> Path:
-    ctx = root / "build" / "images" / "context" / component.name
-    shutil.rmtree(ctx, ignore_errors=True)
+def _context(root: Path, house: Path, component: Component, work: Path) -> Path:
+    ctx = work / "context" / component.name
     (ctx / "bin").mkdir(parents=True)
     shutil.copytree(house, ctx / "wheels", copy_function=_link)
     shutil.copy2(root / "deploy" / "images" / "Dockerfile", ctx / "Dockerfile")
@@ -229,13 +233,26 @@ def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE
     cache = Path(os.environ.get("UNIFY_CACHE_DIR", "") or Path.home() / ".cache" / "unify")
     # every image's third-party packages, whichever are built now: one wheelhouse per key
     extra = sorted({p for c in components.values() for p in c.pip if not p.startswith("unify-")})
-    house = build_wheelhouse(root, cache, extra=extra, log=log)
+    # every build works in a folder of its own (two builds may run at once)
+    (root / "build" / "images").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=root / "build" / "images"))
+    try:
+        return _build_all(root, cache, work, components, wanted, extra, base=base,
+                          prefix=prefix, tag=tag, client=client, nocache=nocache, log=log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_all(root: Path, cache: Path, work: Path, components: dict[str, Component],
+               wanted: list[str], extra: list[str], *, base: str, prefix: str, tag: str,
+               client, nocache: bool, log: Callable[[str], None]) -> list[BuildResult]:
+    house = build_wheelhouse(root, cache, work, extra=extra, log=log)
     revision = _revision(root)
     version = _project_version(root)
     results = []
     for name in wanted:
         comp = components[name]
-        ctx = _context(root, house, comp)
+        ctx = _context(root, house, comp, work)
         ref = f"{prefix}/{name}:{tag}"
         args = {
             "BASE": base, "COMPONENT": name, "COMMAND": comp.command,

@@ -18,7 +18,6 @@ duration (dnsmasq, Route 53), the applied configuration hash (the ``config_hash`
 from __future__ import annotations
 
 import asyncio
-import signal
 from importlib.metadata import version
 
 from unify_common.consulio import make_consul
@@ -26,6 +25,7 @@ from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.health import Health
 from unify_common.logs import get_logger
 from unify_common.natsio import CatalogMissing
+from unify_common.runloop import run_until_stopped
 from unify_common.settings import CommonSettings
 from unify_common.subscriber import Subscriber
 
@@ -155,19 +155,11 @@ async def run(settings: Dns411Settings, common: CommonSettings) -> None:
         bucket within the subscriber's wait (logged).
     """
     service = Dns411(settings, common)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await service.start(health_addr=settings.health_addr)
+        await run_until_stopped(
+            lambda: service.start(health_addr=settings.health_addr), service.stop,
+            on_started=lambda: log.info("dns411 running", extra={"fields": {
+                "node": common.node, "mode": settings.mode, "health": service.health.bound}}))
     except CatalogMissing as err:
         log.error("cannot start", extra={"fields": {"error": str(err)}})
-        await service.stop()
         raise SystemExit(1) from None
-    log.info("dns411 running", extra={"fields": {"node": common.node, "mode": settings.mode,
-                                                 "health": service.health.bound}})
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()

@@ -8,11 +8,11 @@ Exit status 2 on a settings error, 1 when NATS is unreachable or the CA files ar
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 import nats.errors
 from unify_common.logs import configure_logging, get_logger
+from unify_common.runloop import run_until_stopped
 
 from .service import RegistryAdmin
 from .settings import RegistryAdminSettings
@@ -22,18 +22,11 @@ log = get_logger("registry_admin")
 
 async def _run(settings: RegistryAdminSettings, addr: tuple[str, int]) -> None:
     service = RegistryAdmin(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start(health_addr=addr)
-    log.info("registry-admin running", extra={"fields": {
-        "node": settings.common.node, "mode": settings.mode, "service": settings.service,
-        "notify_port": service.notify_port}})
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
+    await run_until_stopped(
+        lambda: service.start(health_addr=addr), service.stop,
+        on_started=lambda: log.info("registry-admin running", extra={"fields": {
+            "node": settings.common.node, "mode": settings.mode, "service": settings.service,
+            "notify_port": service.notify_port}}))
 
 
 def main() -> int:

@@ -8,12 +8,12 @@ or consul-bridge has not declared the stream and the catalog bucket within 120 s
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 import nats.errors
 from unify_common.logs import configure_logging, get_logger
 from unify_common.natsio import CatalogMissing
+from unify_common.runloop import run_until_stopped
 
 from .service import SwitchboardService
 from .settings import SwitchboardSettings
@@ -23,18 +23,11 @@ log = get_logger("switchboard")
 
 async def _run(settings: SwitchboardSettings) -> None:
     service = SwitchboardService(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await service.start(health_addr=settings.health_addr)
-    log.info("switchboard running", extra={"fields": {
-        "node": settings.common.node, "config": str(settings.config_path),
-        "manage": settings.manage, "health": service.health.bound}})
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
+    await run_until_stopped(
+        lambda: service.start(health_addr=settings.health_addr), service.stop,
+        on_started=lambda: log.info("switchboard running", extra={"fields": {
+            "node": settings.common.node, "config": str(settings.config_path),
+            "manage": settings.manage, "health": service.health.bound}}))
 
 
 def main() -> int:
