@@ -116,3 +116,21 @@ def test_cached_builds_equal_builds_from_nothing_through_a_series_of_changes():
         assert (again, again.problems) == (desired, desired.problems)
         render_module.clear_caches()
         assert render(again, OPTIONS) == data
+
+
+def test_builders_and_renderers_keep_their_own_caches():
+    """Two builders and renderers (two reconcilers in one process) used in turn on different
+    catalogs give what building and rendering each from nothing gives."""
+    from switchboard.desired import DesiredBuilder
+    from switchboard.render import Renderer
+
+    one, two = large_catalog(300, 15), small_catalog()
+    builders, renderers = (DesiredBuilder(), DesiredBuilder()), (Renderer(), Renderer())
+    for _ in range(2):
+        for catalog, builder, renderer, certs in zip((one, two), builders, renderers,
+                                                     ((), CERTS)):
+            desired = builder.build(catalog, certificates=certs)
+            assert renderer.render(desired, OPTIONS) == Renderer().render(
+                DesiredBuilder().build(catalog, certificates=certs), OPTIONS)
+    assert renderers[1].render(builders[1].build(two, certificates=CERTS), OPTIONS) == (
+        GOLDEN / "small.cfg").read_bytes()

@@ -42,10 +42,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from socket import AF_INET, inet_pton
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from unify_common.events import Instance
 
@@ -63,16 +62,29 @@ from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
 from .slots import assign_slots
-from .validate import consensus, instance_problem, plainly_usable
+from .validate import consensus, instance_problem
 
-__all__ = ["DEFAULT_PROFILE", "backend_name", "build_desired", "certificate_for", "clear_caches",
-           "frontend_ports", "order_routes", "spare_backends"]
+__all__ = ["DEFAULT_PROFILE", "DesiredBuilder", "backend_name", "build_desired", "certificate_for",
+           "clear_caches", "frontend_ports", "order_routes", "spare_backends"]
 
 _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
 
 #: A usable instance with its catalog key and its server: ``(key, instance, server)``; one
 #: tuple per instance, which is also what a build remembers of it (see :class:`_Memo`).
 Member = tuple[str, Instance, Server]
+
+
+class Followed(NamedTuple):
+    """One routed service as the claims see it: the tags its agreeing ``members`` follow,
+    its TLS plan (:func:`_ssl_plan`: whether the servers speak TLS, the https mode), and
+    its claim order (lowest ``create_index``, then name)."""
+
+    create_index: int
+    service: str
+    tags: UnifyTags
+    members: list[Member]
+    server_tls: bool
+    https_mode: str
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -190,12 +202,13 @@ def _hosts(vhost: str | None, dns: tuple[str, ...]) -> tuple[tuple[str, ...], tu
             tuple(e for _, e in errors if e is not None))
 
 
-def _first_claimants(followed: list[tuple]) -> dict[tuple[int, str], str]:
+def _first_claimants(followed: list[Followed]) -> dict[tuple[int, str], str]:
     """``(port, kind)`` -> the first service (in claim order) that claims the port for that
     kind, counting only listeners that reach the port check of :func:`_claim_service` (an
     ``http``/``https`` listener needs hosts and an ``ssl`` mode that allows it)."""
     first: dict[tuple[int, str], str] = {}
-    for _, service, tags, _, (_, https_mode) in followed:
+    for item in followed:
+        tags, service, https_mode = item.tags, item.service, item.https_mode
         for listener in tags.listeners:
             proto = listener.protocol
             if proto != "tcp" and (not _hosts(tags.vhost, tags.dns)[0] or (
@@ -211,7 +224,7 @@ def _serves(claims: _Claims, port: int) -> bool:
     return port in claims.tcp or bool(claims.routes.get(port) or claims.sni.get(port))
 
 
-def _claim_ports(followed: list[tuple], certificates: Sequence[Certificate],
+def _claim_ports(followed: list[Followed], certificates: Sequence[Certificate],
                  unavailable_ports: frozenset[int],
                  previous_ports: Mapping[int, str] | None) -> _Claims:
     """Every service's claims, in order. A port keeps its previous kind while a service
@@ -223,9 +236,9 @@ def _claim_ports(followed: list[tuple], certificates: Sequence[Certificate],
             if (port, kind) in first}
     while True:
         claims = _Claims(unavailable=unavailable_ports, held=held)
-        for _, service, tags, members, (_, https_mode) in followed:
-            claims.members = members
-            _claim_service(service, tags, https_mode, claims, certificates)
+        for item in followed:
+            claims.members = item.members
+            _claim_service(item.service, item.tags, item.https_mode, claims, certificates)
         idle = {port for port in held if not _serves(claims, port)}
         if not idle:
             return claims
@@ -297,19 +310,20 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
                    server_ssl=server_ssl and mode == "http", slots=tuple(slots))
 
 
-def _drop_name_collisions(followed: list, problems: list[Problem]) -> list:
+def _drop_name_collisions(followed: list[Followed],
+                          problems: list[Problem]) -> list[Followed]:
     """Two services whose backend names collide (same cleaned name and same 32-bit digest):
     the older keeps it, the other is rejected (``name-collision``) instead of breaking the
     whole configuration with a duplicate backend."""
     owners: dict[str, str] = {}
     kept = []
     for item in followed:
-        service = item[1]
+        service = item.service
         name = backend_name("http", service)
         owner = owners.setdefault(name, service)
         if owner != service:
             problems.extend(_rejected("name-collision", f"backend name {name} is already "
-                                      f"used by service {owner!r}", service, item[3]))
+                                      f"used by service {owner!r}", service, item.members))
             continue
         kept.append(item)
     return kept
@@ -335,10 +349,13 @@ def build_desired(instances: Iterable[Instance] | Mapping[str, Instance], *, cer
         previous state (see :func:`frontend_ports`); a port keeps its kind while claimed
         for it (see the module doc).
     :returns: the :class:`Desired` state; ``problems`` lists every rejected input, sorted.
+
+    Remembers what it derived for the next call, in one builder shared by every caller of
+    this function (tests, benchmarks); a service holds a :class:`DesiredBuilder` of its own.
     """
-    with gc_paused():
-        return _build(instances, certificates, previous_slots, min_slots, unavailable_ports,
-                      spare_backends, previous_ports)
+    return _shared.build(instances, certificates=certificates, previous_slots=previous_slots,
+                         min_slots=min_slots, unavailable_ports=unavailable_ports,
+                         spare_backends=spare_backends, previous_ports=previous_ports)
 
 
 def frontend_ports(desired: Desired) -> dict[int, str]:
@@ -386,15 +403,41 @@ class _Memo:
         self.backends: dict[str, tuple[list[Member], object, int, Backend]] = {}
 
 
-_memo = _Memo()
+class DesiredBuilder:
+    """Builds desired states (:meth:`build`, the arguments of :func:`build_desired`),
+    remembering across its builds what the previous one derived (see :class:`_Memo`), so a
+    build after a small change of the catalog costs a fraction of the first. Results never
+    depend on what it remembers. The reconciler owns one; each builder remembers only its
+    own last build."""
+
+    def __init__(self) -> None:
+        self._memo = _Memo()
+
+    def clear(self) -> None:
+        """Forget everything remembered (the next build starts from nothing)."""
+        self._memo = _Memo()
+
+    def build(self, instances: Iterable[Instance] | Mapping[str, Instance], *,
+              certificates: Sequence[Certificate] = (),
+              previous_slots: Mapping[str, Sequence[str | None]] | None = None,
+              min_slots: int = 4, unavailable_ports: frozenset[int] = frozenset(),
+              spare_backends: int = 0,
+              previous_ports: Mapping[int, str] | None = None) -> Desired:
+        """See :func:`build_desired`."""
+        with gc_paused():
+            return _build(self._memo, instances, certificates, previous_slots, min_slots,
+                          unavailable_ports, spare_backends, previous_ports)
+
+
+#: the builder of :func:`build_desired` (callers without one of their own: tests, benchmarks)
+_shared = DesiredBuilder()
 
 
 def clear_caches() -> None:
-    """Forget everything remembered across builds (per-instance checks, keys and servers,
-    per-service and per-backend results). Results never depend on it; benchmarks and tests
-    use it to measure or check a build from nothing."""
-    global _memo
-    _memo = _Memo()
+    """Forget everything :func:`build_desired` remembered across builds (per-instance
+    checks, keys and servers, per-service and per-backend results). Results never depend on
+    it; benchmarks and tests use it to measure or check a build from nothing."""
+    _shared.clear()
 
 
 class _Group:
@@ -416,20 +459,17 @@ class _Group:
 
 def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: dict,
             verdicts: dict) -> tuple[dict[str, _Group], list[Problem]]:
-    """One pass over the catalog: each instance checked (the rules of
-    :mod:`switchboard.validate`: :func:`~switchboard.validate.plainly_usable` for the common
-    case, :func:`~switchboard.validate.instance_problem` to decide the rest), a usable one
+    """One pass over the catalog: each instance checked (the one rule of
+    :func:`~switchboard.validate.instance_problem`), a usable one
     keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
     untagged ones (``unify`` and ``tag_error`` both ``None``) dropped silently. Services and
     members are in the order of ``instances``; problems in no particular order. From a
     mapping, its keys are taken as the catalog keys (no hashing).
 
-    The common case is checked against the service's first member instead of by a lookup
-    of the parse: raw tags equal to that member's (checked: its ``unify`` is their parse)
-    have the same parse, so the instance's tags are valid exactly when its ``unify`` equals
-    that member's; then an IPv4 address and a valid port. Anything else takes the full
-    check. One tuple is allocated per instance: fewer young objects for the cyclic
-    collector to walk after the build."""
+    Raw tags equal to those of the service's first usable member have that member's
+    (checked) parse, which is then handed to the check instead of looked up again. An instance the
+    previous build saw (the same object) is not checked again. One tuple is allocated per
+    instance: fewer young objects for the cyclic collector to walk after the build."""
     groups: dict[str, _Group] = {}
     problems: list[Problem] = []
     pairs = (instances.items() if isinstance(instances, Mapping)
@@ -443,14 +483,8 @@ def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: di
         tags = inst.tags
         same = group is not None and tags == group.tags
         if verdict is None or verdict[1] is not inst:
-            usable = False
-            if same and inst.unify == group.unify and 1 <= inst.port <= 65535:
-                try:
-                    inet_pton(AF_INET, inst.address)
-                    usable = True
-                except (OSError, ValueError, TypeError):
-                    pass
-            if usable or plainly_usable(inst) or (problem := instance_problem(inst)) is None:
+            problem = instance_problem(inst, group.unify if same else None)
+            if problem is None:
                 # its catalog key (unify_common.events.catalog_key, computed the same way:
                 # "i." + 40 hex digits of SHA-256 over node NUL instance id) and its server
                 key = given or "i." + _sha256(
@@ -485,8 +519,9 @@ def _asks_for_frontends(group: _Group) -> bool:
     return any(inst.unify.listeners for _, inst, _ in group.members)
 
 
-def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple:
-    """``(create index, service, tags, agreeing members, ssl plan, dissent)`` of a service."""
+def _follow(service: str, group: _Group, previous: dict,
+            current: dict) -> tuple[Followed, list[Problem]]:
+    """What the claims follow of a service, and its ``tag-disagreement`` problems."""
     members = group.members
     seen = previous.get(service)
     if seen is not None and seen[0] == members:
@@ -501,12 +536,13 @@ def _follow(service: str, group: _Group, previous: dict, current: dict) -> tuple
         by_pair = {id(pair): member for pair, member in zip(pairs, members)}
         agreeing = [by_pair[id(pair)] for pair in agreeing_pairs]
         create_index = min(i.create_index for _, i, _ in agreeing)
-    result = (create_index, service, tags, agreeing, _ssl_plan(tags, agreeing), dissent)
+    server_tls, https_mode = _ssl_plan(tags, agreeing)
+    result = (Followed(create_index, service, tags, agreeing, server_tls, https_mode), dissent)
     current[service] = (members, result)
     return result
 
 
-def _build(instances: Iterable[Instance] | Mapping[str, Instance],
+def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
            certificates: Sequence[Certificate],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
            unavailable_ports: frozenset[int], spares: int,
@@ -515,15 +551,15 @@ def _build(instances: Iterable[Instance] | Mapping[str, Instance],
     groups, problems = _gather(instances, _memo.verdicts, verdicts)
     _memo.verdicts = verdicts
     memo_services: dict[str, tuple[list[Member], tuple]] = {}
-    followed: list[tuple] = []
+    followed: list[Followed] = []
     for service, group in groups.items():
         if not _asks_for_frontends(group):
             continue
-        *item, dissent = _follow(service, group, _memo.services, memo_services)
+        item, dissent = _follow(service, group, _memo.services, memo_services)
         problems.extend(dissent)
-        followed.append(tuple(item))
+        followed.append(item)
     _memo.services = memo_services
-    followed.sort(key=lambda item: (item[0], item[1]))
+    followed.sort(key=lambda item: (item.create_index, item.service))
     followed = _drop_name_collisions(followed, problems)
 
     claims = _claim_ports(followed, certificates, unavailable_ports, previous_ports)
@@ -532,7 +568,7 @@ def _build(instances: Iterable[Instance] | Mapping[str, Instance],
     previous = previous_slots or {}
     backends = []
     memo_backends: dict[str, tuple[list[Member], object, int, Backend]] = {}
-    for _, service, tags, members, (server_tls, _) in followed:
+    for _, service, tags, members, server_tls, _ in followed:
         for mode in ("http", "tcp"):
             name = backend_name(mode, service)
             if name not in claims.used_backends:

@@ -56,10 +56,10 @@ from .apply.layoutfile import load_layout, save_layout
 from .apply.ports import busy_ports, listening_ports
 from .apply.supervisor import HAProxySupervisor
 from .decision import Decision, LiveState, Reload, Runtime, Spare, Unchanged, decide
-from .desired import build_desired, frontend_ports
+from .desired import DesiredBuilder, frontend_ports
 from .model import Desired, Problem
 from .plan import SparePlan, slot_layout
-from .render import config_hash, render, render_maps
+from .render import Renderer, config_hash, render_maps
 from .settings import SwitchboardSettings
 
 __all__ = ["PortsUnavailable", "Reconciler"]
@@ -118,7 +118,10 @@ class Reconciler:
         #: what the worker runs; ``None`` until the first step reads the live file's layout
         self._live: LiveState | None = None
         self._starts_seen = 0  # supervisor.starts already accounted for
+        # what carries over from one step to the next to make it cheap, owned here
         self._certificates = CertificateStore(settings.cert_dir)
+        self._builder = DesiredBuilder()
+        self._renderer = Renderer()
         self._layout_saved = False  # the layout file was written by this process
         # what was reported, so each report goes out once
         self._reported: set[Problem] = set()
@@ -161,7 +164,7 @@ class Reconciler:
             desired = self._build(state, certificates, live, busy)
         self._unavailable = busy
         await self._report(sorted(set(cert_problems) | set(desired.problems)))
-        data = render(desired, self.settings.render)
+        data = self._renderer.render(desired, self.settings.render)
         maps = render_maps(desired, self.settings.render)
         digest = config_hash(data, maps)
         if digest == self._rejected_hash:
@@ -214,10 +217,10 @@ class Reconciler:
         """The desired state of ``state`` from where the worker stands (its slots and port
         kinds), with the configured spares; ``unavailable`` ports left out."""
         spares = self.settings.spare_backends if self.settings.render.host_maps else 0
-        return build_desired(state.instances, certificates=certificates,
-                             previous_slots=live.slots, min_slots=self.settings.min_slots,
-                             spare_backends=spares, unavailable_ports=unavailable,
-                             previous_ports=live.ports)
+        return self._builder.build(state.instances, certificates=certificates,
+                                   previous_slots=live.slots,
+                                   min_slots=self.settings.min_slots, spare_backends=spares,
+                                   unavailable_ports=unavailable, previous_ports=live.ports)
 
     def _busy_ports(self, desired: Desired, live: LiveState) -> frozenset[int]:
         # Ports HAProxy itself listens on (the last applied state, and the live file, which

@@ -19,7 +19,7 @@ import jinja2
 from .gcpause import gc_paused
 from .model import Backend, Desired, Frontend
 
-__all__ = ["RenderOptions", "clear_caches", "config_hash", "host_map_path", "render",
+__all__ = ["RenderOptions", "Renderer", "clear_caches", "config_hash", "host_map_path", "render",
            "render_maps"]
 
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
@@ -206,49 +206,73 @@ def _backend_options(key: tuple) -> str:
     return str(_macros.backend_options(*key))
 
 
-_heads, _frontends, _options = _ChunkCache(), _ChunkCache(), _ChunkCache()
-_backends = _ChunkByIdentity()
+class Renderer:
+    """Renders configurations (:meth:`render`), caching each chunk's text across its calls.
+
+    Chunks are cached by their inputs (the previous call's chunks are reused when their
+    inputs are equal; a backend's when it is the same object), which makes a re-render after
+    a small change cheap; the bytes are the same with or without the cache. Each renderer
+    keeps one configuration's worth of chunks, its own: the reconciler owns one.
+    """
+
+    __slots__ = ("_heads", "_frontends", "_options", "_backends", "_backend_text")
+
+    def __init__(self) -> None:
+        self._heads, self._frontends, self._options = _ChunkCache(), _ChunkCache(), _ChunkCache()
+        self._backends = _ChunkByIdentity()
+        options_cache = self._options
+
+        def backend_text(backend: Backend) -> bytes:
+            options = options_cache.get(
+                (backend.mode, backend.balance, backend.check, backend.server_ssl),
+                _backend_options)
+            lines = [f"\nbackend {backend.name}\n{options}"]
+            _server_lines(backend, lines)
+            return "".join(lines).encode()
+
+        self._backend_text = backend_text
+
+    def clear(self) -> None:
+        """Forget every cached chunk (the next render starts from nothing)."""
+        for cache in (self._heads, self._frontends, self._options, self._backends):
+            cache.previous, cache.current = {}, {}
+
+    def render(self, desired: Desired, options: RenderOptions) -> bytes:
+        """The complete HAProxy configuration file (UTF-8 bytes, ends with a newline).
+
+        Renders the template's ``head`` macro, one ``frontend`` chunk per frontend and one
+        chunk per backend, in the order of ``desired``. Chunks are kept encoded, so the file
+        is joined once, as bytes.
+        """
+        with gc_paused():
+            for cache in (self._heads, self._frontends, self._options, self._backends):
+                cache.start()
+            parts = [self._heads.get(options, lambda o: str(_macros.head(o)).encode())]
+            frontends = self._frontends
+            for fe in desired.frontends:
+                parts.append(frontends.get((fe, options, host_map_path(fe, options)),
+                                           lambda k: str(_macros.frontend(*k)).encode()))
+            backends, backend_text = self._backends, self._backend_text
+            for backend in desired.backends:
+                parts.append(backends.get(backend, backend_text))
+            return b"".join(parts)
+
+
+#: the renderer of :func:`render` (callers without one of their own: tests, benchmarks)
+_shared = Renderer()
 
 
 def clear_caches() -> None:
-    """Forget every cached chunk (the bytes never depend on it; benchmarks and tests use it
-    to render from nothing)."""
-    for cache in (_heads, _frontends, _options, _backends):
-        cache.previous, cache.current = {}, {}
-
-
-def _backend_text(backend: Backend) -> bytes:
-    options = _options.get((backend.mode, backend.balance, backend.check, backend.server_ssl),
-                           _backend_options)
-    lines = [f"\nbackend {backend.name}\n{options}"]
-    _server_lines(backend, lines)
-    return "".join(lines).encode()
+    """Forget every chunk :func:`render` cached (the bytes never depend on it; benchmarks
+    and tests use it to render from nothing)."""
+    _shared.clear()
 
 
 def render(desired: Desired, options: RenderOptions) -> bytes:
-    """The complete HAProxy configuration file (UTF-8 bytes, ends with a newline).
-
-    Renders the template's ``head`` macro, one ``frontend`` chunk per frontend and one chunk
-    per backend, in the order of ``desired``. Chunks are cached by their inputs across calls
-    (the previous call's chunks are reused when their inputs are equal; a backend's when it
-    is the same object), which makes a re-render after a small change cheap; the bytes are
-    the same with or without the cache. Chunks are kept encoded, so the file is joined once,
-    as bytes.
-    """
-    with gc_paused():
-        return _render(desired, options)
-
-
-def _render(desired: Desired, options: RenderOptions) -> bytes:
-    for cache in (_heads, _frontends, _options, _backends):
-        cache.start()
-    parts = [_heads.get(options, lambda o: str(_macros.head(o)).encode())]
-    for fe in desired.frontends:
-        parts.append(_frontends.get((fe, options, host_map_path(fe, options)),
-                                    lambda k: str(_macros.frontend(*k)).encode()))
-    for backend in desired.backends:
-        parts.append(_backends.get(backend, _backend_text))
-    return b"".join(parts)
+    """The complete HAProxy configuration file of ``desired`` (see :meth:`Renderer.render`),
+    through one renderer shared by every caller of this function; a service holds a
+    :class:`Renderer` of its own."""
+    return _shared.render(desired, options)
 
 
 def host_map_path(frontend: Frontend, options: RenderOptions) -> str:

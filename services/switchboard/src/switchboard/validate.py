@@ -14,7 +14,7 @@ Dissenting instances are left out of the service and reported (``tag-disagreemen
 
 from __future__ import annotations
 
-import socket
+from socket import AF_INET, AF_INET6, inet_pton
 from functools import lru_cache
 
 from unify_common.events import Instance
@@ -22,7 +22,7 @@ from unify_common.tags import TagError, UnifyTags, parse_tags
 
 from .model import Problem
 
-__all__ = ["Keyed", "consensus", "instance_problem", "plainly_usable"]
+__all__ = ["Keyed", "consensus", "instance_problem"]
 
 
 def _problem(reason: str, message: str, inst: Instance) -> Problem:
@@ -39,54 +39,39 @@ def _parsed(tags: tuple[str, ...]) -> UnifyTags | str | None:
         return str(err)
 
 
-def _is_ip(address: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET, address)
-        return True
-    except (OSError, ValueError):
-        pass
-    try:
-        socket.inet_pton(socket.AF_INET6, address)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def instance_problem(inst: Instance) -> Problem | None:
+def instance_problem(inst: Instance, parsed: UnifyTags | None = None) -> Problem | None:
     """Why ``inst`` cannot be routed to (``invalid-tags`` or ``invalid-address``, see the
-    module doc), or ``None`` when it is usable."""
-    if inst.unify is None:
+    module doc), or ``None`` when it is usable: the one validity rule, checked in this order
+    (the first failing check is the reason): parsed tags present, raw tags valid, parsed tags
+    equal to their parse, address an IPv4 or IPv6 literal, port 1-65535.
+
+    :param parsed: the parse of ``inst.tags`` when the caller knows it (the checked
+        ``unify`` of a usable instance with equal raw tags, e.g. the first of the same
+        service), else ``None``: it is then looked up. The verdict is the same either way.
+    """
+    unify = inst.unify
+    if unify is None:
         return _problem("invalid-tags", inst.tag_error or "", inst)
-    tags = inst.tags if type(inst.tags) is tuple else tuple(inst.tags)
-    reparsed = _parsed(tags)
-    if isinstance(reparsed, str):
-        return _problem("invalid-tags", reparsed, inst)
-    if reparsed != inst.unify:
+    if parsed is None:
+        tags = inst.tags
+        found = _parsed(tags if type(tags) is tuple else tuple(tags))
+        if isinstance(found, str):
+            return _problem("invalid-tags", found, inst)
+        parsed = found
+    if parsed != unify:
         return _problem("invalid-tags", "parsed tags do not match the instance's tags", inst)
-    if not _is_ip(inst.address):
-        shown = inst.address if len(inst.address) <= 64 else inst.address[:61] + "..."
-        return _problem("invalid-address",
-                        f"address {shown!r} is not an IP address", inst)
+    address = inst.address
+    try:
+        inet_pton(AF_INET, address)
+    except (OSError, ValueError, TypeError):
+        try:
+            inet_pton(AF_INET6, address)
+        except (OSError, ValueError, TypeError):
+            shown = address if len(address) <= 64 else address[:61] + "..."
+            return _problem("invalid-address", f"address {shown!r} is not an IP address", inst)
     if not 1 <= inst.port <= 65535:
         return _problem("invalid-address", f"port {inst.port} is outside 1-65535", inst)
     return None
-
-
-def plainly_usable(inst: Instance) -> bool:
-    """The common case of :func:`instance_problem` returning ``None``, checked in one go:
-    tags a tuple whose parse is the instance's ``unify``, an IPv4 address, a valid port.
-    False means "look closer" (:func:`instance_problem` decides), never "unusable"."""
-    tags = inst.tags
-    if type(tags) is not tuple:
-        return False
-    parsed = _parsed(tags)
-    if type(parsed) is str or parsed != inst.unify or not 1 <= inst.port <= 65535:
-        return False
-    try:
-        socket.inet_pton(socket.AF_INET, inst.address)
-    except (OSError, ValueError, TypeError):
-        return False
-    return True
 
 
 #: A usable instance with its catalog key: ``(key, instance)``.
