@@ -8,6 +8,8 @@
   loads their own backends follows.
 * Anything else: ``None``, meaning reload.
 
+Which of these a change takes is :func:`switchboard.decision.decide`'s one answer.
+
 Server states map to the runtime as the renderer writes them to the file, so a later reload
 starts from the same servers: ``ready`` = the instance's weight (1 by default) and state
 ready, ``drain`` = weight 0 and state ready, ``maint`` = state maint; a free slot is
@@ -39,8 +41,9 @@ def slot_layout(desired: Desired) -> dict[str, tuple[str | None, ...]]:
 
 def layout_from_config(text: str) -> dict[str, tuple[str | None, ...]]:
     """The slot layout written in a configuration rendered by switchboard (the ``# i.<hex>``
-    comment of each ``server s<n>`` line); lets a restarted switchboard keep every instance in
-    its slot. Anything unrecognised is ignored."""
+    comment of each ``server s<n>`` line). A restarted switchboard reads the layout file
+    instead (:mod:`switchboard.apply.layoutfile`); this is its fallback, once, for a
+    configuration the file does not describe. Anything unrecognised is ignored."""
     layout: dict[str, list[str | None]] = {}
     current: list[str | None] | None = None
     for line in text.splitlines():
@@ -56,7 +59,7 @@ def layout_from_config(text: str) -> dict[str, tuple[str | None, ...]]:
 def ports_from_config(text: str) -> dict[int, str]:
     """Frontend port -> kind (``http``, ``https``, ``tcp``) of a configuration rendered by
     switchboard (its ``frontend fe_<kind>_<port>`` lines; the ``_tls`` helpers of https
-    ports are not ports); lets a restarted switchboard keep each port's kind."""
+    ports are not ports); the layout file's fallback, like :func:`layout_from_config`."""
     ports: dict[int, str] = {}
     for line in text.splitlines():
         if (match := _FRONTEND_RE.match(line)) is not None:

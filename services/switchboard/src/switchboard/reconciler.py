@@ -28,6 +28,13 @@ with method ``runtime`` goes out, and the configuration that gives them their ow
 checked, written (with its map files) and reloaded right after (a second ``Applied``,
 ``reload``). If ``haproxy -c`` rejects that configuration, the shortcut is taken back.
 
+What the worker runs is one frozen :class:`~switchboard.decision.LiveState` (applied desired
+state, slot layout, port kinds, reload pending, spare in flight), owned by the reconciler and
+replaced after each step; which of the paths above a change takes (unchanged, runtime, spare,
+reload) is the one answer of the pure :func:`~switchboard.decision.decide`. The slot layout
+and port kinds of each configuration written are kept beside it
+(:mod:`switchboard.apply.layoutfile`), so a restarted switchboard builds on them.
+
 Both shortcuts also run on the leading edge of a burst, before the subscriber's debounce:
 :meth:`Reconciler.quick` (the subscriber's quick step) sends the same runtime commands to the
 worker as soon as the catalog changes, and reports an ``Applied`` ``runtime`` with an empty
