@@ -57,3 +57,9 @@ def test_numbers_name_the_variable():
 
 def test_the_module_table_matches_the_model():
     check_table(CommonSettings, rst_rows(settings_module.__doc__))
+
+
+def test_a_bad_secret_is_refused_without_its_value():
+    with pytest.raises(ValueError) as err:
+        CommonSettings(consul_token=["t0ken-value"])
+    assert str(err.value) == "CONSUL_HTTP_TOKEN: Input should be a valid string, got '**********'"

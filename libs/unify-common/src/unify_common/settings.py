@@ -236,6 +236,10 @@ class EnvSettings(BaseSettings):
             var = field.validation_alias if field and isinstance(field.validation_alias, str) \
                 else loc
             kind, given = error["type"], error.get("input")
+            if field is None:
+                field = cls.model_fields.get(cls.env_variables().get(loc, ""))
+            if field is not None and field.annotation in (SecretStr, "SecretStr"):
+                given = "**********"  # a secret's value never reaches a message or a log
             if kind == "value_error":
                 text = str(error["ctx"]["error"])
                 messages.append(text if not var or text.startswith(var) else f"{var} {text}")
