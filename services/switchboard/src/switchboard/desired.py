@@ -61,7 +61,7 @@ from unify_common.tags import UnifyTags
 from .gcpause import gc_paused
 from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
                     SniRoute)
-from .slots import assign_slots
+from .slots import assign_slots, fresh_capacity
 from .validate import consensus, instance_problem
 
 __all__ = ["DEFAULT_PROFILE", "DesiredBuilder", "backend_name", "build_desired", "certificate_for",
@@ -295,8 +295,13 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
              server_ssl: bool, previous: Mapping[str, Sequence[str | None]],
              min_slots: int) -> Backend:
     servers = {key: server for key, _, server in members}
-    layout = assign_slots(list(servers), previous.get(name), min_slots)
-    slots = tuple(map(servers.get, layout))  # a free slot's None maps to None
+    layout = previous.get(name)
+    if layout is None:  # a fresh layout, assign_slots' rule without its general case
+        count = len(servers)
+        slots = tuple(map(servers.get, sorted(servers))) + (None,) * (
+            fresh_capacity(count, min_slots) - count)
+    else:  # a free slot's None maps to None
+        slots = tuple(map(servers.get, assign_slots(list(servers), layout, min_slots)))
     if tags.check is not None and not tags.check.enabled:
         check = None
     elif mode == "tcp":
