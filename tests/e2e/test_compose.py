@@ -243,8 +243,10 @@ def test_killing_the_leading_bridge_hands_over(docker_engine, suite, app_image):
 
 def _show_proc(container) -> str:
     """The HAProxy master's ``show proc`` answer, asked inside the switchboard container."""
-    script = ("import socket;s=socket.socket(socket.AF_UNIX);"
+    # the master answers once the client has shut its side down (then it closes)
+    script = ("import socket;s=socket.socket(socket.AF_UNIX);s.settimeout(10);"
               "s.connect('/var/lib/unify/haproxy/master.sock');s.sendall(b'show proc\\n');"
+              "s.shutdown(socket.SHUT_WR);"
               "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
     code, out = container.exec_run(["python3", "-c", script])
     assert code == 0, out
