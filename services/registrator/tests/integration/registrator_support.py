@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from pathlib import Path
@@ -13,24 +12,11 @@ import docker
 
 from registrator.service import Registrator
 from tests.fixtures.components import consul_call
+from tests.fixtures.engine import docker_host
 
 IMAGE = "unify-local/rg-test-http:1"
 NODE = "rg-test-node"
 IMAGE_DIR = Path(__file__).parent / "image"
-_ENGINE_ENV = Path(__file__).resolve().parents[4] / ".unify" / "engine.env"
-
-
-def docker_host() -> str:
-    """``DOCKER_HOST``, else the address ``setup-engine.sh`` recorded, else the SDK default."""
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    if _ENGINE_ENV.exists():
-        for line in _ENGINE_ENV.read_text().splitlines():
-            if "DOCKER_HOST=" in line:
-                return line.split("DOCKER_HOST=", 1)[1].strip().strip("'\"")
-    return "unix:///var/run/docker.sock"
-
-
 def docker_factory() -> docker.DockerClient:
     """How the registrator under test reaches the engine."""
     return docker.DockerClient(base_url=docker_host(), timeout=30)
