@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
@@ -29,14 +30,21 @@ DOCKER_ENV = {**os.environ, "DOCKER_HOST": os.environ.get(
 HOSTS = Path("/etc/hosts")
 
 
+#: Go's resolver (dockerd's) keeps what it read of /etc/hosts for 5 s, so a line added just
+#: after an earlier lookup is seen only once that copy expires
+HOSTS_CACHE_S = 5.0
+
+
 def docker(*args: str, timeout: float = 120) -> str:
-    for _attempt in range(3):  # other suites on this machine rewrite /etc/hosts too
+    for attempt in range(4):  # other suites on this machine rewrite /etc/hosts too
         if args[0] in ("push", "pull", "service"):
             ensure_hosts_line()
         out = subprocess.run(["docker", *args], env=DOCKER_ENV, capture_output=True,
                              text=True, timeout=timeout)
         if "no such host" not in out.stderr:
             break
+        if attempt < 3:
+            time.sleep(HOSTS_CACHE_S / 2)  # until dockerd's copy of /etc/hosts expires
     assert out.returncode == 0, f"docker {' '.join(args)}: {out.stderr}"
     return out.stdout
 
