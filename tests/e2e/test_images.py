@@ -114,6 +114,13 @@ def test_wireline_image_serves_ssh_and_becomes_healthy(docker_engine, suite_imag
             container.logs().decode()[-3000:]
         with socket.create_connection(("127.0.0.1", ssh_port), timeout=5) as conn:
             assert conn.recv(64).startswith(b"SSH-2.0-OpenSSH_9.2")
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics",
+                                    timeout=5) as resp:
+            lines = resp.read().decode().splitlines()
+        revision = suite_images["wireline"].revision
+        assert (f'unify_wireline_build_info{{revision="{revision}",version="0.1.0"}} 1.0'
+                in lines), [line for line in lines if "build_info" in line]
         container.stop(timeout=10)
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 0, container.logs().decode()[-2000:]

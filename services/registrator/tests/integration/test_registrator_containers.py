@@ -72,6 +72,21 @@ async def test_container_registered_exactly_then_stop_deregisters(
     assert await asyncio.to_thread(ready) == (
         200, "[+]docker ok\n[+]consul ok\n[+]last-success ok\nreadyz check passed\n")
 
+    def get(path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+
+    assert await asyncio.to_thread(get, "/livez") == (200, "ok\n")
+    status, metrics = await asyncio.to_thread(get, "/metrics")
+    lines = metrics.splitlines()
+    assert status == 200
+    assert 'unify_registrator_build_info{revision="unknown",version="0.1.0"} 1.0' in lines
+    # no resync failed and nothing was rejected
+    assert [line for line in lines if line.startswith("unify_registrator_errors_total")] == []
+    [resyncs] = [line for line in lines
+                 if line.startswith("unify_registrator_reconcile_duration_seconds_count ")]
+    assert float(resyncs.split()[1]) >= 1.0
+
     await asyncio.to_thread(web.stop, timeout=5)
     await eventually(lambda: agent_services(consul_http_addr, made.prefix), lambda s: s == {})
 

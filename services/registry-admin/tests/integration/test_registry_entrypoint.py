@@ -54,6 +54,14 @@ async def test_entrypoint_serves_health_and_stops_on_sigterm(common_settings, co
         status, text = await asyncio.to_thread(_get, f"http://127.0.0.1:{health}/readyz?verbose")
         assert status == 200, text
         assert "[+]secret ok" in text and "[+]certificate ok" in text
+        assert await asyncio.to_thread(_get, f"http://127.0.0.1:{health}/livez") == (200, "ok\n")
+        status, metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{health}/metrics")
+        lines = metrics.splitlines()
+        assert status == 200
+        assert 'unify_registry_admin_build_info{revision="unknown",version="0.1.0"} 1.0' in lines
+        # the one instance in the catalog cannot be restarted from here (no restart mode set)
+        assert [line for line in lines if line.startswith("unify_registry_admin_errors_total")] \
+            == ['unify_registry_admin_errors_total{kind="restart-needed"} 1.0']
         assert sorted(p.name for p in (tmp_path / "certs.d").iterdir()) == [
             "127.0.0.1:5000", "127.0.0.9:5000", "localhost:5000", "reg-x:5000",
             "registry.unify.test:5000"]
