@@ -25,6 +25,7 @@ from typing import Callable
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
@@ -100,21 +101,48 @@ async def _bucket(js, name: str, *, ttl: float | None = None, description: str) 
             description=description))
 
 
+#: after nats-py's end-of-initial-values marker, how long to wait for entries that may still
+#: be in flight (seconds)
+_SETTLE_S = 0.25
+#: longest wait for the first marker or entry (seconds)
+_LOAD_TIMEOUT_S = 10.0
+
+
 async def _values(kv: KeyValue, pattern: str) -> list[bytes]:
+    """The current value of every key matching ``pattern``, in key order.
+
+    nats-py puts its "initial values done" marker (``None``) ahead of the entries when the
+    server has already pushed them all but the client has not read them yet, so the marker
+    alone can end the read early (an app then missing from ``unify apps ls``). The read ends
+    at the marker only when it follows the last initial entry (``delta == 0``); otherwise it
+    goes on until that entry arrives or nothing has come for ``_SETTLE_S``.
+    """
     try:
         watcher = await kv.watch(pattern, ignore_deletes=True)
     except NotFoundError:
         return []
-    values = []
+    latest: dict[str, bytes] = {}
+    last_delta: int | None = None
+    marker = False
     try:
-        async for entry in watcher:
-            if entry is None:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=_SETTLE_S if marker else _LOAD_TIMEOUT_S)
+            except NatsTimeoutError:
                 break
+            if entry is None:
+                if last_delta == 0:
+                    break
+                marker = True
+                continue
+            last_delta = entry.delta
             if entry.value:
-                values.append(entry.value)
+                latest[entry.key] = entry.value
+            if marker and entry.delta == 0:
+                break
     finally:
         await watcher.stop()
-    return values
+    return [latest[key] for key in sorted(latest)]
 
 
 class Store:
