@@ -13,7 +13,6 @@ no stack prefix: stack ``wl-e2e-ticker``, service ``wl-e2e-ticker_web``, images
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -23,12 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import dns.message
-import dns.query
-import dns.rcode
 import docker
 import docker.errors
 
+from tests.e2e.swarm_support import dns_answer, http_get  # noqa: F401 (re-exported)
 from unify_cli.devstack.process import ManagedProcess, free_port
 
 WIRELINE_TESTS = Path(__file__).resolve().parents[2] / "services" / "wireline" / "tests" / \
@@ -189,24 +186,6 @@ def eventually(check: Callable[[], T], *, timeout: float = 60.0, interval: float
             time.sleep(interval)
 
 
-def http_get(port: int, host: str, path: str = "/", *, timeout: float = 3.0
-             ) -> tuple[int, str]:
-    """``GET http://127.0.0.1:<port><path>`` with ``Host: <host>`` on a new connection;
-    ``(status, body)``. :raises OSError: the connection failed."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace")
-    finally:
-        conn.close()
-
-
-def dns_answer(port: int, name: str, rdtype: str = "A") -> tuple[str, list[str]]:
-    """Ask dnsmasq at ``127.0.0.1:<port>`` (UDP); ``(rcode, sorted answer RRsets as text)``."""
-    reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port,
-                          timeout=2)
-    return dns.rcode.to_text(reply.rcode()), sorted(r.to_text() for r in reply.answer)
 
 
 def task_hosts(client: docker.APIClient, service: str = SERVICE) -> dict[str, tuple[str, int]]:
