@@ -108,8 +108,8 @@ class CatalogMirror:
             await asyncio.wait_for(
                 self._bucket._js.delete_consumer(info.stream_name, info.name), timeout)
         except Exception as err:  # closed connection, already gone: it expires on its own
-            log.debug("watch consumer not deleted; it expires", extra={"fields": {
-                "error": str(err) or type(err).__name__}})
+            log.debug("watch consumer not deleted; it expires",
+                error=str(err) or type(err).__name__)
 
     async def _run(self) -> None:
         async for entry in self._watcher:
@@ -139,8 +139,7 @@ class CatalogMirror:
                 else:
                     self._kv_by_catalog_key[key] = _kv_decoder.decode(value or b"")
         except msgspec.MsgspecError as err:
-            log.error("undecodable catalog entry ignored", extra={"fields": {
-                "key": key, "error": str(err)}})
+            log.error("undecodable catalog entry ignored", key=key, error=str(err))
 
 
 async def read_catalog(bucket: KeyValue, *, timeout: float = 30.0) -> CatalogState:

@@ -77,8 +77,7 @@ class SessionLock:
                 if await asyncio.wait_for(self._consul.kv.put(
                         self.key, self.holder, acquire=self.session_id), bound):
                     self.holding = True
-                    log.info("lock acquired", extra={"fields": {"lock": self.purpose,
-                                                              "key": self.key}})
+                    log.info("lock acquired", lock=self.purpose, key=self.key)
                     self.on_acquired()
         except consul.NotFound:
             self._lost("session expired")
@@ -88,15 +87,15 @@ class SessionLock:
         except Exception as err:  # Consul down, busy or refusing
             why = str(err) or type(err).__name__
             if self.holding and loop.time() - self._last_ok < self.ttl_s / 2:
-                log.warning("lock renewal failed; still within the TTL", extra={"fields": {
-                    "lock": self.purpose, "reason": why}})
+                log.warning("lock renewal failed; still within the TTL", lock=self.purpose,
+                    reason=why)
             else:
                 self._lost(why)
         return self.holding
 
     def _lost(self, why: str) -> None:
         if self.holding:
-            log.warning("lock lost", extra={"fields": {"lock": self.purpose, "reason": why}})
+            log.warning("lock lost", lock=self.purpose, reason=why)
             self.holding = False
             self.on_lost()
 

@@ -1,9 +1,23 @@
 """Structured logging: ``key=value`` text by default, one JSON object per line on request.
 
-Use ``log.info("message", extra={"fields": {...}})``; field names that look like secrets
-(``token``, ``password``, ``secret``, ``authorization``, ``creds``) are masked, whatever the
-caller passes, and so are secrets inside URLs anywhere in a line (message, field values,
-tracebacks): see :func:`mask_secrets`.
+Log with fields as keyword arguments::
+
+    log = get_logger("consul_bridge")
+    log.info("instance skipped", service=name, instance=instance_id, reason=why)
+    log.error("bridge failed; restarting", exc_info=err)
+
+The standard keywords (``exc_info``, ``stack_info``, ``stacklevel``, ``extra``) keep their
+meaning; every other keyword is a field. The older ``extra={"fields": {...}}`` form is still
+accepted (its fields are merged with the keyword ones) while the remaining calls move over.
+A field named like a secret (``token``, ``password``, ``secret``, ``authorization``, ``creds``,
+``credential``) is masked, whatever the caller passes, and so are secrets inside URLs anywhere
+in a written line (message, field values, tracebacks): see :func:`mask_secrets`.
+
+Why an adapter over the standard library and not structlog: the libraries Unify runs on
+(nats-py, botocore, aiohttp, py-consul) log through :mod:`logging`, so their records and ours
+have to go through one pipeline anyway; a :class:`logging.LoggerAdapter` of a few lines gives
+keyword fields on top of it with one pair of formatters, one place for masking, records that
+tests read as ``record.fields``, and no second configuration or dependency.
 """
 
 from __future__ import annotations
@@ -13,8 +27,9 @@ import logging
 import re
 import sys
 import time
+from typing import Any, MutableMapping, TextIO
 
-__all__ = ["configure_logging", "get_logger", "mask_secrets"]
+__all__ = ["Logger", "configure_logging", "get_logger", "mask_secrets"]
 
 _SECRET_WORDS = ("token", "password", "secret", "authorization", "creds", "credential")
 #: ``scheme://user:password@`` (RFC 3986 section 3.2.1 userinfo): the password goes
@@ -75,14 +90,16 @@ class _TextFormatter(logging.Formatter):
         return mask_secrets(line)
 
 
-def configure_logging(*, fmt: str = "text", level: str = "INFO") -> None:
-    """Send logs to stderr in ``fmt`` (``text`` or ``json``) at ``level``.
+def configure_logging(*, fmt: str = "text", level: str = "INFO",
+                      stream: TextIO | None = None) -> None:
+    """Send logs to ``stream`` (default: stderr) in ``fmt`` (``text`` or ``json``) at
+    ``level``, replacing the root logger's handlers.
 
     :raises ValueError: unknown format or level.
     """
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', got {fmt!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -91,6 +108,42 @@ def configure_logging(*, fmt: str = "text", level: str = "INFO") -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
-def get_logger(name: str) -> logging.Logger:
-    """A standard library logger; pass structured data as ``extra={"fields": {...}}``."""
-    return logging.getLogger(name)
+#: keywords that keep their :mod:`logging` meaning; every other keyword is a field
+_LOGGING_KEYWORDS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
+
+
+class Logger(logging.LoggerAdapter[logging.Logger]):
+    """A standard library logger that takes fields as keyword arguments:
+    ``log.info("registered", id=service_id)``. The fields reach the handlers as the record's
+    ``fields`` dict (what the formatters of :func:`configure_logging` write). Fields bound with
+    :meth:`bind` come first; ``extra={"fields": {...}}`` (the older form) and keywords are
+    merged over them, keywords last. A field cannot be named ``msg`` (nor ``level`` for
+    :meth:`log`), which are the methods' own parameters.
+    """
+
+    def __init__(self, logger: logging.Logger, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(logger, dict(fields or {}))
+
+    def bind(self, **fields: Any) -> Logger:
+        """A logger for the same name that adds ``fields`` to every record."""
+        return Logger(self.logger, {**(self.extra or {}), **fields})
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
+        fields = dict(self.extra or {})
+        extra = kwargs.get("extra")
+        if extra:
+            fields.update(extra.get("fields") or {})
+        for key in [k for k in kwargs if k not in _LOGGING_KEYWORDS]:
+            fields[key] = kwargs.pop(key)
+        if fields:
+            kwargs["extra"] = {**(extra or {}), "fields": fields}
+        return msg, kwargs
+
+
+def get_logger(name: str | logging.Logger | Logger) -> Logger:
+    """The :class:`Logger` for ``name`` (a logger name; an existing standard library logger
+    is wrapped, a :class:`Logger` returned as it is)."""
+    if isinstance(name, Logger):
+        return name
+    return Logger(name if isinstance(name, logging.Logger) else logging.getLogger(name))

@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 
 from . import subjects
 from .events import Event, encode_event
+from .logs import Logger
 from .retry import retry_until
 from .settings import CommonSettings, env_float
 
@@ -123,7 +124,7 @@ class CatalogMissing(RuntimeError):
 
 
 async def wait_for_catalog(js: JetStreamContext, settings: CommonSettings, *,
-                           timeout: float = 120.0, log: logging.Logger,
+                           timeout: float = 120.0, log: Logger | logging.Logger,
                            clock: Callable[[], float] = time.monotonic) -> KeyValue:
     """Wait until the events stream and the catalog bucket exist (consul-bridge declares
     both), then open the bucket. Nothing is created or changed: a subscriber that starts

@@ -8,6 +8,8 @@ import random
 import time
 from typing import Awaitable, Callable, TypeVar
 
+from .logs import Logger, get_logger
+
 __all__ = ["backoff_delay", "retry_forever", "retry_until"]
 
 T = TypeVar("T")
@@ -25,7 +27,7 @@ def backoff_delay(failures: int, *, base: float, cap: float,
 
 
 async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
-                        log: logging.Logger, base: float = 0.1, cap: float = 5.0,
+                        log: Logger | logging.Logger, base: float = 0.1, cap: float = 5.0,
                         fields: dict | None = None,
                         permanent: tuple[type[BaseException], ...] = ()) -> T:
     """Await ``call()`` until it succeeds; log each failure (``what`` failed; retrying) with
@@ -34,6 +36,7 @@ async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
     :param permanent: exception types that no retry can cure; they are raised at once.
     :returns: what ``call()`` returned the first time it did not raise.
     """
+    log = get_logger(log).bind(**fields or {})
     failures = 0
     while True:
         try:
@@ -45,13 +48,13 @@ async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
         except Exception as err:
             failures += 1
             delay = backoff_delay(failures, base=base, cap=cap)
-            log.warning(f"{what} failed; retrying", extra={"fields": {
-                **(fields or {}), "error": str(err) or type(err).__name__,
-                "retry_in_s": round(delay, 2), "attempt": failures}})
+            log.warning(f"{what} failed; retrying", error=str(err) or type(err).__name__,
+                        retry_in_s=round(delay, 2), attempt=failures)
             await asyncio.sleep(delay)
 
 
-async def retry_until(call: Callable[[], Awaitable[T]], *, what: str, log: logging.Logger,
+async def retry_until(call: Callable[[], Awaitable[T]], *, what: str,
+                      log: Logger | logging.Logger,
                       timeout: float, retry_on: tuple[type[BaseException], ...],
                       base: float = 0.1, cap: float = 5.0,
                       clock: Callable[[], float] = time.monotonic,
@@ -66,6 +69,7 @@ async def retry_until(call: Callable[[], Awaitable[T]], *, what: str, log: loggi
     :returns: what ``call()`` returned the first time it did not raise.
     :raises: the last ``retry_on`` exception once ``timeout`` seconds have passed.
     """
+    log = get_logger(log)
     deadline = clock() + timeout
     failures = 0
     while True:
@@ -77,7 +81,6 @@ async def retry_until(call: Callable[[], Awaitable[T]], *, what: str, log: loggi
             if left <= 0:
                 raise
             delay = min(left, backoff_delay(failures, base=base, cap=cap, rng=rng))
-            log.warning(what, extra={"fields": {
-                "reason": str(err) or type(err).__name__, "retry_in_s": round(delay, 2),
-                "attempt": failures, "gives_up_in_s": round(left, 1)}})
+            log.warning(what, reason=str(err) or type(err).__name__, retry_in_s=round(delay, 2),
+                attempt=failures, gives_up_in_s=round(left, 1))
             await sleep(delay)

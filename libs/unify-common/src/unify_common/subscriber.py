@@ -185,8 +185,7 @@ class Subscriber:
         try:
             await publish_event(self.js, subject, event, msg_id=msg_id)
         except Exception as err:  # a report must never break the apply path
-            log.warning("could not publish event", extra={"fields": {
-                "subject": subject, "error": str(err)}})
+            log.warning("could not publish event", subject=subject, error=str(err))
             if self.health is not None:
                 self.health.count_error("publish-failed")
             return
@@ -228,9 +227,9 @@ class Subscriber:
             delay = self.schedule.failed(self._clock())
             self.last_error = str(err)
             self._armed = self._quick_due = False
-            log.error("reconcile failed; will retry", extra={"fields": {
-                "component": self.name, "error": str(err), "retry_in_s": round(delay, 2),
-                "attempt": self.schedule.failures}}, exc_info=not isinstance(err, OSError))
+            log.error("reconcile failed; will retry", component=self.name, error=str(err),
+                retry_in_s=round(delay, 2), attempt=self.schedule.failures,
+                exc_info=not isinstance(err, OSError))
             return
         self.schedule.succeeded(self._clock())
         if self.health is not None:
@@ -238,9 +237,8 @@ class Subscriber:
         self.last_error = ""
         self.reconciles += 1
         self._armed = True
-        log.debug("reconciled", extra={"fields": {
-            "component": self.name, "revision": state.revision, "reason": reason,
-            "ms": round((self._clock() - started) * 1000, 1)}})
+        log.debug("reconciled", component=self.name, revision=state.revision, reason=reason,
+            ms=round((self._clock() - started) * 1000, 1))
 
     async def _run_quick(self) -> None:
         """One quick run on the current catalog (disarms until the next reconcile succeeds);
@@ -252,12 +250,11 @@ class Subscriber:
         try:
             await self._quick(state)
         except Exception as err:  # the debounced reconcile still follows and sets it right
-            log.warning("quick step failed; the reconcile follows", extra={"fields": {
-                "component": self.name, "error": str(err)}}, exc_info=True)
+            log.warning("quick step failed; the reconcile follows", component=self.name,
+                error=str(err), exc_info=True)
             return
-        log.debug("quick step", extra={"fields": {
-            "component": self.name, "revision": state.revision,
-            "ms": round((self._clock() - started) * 1000, 1)}})
+        log.debug("quick step", component=self.name, revision=state.revision,
+            ms=round((self._clock() - started) * 1000, 1))
 
 
 def failure_kind(err: BaseException) -> str:

@@ -112,8 +112,7 @@ class Bridge:
         for key, inst in state.instances.items():
             self._published.setdefault(inst.service, {})[key] = inst
         self._kv_published = dict(state.kv)
-        log.info("catalog loaded from bucket", extra={"fields": {
-            "instances": len(state.instances), "kv": len(state.kv)}})
+        log.info("catalog loaded from bucket", instances=len(state.instances), kv=len(state.kv))
 
     def _known(self) -> int:
         return sum(len(v) for v in self._published.values())
@@ -157,8 +156,8 @@ class Bridge:
             if step.reset:
                 # one line for the node list; per node and per service it is the same news
                 (log.warning if path == "/v1/catalog/nodes" else log.debug)(
-                    "Consul index went backwards; resetting", extra={"fields": {
-                        "query": path, "previous": index, "returned": returned}})
+                    "Consul index went backwards; resetting", query=path, previous=index,
+                    returned=returned)
                 self._guard.index_reset(self._clock())
             index = step.index
             if step.changed:
@@ -171,8 +170,7 @@ class Bridge:
             try:
                 nodes = decode_node_names(body)
             except msgspec.MsgspecError as err:
-                log.error("unreadable nodes answer ignored", extra={"fields": {
-                    "error": str(err)}})
+                log.error("unreadable nodes answer ignored", error=str(err))
                 continue
             if nodes == last_nodes:
                 continue  # a node's address or meta changed, none came or went
@@ -203,8 +201,7 @@ class Bridge:
             try:
                 names = decode_node_service_names(body) - self.settings.ignore_services
             except msgspec.MsgspecError as err:
-                log.error("unreadable node services answer ignored", extra={"fields": {
-                    "node": node, "error": str(err)}})
+                log.error("unreadable node services answer ignored", node=node, error=str(err))
                 continue
             if names != last_names:
                 last_names = names
@@ -266,7 +263,7 @@ class Bridge:
                    "services registered only on it are skipped")
         message = (f"{kind} name {shown} has control characters; Consul refuses queries "
                    f"for it (HTTP 400), so {skipped}")
-        log.error(f"{kind} skipped", extra={"fields": {kind: shown, "reason": message}})
+        log.error(f"{kind} skipped", **{kind: shown}, reason=message)
         digest = hashlib.sha256(name.encode(errors="replace")).hexdigest()[:16]
         event = ErrorEvent(source="consul-bridge", reason=f"invalid-{kind}-name",
                            message=message, observed_at=_now_ms(),
@@ -284,8 +281,7 @@ class Bridge:
             try:
                 entries = decode_health(body)
             except msgspec.MsgspecError as err:
-                log.error("unreadable health answer ignored", extra={"fields": {
-                    "service": name, "error": str(err)}})
+                log.error("unreadable health answer ignored", service=name, error=str(err))
                 continue
             sig = signature(entries)
             if sig == last_signature:
@@ -322,9 +318,8 @@ class Bridge:
             for key in removals - allowed:
                 effective[key] = previous[key]  # held back: last known state stands
             if removals - allowed:
-                log.warning("removal held until confirmed", extra={"fields": {
-                    "service": service, "held": len(removals - allowed),
-                    "confirm_s": self._guard.confirm_s}})
+                log.warning("removal held until confirmed", service=service,
+                    held=len(removals - allowed), confirm_s=self._guard.confirm_s)
                 self._wake_guard.set()
             changes = diff_instances(previous, effective, index=index, now_ms=_now_ms())
             for change in changes:
@@ -345,9 +340,8 @@ class Bridge:
         with a logged reason and one error event per Consul index."""
         message = (f"instance is {size} bytes encoded, more than the "
                    f"{self.settings.max_instance_bytes} allowed (tags and meta too large)")
-        log.error("instance skipped", extra={"fields": {
-            "service": inst.service[:200], "instance_id": inst.instance_id[:200],
-            "reason": message}})
+        log.error("instance skipped", service=inst.service[:200],
+            instance_id=inst.instance_id[:200], reason=message)
         event = ErrorEvent(source="consul-bridge", reason="instance-too-large",
                            message=message, service=inst.service[:200],
                            instance_id=inst.instance_id[:200], node=inst.node[:200],
@@ -361,9 +355,8 @@ class Bridge:
         event = ErrorEvent(source="consul-bridge", reason="invalid-tags",
                            message=inst.tag_error, service=inst.service,
                            instance_id=inst.instance_id, node=inst.node, observed_at=_now_ms())
-        log.warning("instance has invalid Unify tags; subscribers will skip it", extra={
-            "fields": {"service": inst.service, "instance_id": inst.instance_id,
-                       "reason": inst.tag_error}})
+        log.warning("instance has invalid Unify tags; subscribers will skip it",
+            service=inst.service, instance_id=inst.instance_id, reason=inst.tag_error)
         await self._send(subjects.error_subject("consul-bridge"), event,
                          f"error:{change.key}:{index}:{change.msg_id.rsplit(':', 1)[-1]}")
 
@@ -405,8 +398,8 @@ class Bridge:
                     continue  # a "folder"
                 raw = e.get("Value") or b""
                 if len(raw) > self.settings.max_instance_bytes:
-                    log.error("KV entry skipped: value too large", extra={"fields": {
-                        "key": e["Key"][:200], "bytes": len(raw)}})
+                    log.error("KV entry skipped: value too large", key=e["Key"][:200],
+                        bytes=len(raw))
                     continue
                 current[e["Key"]] = KvEntry.from_bytes(
                     e["Key"], raw if isinstance(raw, bytes) else str(raw).encode(),
@@ -430,7 +423,7 @@ class Bridge:
                 entry = change.event.entry  # type: ignore[union-attr]
                 if change.put is not None and entry.value_base64 is not None:
                     log.info("KV value is not UTF-8: the event carries it as value_base64",
-                             extra={"fields": {"key": entry.key[:200], "bytes": len(entry.raw)}})
+                             key=entry.key[:200], bytes=len(entry.raw))
                 if change.put is None:
                     self._kv_published.pop(entry.key, None)
                 else:
@@ -449,8 +442,8 @@ class Bridge:
         except MaxPayloadError:
             # Cannot happen for instances (they are size-checked first); for anything else
             # too large, skip this one change rather than stop the bridge.
-            log.error("event larger than the NATS max payload skipped", extra={"fields": {
-                "subject": change.subject, "key": change.key}})
+            log.error("event larger than the NATS max payload skipped", subject=change.subject,
+                key=change.key)
             return
         def write():  # a fresh coroutine for every attempt
             if change.put is None:

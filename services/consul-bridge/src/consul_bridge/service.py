@@ -129,8 +129,8 @@ async def run(settings: BridgeSettings, *, stop: asyncio.Event | None = None,
         try:
             await health.start(*health_addr)
         except OSError as err:
-            log.error("cannot serve health; running without it", extra={"fields": {
-                "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
+            log.error("cannot serve health; running without it",
+                address=f"{health_addr[0]}:{health_addr[1]}", error=str(err))
     try:
         await _run(settings, stop, health)
     finally:

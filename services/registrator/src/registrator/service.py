@@ -118,7 +118,7 @@ def read_running(client: docker.DockerClient) -> tuple[list[ContainerState], lis
             state = read_container(client, summary["Id"], name, cache=cache)
         except docker.errors.DockerException as err:
             log.warning("cannot inspect container; its services stay as they are",
-                        extra={"fields": {"container": name, "error": str(err)}})
+                        container=name, error=str(err))
             unread.append(name)
             continue
         if state.inspect is not None:
@@ -201,9 +201,8 @@ class Registrator:
         self._thread = threading.Thread(target=self._watch_events, name="docker-events",
                                         daemon=True)
         self._thread.start()
-        log.info("registrator started", extra={"fields": {
-            "node": self.node, "internal": self.settings.internal, "ip": self.settings.ip,
-            "resync_s": self.settings.resync}})
+        log.info("registrator started", node=self.node, internal=self.settings.internal,
+            ip=self.settings.ip, resync_s=self.settings.resync)
         try:
             await self._work()
         finally:
@@ -346,8 +345,7 @@ class Registrator:
         first = self._docker_problem is None or self._docker_problem == "not read yet"
         self._docker_problem = reason
         self.health.record_failure("docker")
-        (log.warning if first else log.debug)(what, extra={"fields": {"error": reason,
-                                                                        **fields}})
+        (log.warning if first else log.debug)(what, error=reason, **fields)
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("Type")
@@ -404,9 +402,8 @@ class Registrator:
         self._consul_ok()
         self.health.record_success()
         self.resyncs += 1
-        log.debug("resync done", extra={"fields": {
-            "containers": len(states), "services": len(regs),
-            "registered": len(plan.register), "deregistered": len(plan.deregister)}})
+        log.debug("resync done", containers=len(states), services=len(regs),
+            registered=len(plan.register), deregistered=len(plan.deregister))
         await self._flush_pending()
         return True
 
@@ -454,7 +451,7 @@ class Registrator:
         self.health.record_failure("consul")
         (log.warning if first else log.debug)(
             "cannot reach the Consul agent; retrying",
-            extra={"fields": {"error": str(err) or type(err).__name__}})
+            error=str(err) or type(err).__name__)
         return False
 
     async def _apply(self, plan: Plan, owners: Mapping[str, ContainerState]) -> bool:
@@ -478,12 +475,11 @@ class Registrator:
                                 "consul-refused",
                                 f"Consul refused service {reg.id}: {str(err)[:300]}"))
                         continue
-                    log.info("registered", extra={"fields": {
-                        "id": reg.id, "service": reg.name, "address": reg.address,
-                        "port": reg.port}})
+                    log.info("registered", id=reg.id, service=reg.name, address=reg.address,
+                        port=reg.port)
                 for service_id in plan.deregister:
                     await agent.deregister(service_id)
-                    log.info("deregistered", extra={"fields": {"id": service_id}})
+                    log.info("deregistered", id=service_id)
             except Exception as err:
                 return self._consul_failed(err)
         return True
@@ -496,8 +492,8 @@ class Registrator:
             return
         self._reported[state.id] = rejected.message
         self.health.errors.labels(kind=rejected.reason).inc()
-        log.warning("container skipped", extra={"fields": {
-            "container": state.name, "reason": rejected.reason, "detail": rejected.message}})
+        log.warning("container skipped", container=state.name, reason=rejected.reason,
+            detail=rejected.message)
         event = ErrorEvent(source=SOURCE, reason=rejected.reason,
                            message=f"container {state.name}: {rejected.message}",
                            instance_id=scope_prefix(self.node, state.name).rstrip(":"),
@@ -516,8 +512,7 @@ class Registrator:
             except Exception as err:
                 (log.debug if self._publish_failing else log.warning)(
                     "cannot publish an error event yet (is the stream declared?); it waits",
-                    extra={"fields": {"error": str(err) or type(err).__name__,
-                                      "waiting": len(self._pending)}})
+                    error=str(err) or type(err).__name__, waiting=len(self._pending))
                 self._publish_failing = True
                 return
             self._publish_failing = False
@@ -535,7 +530,7 @@ class Registrator:
             except Exception as err:
                 if not warned:
                     log.warning("NATS unreachable; registering goes on, error events wait",
-                                extra={"fields": {"error": str(err) or type(err).__name__}})
+                                error=str(err) or type(err).__name__)
                     warned = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

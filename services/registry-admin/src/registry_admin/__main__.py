@@ -24,9 +24,8 @@ async def _run(settings: RegistryAdminSettings, addr: tuple[str, int]) -> None:
     service = RegistryAdmin(settings)
     await run_until_stopped(
         lambda: service.start(health_addr=addr), service.stop,
-        on_started=lambda: log.info("registry-admin running", extra={"fields": {
-            "node": settings.common.node, "mode": settings.mode, "service": settings.service,
-            "notify_port": service.notify_port}}))
+        on_started=lambda: log.info("registry-admin running", node=settings.common.node,
+            mode=settings.mode, service=settings.service, notify_port=service.notify_port))
 
 
 def main() -> int:
@@ -40,7 +39,7 @@ def main() -> int:
     try:
         asyncio.run(_run(settings, settings.health_addr))
     except (OSError, ValueError, nats.errors.Error) as err:
-        log.error("cannot start", extra={"fields": {"error": repr(err)}})
+        log.error("cannot start", error=repr(err))
         return 1
     return 0
 

@@ -84,8 +84,7 @@ class Operator:
     async def publish(self, subject: str, event: Event, msg_id: str) -> bool:
         """Publish with up to 3 attempts (bounded); ``False`` when all failed (logged)."""
         if self.js is None:
-            log.info("event not published (no NATS connection)", extra={"fields": {
-                "subject": subject}})
+            log.info("event not published (no NATS connection)", subject=subject)
             return False
         for attempt in range(3):
             js = self.js
@@ -97,8 +96,7 @@ class Operator:
                 return True
             except Exception as err:
                 if attempt == 2:
-                    log.error("could not publish event", extra={"fields": {
-                        "subject": subject, "error": str(err)}})
+                    log.error("could not publish event", subject=subject, error=str(err))
                     self.health.record_failure("publish")
                     return False
                 await asyncio.sleep(0.2 * (attempt + 1))
@@ -107,8 +105,7 @@ class Operator:
     async def error(self, reason: str, message: str, *, instance_id: str = "",
                     node: str = "", key: str = "") -> None:
         """Log and publish an error event (id from reason, key and message)."""
-        log.warning(message, extra={"fields": {"reason": reason, "node": node,
-                                               "instance_id": instance_id}})
+        log.warning(message, reason=reason, node=node, instance_id=instance_id)
         self.health.count_error(reason)
         msg_id = f"{SOURCE}-{reason}-{uuid.uuid5(uuid.NAMESPACE_URL, key + message).hex}"
         await self.publish(error_subject(SOURCE), ErrorEvent(

@@ -195,9 +195,8 @@ class RegistryAdmin(Operator):
                                                    days=s.cert_days)
                     store.write_server(s.tls_dir, self.server)
                 fp = pki.cert_fingerprint(self.server.cert_pem)
-                log.info("server certificate issued", extra={"fields": {
-                    "reason": reason, "dns": list(sans.dns), "ips": list(sans.ips),
-                    "fingerprint": fp}})
+                log.info("server certificate issued", reason=reason, dns=list(sans.dns),
+                    ips=list(sans.ips), fingerprint=fp)
                 await self.step("certificate", run_id, "issue", "ok",
                                 f"{reason}: {', '.join(sans.dns + sans.ips)}")
             self.health.set_applied_config(pki.cert_fingerprint(self.server.cert_pem))
@@ -293,8 +292,7 @@ class RegistryAdmin(Operator):
         given = request.headers.get("Authorization", "")
         wanted = f"Bearer {self.notify_token}"
         if not hmac.compare_digest(given.encode(), wanted.encode()):
-            log.warning("notification refused: missing or wrong token", extra={"fields": {
-                "peer": request.remote}})
+            log.warning("notification refused: missing or wrong token", peer=request.remote)
             self.health.count_error("notify-unauthorized")
             return web.Response(status=401, text="token required\n")
         try:
@@ -321,8 +319,7 @@ class RegistryAdmin(Operator):
             try:
                 await self._handle(item, received)
             except Exception as err:  # never let one notification stop the worker
-                log.error("notification handling failed", extra={"fields": {
-                    "error": str(err)}}, exc_info=True)
+                log.error("notification handling failed", error=str(err), exc_info=True)
             finally:
                 self._queue.task_done()
 
