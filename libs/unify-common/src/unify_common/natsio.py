@@ -29,7 +29,7 @@ from nats.js.kv import KeyValue
 
 from . import subjects
 from .events import Event, encode_event
-from .logs import Logger
+from .logs import Logger, mask_secrets
 from .retry import retry_until
 from .settings import CommonSettings, env_float
 
@@ -42,11 +42,12 @@ DUPLICATE_WINDOW_S = 120.0
 
 def unreachable_message(settings: CommonSettings, err: BaseException) -> str:
     """The one-line error a command prints when NATS cannot be reached: where it looked,
-    why, and how to point it elsewhere."""
+    why, and how to point it elsewhere. Secrets inside the URLs (and the error) are masked
+    (:func:`~unify_common.logs.mask_secrets`): the line goes to terminals and CI logs."""
     why = ("no answer" if isinstance(err, TimeoutError)
            else str(err) or type(err).__name__)
-    return (f"cannot reach NATS at {', '.join(settings.nats_urls)} ({why}); set NATS_URL "
-            "(for the dev stack: source .unify/dev/env)")
+    return mask_secrets(f"cannot reach NATS at {', '.join(settings.nats_urls)} ({why}); set "
+                        "NATS_URL (for the dev stack: source .unify/dev/env)")
 
 
 async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool = False,
