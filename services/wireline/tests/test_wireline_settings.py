@@ -25,8 +25,8 @@ def test_settings_from_env(tmp_path):
         "UNIFY_WIRELINE_NETWORKS": "edge, ,proxy", "UNIFY_WIRELINE_LOCK_TTL": "9"})
     assert (settings.data_dir, settings.ssh_port, settings.registry) == (Path("/d"), 2022,
                                                                         "reg:5000")
-    assert settings.registry_password == "s3cret"
-    assert "s3cret" not in repr(settings)
+    assert settings.registry_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
     assert (settings.build_docker_host, settings.deploy_docker_host) == (
         "unix:///x.sock", "tcp://swarm:2376")
     assert settings.networks == ("edge", "proxy")
@@ -38,9 +38,22 @@ def test_settings_from_env(tmp_path):
 
 @pytest.mark.parametrize("env, message", [
     ({"UNIFY_WIRELINE_SSH_PORT": "x"}, "UNIFY_WIRELINE_SSH_PORT must be an integer, got 'x'"),
+    ({"UNIFY_WIRELINE_SSH_PORT": "70000"}, "UNIFY_WIRELINE_SSH_PORT must be 1-65535, got 70000"),
     ({"UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/nonexistent/pw"},
-     "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE: [Errno 2] No such file or directory: "
-     "'/nonexistent/pw'"),
+     "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE: cannot read /nonexistent/pw: FileNotFoundError"),
+    ({"UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/etc/hostname",
+      "UNIFY_WIRELINE_REGISTRY_PASSWORD": "p"},
+     "set UNIFY_WIRELINE_REGISTRY_PASSWORD or UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE, not both"),
+    ({"UNIFY_WIRELINE_LOCK_TTL": "0"}, "UNIFY_WIRELINE_LOCK_TTL must be more than 0, got 0"),
+    ({"UNIFY_WIRELINE_BUILD_TIMEOUT": "soon"},
+     "UNIFY_WIRELINE_BUILD_TIMEOUT must be a number, got 'soon'"),
+    ({"UNIFY_WIRELINE_SSH_USER": "git;id"},
+     "UNIFY_WIRELINE_SSH_USER must be a user name, got 'git;id'"),
+    ({"UNIFY_WIRELINE_DEPLOY_BRANCH": "a..b"},
+     "UNIFY_WIRELINE_DEPLOY_BRANCH must be a branch name, got 'a..b'"),
+    ({"UNIFY_WIRELINE_STACK_PREFIX": "a b"},
+     "UNIFY_WIRELINE_STACK_PREFIX may hold letters, digits, '-' and '_' only, got 'a b'"),
+    ({"UNIFY_HEALTH_ADDR": "nowhere"}, "UNIFY_HEALTH_ADDR must be host:port, got 'nowhere'"),
 ])
 def test_bad_settings(env, message):
     with pytest.raises(ValueError) as err:
@@ -48,15 +61,40 @@ def test_bad_settings(env, message):
     assert str(err.value) == message
 
 
-def test_shell_env_drops_secrets():
+def test_defaults_and_derived_values():
+    settings = WirelineSettings.from_env({})
+    assert (settings.data_dir, settings.host_key, settings.authorized_keys) == (
+        Path("/var/lib/wireline"), Path("/var/lib/wireline/sshd/host_ed25519"),
+        Path("/var/lib/wireline/sshd/authorized_keys"))
+    assert (settings.build_docker_host, settings.deploy_docker_host, settings.health_addr) == (
+        "", "", ("127.0.0.1", 9106))
+    assert Path(settings.shell).name == "unify-wireline-shell"
+    # the constructor derives the same way (one place for each default)
+    assert WirelineSettings(data_dir=Path("/d"), docker_host="unix:///e").host_key == \
+        Path("/d/sshd/host_ed25519")
+    assert WirelineSettings(docker_host="unix:///e", build_docker_host="tcp://b:2376") \
+        .replace().deploy_docker_host == "unix:///e"
+    assert WirelineSettings(host_key=Path("/k")).host_key == Path("/k")
+
+
+def test_the_docstring_and_readme_tables_match_the_model():
+    import wireline.settings as settings_module
+    from tests.fixtures.settings_docs import check_table, markdown_rows, rst_rows
+
+    check_table(WirelineSettings, rst_rows(settings_module.__doc__))
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    check_table(WirelineSettings, markdown_rows(readme))
+
+
+def test_shell_env_drops_secrets_and_their_files():
     env = shell_env({"NATS_URL": "nats://n:4222", "NATS_PASSWORD": "p", "NATS_CREDS": "/c",
+                     "NATS_PASSWORD_FILE": "/run/secrets/nats",
                      "UNIFY_WIRELINE_REGISTRY_PASSWORD": "p",
                      "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/run/secrets/pw",
                      "CONSUL_HTTP_TOKEN": "t", "HOME": "/root", "PATH": "/bin",
-                     "DOCKER_HOST": "unix:///s"})
+                     "DOCKER_HOST": "unix:///s", "UNIFY_WIRELINE_REGISTRY": "r:5000"})
     assert env == {"DOCKER_HOST": "unix:///s", "NATS_CREDS": "/c", "NATS_URL": "nats://n:4222",
-                   "PATH": "/bin",
-                   "UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE": "/run/secrets/pw"}
+                   "PATH": "/bin", "UNIFY_WIRELINE_REGISTRY": "r:5000"}
 
 
 def test_sshd_config():

@@ -385,14 +385,16 @@ async def _images(store: Store, settings: WirelineSettings, ctx: PushContext, sh
         for name, repository in built:
             digest = await engine.push_image(
                 docker_host=settings.build_docker_host, repository=repository, tag=sha,
-                user=settings.registry_user, password=settings.registry_password)
+                user=settings.registry_user,
+                password=settings.registry_password.get_secret_value())
             images[name] = pinned(repository, sha, digest)
             await out.line(f"pushed {repository}:{sha} {digest}")
         for name, service in sorted(spec.services.items()):
             if service.build is None:
                 digest = await engine.resolve_digest(
                     docker_host=settings.deploy_docker_host, reference=service.image,
-                    user=settings.registry_user, password=settings.registry_password)
+                    user=settings.registry_user,
+                password=settings.registry_password.get_secret_value())
                 repository, _, tag = service.image.partition("@")[0].rpartition(":")
                 if "/" in tag:  # a port, not a tag
                     repository, tag = service.image.partition("@")[0], ""

@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 from unify_common.atomic import write_atomic
-from unify_common.health import Health, health_addr
+from unify_common.health import Health
 from unify_common.logs import configure_logging, get_logger
+from unify_common.runloop import run_until_stopped
 from unify_common.settings import CommonSettings
 
 from .access import AccessError, KeyEntry, check_app_name, render_authorized_keys
@@ -146,6 +147,8 @@ class WirelineService:
         self.health = Health("wireline", version="0.1.0")
         self.sshd: subprocess.Popen | None = None
         self.store: Store | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def prepare(self) -> None:
         """Directories, host key, sshd_config, shell settings, hook."""
@@ -296,54 +299,70 @@ class WirelineService:
                     "user": self.settings.ssh_user}})
         return server
 
-    async def run(self) -> None:
-        """Prepare, start sshd and the keys watch, serve health; until cancelled."""
+    async def start(self) -> None:
+        """Prepare, serve health, open the hook socket, start sshd and the keys watch; returns
+        once they run (NATS is connected in the background: a push without NATS still
+        deploys, its release is not recorded)."""
         self.prepare()
         self.health.add_check("sshd", lambda: None if self.sshd and self.sshd.poll() is None
                               else "sshd not running")
         self.health.add_check("nats", lambda: None if self.store and self.store.nc.is_connected
                               else "not connected to NATS")
-        host, port = health_addr(default_port=9106)
-        await self.health.start(host, port)
-        server = await self._push_server()
-        tasks = [asyncio.create_task(self._sshd_loop()), asyncio.create_task(self._keys_loop())]
+        await self.health.start(*self.settings.health_addr)
+        self._server = await self._push_server()
+        self._tasks = [asyncio.create_task(self._sshd_loop()),
+                       asyncio.create_task(self._keys_loop())]
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started (any part of it): the loops, the hook socket, sshd
+        (SIGTERM, SIGKILL after 10 s), NATS, the health server."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            self.settings.socket_path.unlink(missing_ok=True)
+        if self.sshd and self.sshd.poll() is None:
+            self.sshd.terminate()
+            try:
+                await asyncio.to_thread(self.sshd.wait, 10)
+            except subprocess.TimeoutExpired:
+                self.sshd.kill()
+        if self.store:
+            await self.store.close()
+            self.store = None
+        await self.health.stop()
+
+    async def run(self) -> None:
+        """:meth:`start`, then serve until cancelled, then :meth:`stop`."""
         try:
-            await asyncio.gather(*tasks)
+            await self.start()
+            await asyncio.gather(*self._tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            server.close()
-            if self.sshd and self.sshd.poll() is None:
-                self.sshd.terminate()
-                try:
-                    self.sshd.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.sshd.kill()
-            if self.store:
-                await self.store.close()
-            await self.health.stop()
+            await self.stop()
 
 
 def main() -> int:
-    """``python -m wireline``: run until SIGTERM/SIGINT."""
+    """``python -m wireline``: run until SIGTERM/SIGINT (also while starting:
+    :func:`unify_common.runloop.run_until_stopped`); 0 on a clean stop, 2 for bad settings,
+    1 when it cannot start."""
     common = CommonSettings.from_env()
     configure_logging(fmt=common.log_format, level=common.log_level)
     try:
         settings = WirelineSettings.from_env()
     except ValueError as err:
-        log.error("bad settings", extra={"fields": {"reason": str(err)}})
+        log.error("bad settings", reason=str(err))
         return 2
-
-    async def runner() -> None:
-        service = WirelineService(settings, common)
-        task = asyncio.create_task(service.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
-    asyncio.run(runner())
+    service = WirelineService(settings, common)
+    try:
+        asyncio.run(run_until_stopped(
+            service.start, service.stop,
+            on_started=lambda: log.info("wireline running", node=common.node,
+                                        port=settings.ssh_port, user=settings.ssh_user,
+                                        health=service.health.bound)))
+    except (OSError, subprocess.SubprocessError) as err:
+        log.error("cannot start", error=str(err) or repr(err))
+        return 1
     return 0

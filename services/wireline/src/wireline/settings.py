@@ -1,90 +1,172 @@
-"""wireline settings, read from the environment (``UNIFY_WIRELINE_*``).
+"""wireline settings, read from the environment (``UNIFY_WIRELINE_*``), on pydantic-settings
+(:class:`unify_common.settings.EnvSettings`).
 
-==================================  ==============================================  ==============
-variable                            meaning                                          default
-==================================  ==============================================  ==============
-``UNIFY_WIRELINE_DATA_DIR``         bare repositories, sshd files, shell settings    ``/var/lib/wireline``
-``UNIFY_WIRELINE_SSH_LISTEN``       sshd ``ListenAddress``                           ``0.0.0.0``
-``UNIFY_WIRELINE_SSH_PORT``         sshd port                                        ``2222``
-``UNIFY_WIRELINE_SSH_USER``         the one user sshd lets in (``AllowUsers``)       ``git``
-``UNIFY_WIRELINE_SSHD_BIN``         OpenSSH server binary                            ``/usr/sbin/sshd``
-``UNIFY_WIRELINE_HOST_KEY``         sshd host key (ed25519, created when missing)    ``<data>/sshd/host_ed25519``
-``UNIFY_WIRELINE_AUTHORIZED_KEYS``  the ``AuthorizedKeysFile`` wireline writes        ``<data>/sshd/authorized_keys``
-``UNIFY_WIRELINE_SHELL``            forced command (``unify-wireline-shell``)        next to python
-``UNIFY_WIRELINE_REGISTRY``         registry ``host[:port]`` images are pushed to    (required)
-``UNIFY_WIRELINE_REGISTRY_USER``    registry user (``_PASSWORD_FILE`` holds the      (anonymous)
-                                    password)
-``UNIFY_WIRELINE_BUILD_DOCKER_HOST``  engine that builds and pushes                 ``$DOCKER_HOST``
-``UNIFY_WIRELINE_DEPLOY_DOCKER_HOST`` Swarm manager that deploys                    ``$DOCKER_HOST``
-``UNIFY_WIRELINE_DOCKER_BIN``       docker CLI (``build``, ``stack deploy``)         ``docker``
-``UNIFY_WIRELINE_DEPLOY_BRANCH``    the branch that deploys                          ``main``
-``UNIFY_WIRELINE_STACK_PREFIX``     prefix of every stack name                       (none)
-``UNIFY_WIRELINE_NETWORKS``         external networks apps may join (comma list)     (none)
-``UNIFY_WIRELINE_BUILD_TIMEOUT``    seconds a build may take                         ``600``
-``UNIFY_WIRELINE_DEPLOY_TIMEOUT``   seconds to wait for convergence                  ``300``
-``UNIFY_WIRELINE_UPDATE_MONITOR``   Swarm ``update_config.monitor``, seconds          ``10``
-``UNIFY_WIRELINE_LOCK_TTL``         app lock TTL, seconds (heartbeat every third)    ``15``
-``UNIFY_WIRELINE_LOCK_WAIT``        seconds a push waits for the app lock            ``300``
-``UNIFY_WIRELINE_MAX_REPO_MB``      largest pushed tree accepted, MiB               ``200``
-``UNIFY_WIRELINE_BUCKET_PREFIX``    prefix of the KV buckets (``-keys``,             ``unify-wireline``
-                                    ``-releases``, ``-logs``, ``-locks``)
-==================================  ==============================================  ==============
+=======================================  ===============================================  ======================
+variable                                 meaning                                          default
+=======================================  ===============================================  ======================
+``UNIFY_WIRELINE_DATA_DIR``              bare repositories, sshd files, shell settings    ``/var/lib/wireline``
+``UNIFY_WIRELINE_SSH_LISTEN``            sshd ``ListenAddress``                           ``0.0.0.0``
+``UNIFY_WIRELINE_SSH_PORT``              sshd port                                        ``2222``
+``UNIFY_WIRELINE_SSH_USER``              the one user sshd lets in (``AllowUsers``)       ``git``
+``UNIFY_WIRELINE_SSHD_BIN``              OpenSSH server binary                            ``/usr/sbin/sshd``
+``UNIFY_WIRELINE_HOST_KEY``              sshd host key (ed25519, created when missing)    (``<data>/sshd/host_ed25519``)
+``UNIFY_WIRELINE_AUTHORIZED_KEYS``       the ``AuthorizedKeysFile`` wireline writes       (``<data>/sshd/authorized_keys``)
+``UNIFY_WIRELINE_SHELL``                 forced command (``unify-wireline-shell``)        (next to python)
+``UNIFY_WIRELINE_REGISTRY``              registry ``host[:port]`` images are pushed to;   (none)
+                                         without it every push fails
+``UNIFY_WIRELINE_REGISTRY_USER``         registry user                                    (anonymous)
+``UNIFY_WIRELINE_REGISTRY_PASSWORD``     registry password (or ``_PASSWORD_FILE``)        (none)
+``DOCKER_HOST``                          the Docker Engine, as the docker CLI reads it    (the CLI's)
+``UNIFY_WIRELINE_BUILD_DOCKER_HOST``     engine that builds and pushes                    (``DOCKER_HOST``)
+``UNIFY_WIRELINE_DEPLOY_DOCKER_HOST``    Swarm manager that deploys                       (``DOCKER_HOST``)
+``UNIFY_WIRELINE_DOCKER_BIN``            docker CLI (``build``, ``stack deploy``)         ``docker``
+``UNIFY_WIRELINE_DEPLOY_BRANCH``         the branch that deploys                          ``main``
+``UNIFY_WIRELINE_STACK_PREFIX``          prefix of every stack name                       (none)
+``UNIFY_WIRELINE_NETWORKS``              external networks apps may join (comma list)     (none)
+``UNIFY_WIRELINE_BUILD_TIMEOUT``         seconds a build may take                         ``600``
+``UNIFY_WIRELINE_DEPLOY_TIMEOUT``        seconds to wait for convergence                  ``300``
+``UNIFY_WIRELINE_UPDATE_MONITOR``        Swarm ``update_config.monitor``, seconds         ``10``
+``UNIFY_WIRELINE_LOCK_TTL``              app lock TTL, seconds (heartbeat every third)    ``15``
+``UNIFY_WIRELINE_LOCK_WAIT``             seconds a push waits for the app lock            ``300``
+``UNIFY_WIRELINE_MAX_REPO_MB``           largest pushed tree accepted, MiB                ``200``
+``UNIFY_WIRELINE_BUCKET_PREFIX``         prefix of the KV buckets (``-keys``,             ``unify-wireline``
+                                         ``-releases``, ``-logs``, ``-locks``)
+``UNIFY_HEALTH_ADDR``                    ``host:port`` of ``/livez``, ``/readyz`` and     ``127.0.0.1:9106``
+                                         ``/metrics`` (port 0: any free port)
+=======================================  ===============================================  ======================
 
-Secrets come from files: ``UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE``. NATS and Consul use the
-common variables (:mod:`unify_common.settings`); NATS secrets should be a ``NATS_CREDS``
-file, since the shell's settings file (readable by the SSH user) never holds a password.
+An empty variable means its default. The secret (the registry password) is a
+:class:`pydantic.SecretStr`, also read from ``UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE`` (a Swarm
+secret). NATS and Consul use the common variables (:mod:`unify_common.settings`), read
+separately as :class:`~unify_common.settings.CommonSettings`.
+
+The forced command reads these settings from the file the service writes (:func:`shell_env`),
+not from sshd's environment; that file holds no secret and names no secret file
+(``NATS_CREDS`` passes: give the SSH user a credentials file it may read, if refusals should
+reach NATS).
 """
 
 from __future__ import annotations
 
-import os
+import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from unify_common.settings import env_float, env_int
+from pydantic import SecretStr, field_validator, model_validator
 
-__all__ = ["WirelineSettings", "SHELL_ENV_PREFIXES"]
+from unify_common.settings import CommaList, EnvSettings, HostPort, env_var
+
+__all__ = ["WirelineSettings", "SHELL_ENV_PREFIXES", "shell_env"]
 
 #: Variables the forced command needs, copied into the shell's settings file.
 SHELL_ENV_PREFIXES = ("UNIFY_", "NATS_", "DOCKER_")
-_SECRET_NAMES = ("NATS_PASSWORD", "NATS_TOKEN", "CONSUL_HTTP_TOKEN",
-                 "UNIFY_WIRELINE_REGISTRY_PASSWORD")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 
 
 def _default_shell() -> str:
     return str(Path(sys.executable).parent / "unify-wireline-shell")
 
 
-@dataclass(frozen=True, kw_only=True)
-class WirelineSettings:
-    """See the module doc for each field's variable and default."""
+class WirelineSettings(EnvSettings):
+    """Everything wireline's service, forced command and hook need; see the module doc for
+    each field's variable and default. The constructor takes the field names (tests build
+    settings by hand); :meth:`from_env` reads the environment.
 
-    data_dir: Path = Path("/var/lib/wireline")
-    ssh_listen: str = "0.0.0.0"
-    ssh_port: int = 2222
-    ssh_user: str = "git"
-    sshd_bin: str = "/usr/sbin/sshd"
-    host_key: Path = Path("/var/lib/wireline/sshd/host_ed25519")
-    authorized_keys: Path = Path("/var/lib/wireline/sshd/authorized_keys")
-    shell: str = field(default_factory=_default_shell)
-    registry: str = ""
-    registry_user: str = ""
-    registry_password: str = field(default="", repr=False)
-    build_docker_host: str = ""
-    deploy_docker_host: str = ""
-    docker_bin: str = "docker"
-    deploy_branch: str = "main"
-    stack_prefix: str = ""
-    networks: tuple[str, ...] = ()
-    build_timeout_s: float = 600.0
-    deploy_timeout_s: float = 300.0
-    update_monitor_s: float = 10.0
-    lock_ttl_s: float = 15.0
-    lock_wait_s: float = 300.0
-    max_repo_mb: int = 200
-    bucket_prefix: str = "unify-wireline"
+    ``host_key``, ``authorized_keys``, ``build_docker_host`` and ``deploy_docker_host`` given
+    as ``None`` are derived (from ``data_dir`` and ``docker_host``); they are always set once
+    built.
+
+    :raises ValueError: a malformed value, or an unreadable ``*_FILE`` (the message names the
+        variable, never a secret).
+    """
+
+    data_dir: Path = env_var("UNIFY_WIRELINE_DATA_DIR", Path("/var/lib/wireline"))
+    ssh_listen: str = env_var("UNIFY_WIRELINE_SSH_LISTEN", "0.0.0.0")
+    ssh_port: int = env_var("UNIFY_WIRELINE_SSH_PORT", 2222)
+    ssh_user: str = env_var("UNIFY_WIRELINE_SSH_USER", "git")
+    sshd_bin: str = env_var("UNIFY_WIRELINE_SSHD_BIN", "/usr/sbin/sshd")
+    #: ``None`` given: ``<data_dir>/sshd/host_ed25519``
+    host_key: Path | None = env_var("UNIFY_WIRELINE_HOST_KEY", None)
+    #: ``None`` given: ``<data_dir>/sshd/authorized_keys``
+    authorized_keys: Path | None = env_var("UNIFY_WIRELINE_AUTHORIZED_KEYS", None)
+    shell: str = env_var("UNIFY_WIRELINE_SHELL", default_factory=_default_shell)
+    registry: str = env_var("UNIFY_WIRELINE_REGISTRY", "")
+    registry_user: str = env_var("UNIFY_WIRELINE_REGISTRY_USER", "")
+    registry_password: SecretStr = env_var("UNIFY_WIRELINE_REGISTRY_PASSWORD", SecretStr(""))
+    docker_host: str = env_var("DOCKER_HOST", "")
+    #: ``None`` given: ``docker_host``
+    build_docker_host: str | None = env_var("UNIFY_WIRELINE_BUILD_DOCKER_HOST", None)
+    #: ``None`` given: ``docker_host``
+    deploy_docker_host: str | None = env_var("UNIFY_WIRELINE_DEPLOY_DOCKER_HOST", None)
+    docker_bin: str = env_var("UNIFY_WIRELINE_DOCKER_BIN", "docker")
+    deploy_branch: str = env_var("UNIFY_WIRELINE_DEPLOY_BRANCH", "main")
+    stack_prefix: str = env_var("UNIFY_WIRELINE_STACK_PREFIX", "")
+    networks: CommaList = env_var("UNIFY_WIRELINE_NETWORKS", ())
+    build_timeout_s: float = env_var("UNIFY_WIRELINE_BUILD_TIMEOUT", 600.0)
+    deploy_timeout_s: float = env_var("UNIFY_WIRELINE_DEPLOY_TIMEOUT", 300.0)
+    update_monitor_s: float = env_var("UNIFY_WIRELINE_UPDATE_MONITOR", 10.0)
+    lock_ttl_s: float = env_var("UNIFY_WIRELINE_LOCK_TTL", 15.0)
+    lock_wait_s: float = env_var("UNIFY_WIRELINE_LOCK_WAIT", 300.0)
+    max_repo_mb: int = env_var("UNIFY_WIRELINE_MAX_REPO_MB", 200)
+    bucket_prefix: str = env_var("UNIFY_WIRELINE_BUCKET_PREFIX", "unify-wireline")
+    health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9106))
+
+    @field_validator("data_dir", "host_key", "authorized_keys")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.absolute()
+
+    @field_validator("ssh_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"UNIFY_WIRELINE_SSH_PORT must be 1-65535, got {value}")
+        return value
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not _USER_RE.match(value):
+            raise ValueError(f"UNIFY_WIRELINE_SSH_USER must be a user name, got {value!r}")
+        return value
+
+    @field_validator("deploy_branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not _BRANCH_RE.match(value) or ".." in value or value.endswith((".lock", "/")):
+            raise ValueError(f"UNIFY_WIRELINE_DEPLOY_BRANCH must be a branch name, got "
+                             f"{value!r}")
+        return value
+
+    @field_validator("stack_prefix", "bucket_prefix")
+    @classmethod
+    def _name_part(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"may hold letters, digits, '-' and '_' only, got {value!r}")
+        return value
+
+    @field_validator("build_timeout_s", "deploy_timeout_s", "update_monitor_s", "lock_ttl_s",
+                     "lock_wait_s", "max_repo_mb")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"must be more than 0, got {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> "WirelineSettings":
+        # frozen model: the values derived from the data dir and DOCKER_HOST are set once, here
+        self.__dict__.update(
+            host_key=self.host_key or self.data_dir / "sshd" / "host_ed25519",
+            authorized_keys=self.authorized_keys or self.data_dir / "sshd" / "authorized_keys",
+            build_docker_host=self.docker_host if self.build_docker_host is None
+            else self.build_docker_host,
+            deploy_docker_host=self.docker_host if self.deploy_docker_host is None
+            else self.deploy_docker_host)
+        return self
 
     @property
     def repos_dir(self) -> Path:
@@ -93,7 +175,7 @@ class WirelineSettings:
 
     @property
     def shell_settings_file(self) -> Path:
-        """The JSON environment the forced command loads (see :meth:`shell_env`)."""
+        """The JSON environment the forced command loads (see :func:`shell_env`)."""
         return self.data_dir / "shell.json"
 
     @property
@@ -110,57 +192,21 @@ class WirelineSettings:
         """KV bucket name of ``kind`` (``keys``, ``releases``, ``logs``, ``locks``)."""
         return f"{self.bucket_prefix}-{kind}"
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "WirelineSettings":
-        """Read the settings. :raises ValueError: a malformed number, or an unreadable
-        ``*_FILE``."""
-        env = os.environ if env is None else env
 
-        def get(name: str, default: str = "") -> str:
-            return env.get(f"UNIFY_WIRELINE_{name}", "") or default
+def _secret_names() -> frozenset[str]:
+    from unify_common.settings import CommonSettings
 
-        data_dir = Path(get("DATA_DIR", "/var/lib/wireline"))
-        password = get("REGISTRY_PASSWORD")
-        password_file = get("REGISTRY_PASSWORD_FILE")
-        if password_file:
-            try:
-                password = Path(password_file).read_text().strip()
-            except OSError as err:
-                raise ValueError(f"UNIFY_WIRELINE_REGISTRY_PASSWORD_FILE: {err}") from None
-        docker_host = env.get("DOCKER_HOST", "")
-        return cls(
-            data_dir=data_dir,
-            ssh_listen=get("SSH_LISTEN", "0.0.0.0"),
-            ssh_port=env_int(env, "UNIFY_WIRELINE_SSH_PORT", 2222),
-            ssh_user=get("SSH_USER", "git"),
-            sshd_bin=get("SSHD_BIN", "/usr/sbin/sshd"),
-            host_key=Path(get("HOST_KEY", str(data_dir / "sshd" / "host_ed25519"))),
-            authorized_keys=Path(get("AUTHORIZED_KEYS",
-                                     str(data_dir / "sshd" / "authorized_keys"))),
-            shell=get("SHELL", _default_shell()),
-            registry=get("REGISTRY"),
-            registry_user=get("REGISTRY_USER"),
-            registry_password=password,
-            build_docker_host=get("BUILD_DOCKER_HOST", docker_host),
-            deploy_docker_host=get("DEPLOY_DOCKER_HOST", docker_host),
-            docker_bin=get("DOCKER_BIN", "docker"),
-            deploy_branch=get("DEPLOY_BRANCH", "main"),
-            stack_prefix=get("STACK_PREFIX"),
-            networks=tuple(n.strip() for n in get("NETWORKS").split(",") if n.strip()),
-            build_timeout_s=env_float(env, "UNIFY_WIRELINE_BUILD_TIMEOUT", 600.0),
-            deploy_timeout_s=env_float(env, "UNIFY_WIRELINE_DEPLOY_TIMEOUT", 300.0),
-            update_monitor_s=env_float(env, "UNIFY_WIRELINE_UPDATE_MONITOR", 10.0),
-            lock_ttl_s=env_float(env, "UNIFY_WIRELINE_LOCK_TTL", 15.0),
-            lock_wait_s=env_float(env, "UNIFY_WIRELINE_LOCK_WAIT", 300.0),
-            max_repo_mb=env_int(env, "UNIFY_WIRELINE_MAX_REPO_MB", 200),
-            bucket_prefix=get("BUCKET_PREFIX", "unify-wireline"),
-        )
+    names = {*WirelineSettings.secret_variables(), *CommonSettings.secret_variables()}
+    return frozenset({*names, *(f"{name}_FILE" for name in names)})
 
 
 def shell_env(env: Mapping[str, str]) -> dict[str, str]:
     """The variables the forced command needs (``UNIFY_*``, ``NATS_*``, ``DOCKER_*``, plus
-    ``PATH``), without secret values (``*_FILE`` and ``NATS_CREDS`` paths pass)."""
+    ``PATH``), without any secret: neither a secret's value nor its ``*_FILE`` (the SSH user
+    could not read a root-only secret file, and never needs one: the service pushes to the
+    registry). ``NATS_CREDS`` passes."""
+    secrets = _secret_names()
     picked = {k: v for k, v in env.items()
-              if k.startswith(SHELL_ENV_PREFIXES) and k not in _SECRET_NAMES}
+              if k.startswith(SHELL_ENV_PREFIXES) and k not in secrets}
     picked["PATH"] = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     return dict(sorted(picked.items()))

@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"wireline: settings unreadable ({err}); tell the operator\n")
         return 1
     os.environ.update({str(k): str(v) for k, v in env.items()})
-    settings = WirelineSettings.from_env()
+    try:
+        settings = WirelineSettings.from_env()
+    except ValueError as err:
+        sys.stderr.write(f"wireline: settings invalid ({err}); tell the operator\n")
+        return 1
     _log_to_file(settings)
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
     try:
