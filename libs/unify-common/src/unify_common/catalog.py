@@ -47,8 +47,8 @@ class CatalogMirror:
         self._kv_by_catalog_key: dict[str, KvEntry] = {}
         self._revision = 0
         self._ready = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._watcher = None
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
         self._initial_seq = 0  # the bucket's last sequence when the watch began
         self._marker = False
         #: number of bucket entries (puts and deletes) applied so far
@@ -92,7 +92,7 @@ class CatalogMirror:
             self._task.cancel()
         if self._watcher is not None:
             try:
-                await asyncio.wait_for(self._watcher.stop(), timeout)
+                await asyncio.wait_for(self._watcher.stop(), timeout)  # type: ignore[no-untyped-call]
             except Exception:  # connection closed, or the server did not answer in time
                 pass
             await self._delete_watch_consumer(timeout)
@@ -103,6 +103,8 @@ class CatalogMirror:
         """Delete the watch's ephemeral consumer now rather than after its inactivity
         threshold (nats-py's unsubscribe leaves it on the server). Best effort."""
         sub = getattr(self._watcher, "_sub", None)  # nats-py KeyWatcher's PushSubscription
+        if sub is None:
+            return
         try:
             info = await asyncio.wait_for(sub.consumer_info(), timeout)
             await asyncio.wait_for(
@@ -112,6 +114,7 @@ class CatalogMirror:
                 error=str(err) or type(err).__name__)
 
     async def _run(self) -> None:
+        assert self._watcher is not None, "start() sets the watcher first"
         async for entry in self._watcher:
             if entry is None:
                 self._marker = True

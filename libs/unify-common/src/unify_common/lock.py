@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-import consul
+import consul  # type: ignore[import-untyped]
 
 from .logs import get_logger
 
@@ -39,7 +39,8 @@ class SessionLock:
     :param on_lost: called (no arguments) each time a held lock is lost.
     """
 
-    def __init__(self, client, *, key: str, holder: str, purpose: str = "lock",
+    def __init__(self, client: consul.aio.Consul, *, key: str, holder: str,
+                 purpose: str = "lock",
                  ttl_s: float = 15.0, on_acquired: Callable[[], None] | None = None,
                  on_lost: Callable[[], None] | None = None) -> None:
         self._consul = client

@@ -23,12 +23,13 @@ def backoff_delay(failures: int, *, base: float, cap: float,
     >>> backoff_delay(3, base=0.1, cap=5.0, rng=lambda a, b: 1.0)
     0.8
     """
-    return min(cap, base * 2 ** min(failures, 20)) * rng(0.5, 1.0)
+    delay: float = min(cap, base * 2 ** min(failures, 20)) * rng(0.5, 1.0)
+    return delay
 
 
 async def retry_forever(call: Callable[[], Awaitable[T]], *, what: str,
                         log: Logger | logging.Logger, base: float = 0.1, cap: float = 5.0,
-                        fields: dict | None = None,
+                        fields: dict[str, object] | None = None,
                         permanent: tuple[type[BaseException], ...] = ()) -> T:
     """Await ``call()`` until it succeeds; log each failure (``what`` failed; retrying) with
     the error and the delay, then wait :func:`backoff_delay`. Cancellation goes through.

@@ -38,6 +38,9 @@ import re
 import time
 from typing import Awaitable, Callable
 
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
 from .catalog import CatalogMirror, CatalogState
 from .events import Event
 from .health import Health
@@ -105,9 +108,9 @@ class Subscriber:
                                  retry_max=retry_max,
                                  resync=settings.resync if resync is None else resync, rng=rng)
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self.nc = None
-        self.js = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
         self.mirror: CatalogMirror | None = None
         #: number of successful reconciles so far (for status and tests)
         self.reconciles = 0
@@ -145,10 +148,10 @@ class Subscriber:
         :raises unify_common.natsio.CatalogMissing: consul-bridge has not declared the stream
             or the bucket within ``catalog_wait`` seconds.
         """
-        self.nc = await connect_nats(self.settings, name=self.name)
+        self.nc = nc = await connect_nats(self.settings, name=self.name)
         try:
-            self.js = self.nc.jetstream()
-            bucket = await wait_for_catalog(self.js, self.settings, timeout=self._catalog_wait,
+            self.js = js = nc.jetstream()
+            bucket = await wait_for_catalog(js, self.settings, timeout=self._catalog_wait,
                                             log=log)
             self.mirror = CatalogMirror(bucket, on_change=self._catalog_changed)
             await self.mirror.start()
@@ -183,6 +186,8 @@ class Subscriber:
     async def publish(self, subject: str, event: Event, *, msg_id: str) -> None:
         """Publish an event (errors, applied reports) on the stream; failures are logged."""
         try:
+            if self.js is None:
+                raise ConnectionError("not connected to NATS yet")
             await publish_event(self.js, subject, event, msg_id=msg_id)
         except Exception as err:  # a report must never break the apply path
             log.warning("could not publish event", subject=subject, error=str(err))
@@ -213,6 +218,7 @@ class Subscriber:
     async def _run_reconcile(self, reason: str) -> None:
         """One reconcile of the current catalog; the outcome goes to the schedule."""
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        assert self.mirror is not None, "start() loads the mirror first"
         state = self.mirror.snapshot()
         started = self._clock()
         try:
@@ -245,6 +251,7 @@ class Subscriber:
         any exception is logged, never raised."""
         self._quick_due = self._armed = False
         self.quick_runs += 1
+        assert self.mirror is not None and self._quick is not None, "armed only with both"
         state = self.mirror.snapshot()
         started = self._clock()
         try:
