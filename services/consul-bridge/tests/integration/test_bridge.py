@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import logging
 import urllib.request
+from typing import Iterator
 
 import nats
 import pytest
@@ -13,7 +17,7 @@ from nats.js.api import DeliverPolicy
 from consul_bridge.service import run
 from consul_bridge.settings import BridgeSettings
 from unify_common.catalog import read_catalog
-from unify_common.logs import _JsonFormatter
+from unify_common.logs import configure_logging, get_logger
 from unify_common.events import decode_event
 from unify_common.natsio import ensure_catalog_bucket
 from tests.fixtures.components import consul_call
@@ -361,15 +365,29 @@ async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
         agent.stop()
 
 
-async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events, caplog):
+@contextlib.contextmanager
+def json_log_lines() -> Iterator[list[str]]:
+    """Configure logging as a service does (``configure_logging(fmt="json")``, level DEBUG)
+    into a buffer; the list given fills, on exit, with every line the handler wrote. The
+    root logger's handlers and level are restored afterwards."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    stream = io.StringIO()
+    lines: list[str] = []
+    configure_logging(fmt="json", level="DEBUG", stream=stream)
+    try:
+        yield lines
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        lines.extend(stream.getvalue().splitlines())
+
+
+async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events):
     """With Consul ACLs on (default deny), the bridge sees the catalog only through
     CONSUL_HTTP_TOKEN, and neither the token nor the password of a NATS_URL with one appear
-    in what the JSON formatter writes of its log records (structured fields included:
-    ``caplog.text`` shows only messages)."""
-    import json as _json
-    import logging
-    import urllib.request
-
+    in what the JSON handler writes (structured fields included), even when a log call
+    passes them as fields."""
     from unify_cli.devstack.consul import ConsulAgent
     from unify_common.settings import CommonSettings
 
@@ -380,8 +398,8 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events,
     try:
         req = urllib.request.Request(
             f"http://{agent.http_addr}/v1/agent/service/register", method="PUT",
-            data=_json.dumps({"ID": "sec-1", "Name": "secured", "Port": 443,
-                              "Address": "127.0.0.1"}).encode(),
+            data=json.dumps({"ID": "sec-1", "Name": "secured", "Port": 443,
+                             "Address": "127.0.0.1"}).encode(),
             headers={"X-Consul-Token": token})
         urllib.request.urlopen(req, timeout=10).read()
         # nats-server without authorization accepts any user: the URL is only a carrier
@@ -403,22 +421,24 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events,
         await stop_bridge(handle)
 
         settings = settings_with(token)
-        with caplog.at_level(logging.DEBUG):
+        with json_log_lines() as lines:
             handle = await start_bridge(settings)
             await events.wait_for(1, "unify.catalog.instance", timeout=30)
             assert events.types("unify.catalog.instance") == [("instance.registered", "sec-1")]
             await stop_bridge(handle)
-            # the settings themselves reach a log line: the URL is masked there too
-            logging.getLogger("consul_bridge").warning("settings", extra={"fields": {
-                "nats_urls": settings.common.nats_urls, "settings": repr(settings)}})
-        formatter = _JsonFormatter()
-        lines = [formatter.format(record) for record in caplog.records]
+            # the settings reach a log line, and a careless call passes the token itself
+            get_logger("consul_bridge").warning(
+                "settings", nats_urls=settings.common.nats_urls, settings=repr(settings),
+                consul_token=settings.common.consul_token.get_secret_value())
         written = "\n".join(lines)
         assert token not in written
         assert "n4ts-pw-secret" not in written
-        # the lines do carry the structured fields (what caplog.text leaves out)
-        assert json.loads(lines[-1])["nats_urls"] == [
-            nats_server.url.replace("nats://", "nats://unify:***@")]
+        # the lines do carry the structured fields, masked
+        last = json.loads(lines[-1])
+        del last["ts"], last["settings"]
+        assert last == {"level": "warning", "logger": "consul_bridge", "msg": "settings",
+                        "consul_token": "***", "nats_urls": [
+                            nats_server.url.replace("nats://", "nats://unify:***@")]}
         loaded = [json.loads(line) for line in lines if '"catalog loaded from bucket"' in line]
         assert [sorted(entry) for entry in loaded] == [
             ["instances", "kv", "level", "logger", "msg", "ts"]]
