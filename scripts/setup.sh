@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of a development or CI machine for Unify:
 #   - Debian packages: HAProxy, dnsmasq (the real servers the tests drive)
-#   - a virtualenv in .venv with every package installed editable, versions from constraints.txt
+#   - a virtualenv in .venv with every package installed editable (the test kit libs/unify-testkit
+#     and the CLI's [dev] extra included), versions from constraints.txt
 #   - the pinned Consul, built from the Go module proxy into ~/.cache/unify/bin (reused)
 #   - Debian's docker-registry, openssh-server and git (registry-admin and wireline tests)
 #   - scripts/setup-engine.sh: Docker Engine, single-node Swarm, local base image
@@ -27,10 +28,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt \
-  -e libs/unify-common \
+  -e libs/unify-common -e libs/unify-testkit \
   -e services/consul-bridge -e services/switchboard -e services/dns411 -e services/registrator \
   -e services/registry-admin -e services/wireline \
-  -e cli \
+  -e 'cli[dev]' \
   -r requirements-dev.txt
 
 bash scripts/build-consul.sh >/dev/null

@@ -1,4 +1,9 @@
-"""``unify dev up`` and ``unify dev demo``."""
+"""``unify dev up`` and ``unify dev demo``.
+
+The stack's launchers live in the test kit (:mod:`unify_testkit.devstack`), which the CLI
+needs only for these commands: ``pip install 'unify-cli[dev]'`` (``scripts/setup.sh`` installs
+it). Without it, ``unify dev`` says so and exits with status 1.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .devstack.process import ManagedProcess, free_port
-from .devstack.stack import DevStack, StackBusy, consul_put
+try:
+    from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
+    from unify_testkit.devstack.stack import DevStack, StackBusy, consul_put
+except ModuleNotFoundError as missing:  # the [dev] extra is not installed
+    if missing.name not in ("unify_testkit", "dns"):
+        raise
+    raise SystemExit(f"unify dev: needs the development extra ({missing.name} is missing): "
+                     "pip install 'unify-cli[dev]'") from None
 
 __all__ = ["Demo", "demo_from_workdir", "up"]
 
@@ -47,7 +58,6 @@ class Demo:
             "demo-backend", [sys.executable, "-m", "unify_cli.demo_backend", "--port",
                              str(port), "--name", "hello-1"],
             log_path=self.workdir / "logs" / "demo-backend.log")
-        from .devstack.process import tcp_open
         self.backend.start(lambda: tcp_open("127.0.0.1", port))
         domain, addr = self.state["domain"], self.state["CONSUL_HTTP_ADDR"]
         consul_put(addr, "/v1/agent/service/register", {
@@ -122,7 +132,7 @@ def _interrupt_event() -> threading.Event:
     """An event set by Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal closed); installed
     before anything is printed, so an early Ctrl-C still stops everything cleanly. (SIGKILL
     cannot be caught: the stack's processes then stop by themselves, see
-    :func:`~unify_cli.devstack.process.die_with_parent`.)"""
+    :func:`~unify_testkit.devstack.process.die_with_parent`.)"""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())

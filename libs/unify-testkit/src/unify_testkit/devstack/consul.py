@@ -13,7 +13,7 @@ from .process import ManagedProcess, free_port
 
 __all__ = ["ConsulAgent", "consul_binary"]
 
-_REPO = Path(__file__).resolve().parents[4]
+_REPO = Path(__file__).resolve().parents[5]  # libs/unify-testkit/src/unify_testkit/devstack
 
 
 def consul_binary() -> str:

@@ -23,6 +23,7 @@ from .consul import ConsulAgent
 from .dnsmasq import free_udp_tcp_port
 from .moto import MotoServer
 from .nats import NatsServer
+from ..poll import NotReached, wait_until
 from .process import ManagedProcess, reserved_port, tcp_open
 
 __all__ = ["DevStack", "StackBusy", "consul_put"]
@@ -155,21 +156,18 @@ class DevStack:
         self.services[name] = proc
 
     def _wait_dns(self) -> None:
-        import time
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             for name, proc in self.services.items():
-                if not proc.alive():
+                if not proc.alive():  # not a "not yet": fails at once
                     raise RuntimeError(f"{name} exited:\n{proc.tail()}")
-            try:
-                if tcp_open("127.0.0.1", self.dns_port):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"dnsmasq (through dns411) not listening:\n"
-                           f"{self.services['dns411'].tail()}")
+            return tcp_open("127.0.0.1", self.dns_port)
+
+        try:
+            wait_until(listening, timeout=60, what="dnsmasq (through dns411) listening",
+                       interval=0.1)
+        except NotReached:
+            raise TimeoutError(f"dnsmasq (through dns411) not listening:\n"
+                               f"{self.services['dns411'].tail()}") from None
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where it listens or logs) rows for printing."""

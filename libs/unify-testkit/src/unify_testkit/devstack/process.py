@@ -8,11 +8,12 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["ManagedProcess", "die_with_parent", "free_port", "reserved_port", "wait_for"]
+from ..poll import NotReached, wait_until
+
+__all__ = ["ManagedProcess", "die_with_parent", "free_port", "reserved_port", "tcp_open"]
 
 #: prctl(2) option: the signal a process gets when the thread that forked it ends
 #: (<linux/prctl.h>).
@@ -75,23 +76,6 @@ def reserved_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port below the ephemeral range")
 
 
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str,
-             interval: float = 0.05) -> None:
-    """Poll ``predicate`` until it returns true.
-
-    :raises TimeoutError: naming ``what`` when ``timeout`` seconds pass first.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:  # not up yet
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
-
-
 def tcp_open(host: str, port: int) -> bool:
     """True when a TCP connection to ``host:port`` succeeds."""
     with socket.create_connection((host, port), timeout=0.5):
@@ -137,27 +121,20 @@ class ManagedProcess:
         if ready is None:
             return
 
-        def check() -> bool:
-            if self.proc.poll() is not None:
-                raise_exited()
-            return ready()
-
-        def raise_exited() -> None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise_exited()
+        def up() -> bool:
+            if self.proc.poll() is not None:  # not a "not yet": fails at once
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   f"{self.tail()}")
             try:
-                if check():
-                    return
-            except RuntimeError:
-                raise
-            except Exception:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{self.tail()}")
+                return bool(ready())
+            except Exception:  # not answering yet, whatever the probe raises
+                return False
+
+        try:
+            wait_until(up, timeout=timeout, what=f"{self.name} ready")
+        except NotReached:
+            raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n"
+                               f"{self.tail()}") from None
 
     def tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of the process log."""
