@@ -47,7 +47,7 @@ from switchboard.render import RenderOptions, render  # noqa: E402
 IMPORT_MS = ((time.perf_counter() - _t0) * 1000, (time.process_time() - _c0) * 1000)
 from tests.fixtures.catalog import make_instance, vhost_catalog  # noqa: E402
 
-OPTIONS = RenderOptions(bind="0.0.0.0", run_dir="/run/unify-switchboard")
+OPTIONS = RenderOptions(bind="0.0.0.0", run_dir="/run/unify-switchboard", host_maps=False)
 
 
 def timed(instances, previous=None):
@@ -235,7 +235,8 @@ def main() -> None:
     if shutil.which("haproxy"):
         with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
             cfg = Path(tmp) / "haproxy.cfg"
-            cfg.write_bytes(render(desired, RenderOptions(bind="127.0.0.1", run_dir=tmp)))
+            cfg.write_bytes(render(desired, RenderOptions(bind="127.0.0.1", run_dir=tmp,
+                                                             host_maps=False)))
             start = time.perf_counter()
             result = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True)
             took = time.perf_counter() - start

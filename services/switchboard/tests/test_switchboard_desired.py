@@ -8,12 +8,13 @@ import msgspec
 import pytest
 
 from switchboard.desired import backend_name, build_desired, frontend_ports
-from switchboard.model import Certificate, Problem
+from switchboard.model import Certificate
+from unify_common.problems import Problem
 from switchboard.render import RenderOptions, render, render_maps
 from tests.fixtures.catalog import make_instance
 from unify_common.tags import UnifyTags, parse_tags
 
-OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb")
+OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", host_maps=False)
 BASE = [
     make_instance("web", "w1", "10.0.0.1", 8080, ["dns=example.com", "vhost=web"],
                   create_index=5),

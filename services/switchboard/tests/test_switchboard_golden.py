@@ -22,7 +22,8 @@ from tests.fixtures.catalog import make_instance, vhost_catalog
 
 GOLDEN = Path(__file__).parent / "golden"
 OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", maxconn=2000,
-                        hard_stop_after="10s", ssl_ciphers="ECDHE+AESGCM:!aNULL")
+                        hard_stop_after="10s", ssl_ciphers="ECDHE+AESGCM:!aNULL",
+                        host_maps=False)
 CERTS = (Certificate("/c/star.pem", ("*.example.com",), "f1"),
          Certificate("/c/other.pem", ("www.other.org",), "f2"))
 

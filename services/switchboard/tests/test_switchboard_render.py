@@ -11,7 +11,7 @@ from switchboard.model import Certificate
 from switchboard.render import RenderOptions, render
 from tests.fixtures.catalog import make_instance
 
-OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb")
+OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", host_maps=False)
 WEB = backend_name("http", "web")
 API = backend_name("http", "api")
 DB = backend_name("tcp", "db")

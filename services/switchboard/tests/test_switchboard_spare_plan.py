@@ -158,7 +158,7 @@ def test_other_changes_wait_for_the_reload(extra):
 def test_no_spare_path_without_host_maps_or_spares():
     target = desired(BASE + [inst("docs", "d1", 5, vhost("docs"))])
     assert spare_commands(desired(BASE), target,
-                          RenderOptions(bind="127.0.0.1", run_dir="/run/sb")) is None
+                          RenderOptions(bind="127.0.0.1", run_dir="/run/sb", host_maps=False)) is None
     assert spare_commands(desired(BASE, spares=0),
                           desired(BASE + [inst("docs", "d1", 5, vhost("docs"))], spares=0),
                           OPTIONS) is None

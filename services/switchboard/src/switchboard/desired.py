@@ -56,11 +56,13 @@ except ImportError:  # pragma: no cover - depends on the Python version
     except ImportError:
         from hashlib import sha256 as _sha256
 from unify_common.hostnames import name_error
+from unify_common.listeners import (VhostVerdict, certificate_covers, listener_refusal,
+                                    needs_certificate, tls_plan)
+from unify_common.problems import Problem
 from unify_common.tags import UnifyTags
 
 from .gcpause import gc_paused
-from .model import (Backend, Certificate, Desired, Frontend, HttpRoute, Problem, Server,
-                    SniRoute)
+from .model import Backend, Certificate, Desired, Frontend, HttpRoute, Server, SniRoute
 from .slots import assign_slots, fresh_capacity
 from .validate import consensus, instance_problem
 
@@ -97,11 +99,11 @@ def backend_name(mode: str, service: str) -> str:
 
 
 def certificate_for(host: str, certificates: Sequence[Certificate]) -> Certificate | None:
-    """The first certificate (in the given order) covering ``host`` exactly or by a wildcard
-    ``*.rest`` where ``host`` is ``<one label>.rest``; ``None`` when none does."""
-    parent = host.partition(".")[2]
+    """The first certificate (in the given order) covering ``host``
+    (:func:`unify_common.listeners.certificate_covers`: exactly, or by a wildcard ``*.rest``
+    where ``host`` is ``<one label>.rest``); ``None`` when none does."""
     for cert in certificates:
-        if host in cert.names or (parent and f"*.{parent}" in cert.names):
+        if certificate_covers(host, cert.names):
             return cert
     return None
 
@@ -129,9 +131,19 @@ class _Claims:
     held: Mapping[int, tuple[str, str]] = field(default_factory=dict)
     #: the instances of the service being claimed for (each rejection names every one)
     members: list[Member] = field(default_factory=list)
+    #: host -> its first host-specific rejection ``(reason, message, service)``
+    refused_hosts: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    #: service -> its first rejection ``(reason, message)`` (for hosts with none of their own)
+    refused_services: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: services that own a TCP frontend (HAProxy answers on its port whatever the name)
+    tcp_services: set[str] = field(default_factory=set)
 
-    def reject(self, reason: str, message: str, service: str) -> None:
+    def reject(self, reason: str, message: str, service: str, host: str | None = None
+               ) -> None:
         self.problems.extend(_rejected(reason, message, service, self.members))
+        self.refused_services.setdefault(service, (reason, message))
+        if host is not None:
+            self.refused_hosts.setdefault(host, (reason, message, service))
 
     def port(self, port: int, kind: str, service: str) -> bool:
         if port in self.unavailable:
@@ -157,7 +169,7 @@ class _Claims:
         if owner[0] == how and (how == "terminate" or owner[1] == service):
             return True
         self.reject("route-conflict", f"{host} on port {port} is already routed "
-                    f"({owner[0]}) by service {owner[1]!r}", service)
+                    f"({owner[0]}) by service {owner[1]!r}", service, host)
         return False
 
     def http_route(self, port: int, host: str, prefix: str | None, backend: str,
@@ -165,7 +177,7 @@ class _Claims:
         owner = self.http.setdefault((port, host, prefix), service)
         if owner != service:
             self.reject("route-conflict", f"{host}{prefix or ''} on port {port} is already "
-                        f"routed to service {owner!r}", service)
+                        f"routed to service {owner!r}", service, host)
             return
         self.routes.setdefault(port, []).append(HttpRoute(host, prefix, backend))
         self.used_backends.add(backend)
@@ -180,13 +192,9 @@ def _rejected(reason: str, message: str, service: str, members: list[Member]) ->
 
 
 def _ssl_plan(tags: UnifyTags, members: list[Member]) -> tuple[bool, str]:
-    """(servers speak TLS, https mode: offloading | bridge | pass-through | invalid)."""
-    if tags.ssl is None:
-        tls = all(i.port == 443 for _, i, _ in members)
-        return tls, "bridge" if tls else "offloading"
-    if tags.ssl == "backend":
-        return True, "invalid"
-    return tags.ssl in ("bridge", "pass-through"), tags.ssl
+    """(servers speak TLS, https mode): :func:`unify_common.listeners.tls_plan` of the
+    service's ``ssl`` tag and its members' ports."""
+    return tls_plan(tags.ssl, (i.port for _, i, _ in members))
 
 
 @lru_cache(maxsize=1 << 14)
@@ -208,14 +216,11 @@ def _first_claimants(followed: list[Followed]) -> dict[tuple[int, str], str]:
     ``http``/``https`` listener needs hosts and an ``ssl`` mode that allows it)."""
     first: dict[tuple[int, str], str] = {}
     for item in followed:
-        tags, service, https_mode = item.tags, item.service, item.https_mode
+        tags, service = item.tags, item.service
+        has_hosts = bool(_hosts(tags.vhost, tags.dns)[0])
         for listener in tags.listeners:
-            proto = listener.protocol
-            if proto != "tcp" and (not _hosts(tags.vhost, tags.dns)[0] or (
-                    proto == "http" and tags.ssl == "pass-through") or (
-                    proto == "https" and https_mode == "invalid")):
-                continue
-            first.setdefault((listener.port, proto), service)
+            if listener_refusal(listener, tags.ssl, has_hosts) is None:
+                first.setdefault((listener.port, listener.protocol), service)
     return first
 
 
@@ -258,33 +263,28 @@ def _claim_service(service: str, tags: UnifyTags, https_mode: str, claims: _Clai
             if claims.port(port, "tcp", service):
                 claims.tcp[port] = tcp_backend
                 claims.used_backends.add(tcp_backend)
+                claims.tcp_services.add(service)
             continue
-        if not hosts:
-            if not name_errors:  # else every name is refused, and already said so
-                claims.reject("missing-vhost", f"{proto}={port} needs vhost= and dns= tags",
-                              service)
-            continue
-        if proto == "http" and tags.ssl == "pass-through":
-            claims.reject("ssl-mode-conflict",
-                          "ssl=pass-through needs an https listener, not http", service)
-            continue
-        if proto == "https" and https_mode == "invalid":
-            claims.reject("ssl-mode-conflict",
-                          "ssl=backend keeps clients on plain HTTP: use http=, not https=",
-                          service)
+        refusal = listener_refusal(listener, tags.ssl, bool(hosts))
+        if refusal is not None:
+            # a vhost whose every name is refused has said so already (invalid-name)
+            if refusal.reason != "missing-vhost" or not name_errors:
+                claims.reject(refusal.reason, refusal.message, service)
             continue
         if not claims.port(port, "https" if proto == "https" else "http", service):
             continue
+        certified = needs_certificate(listener, https_mode)
         for host in hosts:
-            if proto == "https" and https_mode == "pass-through":
+            if proto == "https" and not certified:  # pass-through
                 if claims.host(port, host, "pass-through", service):
                     claims.sni.setdefault(port, []).append(SniRoute(host, tcp_backend))
                     claims.used_backends.add(tcp_backend)
                 continue
-            if proto == "https":
+            if certified:
                 if certificate_for(host, certificates) is None:
                     claims.reject("missing-certificate",
-                                  f"no certificate covers {host}; https route skipped", service)
+                                  f"no certificate covers {host}; https route skipped",
+                                  service, host)
                     continue
                 if not claims.host(port, host, "terminate", service):
                     continue
@@ -315,8 +315,8 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
                    server_ssl=server_ssl and mode == "http", slots=tuple(slots))
 
 
-def _drop_name_collisions(followed: list[Followed],
-                          problems: list[Problem]) -> list[Followed]:
+def _drop_name_collisions(followed: list[Followed], problems: list[Problem],
+                          collided: dict[str, tuple[str, str]]) -> list[Followed]:
     """Two services whose backend names collide (same cleaned name and same 32-bit digest):
     the older keeps it, the other is rejected (``name-collision``) instead of breaking the
     whole configuration with a duplicate backend."""
@@ -327,8 +327,9 @@ def _drop_name_collisions(followed: list[Followed],
         name = backend_name("http", service)
         owner = owners.setdefault(name, service)
         if owner != service:
-            problems.extend(_rejected("name-collision", f"backend name {name} is already "
-                                      f"used by service {owner!r}", service, item.members))
+            message = f"backend name {name} is already used by service {owner!r}"
+            problems.extend(_rejected("name-collision", message, service, item.members))
+            collided[service] = ("name-collision", message)
             continue
         kept.append(item)
     return kept
@@ -565,10 +566,13 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
         followed.append(item)
     _memo.services = memo_services
     followed.sort(key=lambda item: (item.create_index, item.service))
-    followed = _drop_name_collisions(followed, problems)
+    collided: dict[str, tuple[str, str]] = {}
+    routed = _drop_name_collisions(followed, problems, collided)
 
-    claims = _claim_ports(followed, certificates, unavailable_ports, previous_ports)
+    claims = _claim_ports(routed, certificates, unavailable_ports, previous_ports)
     problems.extend(claims.problems)
+    verdicts = _verdicts(followed, claims, collided)
+    followed = routed
 
     previous = previous_slots or {}
     backends = []
@@ -610,4 +614,46 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
                                   routes=routes, sni_routes=sni, certificates=certs))
     backends.extend(spare_backends(spares, min_slots))
     return Desired(frontends=tuple(frontends), backends=tuple(sorted(backends,
-                   key=lambda b: b.name)), problems=tuple(sorted(set(problems))))
+                   key=lambda b: b.name)), problems=tuple(sorted(set(problems))),
+                   verdicts=verdicts)
+
+
+_ACCEPTED = VhostVerdict(accepted=True)
+
+
+def _verdicts(followed: list[Followed], claims: _Claims,
+              collided: Mapping[str, tuple[str, str]]) -> dict[str, VhostVerdict]:
+    """Host name -> verdict, for every ``<vhost>.<dns>`` a routed service asks for (in claim
+    order, name collisions included): accepted when a frontend routes it (an HTTP or SNI
+    route, or a TCP frontend of the service, which answers whatever the name); else the
+    first rejection of that host (route conflict, missing certificate), else the first
+    rejection of the service asking for it, else of the first such service. A joined name
+    the host-name rule refuses is rejected as ``invalid-name``."""
+    served = {route.host for routes in claims.routes.values() for route in routes}
+    served.update(route.host for routes in claims.sni.values() for route in routes)
+    verdicts: dict[str, VhostVerdict] = {}
+    for item in followed:
+        tags, service = item.tags, item.service
+        if not tags.vhost:
+            continue
+        hosts, errors = _hosts(tags.vhost, tags.dns)
+        if errors:
+            for domain in tags.dns:
+                name = f"{tags.vhost}.{domain}"
+                error = name_error(name)
+                if error is not None and name not in verdicts:
+                    verdicts[name] = VhostVerdict(False, "invalid-name", error, service)
+        for host in hosts:
+            if host in served or service in claims.tcp_services:
+                verdicts[host] = _ACCEPTED
+                continue
+            if host in verdicts:
+                continue
+            found = claims.refused_hosts.get(host)
+            if found is not None:
+                verdicts[host] = VhostVerdict(False, *found)
+                continue
+            reason, message = (collided.get(service) or claims.refused_services.get(service)
+                               or ("not-routed", f"no frontend routes {host}"))
+            verdicts[host] = VhostVerdict(False, reason, message, service)
+    return verdicts

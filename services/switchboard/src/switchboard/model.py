@@ -18,20 +18,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-__all__ = ["Backend", "Certificate", "Desired", "Frontend", "HttpRoute", "Problem", "Server",
-           "SniRoute"]
+from unify_common.listeners import VhostVerdict
+from unify_common.problems import Problem
 
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One rejected input, reported as an ``ErrorEvent``: ``reason`` is a short machine word
-    (``invalid-tags``, ``tag-disagreement``, ``route-conflict``...), ``message`` is for humans."""
-
-    reason: str
-    message: str
-    service: str = ""
-    instance_id: str = ""
-    node: str = ""
+__all__ = ["Backend", "Certificate", "Desired", "Frontend", "HttpRoute", "Server", "SniRoute"]
 
 
 class Server(msgspec.Struct, frozen=True):
@@ -110,8 +100,14 @@ class Frontend(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class Desired:
-    """The whole desired configuration: frontends sorted by port, backends by name."""
+    """The whole desired configuration: frontends sorted by port, backends by name.
+
+    ``problems`` are the rejected inputs (:class:`unify_common.problems.Problem`, sorted);
+    ``verdicts`` maps every host name a routed service asks for to whether a frontend routes
+    it (:class:`unify_common.listeners.VhostVerdict`), what switchboard publishes for dns411.
+    Neither takes part in comparisons."""
 
     frontends: tuple[Frontend, ...] = ()
     backends: tuple[Backend, ...] = ()
     problems: tuple[Problem, ...] = field(default=(), compare=False)
+    verdicts: dict[str, VhostVerdict] = field(default_factory=dict, compare=False, hash=False)

@@ -3,8 +3,11 @@
 Level-triggered and idempotent: the same catalog gives the same bytes and then nothing is
 written or reloaded (``Applied`` with method ``unchanged``). Reports go out as events:
 
-* every :class:`~switchboard.model.Problem` as an ``ErrorEvent`` on
-  ``unify.error.switchboard`` when it first appears (not again while it persists);
+* every :class:`~unify_common.problems.Problem` as an ``ErrorEvent`` on
+  ``unify.error.switchboard`` when it first appears (not again while it persists), through
+  one :class:`~unify_common.problems.ProblemReporter`;
+* the per-vhost verdicts of every applied state (accepted, or rejected with the reason) in
+  the verdict bucket, for dns411 (:mod:`switchboard.verdicts`), when they change;
 * ``config-check-failed`` when ``haproxy -c`` rejects a rendering (once per rendering; the old
   configuration keeps serving and the catalog messages are acknowledged: retrying the same
   bytes cannot help, the next catalog change renders anew);
@@ -46,7 +49,6 @@ if needed) with its own report, so a burst still gives one reload.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -56,6 +58,7 @@ from unify_common import subjects
 from unify_common.state import CatalogState
 from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.logs import get_logger
+from unify_common.problems import ProblemReporter
 
 from .apply.certstore import CertificateStore
 from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
@@ -64,10 +67,11 @@ from .apply.ports import busy_ports, listening_ports
 from .apply.supervisor import HAProxySupervisor
 from .decision import Decision, LiveState, Reload, Runtime, Spare, Unchanged, decide
 from .desired import DesiredBuilder, frontend_ports
-from .model import Desired, Problem
+from .model import Desired
 from .plan import SparePlan, slot_layout
 from .render import Renderer, config_hash, render_maps
 from .settings import SwitchboardSettings
+from .verdicts import VerdictPublisher
 
 __all__ = ["PortsUnavailable", "Reconciler"]
 
@@ -113,10 +117,13 @@ class Reconciler:
 
     :param publish: ``async (subject, event, msg_id)``, e.g. :meth:`Subscriber.publish`.
     :param supervisor: set when switchboard runs HAProxy itself (``UNIFY_HAPROXY_MANAGE=1``).
+    :param verdicts: where the per-vhost verdicts of each applied state go (``None``: not
+        published).
     """
 
     def __init__(self, settings: SwitchboardSettings, sink: HAProxySink, publish: Publish,
-                 supervisor: HAProxySupervisor | None = None) -> None:
+                 supervisor: HAProxySupervisor | None = None,
+                 verdicts: VerdictPublisher | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.supervisor = supervisor
@@ -130,8 +137,9 @@ class Reconciler:
         self._builder = DesiredBuilder()
         self._renderer = Renderer()
         self._layout_saved = False  # the layout file was written by this process
+        self.verdicts = verdicts
         # what was reported, so each report goes out once
-        self._reported: set[Problem] = set()
+        self._problems = ProblemReporter(SOURCE, self._node, publish)
         self._rejected_hash = ""
         self._reload_failed_hash = ""
         #: frontend ports another program held at the last reconcile
@@ -170,7 +178,7 @@ class Reconciler:
         if busy:
             desired = self._build(state, certificates, live, busy)
         self._unavailable = busy
-        await self._report(sorted(set(cert_problems) | set(desired.problems)))
+        await self._problems.report(set(cert_problems) | set(desired.problems))
         data = self._renderer.render(desired, self.settings.render)
         maps = render_maps(desired, self.settings.render)
         digest = config_hash(data, maps)
@@ -208,6 +216,8 @@ class Reconciler:
         self._rejected_hash = self._reload_failed_hash = ""
         self._live = LiveState(applied=desired, slots=slot_layout(desired),
                                ports=frontend_ports(desired))
+        if self.verdicts is not None:
+            await self.verdicts.offer(desired.verdicts, state.revision)
         self.applied_hash = digest
         log.info("applied", extra={"fields": {"method": method, "config_hash": digest,
                                               "revision": state.revision}})
@@ -384,19 +394,3 @@ class Reconciler:
                 log.warning("cannot write the layout file", extra={"fields": {
                     "error": str(err)}})
         return changed
-
-    async def _report(self, problems: list[Problem]) -> None:
-        current = set(problems)
-        for problem in problems:
-            if problem in self._reported:
-                continue
-            log.warning("input rejected", extra={"fields": {
-                "reason": problem.reason, "service": problem.service,
-                "instance_id": problem.instance_id, "message": problem.message}})
-            ident = hashlib.sha256(repr(problem).encode()).hexdigest()[:24]
-            await self._publish(subjects.error_subject(SOURCE), ErrorEvent(
-                source=SOURCE, reason=problem.reason, message=problem.message,
-                service=problem.service, instance_id=problem.instance_id,
-                node=problem.node or self._node, observed_at=_now_ms()),
-                f"{SOURCE}:{self._node}:problem:{ident}:{time.time_ns()}")
-        self._reported = current

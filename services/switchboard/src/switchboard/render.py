@@ -45,7 +45,13 @@ class RenderOptions:
         ``<run_dir>/<frontend name>.map`` (:func:`render_maps`), instead of one rule per
         host, so the runtime API can add a host without a reload (``add map``). The map
         files must exist before ``haproxy -c`` or a reload reads the configuration.
+        False: one ``use_backend`` rule per host.
     :raises ValueError: a field is malformed (names the field).
+
+    These defaults are the product's: :class:`~switchboard.settings.SwitchboardSettings`
+    takes the defaults of its ``UNIFY_HAPROXY_BIND``, ``_MAXCONN``, ``_HARD_STOP_AFTER``,
+    ``_SSL_CIPHERS`` and ``_HOST_MAPS`` from here (``run_dir`` there defaults to the
+    configuration's directory instead).
     """
 
     bind: str = "0.0.0.0"
@@ -53,7 +59,7 @@ class RenderOptions:
     maxconn: int = 4000
     hard_stop_after: str = "30s"
     ssl_ciphers: str = ""
-    host_maps: bool = False
+    host_maps: bool = True
 
     def __post_init__(self) -> None:
         try:

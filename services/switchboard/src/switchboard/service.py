@@ -2,7 +2,9 @@
 reconcile is :class:`~switchboard.reconciler.Reconciler` (and whose quick step, run on the
 first catalog change before the debounce, is :meth:`~switchboard.reconciler.Reconciler.quick`),
 plus HAProxy supervision when switchboard runs HAProxy itself. Every node follows the whole
-catalog bucket and keeps nothing on the NATS server (no durable consumer).
+catalog bucket and keeps nothing on the NATS server (no durable consumer). It publishes its
+per-vhost verdicts in the verdict bucket (:mod:`switchboard.verdicts`), rewritten every third
+of their max age.
 
 Health (:class:`~unify_common.health.Health`, metric prefix ``unify_switchboard_``, served on
 ``UNIFY_HEALTH_ADDR``, default ``127.0.0.1:9102``): checks ``nats`` and, with
@@ -27,6 +29,7 @@ from .apply.haproxy import HAProxySink, ReloadFailed
 from .apply.supervisor import HAProxySupervisor
 from .reconciler import Reconciler
 from .settings import SwitchboardSettings
+from .verdicts import VerdictPublisher
 
 __all__ = ["SwitchboardService", "build_service"]
 
@@ -51,9 +54,13 @@ class SwitchboardService:
                                      reconcile=self._reconcile, quick=self._quick,
                                      min_wait=settings.debounce, max_wait=settings.max_wait,
                                      health=self.health)
-        self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor)
+        self.verdicts = VerdictPublisher(settings.verdict_bucket, settings.verdict_ttl,
+                                         settings.common.node)
+        self.reconciler = Reconciler(settings, self.sink, self._publish, self.supervisor,
+                                     verdicts=self.verdicts)
         self.reconciler.time_apply = self.health.time_apply
         self._watch: asyncio.Task | None = None
+        self._refresh: asyncio.Task | None = None
         self._haproxy_problem: str | None = "haproxy not started yet"
         if self.supervisor is not None:
             self.health.add_check("haproxy", self._haproxy_check)
@@ -93,6 +100,15 @@ class SwitchboardService:
                 log.error("cannot serve health; running without it", extra={"fields": {
                     "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
         await self.subscriber.start()
+        try:
+            await self.verdicts.open(self.subscriber.js)
+            await self.verdicts.refresh()  # a reconcile may have offered them already
+        except Exception as err:  # routing goes on; dns411 then sees no verdicts of this node
+            log.error("cannot open the verdict bucket; verdicts are not published",
+                      bucket=self.settings.verdict_bucket, error=str(err))
+        else:
+            self._refresh = asyncio.create_task(self.verdicts.run_refresh(),
+                                                name="verdict-refresh")
         if self.supervisor is not None:
             self._watch = asyncio.create_task(self._watch_haproxy(), name="haproxy-watch")
 
@@ -111,9 +127,10 @@ class SwitchboardService:
 
     async def stop(self) -> None:
         """Stop reconciling; stop HAProxy too when switchboard started it."""
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        for task in (self._watch, self._refresh):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._stop_subscriber()
         if self.supervisor is not None:
             await self.supervisor.stop()

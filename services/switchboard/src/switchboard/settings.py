@@ -26,6 +26,10 @@ variable                            meaning                                     
                                     least the debounce, at most 60)
 ``UNIFY_HEALTH_ADDR``               ``host:port`` of ``/livez``, ``/readyz`` and ``/metrics``  ``127.0.0.1:9102``
                                     (port 0: any free port)
+``UNIFY_VERDICT_BUCKET``            NATS KV bucket of the per-vhost verdicts dns411 reads     ``unify-switchboard-verdicts``
+                                    (created here when missing)
+``UNIFY_SWITCHBOARD_VERDICT_TTL``   seconds a node's verdicts live without a rewrite (the     ``60``
+                                    bucket's max age, 3-3600); rewritten every third
 ==================================  =======================================================  ==================
 
 Booleans take the one dialect of :mod:`unify_common.settings`; an empty variable means its
@@ -33,6 +37,7 @@ default.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ __all__ = ["SwitchboardSettings"]
 
 #: the fields that make up :attr:`SwitchboardSettings.render`
 _RENDER_FIELDS = ("bind", "run_dir", "maxconn", "hard_stop_after", "ssl_ciphers", "host_maps")
+#: where the render fields' defaults live (one place each)
+_RENDER_DEFAULTS = RenderOptions()
 
 
 class SwitchboardSettings(EnvSettings):
@@ -66,13 +73,14 @@ class SwitchboardSettings(EnvSettings):
     haproxy_bin: str = env_var("UNIFY_HAPROXY_BIN", "haproxy")
     cert_dir: Path | None = env_var("UNIFY_HAPROXY_CERT_DIR", None)
     manage: bool = env_var("UNIFY_HAPROXY_MANAGE", False)
-    bind: str = env_var("UNIFY_HAPROXY_BIND", "0.0.0.0")
+    bind: str = env_var("UNIFY_HAPROXY_BIND", _RENDER_DEFAULTS.bind)
     #: ``None`` given: the config's directory; always a path once built
     run_dir: Path | None = env_var("UNIFY_HAPROXY_RUN_DIR", None)
-    maxconn: int = env_var("UNIFY_HAPROXY_MAXCONN", 4000)
-    hard_stop_after: str = env_var("UNIFY_HAPROXY_HARD_STOP_AFTER", "30s")
-    ssl_ciphers: str = env_var("UNIFY_HAPROXY_SSL_CIPHERS", "")
-    host_maps: bool = env_var("UNIFY_HAPROXY_HOST_MAPS", True)
+    maxconn: int = env_var("UNIFY_HAPROXY_MAXCONN", _RENDER_DEFAULTS.maxconn)
+    hard_stop_after: str = env_var("UNIFY_HAPROXY_HARD_STOP_AFTER",
+                                   _RENDER_DEFAULTS.hard_stop_after)
+    ssl_ciphers: str = env_var("UNIFY_HAPROXY_SSL_CIPHERS", _RENDER_DEFAULTS.ssl_ciphers)
+    host_maps: bool = env_var("UNIFY_HAPROXY_HOST_MAPS", _RENDER_DEFAULTS.host_maps)
     min_slots: int = env_var("UNIFY_HAPROXY_MIN_SLOTS", 4)
     #: seconds a reload may take (no variable)
     reload_timeout: float = 30.0
@@ -82,6 +90,10 @@ class SwitchboardSettings(EnvSettings):
     debounce: float = env_var("UNIFY_SWITCHBOARD_DEBOUNCE", 0.05)
     max_wait: float = env_var("UNIFY_SWITCHBOARD_MAX_WAIT", 1.0)
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9102))
+    #: the verdict bucket (:mod:`switchboard.verdicts`); dns411 reads the same variable
+    verdict_bucket: str = env_var("UNIFY_VERDICT_BUCKET", "unify-switchboard-verdicts")
+    #: seconds: the verdict bucket's max age; each node rewrites its document every third
+    verdict_ttl: float = env_var("UNIFY_SWITCHBOARD_VERDICT_TTL", 60.0)
     _render_options: RenderOptions = PrivateAttr()
 
     @model_validator(mode="before")
@@ -104,6 +116,21 @@ class SwitchboardSettings(EnvSettings):
     def _slots(cls, value: int) -> int:
         if not 1 <= value <= 4096:
             raise ValueError(f"UNIFY_HAPROXY_MIN_SLOTS must be 1-4096, got {value}")
+        return value
+
+    @field_validator("verdict_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError("UNIFY_VERDICT_BUCKET must be 1-64 characters of A-Z a-z 0-9 _ -"
+                             f", got {value[:80]!r}")
+        return value
+
+    @field_validator("verdict_ttl")
+    @classmethod
+    def _verdict_ttl(cls, value: float) -> float:
+        if not 3 <= value <= 3600:
+            raise ValueError(f"UNIFY_SWITCHBOARD_VERDICT_TTL must be 3-3600 seconds, got {value:g}")
         return value
 
     @field_validator("spare_backends")

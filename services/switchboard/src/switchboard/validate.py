@@ -18,9 +18,8 @@ from socket import AF_INET, AF_INET6, inet_pton
 from functools import lru_cache
 
 from unify_common.events import Instance
+from unify_common.problems import Problem
 from unify_common.tags import TagError, UnifyTags, parse_tags
-
-from .model import Problem
 
 __all__ = ["Keyed", "consensus", "instance_problem"]
 

@@ -42,7 +42,7 @@ def test_certificate_directory_inventory(tmp_path, run_dir):
     desired = build_desired([make_instance("app", "a1", "127.0.0.1", 8080, [
         "dns=example.com", "dns=example.org", "vhost=app", "https=18443"])],
         certificates=usable)
-    data = render(desired, RenderOptions(bind="127.0.0.1", run_dir=str(run_dir)))
+    data = render(desired, RenderOptions(bind="127.0.0.1", run_dir=str(run_dir), host_maps=False))
     assert f"bind 127.0.0.1:18443 ssl crt {good} crt {wild}\n".encode() in data
     cfg = run_dir / "check.cfg"
     cfg.write_bytes(data)

@@ -18,7 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from ..model import Certificate, Problem
+from unify_common.problems import Problem
+
+from ..model import Certificate
 
 __all__ = ["CertificateStore", "load_certificates"]
 
