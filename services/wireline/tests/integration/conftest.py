@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from wireline_support import Registry, remove_images, remove_stacks, start_wireline
 
-from unify_cli.devstack.nats import NatsServer
+from unify_testkit.devstack.nats import NatsServer
 
 
 @pytest.fixture(scope="module")

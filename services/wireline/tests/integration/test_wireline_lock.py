@@ -11,9 +11,10 @@ import sys
 import time
 
 import pytest
-from wireline_support import head, make_app, run, service_state, wait_until
+from wireline_support import head, make_app, run, service_state
 
 from unify_common.settings import CommonSettings
+from unify_testkit import wait_until
 from wireline.settings import WirelineSettings
 from wireline.store import LockHolder, LockTimeout, Store
 

@@ -130,7 +130,7 @@ def test_keys_cli_lists_and_removes(wireline):
         + refused.stderr.split("key: ", 1)[1]
     assert wireline.unify("apps", "keys", "rm", "bob").stdout == "removed bob\n"
     keys_file = wireline.data_dir / "sshd" / "authorized_keys"
-    from wireline_support import wait_until
+    from unify_testkit import wait_until
     wait_until(lambda: "--key bob " not in keys_file.read_text(), timeout=20,
                what="bob removed from authorized_keys")
     result = wireline.ssh(bob, "git-receive-pack 'web'")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import docker
 
-from unify_cli.devstack.process import ManagedProcess, free_port, tcp_open, wait_for
+from unify_testkit import wait_until
+from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
 
 DOCKER_HOST = os.environ.get("DOCKER_HOST") or "unix:///run/unify-docker.sock"
 STACK_PREFIX = "wl-test-"
@@ -90,7 +91,7 @@ class Wireline:
                 return not tcp_open("127.0.0.1", self.port)
             except OSError:
                 return True
-        wait_for(closed, timeout=20, what="the old sshd gone")
+        wait_until(closed, timeout=20, what="the old sshd gone")
         self.process.start(lambda: tcp_open("127.0.0.1", self.port), timeout=30)
 
     def unify(self, *args: str, check: bool = True, timeout: float = 120
@@ -110,9 +111,9 @@ class Wireline:
         self.unify("apps", "keys", "add", name, public, *scope)
         blob = public.split()[1]
         keys_file = self.data_dir / "sshd" / "authorized_keys"
-        wait_for(lambda: any(f"--key {name} " in line and blob in line
-                             for line in keys_file.read_text().splitlines())
-                 if keys_file.exists() else False, timeout=20, what=f"key {name} written")
+        wait_until(lambda: any(f"--key {name} " in line and blob in line
+                               for line in keys_file.read_text().splitlines())
+                   if keys_file.exists() else False, timeout=20, what=f"key {name} written")
         return Pusher(name=name, path=path, public=public)
 
     def ssh_command(self, pusher: Pusher) -> str:
@@ -289,7 +290,3 @@ def remove_images(prefix: str) -> None:
                         pass  # still used by a container being removed: left behind
     finally:
         client.close()
-
-
-def wait_until(predicate, *, timeout: float, what: str):
-    wait_for(predicate, timeout=timeout, what=what)
