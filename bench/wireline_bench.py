@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "services" / "wireline" / "tests" / "integration")
 from wireline_support import (Registry, make_app, remove_images,  # noqa: E402
                               remove_stacks, start_wireline)
 
-from unify_cli.devstack.nats import NatsServer  # noqa: E402
+from unify_testkit.devstack.nats import NatsServer  # noqa: E402
 
 STAGES = ("receive_s", "build_s", "push_s", "deploy_s")
 
