@@ -203,3 +203,65 @@ def test_stack_rendered():
         rescale(plan.text, {"nope": 1})
     with pytest.raises(ValueError):
         render_stack(spec, {"web": "x:1", "cache": images["cache"]}, app="t", scale={})
+
+
+def _tar(*members) -> "io.BytesIO":
+    """A tar stream of ``(name, kind, payload)``: kind ``file`` (payload: content), ``dir``,
+    ``sym``/``hard`` (payload: link target), ``fifo``."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            data = None
+            if kind == "file":
+                data = io.BytesIO(payload.encode())
+                info.size, info.mode = len(payload), 0o4777
+            else:
+                info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
+                             "hard": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+                info.linkname = payload or ""
+            tar.addfile(info, data)
+    buf.seek(0)
+    return buf
+
+
+def test_extract_tree_keeps_files_dirs_and_inner_links(tmp_path):
+    from wireline.pipeline import extract_tree
+
+    dest = tmp_path / "tree"
+    dest.mkdir()
+    extract_tree(_tar(("site", "dir", None), ("site/index.html", "file", "hi\n"),
+                      ("latest", "sym", "site"), ("latest/extra.txt", "file", "x"),
+                      ("site/up", "sym", "../site/index.html")), dest)
+    assert (dest / "site" / "index.html").read_text() == "hi\n"
+    assert (dest / "site" / "extra.txt").read_text() == "x"  # written through the inner link
+    assert (dest / "site" / "up").read_text() == "hi\n"
+    assert oct((dest / "site" / "index.html").stat().st_mode & 0o7777) == "0o755"
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("/etc/x", "file", "x")], "refused path '/etc/x' in the pushed tree"),
+    ([("a/../../x", "file", "x")], "refused path 'a/../../x' in the pushed tree"),
+    ([("out", "sym", "/etc")], "refused link 'out' -> '/etc': it points outside the tree"),
+    ([("out", "sym", "../x")], "refused link 'out' -> '../x': it points outside the tree"),
+    ([("a", "sym", "."), ("b", "sym", "a/..")],
+     "refused link 'b' -> 'a/..': it points outside the tree"),
+    ([("a", "sym", "b/.."), ("b", "sym", ".")],
+     "refused link 'a': it points outside the tree"),
+    ([("site", "file", "x"), ("h", "hard", "site")],
+     "refused 'h': only files, directories and symbolic links are extracted"),
+    ([("p", "fifo", None)], "refused 'p': only files, directories and symbolic links are "
+     "extracted"),
+])
+def test_extract_tree_refuses_what_leaves_the_tree(tmp_path, members, message):
+    from wireline.pipeline import extract_tree
+
+    dest = tmp_path / "tree"
+    dest.mkdir()
+    with pytest.raises(AppError) as err:
+        extract_tree(_tar(*members), dest)
+    assert str(err.value) == message
+    assert not (tmp_path / "x").exists()

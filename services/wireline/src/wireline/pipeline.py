@@ -36,7 +36,7 @@ from .settings import WirelineSettings
 from .stack import image_name, pinned, render_stack, rescale, stack_name
 from .store import LockTimeout, Store, this_holder
 
-__all__ = ["Output", "PushContext", "deploy_stack_text", "run_push"]
+__all__ = ["extract_tree", "Output", "PushContext", "deploy_stack_text", "run_push"]
 
 log = get_logger("wireline.pipeline")
 ZERO = "0" * 40
@@ -93,8 +93,8 @@ class PushContext:
 
 def checkout(repo: Path, sha: str, dest: Path, *, max_bytes: int,
              git_env: dict[str, str] | None = None) -> None:
-    """Extract the tree of ``sha`` into ``dest`` (``git archive``; tar entries filtered with
-    Python's ``data`` filter: no absolute paths, no links leaving ``dest``, no devices).
+    """Extract the tree of ``sha`` into ``dest`` (``git archive``, then
+    :func:`extract_tree`: no absolute paths, no links leaving ``dest``, no devices).
     ``git_env`` carries the hook's ``GIT_OBJECT_DIRECTORY``/``GIT_ALTERNATE_OBJECT_DIRECTORIES``
     (git's quarantine: the pushed objects are not in the repository yet).
 
@@ -119,8 +119,60 @@ def checkout(repo: Path, sha: str, dest: Path, *, max_bytes: int,
         if proc.returncode != 0:
             raise AppError(f"cannot read commit {sha[:12]}")
         tar_file.seek(0)
-        with tarfile.open(fileobj=tar_file, mode="r:") as tar:
-            tar.extractall(dest, filter="data")
+        extract_tree(tar_file, dest)
+
+
+def extract_tree(tar_file, dest: Path) -> None:
+    """Extract the tar stream ``tar_file`` (a binary file object) into the existing directory
+    ``dest``, one member at a time, refusing what could reach outside ``dest``: absolute
+    names, ``..``, a member whose parent resolves outside ``dest`` (through a link extracted
+    earlier), symbolic links whose target resolves outside, hard links, and anything but
+    files, directories and symbolic links; once all are out, every link is checked again
+    (a later link can change where an earlier one leads). Modes keep only ``rwxr-xr-x``
+    bits.
+
+    The same rules as Python's ``data`` extraction filter (tarfile, "Extraction filters"),
+    checked here because Debian bookworm's Python 3.11.2 (the image's) predates that filter.
+
+    :raises AppError: a refused member (its name in the message); what was extracted before
+        it stays in ``dest``, which the caller discards.
+    """
+    root = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+    with tarfile.open(fileobj=tar_file, mode="r:") as tar:
+        for member in tar:
+            name = member.name
+            parts = name.split("/")
+            if name.startswith("/") or ".." in parts:
+                raise AppError(f"refused path {name!r} in the pushed tree")
+            target = os.path.join(root, name)
+            if not inside(os.path.dirname(target) or root):
+                raise AppError(f"refused path {name!r}: it leads outside the tree")
+            if member.issym():
+                link = os.path.join(os.path.dirname(target), member.linkname)
+                if member.linkname.startswith("/") or not inside(link):
+                    raise AppError(f"refused link {name!r} -> {member.linkname!r}: it points "
+                                   "outside the tree")
+            elif not (member.isfile() or member.isdir()):
+                raise AppError(f"refused {name!r}: only files, directories and symbolic "
+                               "links are extracted")
+            member.mode &= 0o755
+            member.uid = member.gid = 0
+            member.uname = member.gname = ""
+            if hasattr(tarfile, "fully_trusted_filter"):  # checked above, member by member
+                tar.extract(member, root, filter="fully_trusted")
+            else:
+                tar.extract(member, root)
+    # a link may resolve differently once later links exist (``a -> b/..``, then ``b -> .``)
+    for folder, dirs, files in os.walk(root):
+        for entry in (*dirs, *files):
+            path = os.path.join(folder, entry)
+            if os.path.islink(path) and not inside(path):
+                raise AppError(f"refused link {os.path.relpath(path, root)!r}: it points "
+                               "outside the tree")
 
 
 def _read_files(root: Path, names: tuple[str, ...]) -> dict[str, str]:
