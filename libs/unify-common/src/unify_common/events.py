@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Literal, Union
+from typing import Any, Literal, Mapping, Union
 
 import msgspec
 
+from .consul_health import HealthEntry
 from .tags import TagError, UnifyTags, parse_tags
 
 __all__ = [
@@ -442,57 +443,46 @@ def aggregate_health(statuses: list[str] | tuple[str, ...]) -> Health:
     return worst  # type: ignore[return-value]
 
 
-def _passing_weight(weights: object) -> int:
-    if not isinstance(weights, dict):
-        return 1
-    try:
-        value = int(weights.get("Passing") or 1)
-    except (TypeError, ValueError):
-        return 1
-    return value if value > 0 else 1
+def instance_from_health_entry(entry: HealthEntry | Mapping[str, Any]) -> Instance:
+    """Build an :class:`Instance` from one element of ``/v1/health/service/:service``, as
+    :func:`unify_common.consul_health.decode_health` types it (Consul's "Health - HTTP API"
+    page). A dictionary in the API's own field names (``{"Node": {...}, "Service": {...},
+    "Checks": [...]}``, as tests and benchmarks write them) is converted to a
+    :class:`~unify_common.consul_health.HealthEntry` first.
 
+    A missing or non-positive ``Weights.Passing`` gives weight 1. An empty
+    ``Service.Address`` falls back to the node's address, as Consul's DNS does. Malformed
+    Unify tags do not raise: they set ``tag_error`` and leave ``unify`` ``None``.
 
-def instance_from_health_entry(entry: dict) -> Instance:
-    """Build an :class:`Instance` from one element of ``/v1/health/service/:service``.
-
-    The element has ``Node`` (``Node``, ``Address``), ``Service`` (``ID``, ``Service``,
-    ``Address``, ``Port``, ``Tags``, ``Meta``, ``Weights``, ``CreateIndex``, ``ModifyIndex``)
-    and ``Checks``. A missing or non-positive ``Weights.Passing`` gives weight 1.
-    An empty ``Service.Address`` falls back to the node's address, as Consul's DNS does.
-    Malformed Unify tags do not raise: they set ``tag_error`` and leave ``unify`` ``None``.
-
-    :raises KeyError: the element lacks ``Node`` or ``Service``.
+    :raises msgspec.ValidationError: a dictionary that is not such an element (no ``Node``
+        or ``Service``, a field of the wrong type).
     """
-    node = entry["Node"]
-    service = entry["Service"]
-    tags = tuple(service.get("Tags") or ())
-    checks = tuple(sorted(
-        Check(
-            check_id=str(c.get("CheckID", "")),
-            name=str(c.get("Name", "")),
-            status=str(c.get("Status", "critical")),
-            service_id=str(c.get("ServiceID", "")),
-        )
-        for c in entry.get("Checks") or ()
-    ))
+    if not isinstance(entry, HealthEntry):
+        entry = msgspec.convert(entry, HealthEntry)
+    node, service = entry.node, entry.service
+    tags = tuple(service.tags or ())
+    checks = tuple(sorted(Check(check_id=c.check_id, name=c.name, status=c.status,
+                                service_id=c.service_id)
+                          for c in entry.checks or ()))
     unify, tag_error = None, None
     try:
         unify = parse_tags(tags)
     except TagError as err:
         tag_error = str(err)
+    passing = service.weights.passing if service.weights is not None else 1
     return Instance(
-        service=str(service["Service"]),
-        instance_id=str(service["ID"]),
-        node=str(node["Node"]),
-        address=str(service.get("Address") or node.get("Address") or ""),
-        port=int(service.get("Port") or 0),
+        service=service.service,
+        instance_id=service.id,
+        node=node.node,
+        address=service.address or node.address,
+        port=service.port,
         tags=tags,
-        meta={str(k): str(v) for k, v in (service.get("Meta") or {}).items()},
+        meta=service.meta or {},
         health=aggregate_health([c.status for c in checks]),
         checks=checks,
         unify=unify,
         tag_error=tag_error,
-        weight=_passing_weight(service.get("Weights")),
-        create_index=int(service.get("CreateIndex") or 0),
-        modify_index=int(service.get("ModifyIndex") or 0),
+        weight=passing if passing > 0 else 1,
+        create_index=service.create_index,
+        modify_index=service.modify_index,
     )

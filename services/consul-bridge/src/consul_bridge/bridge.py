@@ -36,6 +36,7 @@ from nats.js.kv import KeyValue
 
 from unify_common import subjects
 from unify_common.catalog import read_catalog
+from unify_common.consul_health import decode_health
 from unify_common.events import (ErrorEvent, Instance, KvEntry, encode_instance,
                                  instance_from_health_entry)
 from unify_common.logs import get_logger
@@ -45,8 +46,7 @@ from unify_common.retry import retry_forever
 from .blocking import blocking_get, next_index
 from .diff import Change, diff_instances, diff_kv
 from .guard import RemovalGuard
-from .wire import (as_api_dict, decode_health, decode_node_names, decode_node_service_names,
-                   signature)
+from .wire import decode_node_names, decode_node_service_names, signature
 from .settings import BridgeSettings
 
 __all__ = ["Bridge"]
@@ -289,7 +289,7 @@ class Bridge:
             last_signature = sig
             current: dict[str, Instance] = {}
             for entry in entries:
-                inst = instance_from_health_entry(as_api_dict(entry))
+                inst = instance_from_health_entry(entry)
                 size = len(encode_instance(inst))
                 if size > self.settings.max_instance_bytes:
                     await self._reject_oversized(inst, size, returned)

@@ -1,62 +1,19 @@
-"""Typed views of the Consul answers the bridge reads, decoded with msgspec.
+"""Typed views of the Consul catalog answers the bridge reads, decoded with msgspec.
 
-Shapes follow Consul's "Health - HTTP API" page (``GET /v1/health/service/:service``: a list
-of ``{Node, Service, Checks}``). Only the fields Unify uses are declared; the rest of the
-answer is skipped by the decoder. Decoding this way is several times cheaper than generic
-JSON, which matters because a write to a node wakes the query of every service on that node.
+The health answer (``GET /v1/health/service/:service``, Consul's "Health - HTTP API" page)
+is typed in :mod:`unify_common.consul_health`, beside the builder of ``Instance``; this module
+holds the catalog answers only the bridge reads (Consul's "Catalog - HTTP API" page) and the
+signature of a health answer. Only the fields Unify uses are declared; the rest of each answer
+is skipped by the decoder.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-__all__ = ["HealthEntry", "decode_health", "decode_node_names", "decode_node_service_names",
-           "signature"]
+from unify_common.consul_health import HealthEntry
 
-
-class _Node(msgspec.Struct, rename="pascal"):
-    node: str = ""
-    address: str = ""
-
-
-class _Weights(msgspec.Struct, rename="pascal"):
-    passing: int = 1
-    warning: int = 1
-
-
-class _Service(msgspec.Struct, rename="pascal"):
-    id: str = msgspec.field(name="ID", default="")
-    service: str = ""
-    address: str = ""
-    port: int = 0
-    tags: list[str] | None = None
-    meta: dict[str, str] | None = None
-    weights: _Weights | None = None
-    create_index: int = 0
-    modify_index: int = 0
-
-
-class _Check(msgspec.Struct, rename="pascal"):
-    check_id: str = msgspec.field(name="CheckID", default="")
-    name: str = ""
-    status: str = "critical"
-    service_id: str = msgspec.field(name="ServiceID", default="")
-
-
-class HealthEntry(msgspec.Struct, rename="pascal"):
-    """One ``ServiceEntry`` of ``/v1/health/service/:service``."""
-
-    node: _Node
-    service: _Service
-    checks: list[_Check] | None = None
-
-
-_decoder = msgspec.json.Decoder(list[HealthEntry] | None)
-
-
-def decode_health(body: str | bytes) -> list[HealthEntry]:
-    """Decode a health answer. :raises msgspec.DecodeError: / ValidationError on bad JSON."""
-    return _decoder.decode(body) or []
+__all__ = ["decode_node_names", "decode_node_service_names", "signature"]
 
 
 class _NodeName(msgspec.Struct, rename="pascal"):
@@ -109,8 +66,3 @@ def signature(entries: list[HealthEntry]) -> tuple:
          tuple((c.check_id, c.status) for c in e.checks or ()))
         for e in entries
     )
-
-
-def as_api_dict(entry: HealthEntry) -> dict:
-    """The entry in the API's own field names (for :func:`instance_from_health_entry`)."""
-    return msgspec.to_builtins(entry)
