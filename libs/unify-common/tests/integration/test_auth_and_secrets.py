@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from unify_cli.devstack.nats import nats_server_binary
-from unify_cli.devstack.process import ManagedProcess, free_port, tcp_open
+from unify_testkit.devstack.nats import nats_server_binary
+from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
 from unify_common.logs import _JsonFormatter, _TextFormatter
 from unify_common.natsio import connect_nats
 from unify_common.settings import CommonSettings

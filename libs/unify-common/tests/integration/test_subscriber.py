@@ -16,15 +16,8 @@ from unify_common.events import InstanceRegistered
 from unify_common.natsio import CatalogMissing, publish_event
 from unify_common.settings import CommonSettings
 from unify_common.subscriber import Subscriber
+from unify_testkit.aio import wait_until
 from tests.fixtures.catalog import declare_catalog, delete_instance, make_instance, put_instance
-
-
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def settings_for(server) -> CommonSettings:
