@@ -33,8 +33,8 @@ from pathlib import Path
 
 import nats
 
-from unify_cli.devstack.process import ManagedProcess, free_port, tcp_open
-from unify_cli.devstack.stack import DevStack, consul_put
+from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
+from unify_testkit.devstack.stack import DevStack, consul_put
 
 PER_SERVICE = 10
 PER_NODE = 20

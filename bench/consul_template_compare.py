@@ -4,7 +4,7 @@ One real Consul (``-dev``) holds the catalog; two pipelines watch it at the same
 drives its own HAProxy 2.6 (master-worker, master CLI socket):
 
 * Unify: consul-bridge → nats-server (JetStream) → switchboard, whose HAProxy binds 127.0.0.1
-  (started exactly as ``unify_cli.devstack.DevStack`` starts them, without dns411/moto).
+  (started exactly as ``unify_testkit.devstack.stack.DevStack`` starts them, without dns411/moto).
 * consul-template (built by ``scripts/build-consul-template.sh``) renders
   ``bench/consul_template/haproxy.cfg.ctmpl`` — the same frontends, Host routing and backends
   for the same catalog, from ``services``/``service`` (healthy instances only) — and runs as its
@@ -59,11 +59,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from unify_cli.devstack.consul import ConsulAgent
-from unify_cli.devstack.haproxy import HAProxyServer, haproxy_binary
-from unify_cli.devstack.nats import NatsServer
-from unify_cli.devstack.process import ManagedProcess, free_port, reserved_port, tcp_open
-from unify_cli.devstack.stack import consul_put
+from unify_testkit.devstack.consul import ConsulAgent
+from unify_testkit.devstack.haproxy import HAProxyServer, haproxy_binary
+from unify_testkit.devstack.nats import NatsServer
+from unify_testkit.devstack.process import ManagedProcess, free_port, reserved_port, tcp_open
+from unify_testkit.devstack.stack import consul_put
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -56,10 +56,10 @@ import dns.message
 import dns.rdatatype
 import nats
 
-from unify_cli.devstack.dnsmasq import free_udp_tcp_port
-from unify_cli.devstack.nats import NatsServer
-from unify_cli.devstack.process import ManagedProcess, reserved_port
-from unify_cli.devstack.stack import DevStack, consul_put
+from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
+from unify_testkit.devstack.nats import NatsServer
+from unify_testkit.devstack.process import ManagedProcess, reserved_port
+from unify_testkit.devstack.stack import DevStack, consul_put
 from unify_common.events import (Instance, InstanceRegistered, encode_instance,
                                  instance_from_health_entry)
 from unify_common.natsio import ensure_catalog_bucket, ensure_stream, publish_event

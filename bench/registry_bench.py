@@ -57,8 +57,9 @@ from registry_admin.plan import META_SECRET_FP, Node  # noqa: E402
 from registry_admin.secret import fingerprint  # noqa: E402
 from registry_admin.service import RegistryAdmin  # noqa: E402
 from registry_admin.settings import RegistryAdminSettings  # noqa: E402
-from unify_cli.devstack.consul import ConsulAgent  # noqa: E402
-from unify_cli.devstack.nats import NatsServer  # noqa: E402
+from unify_testkit.aio import wait_until  # noqa: E402
+from unify_testkit.devstack.consul import ConsulAgent  # noqa: E402
+from unify_testkit.devstack.nats import NatsServer  # noqa: E402
 from unify_common.events import ImagePushed, decode_event  # noqa: E402
 from unify_common.settings import CommonSettings  # noqa: E402
 
@@ -85,14 +86,8 @@ def docker(*args: str, timeout: float = 600) -> str:
     return out.stdout
 
 
-async def wait_until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        await asyncio.sleep(0.005)
-    raise TimeoutError(what)
+#: seconds between polls: fine enough not to blur the measured rollout times
+POLL_S = 0.005
 
 
 class Bench:
@@ -161,9 +156,11 @@ class Bench:
         await self.nc.subscribe("unify.registry.image.pushed", cb=on_msg)
         await self.admin.start()
         await wait_until(lambda: self.admin.server is not None
-                         and f"reg-2" in pki.sans_of(self.admin.server.cert).dns, 60, "cert")
+                         and f"reg-2" in pki.sans_of(self.admin.server.cert).dns,
+                         timeout=60, what="cert", interval=POLL_S)
         await wait_until(lambda: self.all_serving(
-            pki.cert_fingerprint(self.admin.server.cert_pem), self.procs), 60, "serving")
+            pki.cert_fingerprint(self.admin.server.cert_pem), self.procs),
+            timeout=60, what="serving", interval=POLL_S)
         self.hosts_before = HOSTS.read_text()
         HOSTS.write_text(self.hosts_before + "".join(f"{a} {NAME}\n" for a in ADDRS))
         return self
@@ -256,20 +253,25 @@ class Bench:
             fp_before = pki.cert_fingerprint(self.admin.server.cert_pem)
             self.deregister(2)
             await wait_until(lambda: pki.cert_fingerprint(self.admin.server.cert_pem)
-                             != fp_before, 60, "re-issue on deregistration")
+                             != fp_before, timeout=60, what="re-issue on deregistration",
+                             interval=POLL_S)
             await wait_until(lambda: self.admin._rollout_task is None
-                             or self.admin._rollout_task.done(), 120, "rollout after leave")
+                             or self.admin._rollout_task.done(),
+                             timeout=120, what="rollout after leave", interval=POLL_S)
             await wait_until(lambda: self.all_serving(pki.cert_fingerprint(
-                self.admin.server.cert_pem), keys[:2]), 60, "two serving")
+                self.admin.server.cert_pem), keys[:2]),
+                timeout=60, what="two serving", interval=POLL_S)
             fp_mid = pki.cert_fingerprint(self.admin.server.cert_pem)
             started = time.monotonic()
             self.register(2)
             await wait_until(lambda: pki.cert_fingerprint(self.admin.server.cert_pem)
-                             != fp_mid, 60, "re-issue")
+                             != fp_mid, timeout=60, what="re-issue", interval=POLL_S)
             fp_new = pki.cert_fingerprint(self.admin.server.cert_pem)
-            await wait_until(lambda: self.all_serving(fp_new, keys), 120, "all serving")
+            await wait_until(lambda: self.all_serving(fp_new, keys),
+                             timeout=120, what="all serving", interval=POLL_S)
             out.append(time.monotonic() - started)
-            await wait_until(lambda: self.admin._rollout_task.done(), 60, "rollout done")
+            await wait_until(lambda: self.admin._rollout_task.done(),
+                             timeout=60, what="rollout done", interval=POLL_S)
         return out
 
 

@@ -84,8 +84,8 @@ def serve_latency(count: int, services: int, changes: int) -> None:
     from switchboard.apply.haproxy import HAProxySink
     from switchboard.reconciler import Reconciler
     from switchboard.settings import SwitchboardSettings
-    from unify_cli.devstack.haproxy import HAProxyServer
-    from unify_cli.devstack.process import free_port
+    from unify_testkit.devstack.haproxy import HAProxyServer
+    from unify_testkit.devstack.process import free_port
     from unify_common.settings import CommonSettings
     from unify_common.state import CatalogState
 
