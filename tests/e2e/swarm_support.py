@@ -29,11 +29,12 @@ import dns.rcode
 import docker
 import docker.errors
 
-from unify_cli.devstack.process import reserved_port
+from unify_testkit import returns, wait_until
+from unify_testkit.devstack.process import reserved_port
 from unify_cli.images import BuildResult
 
 __all__ = ["APP_IMAGE", "SwarmStack", "app_body_host", "build_app_image", "dns_answer",
-           "docker_cli", "eventually", "http_get", "jetstream_consumers", "nats_connect_reply",
+           "docker_cli", "http_get", "jetstream_consumers", "nats_connect_reply",
            "service_tasks"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,21 +95,6 @@ EXPOSE 8000
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tini", "--", "python3", "/usr/local/bin/serve.py"]
 """
-
-
-def eventually(check: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2,
-               what: str = "") -> T:
-    """Call ``check`` until it returns without raising ``AssertionError``/``OSError``/
-    ``docker.errors.APIError``; its value. The last error is raised after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError, docker.errors.APIError) as err:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what or check!r}: not reached in {timeout:g} s: "
-                                     f"{err}") from err
-            time.sleep(interval)
 
 
 def build_app_image(client: docker.DockerClient, version: str, *,
@@ -392,12 +378,13 @@ class SwarmStack:
             left = self.client.containers.list(all=True, filters={"label": label})
             assert not left, [c.name for c in left]
 
-        step(lambda: eventually(containers_gone, timeout=90, what="stack containers removed"))
+        step(lambda: wait_until(containers_gone, returns, timeout=90,
+                                what="stack containers removed"))
         for volume in self.client.volumes.list(filters={"label": label}):
             step(lambda volume=volume: volume.remove(force=True))
         for secret_id in self._secrets:
-            step(lambda secret_id=secret_id: eventually(
-                lambda: self.client.api.remove_secret(secret_id), timeout=30,
+            step(lambda secret_id=secret_id: wait_until(
+                lambda: self.client.api.remove_secret(secret_id), returns, timeout=30,
                 what="secret removed"))
         if self.node_id:
             step(lambda: self._set_dns_label(False))

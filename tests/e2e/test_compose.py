@@ -15,11 +15,9 @@ The suite runs on free ports chosen here, under its own compose project name.
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,7 +29,8 @@ import dns.rcode
 import pytest
 
 from tests.fixtures.engine import docker_host
-from unify_cli.devstack.process import free_port
+from unify_testkit import returns, wait_until
+from unify_testkit.devstack.process import free_port
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -45,19 +44,6 @@ FROM unify-local/debian:bookworm
 # answers GET / with "hello from $APP_NAME"
 CMD ["sh", "-c", "mkdir -p /srv && echo \\"hello from $APP_NAME\\" > /srv/index.html && exec python3 -m http.server 8000 --directory /srv"]
 """
-
-
-def eventually(check, *, timeout: float = 60.0, every: float = 0.2):
-    """Poll ``check`` until it returns without raising an assertion or I/O error; return its
-    value (the last error is raised at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError, urllib.error.URLError, dns.exception.DNSException):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(every)
 
 
 class Suite:
@@ -165,13 +151,14 @@ def suite(docker_engine, suite_images):
     suite.compose("down", "-v", "-t", "2")  # a project left by an interrupted run
     try:
         suite.compose("up", "-d", "moto")
-        eventually(lambda: _healthy(docker_engine, suite, ["moto"]), timeout=90)
+        wait_until(lambda: _healthy(docker_engine, suite, ["moto"]), returns, timeout=90)
         # the hosted zone exists before dns411 first reads the zone list
         suite.route53().create_hosted_zone(Name=DOMAIN, CallerReference="unify-e2e")
         suite.compose("up", "-d")
         services = ["consul", "nats", "consul-bridge-1", "consul-bridge-2", "registrator",
                     "switchboard", "dns411", "moto"]
-        eventually(lambda: _healthy(docker_engine, suite, services), timeout=180, every=1)
+        wait_until(lambda: _healthy(docker_engine, suite, services),
+                   returns, timeout=180, interval=1)
         yield suite
     finally:
         for container in docker_engine.containers.list(all=True,
@@ -199,45 +186,49 @@ def test_app_container_is_served_resolved_and_recorded_then_gone(docker_engine, 
                                                                   app_image):
     app = _start_app(docker_engine, suite, "web-1", "web")
     host = f"web.{DOMAIN}"
-    assert eventually(lambda: _equal(suite.http(host), (200, "hello from web-1\n"))) == (
+    assert wait_until(lambda: _equal(suite.http(host), (200, "hello from web-1\n")),
+                      returns, timeout=60) == (
         200, "hello from web-1\n")
     expected_dns = ("NOERROR", [f"haproxy.{DOMAIN}. 30 IN A 127.0.0.1",
                                 f"web.{DOMAIN}. 30 IN CNAME haproxy.{DOMAIN}."])
-    assert eventually(lambda: _equal(suite.dns(host), expected_dns)) == expected_dns
-    records = eventually(lambda: _equal(
+    assert wait_until(lambda: _equal(suite.dns(host), expected_dns),
+                      returns, timeout=60) == expected_dns
+    records = wait_until(lambda: _equal(
         {k: v for k, v in suite.route53_records().items() if k[0] == f"{host}."},
-        {(f"{host}.", "CNAME"): [f"haproxy.{DOMAIN}."]}))
+        {(f"{host}.", "CNAME"): [f"haproxy.{DOMAIN}."]}), returns, timeout=60)
     assert records == {(f"{host}.", "CNAME"): [f"haproxy.{DOMAIN}."]}
     assert suite.route53_records()[(f"haproxy.{DOMAIN}.", "A")] == ["127.0.0.1"]
 
     app.stop(timeout=2)
     # the last vhost of the port is gone, so is the port's frontend
-    assert eventually(lambda: _equal(suite.http(host), (0, "refused"))) == (0, "refused")
-    assert eventually(lambda: _equal(suite.dns(host)[0], "NXDOMAIN")) == "NXDOMAIN"
-    assert eventually(lambda: _equal(
-        [k for k in suite.route53_records() if k[0] == f"{host}."], [])) == []
+    assert wait_until(lambda: _equal(suite.http(host), (0, "refused")),
+                      returns, timeout=60) == (0, "refused")
+    assert wait_until(lambda: _equal(suite.dns(host)[0], "NXDOMAIN"),
+                      returns, timeout=60) == "NXDOMAIN"
+    assert wait_until(lambda: _equal(
+        [k for k in suite.route53_records() if k[0] == f"{host}."], []), returns, timeout=60) == []
     app.remove(force=True)
 
 
 def test_killing_the_leading_bridge_hands_over(docker_engine, suite, app_image):
-    leader = eventually(lambda: _equal(
+    leader = wait_until(lambda: _equal(
         suite.consul_kv("unify-locks/consul-bridge") in ("consul-bridge-1", "consul-bridge-2"),
-        True) and suite.consul_kv("unify-locks/consul-bridge"))
+        True) and suite.consul_kv("unify-locks/consul-bridge"), returns, timeout=60)
     other = {"consul-bridge-1": "consul-bridge-2", "consul-bridge-2": "consul-bridge-1"}[leader]
     killed = suite.container(docker_engine, leader)
     killed.kill()  # SIGKILL: no lock release; `docker kill` is not restarted by the policy
     # the other bridge takes the lock once the dead one's Consul session expires (its TTL,
     # up to twice that: Consul's reaping) ...
-    assert eventually(lambda: _equal(suite.consul_kv("unify-locks/consul-bridge"), other),
-                      timeout=90, every=0.5) == other
+    assert wait_until(lambda: _equal(suite.consul_kv("unify-locks/consul-bridge"), other), returns,
+                      timeout=90, interval=0.5) == other
     # ... and the next change flows through it
     _start_app(docker_engine, suite, "after-1", "after")
-    assert eventually(lambda: _equal(suite.http(f"after.{DOMAIN}"),
-                                     (200, "hello from after-1\n")), timeout=60) == (
+    assert wait_until(lambda: _equal(suite.http(f"after.{DOMAIN}"),
+                                     (200, "hello from after-1\n")), returns, timeout=60) == (
         200, "hello from after-1\n")
     # started again, it stands by (ready) while the other keeps the lock
     killed.start()
-    eventually(lambda: _healthy(docker_engine, suite, [leader]), timeout=120, every=1)
+    wait_until(lambda: _healthy(docker_engine, suite, [leader]), returns, timeout=120, interval=1)
     assert suite.consul_kv("unify-locks/consul-bridge") == other
 
 
@@ -264,17 +255,22 @@ def test_killed_switchboard_comes_back_with_the_same_config_and_no_reload(docker
                                                                            suite, app_image):
     _start_app(docker_engine, suite, "steady-1", "steady")
     host = f"steady.{DOMAIN}"
-    eventually(lambda: _equal(suite.http(host), (200, "hello from steady-1\n")))
-    before = eventually(lambda: _config_hash(suite.metrics("switchboard_health")))
+    wait_until(lambda: _equal(suite.http(host), (200, "hello from steady-1\n")),
+               returns, timeout=60)
+    before = wait_until(lambda: _config_hash(suite.metrics("switchboard_health")),
+                        returns, timeout=60)
     switchboard = suite.container(docker_engine, "switchboard")
     started_before = switchboard.attrs["State"]["StartedAt"]
     # a crash, not an operator's stop: SIGKILL to the container's init from outside, so the
     # restart policy brings it back (Docker does not restart after `docker kill`)
     os.kill(switchboard.attrs["State"]["Pid"], signal.SIGKILL)
-    eventually(lambda: _equal(suite.container(docker_engine, "switchboard")
-                              .attrs["State"]["StartedAt"] != started_before, True), timeout=60)
-    eventually(lambda: _healthy(docker_engine, suite, ["switchboard"]), timeout=120, every=1)
-    assert eventually(lambda: _equal(suite.http(host), (200, "hello from steady-1\n"))) == (
+    wait_until(lambda: _equal(suite.container(docker_engine, "switchboard")
+                              .attrs["State"]["StartedAt"] != started_before, True),
+               returns, timeout=60)
+    wait_until(lambda: _healthy(docker_engine, suite, ["switchboard"]),
+               returns, timeout=120, interval=1)
+    assert wait_until(lambda: _equal(suite.http(host), (200, "hello from steady-1\n")),
+                      returns, timeout=60) == (
         200, "hello from steady-1\n")
     assert _config_hash(suite.metrics("switchboard_health")) == before
     # a fresh HAProxy master with the kept file: started once, never reloaded

@@ -17,8 +17,9 @@ import dns.query
 import dns.rcode
 import pytest
 
-from unify_cli.devstack.process import ManagedProcess, free_port, tcp_open
-from unify_cli.devstack.stack import DevStack, consul_put
+from unify_testkit import returns, wait_until
+from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
+from unify_testkit.devstack.stack import DevStack, consul_put
 
 DOMAIN = "unify.test"
 
@@ -60,18 +61,6 @@ def deregister(stack: DevStack, service_id: str) -> None:
     consul_put(stack.consul.http_addr, f"/v1/agent/service/deregister/{service_id}", {})
 
 
-def eventually(check, *, timeout: float = 30.0):
-    """Poll ``check`` until it returns without raising; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError, urllib.error.URLError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def http_get(port: int, host: str) -> tuple[int, str]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
     try:
@@ -110,26 +99,30 @@ def test_vhost_service_reaches_haproxy_dnsmasq_and_route53(stack, backend):
     register(stack, "shop-1", "shop", "127.0.0.1", port,
              [f"dns={DOMAIN}", "vhost=shop", f"http={stack.http_port}"])
 
-    assert eventually(lambda: _ok(http_get(stack.http_port, f"shop.{DOMAIN}"))) == (
+    assert wait_until(lambda: _ok(http_get(stack.http_port, f"shop.{DOMAIN}")), returns) == (
         200, "hello from shop-1\n")
     # the Host header may carry a port; it is ignored for matching
     assert http_get(stack.http_port, f"shop.{DOMAIN}:{stack.http_port}") == (
         200, "hello from shop-1\n")
     expected_dns = ("NOERROR", [f"haproxy.{DOMAIN}. 30 IN A 127.0.0.1",
                                 f"shop.{DOMAIN}. 30 IN CNAME haproxy.{DOMAIN}."])
-    assert eventually(lambda: _eq(dns_answer(stack, f"shop.{DOMAIN}", "A"), expected_dns)) \
+    assert wait_until(lambda: _eq(dns_answer(stack, f"shop.{DOMAIN}", "A"), expected_dns),
+                      returns) \
         == expected_dns
     assert dns_answer(stack, f"shop.{DOMAIN}", "A", tcp=True) == expected_dns
-    records = eventually(lambda: _has(route53_records(stack), (f"shop.{DOMAIN}.", "CNAME")))
+    records = wait_until(lambda: _has(route53_records(stack), (f"shop.{DOMAIN}.", "CNAME")),
+                         returns)
     assert records[(f"shop.{DOMAIN}.", "CNAME")] == [f"haproxy.{DOMAIN}."]
     assert records[(f"haproxy.{DOMAIN}.", "A")] == ["127.0.0.1"]
 
     deregister(stack, "shop-1")
-    assert eventually(lambda: _eq(http_get(stack.http_port, f"shop.{DOMAIN}"),
-                                  (404, "no-route"))) == (404, "no-route")
-    assert eventually(lambda: _eq(dns_answer(stack, f"shop.{DOMAIN}", "A")[0], "NXDOMAIN")) \
+    assert wait_until(lambda: _eq(http_get(stack.http_port, f"shop.{DOMAIN}"),
+                                  (404, "no-route")), returns) == (404, "no-route")
+    assert wait_until(lambda: _eq(dns_answer(stack, f"shop.{DOMAIN}", "A")[0], "NXDOMAIN"),
+                      returns) \
         == "NXDOMAIN"
-    remaining = eventually(lambda: _lacks(route53_records(stack), (f"shop.{DOMAIN}.", "CNAME")))
+    remaining = wait_until(lambda: _lacks(route53_records(stack), (f"shop.{DOMAIN}.", "CNAME")),
+                           returns)
     assert [k for k in remaining if k[0].endswith(f"shop.{DOMAIN}.")] == []
     assert http_get(stack.http_port, f"keep.{DOMAIN}") == (200, "hello from shop-1\n")
     deregister(stack, "keep-1")
@@ -140,20 +133,20 @@ def test_plain_service_gets_a_records_and_scales_down(stack, backend):
         register(stack, f"db-{i}", "db", address, 5432, [f"dns={DOMAIN}"])
     both = ("NOERROR", [f"db.{DOMAIN}. 30 IN A 127.0.0.11\n"
                         f"db.{DOMAIN}. 30 IN A 127.0.0.12"])
-    assert eventually(lambda: _eq(_joined(dns_answer(stack, f"db.{DOMAIN}", "A")), both)) \
+    assert wait_until(lambda: _eq(_joined(dns_answer(stack, f"db.{DOMAIN}", "A")), both), returns) \
         == both
-    records = eventually(lambda: _eq_item(route53_records(stack), (f"db.{DOMAIN}.", "A"),
-                                          ["127.0.0.11", "127.0.0.12"]))
+    records = wait_until(lambda: _eq_item(route53_records(stack), (f"db.{DOMAIN}.", "A"),
+                                          ["127.0.0.11", "127.0.0.12"]), returns)
     assert records[(f"db.{DOMAIN}.", "A")] == ["127.0.0.11", "127.0.0.12"]
 
     deregister(stack, "db-2")
     one = ("NOERROR", [f"db.{DOMAIN}. 30 IN A 127.0.0.11"])
-    assert eventually(lambda: _eq(dns_answer(stack, f"db.{DOMAIN}", "A"), one)) == one
-    records = eventually(lambda: _eq_item(route53_records(stack), (f"db.{DOMAIN}.", "A"),
-                                          ["127.0.0.11"]))
+    assert wait_until(lambda: _eq(dns_answer(stack, f"db.{DOMAIN}", "A"), one), returns) == one
+    records = wait_until(lambda: _eq_item(route53_records(stack), (f"db.{DOMAIN}.", "A"),
+                                          ["127.0.0.11"]), returns)
     assert records[(f"db.{DOMAIN}.", "A")] == ["127.0.0.11"]
     deregister(stack, "db-1")
-    assert eventually(lambda: _eq(dns_answer(stack, f"db.{DOMAIN}", "A")[0], "NXDOMAIN")) \
+    assert wait_until(lambda: _eq(dns_answer(stack, f"db.{DOMAIN}", "A")[0], "NXDOMAIN"), returns) \
         == "NXDOMAIN"
 
 
@@ -167,7 +160,7 @@ def test_malformed_tags_skip_one_instance_and_publish_an_error(stack, backend):
              [f"dns={DOMAIN}", "vhost=evil\n}", f"http={stack.http_port}"])
     register(stack, "good-1", "good", "127.0.0.1", good,
              [f"dns={DOMAIN}", "vhost=good", f"http={stack.http_port}"])
-    assert eventually(lambda: _ok(http_get(stack.http_port, f"good.{DOMAIN}"))) == (
+    assert wait_until(lambda: _ok(http_get(stack.http_port, f"good.{DOMAIN}")), returns) == (
         200, "hello from good-1\n")
 
     async def errors() -> list[dict]:
@@ -226,10 +219,10 @@ def test_unify_dns_list_shows_records_from_every_source(stack):
     import subprocess
 
     register(stack, "listed-1", "listed", "127.0.0.21", 80, [f"dns={DOMAIN}"])
-    eventually(lambda: _eq(dns_answer(stack, f"listed.{DOMAIN}", "A"),
-                           ("NOERROR", [f"listed.{DOMAIN}. 30 IN A 127.0.0.21"])))
-    eventually(lambda: _eq_item(route53_records(stack), (f"listed.{DOMAIN}.", "A"),
-                                ["127.0.0.21"]))
+    wait_until(lambda: _eq(dns_answer(stack, f"listed.{DOMAIN}", "A"),
+                           ("NOERROR", [f"listed.{DOMAIN}. 30 IN A 127.0.0.21"])), returns)
+    wait_until(lambda: _eq_item(route53_records(stack), (f"listed.{DOMAIN}.", "A"),
+                                ["127.0.0.21"]), returns)
     env = {**os.environ, **stack.env()}
 
     def listed(source: str) -> list[dict]:
@@ -242,8 +235,8 @@ def test_unify_dns_list_shows_records_from_every_source(stack):
     # the desired listing is the reference; the other sources are marked against it
     for source, drift in (("desired", ""), ("dnsmasq", "in-sync"), ("route53", "in-sync")):
         expected = [("A", "127.0.0.21", 30, drift)]
-        rows = eventually(lambda: _eq([(r["type"], r["value"], r["ttl"], r["drift"])
-                                       for r in listed(source)], expected))
+        rows = wait_until(lambda: _eq([(r["type"], r["value"], r["ttl"], r["drift"])
+                                       for r in listed(source)], expected), returns)
         assert rows == expected, source
     deregister(stack, "listed-1")
 
@@ -255,7 +248,7 @@ def test_name_registered_after_a_negative_answer_resolves_within_the_ttl(stack):
     expected = ("NOERROR", [f"late.{DOMAIN}. 30 IN A 127.0.0.31"])
     # dnsmasq keeps no negative cache for its own names: the answer changes as soon as
     # dns411 has written the record, well inside the 30 s TTL
-    assert eventually(lambda: _eq(dns_answer(stack, f"late.{DOMAIN}", "A"), expected),
+    assert wait_until(lambda: _eq(dns_answer(stack, f"late.{DOMAIN}", "A"), expected), returns,
                       timeout=30) == expected
     assert time.monotonic() - registered < 30
     deregister(stack, "late-1")

@@ -92,7 +92,7 @@ def test_wireline_image_serves_ssh_and_becomes_healthy(docker_engine, suite_imag
     running)."""
     import socket
 
-    from unify_cli.devstack.process import free_port
+    from unify_testkit.devstack.process import free_port
 
     ssh_port, health_port = free_port(), free_port()
     container = docker_engine.containers.run(

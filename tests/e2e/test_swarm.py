@@ -20,9 +20,11 @@ import pytest
 
 from tests.fixtures.engine import docker_host
 
+from unify_testkit import returns, wait_until
+
 from .swarm_support import (SwarmStack, app_body_host, build_app_image, dns_answer,
-                            docker_cli, eventually, http_get, jetstream_consumers,
-                            nats_connect_reply, service_tasks)
+                            docker_cli, http_get, jetstream_consumers, nats_connect_reply,
+                            service_tasks)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -43,7 +45,7 @@ def swarm(docker_engine, suite_images):
     try:
         started = time.monotonic()
         stack.deploy()
-        eventually(lambda: stack.converged(TASKS), timeout=240, interval=1,
+        wait_until(lambda: stack.converged(TASKS), returns, timeout=240, interval=1,
                    what="every service of the stack running and healthy")
         print(f"stack converged in {time.monotonic() - started:.1f} s")
         yield stack
@@ -63,8 +65,8 @@ def app(swarm):
         if service.name == name:
             service.remove()
     label = f"com.docker.swarm.service.name={name}"
-    eventually(lambda: _none(swarm.client.containers.list(all=True, filters={"label": label})),
-               timeout=60, what="app containers removed")
+    wait_until(lambda: _none(swarm.client.containers.list(all=True, filters={"label": label})),
+               returns, timeout=60, what="app containers removed")
     for ref in images:
         try:
             swarm.client.images.remove(ref, force=True)
@@ -119,7 +121,7 @@ def test_stack_runs_every_service_healthy_on_its_secrets(swarm):
     anonymous = urllib.request.urlopen(
         f"http://127.0.0.1:{swarm.ports['consul']}/v1/agent/services", timeout=3).read()
     assert anonymous.strip() == b"{}"
-    registered = eventually(lambda: _haproxy_registration(swarm), timeout=30,
+    registered = wait_until(lambda: _haproxy_registration(swarm), returns, timeout=30,
                             what="haproxy registered")
     assert registered == ("haproxy", "127.0.0.1", swarm.ports["haproxy"],
                           [f"dns={swarm.domain}"])
@@ -197,30 +199,31 @@ def test_app_service_routed_scaled_updated_and_removed(swarm, app):
                 "--update-failure-action", "rollback", v1], env=env)
 
     # one task: its hostname through HAProxy by Host header; dnsmasq answers the CNAME
-    hosts = eventually(lambda: _one_each(_app_hosts(swarm, name, v1), 1), timeout=60,
+    hosts = wait_until(lambda: _one_each(_app_hosts(swarm, name, v1), 1), returns, timeout=60,
                        what="app task running")
     (only,) = hosts
-    assert eventually(lambda: _answers(swarm, 1), timeout=60, what="routed")[0] == f"v1 {only}\n"
+    assert wait_until(lambda: _answers(swarm, 1),
+                      returns, timeout=60, what="routed")[0] == f"v1 {only}\n"
     records = ("NOERROR", [f"haproxy.{swarm.domain}. 30 IN A 127.0.0.1",
                            f"{host}. 30 IN CNAME haproxy.{swarm.domain}."])
-    assert eventually(lambda: _equal(dns_answer(swarm.ports["dns"], host), records),
+    assert wait_until(lambda: _equal(dns_answer(swarm.ports["dns"], host), records), returns,
                       timeout=30, what="dns") == records
 
     # three tasks: three passing instances in Consul, three servers answering in turn
     docker_cli(["service", "scale", "--detach", f"{name}=3"], env=env)
-    hosts = eventually(lambda: _one_each(_app_hosts(swarm, name, v1), 3), timeout=60,
+    hosts = wait_until(lambda: _one_each(_app_hosts(swarm, name, v1), 3), returns, timeout=60,
                        what="3 app tasks running")
-    assert eventually(lambda: _equal(_consul_instances(swarm, name),
-                                     sorted(("127.0.0.1", p) for p in hosts.values())),
+    assert wait_until(lambda: _equal(_consul_instances(swarm, name),
+                                     sorted(("127.0.0.1", p) for p in hosts.values())), returns,
                       timeout=30, what="3 passing instances") == sorted(
         ("127.0.0.1", p) for p in hosts.values())
-    eventually(lambda: _equal({app_body_host(b, "v1") for b in _answers(swarm, 6)},
-                              set(hosts)), timeout=30, what="answers from all three")
+    wait_until(lambda: _equal({app_body_host(b, "v1") for b in _answers(swarm, 6)},
+                              set(hosts)), returns, timeout=30, what="answers from all three")
     # round robin: 30 requests in a row, 10 for each task (again if a health check flapped
     # meanwhile on a loaded machine and took a server out for a moment)
     balanced = {hostname: 10 for hostname in hosts}
-    assert eventually(lambda: _equal(dict(collections.Counter(
-        app_body_host(b, "v1") for b in _answers(swarm, 30))), balanced),
+    assert wait_until(lambda: _equal(dict(collections.Counter(
+        app_body_host(b, "v1") for b in _answers(swarm, 30))), balanced), returns,
         timeout=30, what="balanced answers") == balanced
 
     # a rolling update to v2 under a bounded request loop: not one request fails
@@ -249,15 +252,15 @@ def test_app_service_routed_scaled_updated_and_removed(swarm, app):
     assert dict(failed) == {}
     assert sent == served["v1"] + served["v2"] and served["v2"] > 0
     hosts = _one_each(_app_hosts(swarm, name, v2), 3)
-    eventually(lambda: _equal({app_body_host(b, "v2") for b in _answers(swarm, 9)},
-                              set(hosts)), timeout=30, what="v2 from every task, v1 gone")
+    wait_until(lambda: _equal({app_body_host(b, "v2") for b in _answers(swarm, 9)},
+                              set(hosts)), returns, timeout=30, what="v2 from every task, v1 gone")
 
     # removed: HAProxy closes the vhost's frontend (no other route uses the port), dnsmasq
     # answers NXDOMAIN in its local domain, Consul lists no instance
     docker_cli(["service", "rm", name], env=env)
-    eventually(lambda: _refused(port, host), timeout=60, what="frontend gone")
-    assert eventually(lambda: _equal(dns_answer(swarm.ports["dns"], host), ("NXDOMAIN", [])),
-                      timeout=30, what="name gone") == ("NXDOMAIN", [])
+    wait_until(lambda: _refused(port, host), returns, timeout=60, what="frontend gone")
+    assert wait_until(lambda: _equal(dns_answer(swarm.ports["dns"], host), ("NXDOMAIN", [])),
+                      returns, timeout=30, what="name gone") == ("NXDOMAIN", [])
     assert swarm.consul_get(f"/v1/health/service/{name}") == []
 
 
@@ -316,7 +319,8 @@ def test_replacing_switchboard_20_times_keeps_the_consumer_count(swarm):
             _ready(swarm.ports["switchboard_health"])  # its watch consumer exists
             return cid
 
-        current = eventually(replaced, timeout=60, interval=0.1, what="switchboard replaced")
+        current = wait_until(replaced, returns, timeout=60, interval=0.1,
+                             what="switchboard replaced")
     seen.add(current)
     assert len(seen) == 21
     print(f"20 replacements in {time.monotonic() - started:.1f} s")
@@ -324,8 +328,8 @@ def test_replacing_switchboard_20_times_keeps_the_consumer_count(swarm):
     # the killed ones' consumers are still on the server, until their inactivity expiry
     assert jetstream_consumers(monitor)[0] > before
     settled = time.monotonic()
-    after = eventually(lambda: _equal(jetstream_consumers(monitor)[0], before), timeout=120,
-                       interval=1, what="consumer count back to before")
+    after = wait_until(lambda: _equal(jetstream_consumers(monitor)[0], before),
+                       returns, timeout=120, interval=1, what="consumer count back to before")
     print(f"consumers back to {after} after {time.monotonic() - settled:.1f} s")
     assert after == before
     _ready(swarm.ports["switchboard_health"])
