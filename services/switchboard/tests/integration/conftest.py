@@ -12,7 +12,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from unify_cli.devstack.haproxy import HAProxyServer
+from unify_testkit.devstack.haproxy import HAProxyServer
 from unify_common.settings import CommonSettings
 from switchboard.render import RenderOptions
 from switchboard.service import SwitchboardService

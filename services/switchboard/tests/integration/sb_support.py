@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Awaitable, Callable
-
 import httpx
 import msgspec
 
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.events import Applied, ErrorEvent, decode_event
+from unify_testkit.aio import wait_until
 
-__all__ = ["Events", "get_body", "start_with_web", "wait_until"]
+__all__ = ["Events", "get_body", "start_with_web"]
 
 
 class Events:
@@ -31,24 +28,6 @@ class Events:
             self.errors.append(event)
         elif isinstance(event, Applied):
             self.applied.append(event)
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], *,
-                     timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``predicate`` (sync or async) every 50 ms until it is true.
-
-    :raises AssertionError: naming ``what`` after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
 
 
 async def get_body(port: int, host: str, path: str = "/") -> tuple[int, str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import socket
 
-from sb_support import get_body, start_with_web, wait_until
+from sb_support import get_body, start_with_web
 from sb_tls import TestCA
 
 from switchboard.desired import backend_name
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 
 async def test_rejected_config_keeps_old_one_serving(

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 
-from sb_support import get_body, wait_until
+from sb_support import get_body
 
 from switchboard.procinfo import parse_show_proc
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_cli.devstack.haproxy import master_cli
-from unify_cli.devstack.process import free_port
+from unify_testkit.devstack.haproxy import master_cli
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 
 async def test_module_entry_point_manages_haproxy(sb_common, nc, backends, run_dir, tmp_path):

@@ -10,10 +10,11 @@ import sys
 import time
 
 import httpx
-from sb_support import Events, get_body, wait_until
+from sb_support import Events, get_body
 
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 NODE = "health-node"
 

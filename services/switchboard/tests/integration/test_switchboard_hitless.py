@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sb_support import wait_until
-
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 CLIENTS = 20
 RELOADS = 50

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from sb_support import get_body, start_with_web, wait_until
+from sb_support import get_body, start_with_web
 from test_switchboard_runtime import bodies
 from test_switchboard_spare import bucket_revision, map_entries
 
 from switchboard.desired import backend_name
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 #: debounce of the switchboard under test, seconds (max wait: twice that)
 DEBOUNCE = 2.0

@@ -4,10 +4,11 @@ no reload when nothing changed."""
 from __future__ import annotations
 
 import httpx
-from sb_support import get_body, wait_until
+from sb_support import get_body
 
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 
 async def test_vhost_routes_to_passing_instance_and_404_after_removal(

@@ -4,12 +4,12 @@ PID stays; only running out of slots (or a frontend change) reloads."""
 from __future__ import annotations
 
 import httpx
-from sb_support import wait_until
 
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
 from unify_common.events import Applied
 from unify_common.natsio import ensure_catalog_bucket
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 
 async def bodies(port: int, host: str, count: int = 12) -> set[str]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import ssl
 
 import httpx
-from sb_support import get_body, wait_until
+from sb_support import get_body
 from sb_tls import TestCA
 
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_cli.devstack.process import free_port
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.process import free_port
 
 
 def server_context(bundle) -> ssl.SSLContext:
