@@ -9,6 +9,7 @@ import pytest
 
 from switchboard.desired import backend_name, build_desired, frontend_ports
 from switchboard.model import Certificate
+from unify_common.listeners import VhostVerdict
 from unify_common.problems import Problem
 from switchboard.render import RenderOptions, render, render_maps
 from tests.fixtures.catalog import make_instance
@@ -404,3 +405,106 @@ def test_a_vhost_whose_every_name_is_refused_is_not_also_missing_a_vhost():
     desired = build_desired([alone])
     assert desired.frontends == ()
     assert [p.reason for p in desired.problems] == ["invalid-name"]
+
+
+# --- per-vhost verdicts (what switchboard publishes for dns411) ---------------------------
+
+ACCEPTED = VhostVerdict(True)
+STAR = Certificate("/c/star.pem", ("*.example.com",), "f1")
+
+
+def _inst(service, iid, tags, index, port=8080):
+    return make_instance(service, iid, f"10.0.{index}.1", port, tags, create_index=index)
+
+
+VERDICT_CASES = {
+    "plain-http": ([_inst("web", "w1", ["dns=example.com", "vhost=web"], 1)], (),
+                   {"web.example.com": ACCEPTED}),
+    "https-no-certificate": (
+        [_inst("shop", "s1", ["dns=example.com", "dns=example.org", "vhost=shop", "https"],
+               1)], (STAR,),
+        {"shop.example.com": ACCEPTED,
+         "shop.example.org": VhostVerdict(False, "missing-certificate", "no certificate "
+                                          "covers shop.example.org; https route skipped",
+                                          "shop")}),
+    "route-conflict": (
+        [_inst("web", "w1", ["dns=example.com", "vhost=web"], 1),
+         _inst("hijack", "h1", ["dns=example.com", "dns=example.org", "vhost=web"], 2)], (),
+        # the name another service routes is served all the same
+        {"web.example.com": ACCEPTED, "web.example.org": ACCEPTED}),
+    "route-conflict-pass-through": (
+        [_inst("tls", "t1", ["dns=example.com", "vhost=app", "https", "ssl=pass-through"], 1),
+         _inst("term", "x1", ["dns=example.com", "dns=example.org", "vhost=app", "https"], 2)],
+        (STAR,),
+        {"app.example.com": ACCEPTED,
+         "app.example.org": VhostVerdict(False, "missing-certificate", "no certificate "
+                                         "covers app.example.org; https route skipped",
+                                         "term")}),
+    "port-conflict": (
+        [_inst("db", "d1", ["tcp=8000"], 1),
+         _inst("web", "w1", ["dns=example.com", "vhost=web", "http=8000"], 2)], (),
+        {"web.example.com": VhostVerdict(False, "port-conflict", "port 8000 is already used "
+                                         "for tcp by service 'db'", "web")}),
+    "ssl-mode-conflict": (
+        [_inst("web", "w1", ["dns=example.com", "vhost=web", "ssl=pass-through"], 1)], (),
+        {"web.example.com": VhostVerdict(False, "ssl-mode-conflict", "ssl=pass-through needs "
+                                         "an https listener, not http", "web")}),
+    "tcp-vhost": ([_inst("db", "d1", ["dns=example.com", "vhost=db", "tcp=5432"], 1)], (),
+                  {"db.example.com": ACCEPTED}),
+    "invalid-name": (
+        [_inst("long", "l1", [f"dns={DOMAIN_249}", "vhost=wwww"], 1)], (),
+        {f"wwww.{DOMAIN_249}": VhostVerdict(False, "invalid-name", "name 'wwww." + "a" * 52
+                                            + "...' is 254 characters long; at most 253 are "
+                                            "allowed", "long")}),
+    "no-vhost": ([_inst("db", "d1", ["tcp=5432"], 1), _inst("plain", "p1", ["dns=a.com"], 2)],
+                 (), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(VERDICT_CASES), ids=list(VERDICT_CASES))
+def test_verdicts_per_host_name(case):
+    instances, certificates, expected = VERDICT_CASES[case]
+    assert build_desired(instances, certificates=certificates).verdicts == expected
+
+
+def test_verdict_of_a_port_held_on_the_node_and_of_a_name_collision():
+    held = build_desired([_inst("web", "w1", ["dns=example.com", "vhost=web"], 1)],
+                         unavailable_ports=frozenset({80}))
+    assert held.verdicts == {"web.example.com": VhostVerdict(
+        False, "port-unavailable", "port 80 is held by another program on this node; its "
+        "routes wait until it is free", "web")}
+    first, second = "x@@!!@@@!!!@@@!!", "x@!@!!@!!@@@@@!!@!"  # same backend name
+    collided = build_desired([_inst(first, "f1", ["dns=a.com", "vhost=one"], 1),
+                              _inst(second, "s1", ["dns=a.com", "vhost=two"], 2)])
+    assert collided.verdicts == {"one.a.com": ACCEPTED, "two.a.com": VhostVerdict(
+        False, "name-collision", "backend name be_http_x__e583bcf7 is already used by "
+        f"service {first!r}", second)}
+
+
+@pytest.mark.parametrize("tags", [
+    ["dns=example.com", "vhost=w", "ssl=pass-through"],
+    ["dns=example.com", "vhost=w", "https", "ssl=backend"],
+    ["dns=example.com", "vhost=w", "http", "https", "ssl=pass-through"],
+    ["dns=example.com", "vhost=w", "http=8080", "https", "ssl=backend"],
+    ["dns=example.com", "vhost=w", "https", "ssl=offloading"],
+])
+def test_the_shared_rule_agrees_with_what_switchboard_routes(tags):
+    """unify_common.listeners.unroutable_vhost (what dns411 judges alone) says unroutable
+    exactly when switchboard, given a certificate and no other service, routes nothing."""
+    from unify_common.listeners import unroutable_vhost
+
+    desired = build_desired([_inst("w", "w1", tags, 1)], certificates=(STAR,))
+    routed = desired.verdicts["w.example.com"].accepted
+    assert (unroutable_vhost(parse_tags(tags)) is None) is routed
+
+
+def test_a_name_only_left_out_instances_ask_for_is_rejected():
+    tags = ["dns=example.com", "vhost=web"]
+    desired = build_desired([
+        _inst("web", "w1", tags, 1), _inst("web", "w2", tags, 2),
+        _inst("web", "w3", ["dns=example.com", "vhost=old"], 3),
+        _inst("web", "w4", ["dns=example.com", "vhost=web", "http=81"], 4)])
+    message = "tags differ from the 2 of 4 instances the service follows; this instance is left out"
+    assert desired.verdicts == {
+        "web.example.com": ACCEPTED,  # also asked for by w4, on another port: still served
+        "old.example.com": VhostVerdict(False, "tag-disagreement", message, "web")}

@@ -558,11 +558,17 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
     _memo.verdicts = verdicts
     memo_services: dict[str, tuple[list[Member], tuple]] = {}
     followed: list[Followed] = []
+    dissenting: list[tuple[str, UnifyTags, str]] = []  # (service, tags, message)
     for service, group in groups.items():
         if not _asks_for_frontends(group):
             continue
         item, dissent = _follow(service, group, _memo.services, memo_services)
-        problems.extend(dissent)
+        if dissent:
+            problems.extend(dissent)
+            left_out = {(p.instance_id, p.node): p.message for p in dissent}
+            dissenting.extend((service, inst.unify, left_out[inst.instance_id, inst.node])
+                              for _, inst, _ in group.members
+                              if (inst.instance_id, inst.node) in left_out)
         followed.append(item)
     _memo.services = memo_services
     followed.sort(key=lambda item: (item.create_index, item.service))
@@ -571,7 +577,7 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
 
     claims = _claim_ports(routed, certificates, unavailable_ports, previous_ports)
     problems.extend(claims.problems)
-    verdicts = _verdicts(followed, claims, collided)
+    verdicts = _verdicts(followed, claims, collided, dissenting)
     followed = routed
 
     previous = previous_slots or {}
@@ -622,13 +628,17 @@ _ACCEPTED = VhostVerdict(accepted=True)
 
 
 def _verdicts(followed: list[Followed], claims: _Claims,
-              collided: Mapping[str, tuple[str, str]]) -> dict[str, VhostVerdict]:
+              collided: Mapping[str, tuple[str, str]],
+              dissenting: Sequence[tuple[str, UnifyTags, str]] = ()
+              ) -> dict[str, VhostVerdict]:
     """Host name -> verdict, for every ``<vhost>.<dns>`` a routed service asks for (in claim
     order, name collisions included): accepted when a frontend routes it (an HTTP or SNI
     route, or a TCP frontend of the service, which answers whatever the name); else the
     first rejection of that host (route conflict, missing certificate), else the first
     rejection of the service asking for it, else of the first such service. A joined name
-    the host-name rule refuses is rejected as ``invalid-name``."""
+    the host-name rule refuses is rejected as ``invalid-name``. Then the names only
+    instances left out of their service ask for (``dissenting``: service, tags, message of
+    their ``tag-disagreement``) and no frontend routes: ``tag-disagreement``."""
     served = {route.host for routes in claims.routes.values() for route in routes}
     served.update(route.host for routes in claims.sni.values() for route in routes)
     verdicts: dict[str, VhostVerdict] = {}
@@ -656,4 +666,8 @@ def _verdicts(followed: list[Followed], claims: _Claims,
             reason, message = (collided.get(service) or claims.refused_services.get(service)
                                or ("not-routed", f"no frontend routes {host}"))
             verdicts[host] = VhostVerdict(False, reason, message, service)
+    for service, tags, message in dissenting:
+        for host in _hosts(tags.vhost, tags.dns)[0]:
+            if host not in verdicts and host not in served:
+                verdicts[host] = VhostVerdict(False, "tag-disagreement", message, service)
     return verdicts
