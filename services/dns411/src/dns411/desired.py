@@ -8,10 +8,13 @@ Rules (one instance at a time, instances in catalog-key order):
   (A for IPv4, AAAA for IPv6); several instances give several values.
 * ``dns=<domain>`` with ``vhost=<v>``: ``<v>.<domain>`` is a CNAME to
   ``<haproxy label>.<domain>``, unless switchboard could never route the instance, judged
-  from the instance alone (``vhost-unroutable``, see :func:`unroutable_vhost`). Rejections
-  that depend on other services, the node or switchboard's own state (port and route
-  conflicts, a port held on the node, a missing certificate, tag disagreement within a
-  service) are switchboard's decisions: dns411 does not know them and keeps the CNAME.
+  from the instance alone by the rule switchboard routes by
+  (:func:`unify_common.listeners.unroutable_vhost`; ``vhost-unroutable``, see
+  :func:`unroutable_vhost`), or a live switchboard rejects the name (``vhost-rejected``,
+  one problem per name naming switchboard's reason; see :mod:`.verdicts`): rejections that
+  depend on other services, the node or switchboard's own state (port and route conflicts,
+  a port held on the node, a missing certificate) come from switchboard's published
+  verdicts. Without verdicts only the shared rule applies.
 * Every instance of the HAProxy service (``haproxy_service``) carrying ``dns=<domain>`` adds
   its address to ``<haproxy label>.<domain>``.
 
@@ -25,39 +28,33 @@ catalog, and Consul KV wins over files (``static-conflict``).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from unify_common.state import CatalogState
 from unify_common.events import Instance
+from unify_common.listeners import unroutable_vhost as _unroutable_tags
 
 from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
 from .names import is_hostname, name_error, parse_address
+from .verdicts import Rejection
 
 __all__ = ["build_desired", "merge_sources", "unroutable_vhost"]
 
 
 def unroutable_vhost(inst: Instance) -> str | None:
     """Why switchboard can route no request of vhost instance ``inst`` whatever the rest of
-    the catalog holds, or ``None``. The same instance-local rules as switchboard's (stated
-    in its README and ``desired``/``validate`` modules), re-stated here because services
-    never import each other:
+    the catalog holds, or ``None``:
 
     * the instance's port is outside 1-65535 (switchboard skips such an instance);
-    * each listener is refused by the ``ssl`` tag: ``http`` with ``ssl=pass-through``,
-      ``https`` with ``ssl=backend`` (``tcp`` listeners and other modes are fine).
+    * every listener is refused by the ``ssl`` tag (the shared rule,
+      :func:`unify_common.listeners.unroutable_vhost`).
 
     :param inst: an instance with parsed Unify tags and a ``vhost``.
     :returns: a message for a ``vhost-unroutable`` problem.
     """
     if not 1 <= inst.port <= 65535:
         return f"port {inst.port} is outside 1-65535; no CNAME for vhost {inst.unify.vhost}"
-    ssl = inst.unify.ssl
-    refused = {"http": ssl == "pass-through", "https": ssl == "backend", "tcp": False}
-    if all(refused[lst.protocol] for lst in inst.unify.listeners):
-        shown = ", ".join(f"{lst.protocol}={lst.port}" for lst in inst.unify.listeners)
-        return (f"ssl={ssl} refuses every listener ({shown}); no CNAME for vhost "
-                f"{inst.unify.vhost}")
-    return None
+    return _unroutable_tags(inst.unify)
 
 
 def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:
@@ -66,8 +63,10 @@ def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:
 
 
 def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str,
-                   problems: list[Problem]) -> list[tuple[str, str, str]]:
+                   problems: list[Problem], rejected: Mapping[str, Rejection]
+                   ) -> list[tuple[str, str, str]]:
     pairs: list[tuple[str, str, str]] = []
+    withheld: dict[str, str] = {}  # name -> the first service asking for it
     for key in sorted(state.instances):
         inst = state.instances[key]
         if inst.tag_error is not None:
@@ -95,7 +94,11 @@ def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str
             if vhost is None:
                 wanted.append((f"{label}.{domain}", rtype, value))
             elif unroutable is None:
-                wanted.append((f"{vhost}.{domain}", "CNAME", f"{haproxy_label}.{domain}"))
+                name = f"{vhost}.{domain}"
+                if name in rejected:
+                    withheld.setdefault(name, inst.service)
+                else:
+                    wanted.append((name, "CNAME", f"{haproxy_label}.{domain}"))
             if inst.service == haproxy_service:
                 wanted.append((f"{haproxy_label}.{domain}", rtype, value))
             for name, t, v in wanted:
@@ -104,6 +107,11 @@ def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str
                     problems.append(_instance_problem(inst, "invalid-name", error))
                 else:
                     pairs.append((name, t, v))
+    for name, service in sorted(withheld.items()):
+        why = rejected[name]
+        problems.append(Problem(
+            "vhost-rejected", f"{name} gets no CNAME: switchboard on {why.node} rejects it "
+            f"({why.reason}: {why.message})", service=service))
     return pairs
 
 
@@ -161,16 +169,19 @@ def merge_sources(layers: Sequence[Sequence[RecordSet]], problems: list[Problem]
 def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "haproxy",
                   haproxy_label: str = "haproxy",
                   static_layers: Sequence[Sequence[RecordSet]] = (),
-                  static_problems: Sequence[Problem] = ()) -> Desired:
+                  static_problems: Sequence[Problem] = (),
+                  rejected: Mapping[str, Rejection] | None = None) -> Desired:
     """The desired records for ``state`` (see the module doc for the rules).
 
     :param ttl: seconds, given to every catalog record.
     :param static_layers: static record sets, highest precedence first (KV, then files).
     :param static_problems: problems met parsing them (passed through).
+    :param rejected: host name -> the switchboard rejection that withholds its CNAME
+        (:meth:`.verdict_mirror.VerdictMirror.rejected`); ``None``: no verdicts.
     :returns: records sorted by ``(name, type)``; problems in the order met.
     """
     problems: list[Problem] = list(static_problems)
-    pairs = _catalog_pairs(state, haproxy_service, haproxy_label, problems)
+    pairs = _catalog_pairs(state, haproxy_service, haproxy_label, problems, rejected or {})
     catalog = _drop_cname_conflicts(_group(pairs, ttl, "catalog"), problems)
     layers = [catalog] + [_drop_cname_conflicts(sorted(layer), problems)
                           for layer in static_layers]

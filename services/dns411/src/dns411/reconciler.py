@@ -76,6 +76,9 @@ class Reconciler:
         #: Health.time_apply)
         self.time_apply = nullcontext
         self.last_desired: Desired | None = None
+        #: switchboard's verdicts (a :class:`~dns411.verdict_mirror.VerdictMirror`, set by the
+        #: service); ``None``: none, only the shared listener rule applies
+        self.verdicts = None
 
     def _static_layers(self, state: CatalogState) -> tuple[list, list[Problem]]:
         s = self.settings
@@ -102,9 +105,10 @@ class Reconciler:
         """The desired records for ``state`` (catalog + static sources)."""
         s = self.settings
         layers, problems = self._static_layers(state)
+        rejected = self.verdicts.rejected() if self.verdicts is not None else None
         return build_desired(state, ttl=s.ttl, haproxy_service=s.haproxy_service,
                              haproxy_label=s.haproxy_label, static_layers=layers,
-                             static_problems=problems)
+                             static_problems=problems, rejected=rejected)
 
     def render(self, desired: Desired) -> tuple[bytes, bytes]:
         """``(hosts file, conf file)`` bytes."""

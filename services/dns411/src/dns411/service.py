@@ -35,10 +35,13 @@ from .apply.lock import WriterLock
 from .apply.route53 import sink_for
 from .reconciler import Reconciler
 from .settings import Dns411Settings
+from .verdict_mirror import VerdictMirror
 
 __all__ = ["Dns411", "build_reconciler", "run"]
 
 log = get_logger("dns411")
+#: longest wait of the first reconcile for switchboard's verdicts (:mod:`.verdicts`)
+VERDICT_WAIT_S = 2.0
 
 
 def build_reconciler(settings: Dns411Settings, common: CommonSettings, *,
@@ -93,6 +96,8 @@ class Dns411:
 
     async def _reconcile(self, state) -> None:
         self._discover_zones()  # only when due (UNIFY_ROUTE53_ZONE_TTL)
+        if self.reconciler.verdicts is not None:  # at start: switchboard's verdicts first
+            await self.reconciler.verdicts.wait_loaded(VERDICT_WAIT_S)
         await self.reconciler(state)  # raises when a sink failed: nothing new is in force
         if self._reported_hash:
             self.health.set_applied_config(self._reported_hash)
@@ -132,9 +137,16 @@ class Dns411:
             self._lock_task = asyncio.create_task(self.reconciler.lock.run(),
                                                   name="dns411-writer-lock")
         await self.subscriber.start()
+        # switchboard's verdicts: a change (or an expiry) asks for a reconcile
+        self.reconciler.verdicts = VerdictMirror(self.subscriber.js,
+                                                 self.settings.verdict_bucket,
+                                                 on_change=self.subscriber.request)
+        self.reconciler.verdicts.start()
 
     async def stop(self) -> None:
         """Stop reconciling; a dnsmasq child is stopped too."""
+        if self.reconciler.verdicts is not None:
+            await self.reconciler.verdicts.stop()
         await self.subscriber.stop()
         for task in [self._lock_task, *list(self._background)]:
             if task is not None:

@@ -60,6 +60,9 @@ variable                        meaning                                      def
                                 reconcile, so one dnsmasq restart)
 ``UNIFY_HEALTH_ADDR``           ``host:port`` of ``/livez``, ``/readyz``      ``127.0.0.1:9103``
                                 and ``/metrics`` (port 0: any free port)
+``UNIFY_VERDICT_BUCKET``        switchboard's per-vhost verdicts (NATS KV):  ``unify-switchboard-verdicts``
+                                no CNAME for a name a live switchboard
+                                rejects (same variable as switchboard's)
 ==============================  ==========================================  =================
 
 Route 53 is reached with the AWS SDK's own variables
@@ -148,6 +151,16 @@ class Dns411Settings(EnvSettings):
     replica_every: float = env_var("UNIFY_DNS411_REPLICA_EVERY", 30.0)
     debounce: float = env_var("UNIFY_DNS411_DEBOUNCE", 0.05)
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9103))
+    #: switchboard's verdict bucket (:mod:`dns411.verdict_mirror`), read only
+    verdict_bucket: str = env_var("UNIFY_VERDICT_BUCKET", "unify-switchboard-verdicts")
+
+    @field_validator("verdict_bucket")
+    @classmethod
+    def _verdict_bucket(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError("UNIFY_VERDICT_BUCKET must be 1-64 of letters, digits, '_', '-'"
+                             f", got {value[:80]!r}")
+        return value
 
     @property
     def conf_path(self) -> Path:

@@ -1,0 +1,189 @@
+"""The shell side of switchboard's verdicts: follow the verdict bucket (see :mod:`.verdicts`).
+
+"Live": a document counts for the bucket's max age (the ``ttl`` switchboard created the
+bucket with) after dns411 last received it. switchboard rewrites its document every third of
+that, so the document of a node that vanished stops counting one max age after its last
+write reached dns411 (the server drops it too, but tells no watcher).
+
+:class:`VerdictMirror` waits for the bucket to exist (polling, as switchboard may start
+later or not at all), follows it with an ephemeral watch, and calls ``on_change`` whenever
+the withheld names changed (by a document written, deleted or expired), so the service
+reconciles with the whole state again (level-triggered: the same documents give the same
+answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Mapping
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from unify_common.listeners import VerdictDocument
+from unify_common.logs import get_logger
+
+from .verdicts import Rejection, rejected_names
+
+__all__ = ["VerdictMirror"]
+
+log = get_logger("dns411.verdicts")
+_decoder = msgspec.json.Decoder(VerdictDocument)
+
+
+class VerdictMirror:
+    """Follows the verdict bucket; :meth:`rejected` is what dns411 withholds now.
+
+    :param js: a JetStream context.
+    :param bucket: the bucket name (``UNIFY_VERDICT_BUCKET``).
+    :param on_change: called (no arguments) when the withheld names changed.
+    :param clock: monotonic seconds (``time.monotonic``), for the documents' life.
+    :param poll: seconds between looks for a bucket that does not exist yet.
+    :param default_ttl: seconds a document lives when the bucket has no max age.
+    """
+
+    def __init__(self, js: JetStreamContext, bucket: str, *,
+                 on_change: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic, poll: float = 5.0,
+                 default_ttl: float = 60.0) -> None:
+        self._js = js
+        self.bucket = bucket
+        self._on_change = on_change
+        self._clock = clock
+        self._poll = poll
+        self.ttl = default_ttl
+        #: key -> (document, monotonic time it was received)
+        self._docs: dict[str, tuple[VerdictDocument, float]] = {}
+        self._task: asyncio.Task | None = None
+        self._watcher = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._loaded = asyncio.Event()  # the first look found no bucket, or read it all
+        self._waited = False
+        #: what :meth:`rejected` answers, recomputed in the event loop on every change
+        self._rejected: Mapping[str, Rejection] = {}
+        #: documents received so far (for status and tests)
+        self.received = 0
+
+    def start(self) -> None:
+        """Start following in the background (waits for the bucket to exist)."""
+        self._task = asyncio.create_task(self._run(), name="dns411-verdicts")
+
+    async def wait_loaded(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the first look at the bucket (none there yet,
+        or every document in it read), so a first reconcile does not publish a name a
+        switchboard already rejects; returns whether it happened in time. Only the first
+        call waits: later ones answer at once (a bucket that cannot be read holds back no
+        reconcile but the first)."""
+        if not self._waited:
+            self._waited = True
+            try:
+                await asyncio.wait_for(self._loaded.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self._loaded.is_set()
+
+    async def stop(self, *, timeout: float = 5.0) -> None:
+        """Stop following (each step bounded by ``timeout`` seconds)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=timeout)
+        if self._watcher is not None:
+            try:
+                await asyncio.wait_for(self._watcher.stop(), timeout)
+            except Exception:  # connection closed: the ephemeral consumer expires
+                pass
+
+    def documents(self) -> list[VerdictDocument]:
+        """The live documents (received less than ``ttl`` seconds ago)."""
+        now = self._clock()
+        return [doc for doc, at in self._docs.values() if now - at < self.ttl]
+
+    def rejected(self) -> Mapping[str, Rejection]:
+        """:func:`rejected_names` of the live documents, as of the last change or expiry
+        (computed in the event loop; safe to read from a worker thread, never changed in
+        place)."""
+        return self._rejected
+
+    async def _open(self):
+        while True:
+            try:
+                kv = await self._js.key_value(self.bucket)
+            except NotFoundError:
+                self._loaded.set()  # nothing to wait for: no switchboard wrote yet
+                await asyncio.sleep(self._poll)
+                continue
+            except Exception as err:  # NATS away: the connection reconnects by itself
+                log.warning("cannot open the verdict bucket; trying again",
+                            bucket=self.bucket, error=str(err) or type(err).__name__)
+                await asyncio.sleep(self._poll)
+                continue
+            try:
+                status = await kv.status()
+                if status.ttl:
+                    self.ttl = status.ttl
+            except Exception:  # keep the default life
+                pass
+            return kv
+
+    async def _run(self) -> None:
+        kv = await self._open()
+        self._watcher = await kv.watchall(inactive_threshold=30.0)
+        log.info("following switchboard's verdicts", bucket=self.bucket, ttl_s=self.ttl)
+        async for entry in self._watcher:
+            if entry is None:  # the end of the initial values
+                self._loaded.set()
+                continue
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                if self._docs.pop(entry.key, None) is not None:
+                    self._changed()
+                continue
+            try:
+                doc = _decoder.decode(entry.value)
+            except msgspec.DecodeError as err:  # hostile or foreign value: ignored
+                log.warning("verdict document ignored", key=entry.key, error=str(err))
+                continue
+            self.received += 1
+            old = self._docs.get(entry.key)
+            self._docs[entry.key] = (doc, self._clock())
+            if old is None or old[0].vhosts != doc.vhosts:
+                self._changed()
+            else:
+                self._arm_expiry()
+
+    def _changed(self) -> None:
+        self._arm_expiry()
+        self._recompute()
+
+    def _recompute(self) -> None:
+        """Recompute :meth:`rejected`; ``on_change`` only when it changed."""
+        rejected = rejected_names(self.documents())
+        if rejected != self._rejected:
+            self._rejected = rejected
+            self._on_change()
+
+    def _arm_expiry(self) -> None:
+        """Wake ``on_change`` when the oldest live document expires."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if not self._docs:
+            return
+        now = self._clock()
+        oldest = min(at for _, at in self._docs.values())
+        delay = max(0.0, oldest + self.ttl - now)
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        now = self._clock()
+        gone = [key for key, (_, at) in self._docs.items() if now - at >= self.ttl]
+        for key in gone:
+            del self._docs[key]
+        self._expiry = None
+        self._arm_expiry()
+        if gone:
+            log.info("switchboard verdicts expired", keys=gone)
+            self._recompute()
