@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,9 @@ import dns.rcode
 from dns411.apply.route53 import route53_config
 from dns411.settings import Dns411Settings
 from unify_common.state import CatalogState
-from unify_cli.devstack.dnsmasq import free_udp_tcp_port
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
 
 
 def managed_settings(tmp: Path, **overrides) -> Dns411Settings:
@@ -73,20 +74,11 @@ def create_zone(client, name: str) -> str:
 
 
 async def eventually(check: Callable[[], object], *, timeout: float = 20.0,
-                     what: str = "condition") -> None:
-    """Await until ``check()`` returns without raising (an AssertionError keeps waiting);
-    re-raises the last failure after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                await result
-            return
-        except (AssertionError, OSError, dns.exception.DNSException):
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.1)
+                     what: str = "") -> None:
+    """Await until ``check()`` (its value awaited when it is a coroutine) returns without
+    raising: the test kit's :func:`unify_testkit.aio.wait_until` with
+    :func:`~unify_testkit.returns`, polling every 0.1 s."""
+    await wait_until(check, returns, timeout=timeout, what=what, interval=0.1)
 
 
 OWN = '"heritage=unify-dns411,owner=test-owner"'

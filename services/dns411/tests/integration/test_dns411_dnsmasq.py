@@ -12,7 +12,7 @@ from dns411.apply.dnsmasq import DnsmasqConfigError, DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq, PidFileDnsmasq
 from dns411.reconciler import ApplyFailed, Reconciler
 from tests.fixtures.catalog import make_instance
-from unify_cli.devstack.dnsmasq import Dnsmasq
+from unify_testkit.devstack.dnsmasq import Dnsmasq
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 WEB2 = make_instance("web", "web-2", "10.0.0.2", 80, ["dns=example.com"], node="n2")

@@ -11,8 +11,8 @@ import nats
 from dns411_support import OWN, both, create_zone, eventually, zone_records
 
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_cli.devstack.dnsmasq import free_udp_tcp_port
-from unify_cli.devstack.process import tcp_open
+from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
+from unify_testkit.devstack.process import tcp_open
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 8080, ["dns=example.com"])
 

@@ -213,7 +213,7 @@ async def test_zones_are_discovered_at_start_not_in_the_first_reconcile(tmp_path
 async def test_unreachable_route53_never_delays_dnsmasq(tmp_path, dns_common):
     import time
 
-    from unify_cli.devstack.process import free_port
+    from unify_testkit.devstack.process import free_port
 
     nc = await nats.connect(dns_common.nats_urls[0])
     await put_instance(nc.jetstream(), dns_common, WEB_A)

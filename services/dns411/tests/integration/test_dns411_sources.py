@@ -12,7 +12,7 @@ from dns411.apply.dnsmasq_process import ManagedDnsmasq
 from dns411.apply.route53 import Route53Sink
 from dns411.reconciler import Reconciler
 from tests.fixtures.catalog import make_instance
-from unify_cli.devstack.dnsmasq import Dnsmasq
+from unify_testkit.devstack.dnsmasq import Dnsmasq
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 
