@@ -15,8 +15,9 @@ import pytest
 from registrator.service import Registrator
 from registrator.settings import RegistratorSettings
 from registrator_support import IMAGE, IMAGE_DIR, NODE, Made, Running, docker_factory, \
-    docker_host, eventually, resyncs
+    docker_host, resyncs
 from unify_common.settings import CommonSettings
+from unify_testkit.aio import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +50,7 @@ async def start_registrator(consul_http_addr, engine):
                                   docker_factory=docker_factory)
         runner = Running(registrator)
         running.append(runner)
-        await eventually(lambda: resyncs(runner), lambda n: n >= 1)
+        await wait_until(lambda: resyncs(runner), lambda n: n >= 1)
         return runner
 
     yield start

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import docker
 
@@ -74,19 +74,6 @@ async def agent_services(addr: str, prefix: str) -> dict[str, dict]:
     services = await asyncio.to_thread(consul_call, addr, "GET", "/v1/agent/services")
     return {sid: svc for sid, svc in (services or {}).items()
             if sid.startswith(f"{NODE}:{prefix}")}
-
-
-async def eventually(probe: Callable[[], Any], until: Callable[[Any], bool], *,
-                     timeout: float = 20.0, every: float = 0.1) -> Any:
-    """Await ``probe()`` until ``until(value)``; fail with the last value at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(every)
 
 
 class Running:

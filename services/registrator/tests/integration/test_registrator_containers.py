@@ -15,11 +15,12 @@ import pytest
 from registrator.rules import DIGEST, MARKER
 from tests.fixtures.catalog import declare_catalog
 from tests.fixtures.components import consul_call
-from unify_cli.devstack.nats import NatsServer
 from unify_common.events import ErrorEvent, decode_event
 from unify_common.settings import CommonSettings
+from unify_testkit.aio import wait_until
+from unify_testkit.devstack.nats import NatsServer
 
-from registrator_support import NODE, agent_services, docker_host, eventually, host_port
+from registrator_support import NODE, agent_services, docker_host, host_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,7 +45,7 @@ async def test_container_registered_exactly_then_stop_deregisters(
                 "SERVICE_CHECK_INTERVAL": "1s", "SERVICE_REGION": "eu"})
     tcp_port = await asyncio.to_thread(host_port, web)
     udp_port = await asyncio.to_thread(host_port, web, "9000/udp")
-    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+    services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                 lambda s: len(s) == 2)
     meta = {MARKER: NODE, "region": "eu", "tier": "env"}
     assert sorted((_body(svc) for svc in services.values()), key=lambda b: b["ID"]) == [
@@ -54,7 +55,7 @@ async def test_container_registered_exactly_then_stop_deregisters(
          "Address": "127.0.0.1", "Port": udp_port, "Tags": ["a", "b", "udp"], "Meta": meta},
     ]
     # the HTTP check goes to the registered address and port, and the real server passes it
-    checks = await eventually(
+    checks = await wait_until(
         lambda: asyncio.to_thread(consul_call, consul_http_addr, "GET", "/v1/agent/checks"),
         lambda c: any(ch["ServiceID"] == f"{NODE}:{web.name}:8000"
                       and ch["Status"] == "passing" for ch in c.values()))
@@ -88,7 +89,7 @@ async def test_container_registered_exactly_then_stop_deregisters(
     assert float(resyncs.split()[1]) >= 1.0
 
     await asyncio.to_thread(web.stop, timeout=5)
-    await eventually(lambda: agent_services(consul_http_addr, made.prefix), lambda s: s == {})
+    await wait_until(lambda: agent_services(consul_http_addr, made.prefix), lambda s: s == {})
 
 
 async def test_removed_while_down_deregistered_at_start_others_untouched(
@@ -119,7 +120,7 @@ async def test_removed_while_down_deregistered_at_start_others_untouched(
     gone = await asyncio.to_thread(made.run, "gone", ports={"8000/tcp": None})
     process = start()
     try:
-        services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+        services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                     lambda s: len(s) == 4)
     finally:
         await stop(process)
@@ -132,7 +133,7 @@ async def test_removed_while_down_deregistered_at_start_others_untouched(
     await asyncio.to_thread(gone.remove, force=True)   # while registrator is down
     process = start()
     try:
-        services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+        services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                     lambda s: len(s) == 3)
     finally:
         await stop(process)
@@ -163,10 +164,10 @@ async def test_malformed_label_skips_that_container_with_an_error_event(
         common = CommonSettings(consul_addr=consul_http_addr, nats_urls=(nats_server.url,),
                                 node=NODE)
         runner = await start_registrator(common, nats=True)
-        services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+        services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                     lambda s: len(s) == 1)
         assert list(services) == [f"{NODE}:{good.name}:8000"]
-        await eventually(lambda: _value(events), lambda e: len(e) == 1)
+        await wait_until(lambda: _value(events), lambda e: len(e) == 1)
         assert events[0] == ErrorEvent(
             source="registrator", reason="invalid-metadata",
             message=f"container {bad.name}: SERVICE_CHECK_INTERVAL='often' is not a duration "
@@ -212,7 +213,7 @@ async def test_internal_registers_the_container_address_and_exposed_port(
     web = await asyncio.to_thread(made.run, "internal", ports={"8000/tcp": None})
     await asyncio.to_thread(web.reload)
     address = web.attrs["NetworkSettings"]["IPAddress"]
-    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+    services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                 lambda s: len(s) == 1)
     assert {sid: (svc["Service"], svc["Address"], svc["Port"])
             for sid, svc in services.items()} == {
@@ -227,7 +228,7 @@ async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
     good = await asyncio.to_thread(made.run, "good", ports={"8000/tcp": None})
     common = CommonSettings(consul_addr=consul_http_addr, nats_urls=(server.url,), node=NODE)
     await start_registrator(common, nats=True, retry=0.3)
-    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+    services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                 lambda s: len(s) == 1)
     assert list(services) == [f"{NODE}:{good.name}:8000"]
     await asyncio.to_thread(server.start)
@@ -250,7 +251,7 @@ async def test_nats_down_registers_anyway_and_publishes_when_it_is_back(
                     found.append(event)
             return found
 
-        events = await eventually(mine, lambda e: len(e) == 1, timeout=30)
+        events = await wait_until(mine, lambda e: len(e) == 1, timeout=30)
         assert (events[0].reason, events[0].message) == (
             "invalid-port", f"container {bad.name}: SERVICE_8o_NAME: port '8o' is not a "
                             "number in 1..65535")
@@ -264,12 +265,12 @@ async def test_periodic_resync_restores_a_service_removed_behind_its_back(
     runner = await start_registrator(resync=0.3)
     web = await asyncio.to_thread(made.run, "resync", ports={"8000/tcp": None})
     service_id = f"{NODE}:{web.name}:8000"
-    await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+    await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                      lambda s: list(s) == [service_id])
     before = runner.registrator.resyncs
     await asyncio.to_thread(consul_call, consul_http_addr, "PUT",
                             f"/v1/agent/service/deregister/{service_id}")
-    services = await eventually(lambda: agent_services(consul_http_addr, made.prefix),
+    services = await wait_until(lambda: agent_services(consul_http_addr, made.prefix),
                                 lambda s: list(s) == [service_id])
     assert services[service_id]["Port"] == await asyncio.to_thread(host_port, web)
     assert runner.registrator.resyncs > before

@@ -9,9 +9,10 @@ import pytest
 from docker.types import EndpointSpec, ServiceMode
 
 from registrator.rules import DIGEST, MARKER
-from registrator_support import NODE, agent_services, eventually
+from registrator_support import NODE, agent_services
 from tests.fixtures.components import consul_call
 from unify_common.settings import CommonSettings
+from unify_testkit.aio import wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -81,16 +82,16 @@ async def test_swarm_service_scaled_1_3_0(consul_http_addr, engine, made, start_
     for replicas in (1, 3):
         if replicas != 1:
             await asyncio.to_thread(scale, service, replicas)
-        ports = await eventually(lambda: asyncio.to_thread(task_ports, engine, name),
-                                 lambda p: len(p) == replicas, timeout=60, every=0.3)
+        ports = await wait_until(lambda: asyncio.to_thread(task_ports, engine, name),
+                                 lambda p: len(p) == replicas, timeout=60, interval=0.3)
         assert len(set(ports.values())) == replicas
-        await eventually(registered, lambda got: got == expected(ports), timeout=30)
+        await wait_until(registered, lambda got: got == expected(ports), timeout=30)
         addresses = await asyncio.to_thread(task_addresses, engine, name)
-        await eventually(internal, lambda got: got == {
+        await wait_until(internal, lambda got: got == {
             f"{INTERNAL}:{task}:8000": (name, address, 8000, INTERNAL)
             for task, address in addresses.items()})
 
     await asyncio.to_thread(scale, service, 0)
-    await eventually(registered, lambda got: got == {}, timeout=60)
-    await eventually(internal, lambda got: got == {})
+    await wait_until(registered, lambda got: got == {}, timeout=60)
+    await wait_until(internal, lambda got: got == {})
     assert await asyncio.to_thread(task_ports, engine, name) == {}
