@@ -60,3 +60,45 @@ async def test_a_failed_start_still_stops_and_raises():
     with pytest.raises(OSError, match="^nats unreachable$"):
         await asyncio.wait_for(run_until_stopped(start, stop, stop_event=asyncio.Event()), 5)
     assert calls == ["stop"]
+
+
+async def test_serve_is_cancelled_by_the_stop_request_before_stop_runs():
+    calls: list[str] = []
+    event = asyncio.Event()
+
+    async def start():
+        calls.append("start")
+
+    async def serve():
+        calls.append("serving")
+        event.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            calls.append("serve cancelled")
+            raise
+
+    async def stop():
+        calls.append("stop")
+
+    assert await asyncio.wait_for(run_until_stopped(start, stop, stop_event=event,
+                                                    serve=serve), 5) is True
+    assert calls == ["start", "serving", "serve cancelled", "stop"]
+
+
+async def test_serve_that_fails_by_itself_stops_the_service_with_its_error():
+    calls: list[str] = []
+
+    async def start():
+        calls.append("start")
+
+    async def serve():
+        raise RuntimeError("leader loop broke")
+
+    async def stop():
+        calls.append("stop")
+
+    with pytest.raises(RuntimeError, match="^leader loop broke$"):
+        await asyncio.wait_for(run_until_stopped(start, stop, stop_event=asyncio.Event(),
+                                                 serve=serve), 5)
+    assert calls == ["start", "stop"]

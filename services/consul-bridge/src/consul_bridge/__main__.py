@@ -1,14 +1,20 @@
-"""``python -m consul_bridge`` / ``unify-consul-bridge``: run one bridge (settings from env)."""
+"""``python -m consul_bridge`` / ``unify-consul-bridge``: run one bridge (settings from env)
+until SIGTERM/SIGINT, which ends it cleanly (status 0) at any moment, also while it is still
+starting. Exit status 2 on a settings error, 1 when the stream or the catalog bucket cannot
+be declared."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
-from unify_common.logs import configure_logging
+import nats.errors
+from unify_common.logs import configure_logging, get_logger
 
 from .service import run
 from .settings import BridgeSettings
+
+log = get_logger("consul_bridge")
 
 
 def main() -> int:
@@ -19,7 +25,11 @@ def main() -> int:
         print(f"consul-bridge: {err}", file=sys.stderr)
         return 2
     configure_logging(fmt=settings.common.log_format, level=settings.common.log_level)
-    asyncio.run(run(settings, health_addr=settings.health_addr))
+    try:
+        asyncio.run(run(settings, health_addr=settings.health_addr))
+    except (OSError, nats.errors.Error) as err:
+        log.error("cannot start", error=str(err) or repr(err))
+        return 1
     return 0
 
 

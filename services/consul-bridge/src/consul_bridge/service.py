@@ -21,9 +21,9 @@ write (a failed one ``bucket-write-failed``), ``build_info``.
 from __future__ import annotations
 
 import asyncio
-import signal
 from importlib.metadata import version
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
@@ -32,6 +32,7 @@ from unify_common.health import Health
 from unify_common.lock import SessionLock
 from unify_common.logs import get_logger
 from unify_common.natsio import connect_nats, ensure_catalog_bucket, ensure_stream
+from unify_common.runloop import run_until_stopped
 
 from .bridge import Bridge
 from .settings import BridgeSettings
@@ -116,85 +117,109 @@ class MeasuredBridge(Bridge):
 async def run(settings: BridgeSettings, *, stop: asyncio.Event | None = None,
               health: Health | None = None,
               health_addr: tuple[str, int] | None = None) -> None:
-    """Run one bridge until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None).
+    """Run one bridge until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None), through
+    :func:`unify_common.runloop.run_until_stopped`: a stop request while the bridge is still
+    starting (NATS unreachable, stream not declared yet) ends it cleanly too.
 
     :param health: where to record readiness and metrics (default: a new one).
     :param health_addr: where to serve them (``None``: not served; an address that cannot
         be bound is logged and health is not served).
-    :raises nats.errors.NoServersError: NATS unreachable at start.
+    :raises nats.errors.Error: / :raises nats.js.errors.APIError: the stream or the bucket
+        cannot be declared (no JetStream, no permission).
     """
-    stop = stop or _signal_event()
-    health = health or new_health()
-    if health_addr is not None:
+    process = _BridgeProcess(settings, health or new_health(), health_addr)
+    await run_until_stopped(process.start, process.stop, serve=process.serve, stop_event=stop,
+                            on_started=lambda: log.info("consul-bridge running",
+                                                        node=settings.common.node))
+
+
+class _BridgeProcess:
+    """One bridge process: :meth:`start` connects and declares, :meth:`serve` follows the
+    leader lock (running the :class:`Bridge` while it holds it), :meth:`stop` closes what
+    :meth:`start` opened (also when it was cancelled half-way)."""
+
+    def __init__(self, settings: BridgeSettings, health: Health,
+                 health_addr: tuple[str, int] | None) -> None:
+        self.settings = settings
+        self.health = health
+        self.health_addr = health_addr
+        self.nc: NATS | None = None
+        self.client = None
+        self.lock: SessionLock | None = None
+        self.changed = asyncio.Event()
+
+    async def start(self) -> None:
+        settings, health = self.settings, self.health
+        if self.health_addr is not None:
+            try:
+                await health.start(*self.health_addr)
+            except OSError as err:
+                log.error("cannot serve health; running without it",
+                          address=f"{self.health_addr[0]}:{self.health_addr[1]}",
+                          error=str(err))
+        self.nc = nc = await connect_nats(settings.common,
+                                          name=f"consul-bridge@{settings.common.node}")
+        health.add_check("nats", lambda: None if nc.is_connected else "not connected to NATS")
+        js = nc.jetstream()
+        await ensure_stream(js, settings.common)
+        bucket = await ensure_catalog_bucket(js, settings.common)
+        self.client = make_consul(settings.common)
+        self.lock = lock = SessionLock(self.client, key=settings.lock_key,
+                                       holder=settings.common.node, purpose="consul-bridge",
+                                       ttl_s=settings.lock_ttl_s, on_acquired=self.changed.set,
+                                       on_lost=self.changed.set)
+        loop = asyncio.get_running_loop()
+
+        def consul_check() -> str | None:
+            if lock.last_contact == 0.0:
+                return "no answer from Consul yet"
+            silent = loop.time() - lock.last_contact
+            return None if silent < lock.ttl_s else f"no answer from Consul for {silent:.0f} s"
+
+        health.add_check("consul", consul_check)
+        self._js, self._bucket = _CountedJetStream(js, health), _TimedBucket(bucket, health)
+
+    async def serve(self) -> None:
+        """Follow the leader lock until cancelled: run the bridge while holding it, stand by
+        otherwise; a bridge that fails is restarted after 1 s."""
+        lock, changed = self.lock, self.changed
+        assert lock is not None
+        holder = asyncio.create_task(lock.run(), name="leader-lock")
+        work: asyncio.Task | None = None
         try:
-            await health.start(*health_addr)
-        except OSError as err:
-            log.error("cannot serve health; running without it",
-                address=f"{health_addr[0]}:{health_addr[1]}", error=str(err))
-    try:
-        await _run(settings, stop, health)
-    finally:
-        await health.stop()
+            while True:
+                waiters = {asyncio.create_task(changed.wait())}
+                if work is not None:
+                    waiters.add(work)
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters - {work}:
+                        waiter.cancel()
+                changed.clear()
+                if work is not None and work.done():
+                    log.error("bridge failed; restarting", exc_info=work.exception())
+                    work = None
+                    await asyncio.sleep(1.0)
+                if lock.holding and work is None:
+                    work = asyncio.create_task(MeasuredBridge(
+                        self.settings, self.client, self._js, self._bucket,
+                        health=self.health).run(), name="bridge")
+                elif not lock.holding and work is not None:
+                    log.warning("not the leader any more; standing by")
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+                    work = None
+        finally:
+            for task in (work, holder):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (work, holder) if t), return_exceptions=True)
+            await lock.release()
 
-
-async def _run(settings: BridgeSettings, stop: asyncio.Event, health: Health) -> None:
-    nc = await connect_nats(settings.common, name=f"consul-bridge@{settings.common.node}")
-    health.add_check("nats", lambda: None if nc.is_connected else "not connected to NATS")
-    js = nc.jetstream()
-    await ensure_stream(js, settings.common)
-    bucket = await ensure_catalog_bucket(js, settings.common)
-    client = make_consul(settings.common)
-    changed = asyncio.Event()
-    lock = SessionLock(client, key=settings.lock_key, holder=settings.common.node,
-                       purpose="consul-bridge", ttl_s=settings.lock_ttl_s,
-                       on_acquired=changed.set, on_lost=changed.set)
-    loop = asyncio.get_running_loop()
-
-    def consul_check() -> str | None:
-        if lock.last_contact == 0.0:
-            return "no answer from Consul yet"
-        silent = loop.time() - lock.last_contact
-        return None if silent < lock.ttl_s else f"no answer from Consul for {silent:.0f} s"
-
-    health.add_check("consul", consul_check)
-    counted_js, timed_bucket = _CountedJetStream(js, health), _TimedBucket(bucket, health)
-    holder = asyncio.create_task(lock.run(), name="leader-lock")
-    work: asyncio.Task | None = None
-    try:
-        while not stop.is_set():
-            waiters = {asyncio.create_task(changed.wait()), asyncio.create_task(stop.wait())}
-            if work is not None:
-                waiters.add(work)
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters - {work}:
-                waiter.cancel()
-            changed.clear()
-            if work is not None and work.done():
-                log.error("bridge failed; restarting", exc_info=work.exception())
-                work = None
-                await asyncio.sleep(1.0)
-            if lock.holding and work is None and not stop.is_set():
-                work = asyncio.create_task(MeasuredBridge(
-                    settings, client, counted_js, timed_bucket, health=health).run(),
-                    name="bridge")
-            elif not lock.holding and work is not None:
-                log.warning("not the leader any more; standing by")
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
-                work = None
-    finally:
-        for task in (work, holder):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (work, holder) if t), return_exceptions=True)
-        await lock.release()
-        await client.http.close()
-        await nc.close()
-
-
-def _signal_event() -> asyncio.Event:
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, event.set)
-    return event
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.http.close()
+        if self.nc is not None:
+            await self.nc.close()
+        await self.health.stop()

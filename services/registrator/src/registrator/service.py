@@ -39,6 +39,7 @@ from unify_common.events import ErrorEvent
 from unify_common.health import Health
 from unify_common.logs import get_logger
 from unify_common.natsio import connect_nats, publish_event
+from unify_common.runloop import run_until_stopped
 from unify_common.settings import CommonSettings
 from unify_common.subjects import error_subject
 
@@ -189,12 +190,24 @@ class Registrator:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until :meth:`stop`: start health, NATS, the event thread, then reconcile."""
+        """Serve until :meth:`stop` (the process stops on SIGTERM/SIGINT instead: the
+        module's :func:`run`). Both go through :func:`unify_common.runloop.run_until_stopped`
+        with :meth:`start`, :meth:`serve` and :meth:`close`."""
         self._loop = asyncio.get_running_loop()
         if self._stopping.is_set():
             return
+        await run_until_stopped(self.start, self.close, serve=self.serve,
+                                stop_event=self._stopped)
+
+    async def start(self) -> None:
+        """Start health, the Consul client, the NATS connection (in the background: events
+        wait for it) and the Docker event thread. Returns at once; :meth:`serve` works.
+
+        :raises OSError: the health address cannot be bound.
+        """
+        self._loop = asyncio.get_running_loop()
         if self._health_addr is not None:
-            await self.health.start(*self._health_addr)  # OSError: port taken (exit early)
+            await self.health.start(*self._health_addr)
         self._consul = make_consul(self.common)
         if self.settings.nats:
             self._nats_task = asyncio.create_task(self._nats_loop())
@@ -202,11 +215,12 @@ class Registrator:
                                         daemon=True)
         self._thread.start()
         log.info("registrator started", node=self.node, internal=self.settings.internal,
-            ip=self.settings.ip, resync_s=self.settings.resync)
-        try:
-            await self._work()
-        finally:
-            await self._shutdown()
+                 ip=self.settings.ip, resync_s=self.settings.resync)
+
+    async def serve(self) -> None:
+        """The work loop: a full resync at once and every ``resync`` seconds, each queued
+        Docker event in between; returns after :meth:`stop`."""
+        await self._work()
 
     async def once(self) -> bool:
         """One full resync without the event stream, NATS or health (``--once``)."""
@@ -231,7 +245,8 @@ class Registrator:
             except Exception:  # already closed with its connection
                 pass
 
-    async def _shutdown(self) -> None:
+    async def close(self) -> None:
+        """Stop, then release what :meth:`start` opened (also after a start cut short)."""
         self.stop()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
@@ -547,11 +562,7 @@ class Registrator:
 
 async def run(settings: RegistratorSettings, common: CommonSettings,
               health_addr: tuple[str, int]) -> None:
-    """Run one registrator until SIGTERM/SIGINT."""
-    import signal
-
+    """Run one registrator until SIGTERM/SIGINT
+    (:func:`unify_common.runloop.run_until_stopped`)."""
     registrator = Registrator(settings, common, health_addr=health_addr)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, registrator.stop)
-    await registrator.run()
+    await run_until_stopped(registrator.start, registrator.close, serve=registrator.serve)
