@@ -1,36 +1,41 @@
-"""Issue 11's example through the whole suite on real parts: ``git push`` over ssh to wireline
-(its sshd, the Engine's ``docker build``, a Debian ``docker-registry``, ``docker stack
-deploy`` on the Swarm), registrator putting the tasks' host-mode ports into the dev stack's
-Consul, consul-bridge, NATS JetStream, switchboard with HAProxy and dns411 with dnsmasq.
+"""Issue 11's example through the whole suite on real parts: ``git push`` over ssh as the
+``git`` user into wireline's image (its sshd, the Engine's ``docker build``, a Debian
+``docker-registry``, ``docker stack deploy`` on the Swarm), registrator putting the tasks'
+host-mode ports into the dev stack's Consul, consul-bridge, NATS JetStream, switchboard with
+HAProxy and dns411 with dnsmasq.
 
-push -> served through HAProxy by Host header and resolved by dnsmasq; ``SCALE`` -> answers
-from both tasks; a code change pushed under a bounded request loop -> the new version, not
-one failed request; a push failing its healthcheck -> the push fails and the old release
-still serves; ``unify apps rollback`` -> the previous release's digest runs and is served;
-``DEPLOY=N`` -> the name neither routes nor resolves.
+push -> served through HAProxy by Host header and resolved by dnsmasq; the ``git`` user gets
+no shell and no other command, root cannot log in, and inside the image ``git`` reads neither
+the host key nor the Docker socket; ``SCALE`` -> answers from both tasks; a code change
+pushed under a bounded request loop -> the new version, not one failed request; a push
+failing its healthcheck -> the push fails and the old release still serves; ``unify apps
+rollback`` -> the previous release's digest runs and is served; ``DEPLOY=N`` -> the name
+neither routes nor resolves.
 """
 
 from __future__ import annotations
 
 import collections
+import subprocess
 import time
 
 import docker
 import pytest
 
 from tests.fixtures.engine import docker_host
-from unify_cli.devstack.stack import DevStack
+from unify_testkit.devstack.stack import DevStack
 
-from .wireline_flow_support import (APP, SERVICE, Registry, consul_passing, dns_answer,
-                                    eventually, http_get, remove_images, remove_stack,
-                                    start_registrator, start_wireline, task_hosts, write_app)
+from .wireline_flow_support import (APP, DOMAIN, SERVICE, consul_passing, dns_answer,
+                                    http_get, returns, start_flow, task_hosts, wait_until,
+                                    write_app)
 
 pytestmark = pytest.mark.timeout(900)
 
-DOMAIN = "wl-e2e.test"
 HOST = f"ticker.{DOMAIN}"
 LOOP_MAX_REQUESTS = 20000
 LOOP_MAX_SECONDS = 180.0
+NO_SHELL = ("wireline: interactive shells are not allowed; push with "
+            "`git push ssh://<host>/<app> main`")
 
 
 @pytest.fixture(scope="module")
@@ -41,32 +46,16 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory, engine):
-    """(dev stack, registry, wireline) with a registrator on the stack's Consul."""
-    work = tmp_path_factory.mktemp("wl-e2e")
-    stack = DevStack(work / "stack", domain=DOMAIN, node="wl-e2e-node").start()
-    started = [stack]
+def suite(tmp_path_factory, suite_images):
+    """(dev stack, registry, wireline from its image) with a registrator on the stack's
+    Consul."""
+    flow = start_flow(tmp_path_factory.mktemp("wl-e2e"), image=suite_images["wireline"].tag,
+                      docker_host=docker_host(),
+                      wireline_env={"UNIFY_WIRELINE_DEPLOY_TIMEOUT": "120"})
     try:
-        registry = Registry(work / "registry").start()
-        started.append(registry)
-        registrator = start_registrator(work, consul_addr=stack.consul.http_addr,
-                                        nats_url=stack.nats.url, docker_host=docker_host())
-        started.append(registrator)
-        wireline = start_wireline(work / "wireline", nats_url=stack.nats.url,
-                                  registry=registry.addr, extra={
-                                      "DOCKER_HOST": docker_host(),
-                                      "UNIFY_WIRELINE_STACK_PREFIX": "",
-                                      "UNIFY_WIRELINE_DEPLOY_TIMEOUT": "120"})
-        started.append(wireline.process)
-        yield stack, registry, wireline
+        yield flow.stack, flow.registry, flow.wireline
     finally:
-        try:
-            remove_stack(engine, docker_host())
-        finally:
-            for part in reversed(started):
-                part.stop()
-            if len(started) > 1:
-                remove_images(f"{started[1].addr}/{APP}/")
+        flow.stop()
 
 
 def _answers(port: int, count: int) -> list[str]:
@@ -96,18 +85,18 @@ def _serving(engine, stack: DevStack, image: str, version: str, replicas: int) -
         assert len(hosts) == replicas and {i for i, _ in hosts.values()} == {image}, hosts
         return hosts
 
-    hosts = eventually(tasks, timeout=60, what=f"{replicas} tasks of {image}")
+    hosts = wait_until(tasks, returns, timeout=60, what=f"{replicas} tasks of {image}")
     ports = sorted(("127.0.0.1", port) for _, port in hosts.values())
 
     def consul() -> None:
         assert consul_passing(stack.consul.http_addr, "ticker") == ports
 
-    eventually(consul, timeout=60, what="passing instances in Consul")
+    wait_until(consul, returns, timeout=60, what="passing instances in Consul")
 
     def answers() -> None:
         assert set(_hosts_of(_answers(stack.http_port, 4 * replicas), version)) == set(hosts)
 
-    eventually(answers, timeout=60, what=f"{version} answered by every task")
+    wait_until(answers, returns, timeout=60, what=f"{version} answered by every task")
     return set(hosts)
 
 
@@ -134,9 +123,10 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
     assert _answers(port, 3) == [f"v1 {only}\n"] * 3
     records = ("NOERROR", [f"haproxy.{DOMAIN}. 30 IN A 127.0.0.1",
                            f"{HOST}. 30 IN CNAME haproxy.{DOMAIN}."])
-    assert eventually(lambda: _equal(dns_answer(stack.dns_port, HOST), records),
+    assert wait_until(lambda: _equal(dns_answer(stack.dns_port, HOST), records), returns,
                       timeout=30, what="ticker resolves") == records
     print(f"served after {time.monotonic() - started:.1f} s")
+    _git_user_is_confined(wireline, alice)
 
     # 2. SCALE=web=2 in wireline.ini + push: both tasks answer, in turn
     write_app(repo, version="v1", domain=DOMAIN, http_port=port, ini='SCALE="web=2"\n')
@@ -195,12 +185,43 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
     assert f"DEPLOY=N: stack {APP} removed" in _remote(result.stderr)
     assert wireline.releases(APP)[-1]["outcome"] == "removed"
     assert engine.services(filters={"name": SERVICE}) == []
-    eventually(lambda: _equal(consul_passing(stack.consul.http_addr, "ticker"), []),
+    wait_until(lambda: _equal(consul_passing(stack.consul.http_addr, "ticker"), []), returns,
                timeout=30, what="ticker gone from Consul")
-    eventually(lambda: _refused(port), timeout=60, what="no route for ticker")
-    assert eventually(lambda: _equal(dns_answer(stack.dns_port, HOST), ("NXDOMAIN", [])),
-                      timeout=30, what="ticker no longer resolves") == ("NXDOMAIN", [])
+    wait_until(lambda: _refused(port), returns, timeout=60, what="no route for ticker")
+    gone = ("NXDOMAIN", [])
+    assert wait_until(lambda: _equal(dns_answer(stack.dns_port, HOST), gone), returns,
+                      timeout=30, what="ticker no longer resolves") == gone
     print(f"whole flow: {time.monotonic() - started:.1f} s")
+
+
+def _git_user_is_confined(wireline, alice) -> None:
+    """The push above came in as ``git`` (the image's only SSH user). Over SSH that user runs
+    nothing but wireline's forced command, and root cannot log in at all; inside the image it
+    owns the repositories (the service handed them over) but cannot read the host key, write
+    sshd's or wireline's files, or use the Docker socket."""
+    assert wireline.user == "git"
+    for args, message in (([], NO_SHELL), (["-t"], NO_SHELL),
+                          (["cat /var/lib/wireline/sshd/host_ed25519"],
+                           "wireline: refused: only git-receive-pack and git-upload-pack "
+                           "are allowed, not 'cat'")):
+        result = wireline.ssh(alice, *args)
+        assert (result.returncode, result.stdout, result.stderr.splitlines()[-1:]) == (
+            1, "", [message]), (args, result)
+    as_root = subprocess.run([*wireline.ssh_command(alice).split(), "root@127.0.0.1",
+                              f"git-receive-pack '{APP}'"], capture_output=True, text=True,
+                             timeout=30, check=False)
+    assert as_root.returncode == 255 and "Permission denied (publickey)" in as_root.stderr
+    checks = ("id -un; cd /var/lib/wireline; "
+              "for f in sshd/host_ed25519 sshd/authorized_keys; do "
+              "  [ -r $f ] && echo \"$f readable\"; done; "
+              "for f in sshd sshd/authorized_keys sshd/sshd_config shell.json hooks "
+              "  hooks/pre-receive /var/run/docker.sock; do "
+              "  [ -w $f ] && echo \"$f writable\"; done; "
+              f"[ -w repos/{APP}.git/refs/heads ] && echo 'repos writable'; "
+              "cat sshd/host_ed25519 2>&1 >/dev/null")
+    assert wireline.process.exec(checks, user="git") == (1, (
+        "git\nsshd/authorized_keys readable\nrepos writable\n"
+        "cat: sshd/host_ed25519: Permission denied\n"))
 
 
 def _requests_during(push, port: int, versions: tuple[str, ...], what: str):

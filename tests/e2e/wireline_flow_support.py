@@ -1,14 +1,16 @@
-"""Helpers of ``test_wireline_flow.py``: the ``ticker`` app's repository (a tiny HTTP server
-that answers ``"<version> <container hostname>"``), a registrator process on the dev stack's
-Consul, and the probes the test asserts with (HTTP through HAProxy, DNS from dnsmasq, the
-Swarm tasks of a service, the passing instances in Consul).
+"""The wireline flow's parts, shared by ``test_wireline_flow.py`` and
+``bench/wireline_bench.py``: :func:`start_flow` (the dev stack, a registry, a registrator on
+the stack's Consul, and wireline from its image, pushes logging in as ``git``), the ``ticker``
+app's repository (a tiny HTTP server that answers ``"<version> <container hostname>"``), and
+the probes the test asserts with (HTTP through HAProxy, DNS from dnsmasq, the Swarm tasks of
+a service, the passing instances in Consul).
 
-wireline itself and its registry are started with the helpers of wireline's own integration
-tests (``services/wireline/tests/integration/wireline_support.py``), imported from there.
+wireline and its registry are started with the helpers of wireline's own integration tests
+(``services/wireline/tests/integration/wireline_support.py``), imported from there.
 
 Everything created on the engine is named ``wl-e2e-...`` (the app is ``wl-e2e-ticker``, with
 no stack prefix: stack ``wl-e2e-ticker``, service ``wl-e2e-ticker_web``, images
-``<registry>/wl-e2e-ticker/web``).
+``<registry>/wl-e2e-ticker/web``; the wireline container ``wl-e2e-wireline``).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import docker
-import docker.errors
 
 from tests.e2e.swarm_support import dns_answer, http_get  # noqa: F401 (re-exported)
-from unify_cli.devstack.process import ManagedProcess, free_port
+from unify_testkit import returns, wait_until
+from unify_testkit.devstack.process import ManagedProcess, free_port
+from unify_testkit.devstack.stack import DevStack
 
 WIRELINE_TESTS = Path(__file__).resolve().parents[2] / "services" / "wireline" / "tests" / \
     "integration"
@@ -34,16 +37,16 @@ if str(WIRELINE_TESTS) not in sys.path:
     sys.path.insert(0, str(WIRELINE_TESTS))
 
 from wireline_support import (Registry, Wireline, remove_images,  # noqa: E402
-                              start_wireline)
+                              start_wireline_image)
 
-__all__ = ["APP", "Registry", "Wireline", "consul_passing", "dns_answer", "eventually",
-           "http_get", "remove_images", "remove_stack", "start_registrator", "start_wireline",
-           "task_hosts", "write_app"]
+__all__ = ["APP", "DOMAIN", "Flow", "Registry", "Wireline", "consul_passing", "dns_answer",
+           "http_get", "remove_images", "remove_stack", "returns", "start_flow",
+           "start_registrator", "task_hosts", "wait_until", "write_app"]
 
 APP = "wl-e2e-ticker"
 SERVICE = f"{APP}_web"
+DOMAIN = "wl-e2e.test"
 BASE_IMAGE = "unify-local/debian:bookworm"
-T = TypeVar("T")
 
 # The app's code; VERSION and HEALTHY are what a "code change" edits. /health answers 200
 # (500 when HEALTHY is false) until SIGTERM, then 503 while the server keeps answering for
@@ -168,26 +171,6 @@ def start_registrator(workdir: Path, *, consul_addr: str, nats_url: str, docker_
     return process
 
 
-def eventually(check: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2,
-               what: str = "") -> T:
-    """Call ``check`` until it returns without raising ``AssertionError``/``OSError``/
-    ``docker.errors.APIError``/``dns.exception.Timeout``; its value. The last error is
-    raised after ``timeout`` s."""
-    import dns.exception
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError, docker.errors.APIError, dns.exception.Timeout) as err:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what or check!r}: not reached in {timeout:g} s: "
-                                     f"{err}") from err
-            time.sleep(interval)
-
-
-
-
 def task_hosts(client: docker.APIClient, service: str = SERVICE) -> dict[str, tuple[str, int]]:
     """Container hostname -> (spec image, host-mode published port) of every task of
     ``service`` that Swarm wants running; asserts each of them runs."""
@@ -225,3 +208,54 @@ def remove_stack(client: docker.APIClient, docker_host: str, stack: str = APP) -
     deadline = time.monotonic() + 60
     while left() and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+@dataclass
+class Flow:
+    """The running parts of the flow; :meth:`stop` ends them in reverse order (the app's
+    stack and the images pushed to this registry go too)."""
+
+    stack: DevStack
+    registry: Registry
+    wireline: Wireline
+    docker_host: str
+    apps: tuple[str, ...] = (APP,)
+    parts: list = field(default_factory=list)
+
+    def stop(self) -> None:
+        engine = docker.APIClient(base_url=self.docker_host, version="1.41", timeout=60)
+        try:
+            for app in self.apps:
+                remove_stack(engine, self.docker_host, app)
+        finally:
+            engine.close()
+            for part in reversed(self.parts):
+                part.stop()
+            for app in self.apps:
+                remove_images(f"{self.registry.addr}/{app}/")
+
+
+def start_flow(work: Path, *, image: str, docker_host: str, apps: tuple[str, ...] = (APP,),
+               wireline_env: dict | None = None) -> Flow:
+    """Start the flow's parts under ``work``: the dev stack (domain :data:`DOMAIN`, node
+    ``wl-e2e-node``), a registry, a registrator for the engine at ``docker_host`` on the
+    stack's Consul, and wireline's ``image`` (container ``wl-e2e-wireline``, pushes as
+    ``git``; ``wireline_env`` added to its settings). ``apps``: the stacks :meth:`Flow.stop`
+    removes. Whatever started is stopped again when a later part fails."""
+    stack = DevStack(work / "stack", domain=DOMAIN, node="wl-e2e-node").start()
+    parts: list = [stack]
+    try:
+        registry = Registry(work / "registry").start()
+        parts.append(registry)
+        parts.append(start_registrator(work, consul_addr=stack.consul.http_addr,
+                                       nats_url=stack.nats.url, docker_host=docker_host))
+        wireline = start_wireline_image(
+            work / "wireline", image=image, nats_url=stack.nats.url, registry=registry.addr,
+            name="wl-e2e-wireline", docker_host=docker_host, extra=wireline_env)
+        parts.append(wireline.process)
+    except BaseException:
+        for part in reversed(parts):
+            part.stop()
+        raise
+    return Flow(stack=stack, registry=registry, wireline=wireline, docker_host=docker_host,
+                apps=apps, parts=parts)

@@ -69,16 +69,45 @@ class Pusher:
     public: str
 
 
+class WirelineContainer:
+    """wireline's image running on the engine (see :func:`start_wireline_image`); ``stop()``
+    like a :class:`ManagedProcess`."""
+
+    def __init__(self, container, log_path: Path) -> None:
+        self.container = container
+        self.log_path = log_path
+        self.exit_code: int | None = None
+
+    def exec(self, command: str, *, user: str = "git") -> tuple[int, str]:
+        """``sh -c command`` in the container as ``user``: (exit code, stdout+stderr)."""
+        code, out = self.container.exec_run(["sh", "-c", command], user=user)
+        return code, out.decode(errors="replace")
+
+    def stop(self) -> None:
+        """``docker stop`` (SIGTERM, 10 s), keep the exit code and the log, remove it."""
+        try:
+            self.container.stop(timeout=10)
+            self.container.reload()
+            self.exit_code = self.container.attrs["State"]["ExitCode"]
+            self.log_path.write_bytes(self.container.logs())
+        finally:
+            self.container.remove(force=True)
+
+
 @dataclass
 class Wireline:
-    """A running ``python -m wireline`` (its sshd on ``port``)."""
+    """A running wireline (its sshd on ``port``): ``python -m wireline`` as a process (pushes
+    log in as root), or its image (:class:`WirelineContainer`; pushes log in as ``git``, the
+    image's production path). ``env`` is the environment of ``unify apps`` on this host."""
 
     env: dict
     data_dir: Path
     port: int
-    process: ManagedProcess
+    process: ManagedProcess | WirelineContainer
     workdir: Path
     apps: set = field(default_factory=set)
+    #: the SSH user pushes log in as
+    user: str = "root"
 
     def restart(self) -> None:
         """Start the service again (same settings, data and port) after it was killed."""
@@ -123,13 +152,13 @@ class Wireline:
 
     def ssh(self, pusher: Pusher, *args: str, timeout: float = 30
             ) -> subprocess.CompletedProcess:
-        """``ssh root@127.0.0.1 <args>`` with the pusher's key."""
-        return run(self.ssh_command(pusher).split() + ["root@127.0.0.1", *args],
+        """``ssh <user>@127.0.0.1 <args>`` with the pusher's key."""
+        return run(self.ssh_command(pusher).split() + [f"{self.user}@127.0.0.1", *args],
                    check=False, timeout=timeout)
 
     def url(self, app: str) -> str:
         self.apps.add(app)
-        return f"ssh://root@127.0.0.1:{self.port}/{app}"
+        return f"ssh://{self.user}@127.0.0.1:{self.port}/{app}"
 
     def push(self, repo: Path, pusher: Pusher, app: str, *, ref: str = "main",
              timeout: float = 240) -> subprocess.CompletedProcess:
@@ -169,6 +198,52 @@ def start_wireline(workdir: Path, *, nats_url: str, registry: str, extra: dict |
                              log_path=workdir / "wireline.log", env=env)
     process.start(lambda: tcp_open("127.0.0.1", port), timeout=30)
     return Wireline(env=env, data_dir=data, port=port, process=process, workdir=workdir)
+
+
+def start_wireline_image(workdir: Path, *, image: str, nats_url: str, registry: str,
+                         name: str, docker_host: str = DOCKER_HOST, extra: dict | None = None
+                         ) -> Wireline:
+    """wireline's image (``deploy/images``: sshd lets in only ``git``, the service runs as
+    root) as container ``name`` on the engine at ``docker_host`` (a ``unix://`` socket, mounted
+    as the container's ``/var/run/docker.sock``): host network, its sshd on a free port of
+    127.0.0.1, ``<workdir>/data`` mounted as ``/var/lib/wireline``, label
+    ``SERVICE_IGNORE=1`` (no registrator registers it). Settings as :func:`start_wireline`'s
+    (no stack prefix), ``extra`` added. Returns once sshd answers; pushes log in as ``git``."""
+    assert docker_host.startswith("unix://"), docker_host
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    settings = {
+        "NATS_URL": nats_url, "UNIFY_NODE": "test-node",
+        "UNIFY_WIRELINE_SSH_LISTEN": "127.0.0.1", "UNIFY_WIRELINE_SSH_PORT": str(port),
+        "UNIFY_WIRELINE_REGISTRY": registry, "UNIFY_WIRELINE_STACK_PREFIX": "",
+        "UNIFY_WIRELINE_UPDATE_MONITOR": "2", "UNIFY_WIRELINE_DEPLOY_TIMEOUT": "90",
+        "UNIFY_WIRELINE_LOCK_TTL": "3", "UNIFY_WIRELINE_LOCK_WAIT": "60",
+        "UNIFY_WIRELINE_BUILD_TIMEOUT": "120", **(extra or {})}
+    client = docker.DockerClient(base_url=docker_host, version="1.41", timeout=60)
+    try:
+        container = client.containers.run(
+            image, name=name, detach=True, network_mode="host",
+            labels={"SERVICE_IGNORE": "1"},
+            environment={**settings, "DOCKER_HOST": "unix:///var/run/docker.sock",
+                         "UNIFY_HEALTH_ADDR": f"127.0.0.1:{free_port()}"},
+            volumes={docker_host[len("unix://"):]: {"bind": "/var/run/docker.sock",
+                                                    "mode": "rw"},
+                     str(data): {"bind": "/var/lib/wireline", "mode": "rw"}})
+    finally:
+        client.close()
+    process = WirelineContainer(container, workdir / "wireline.log")
+    try:
+        wait_until(lambda: tcp_open("127.0.0.1", port), timeout=60, what="wireline's sshd")
+    except AssertionError:
+        process.stop()
+        raise AssertionError(f"wireline did not start:\n{process.log_path.read_text()[-3000:]}"
+                             ) from None
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("UNIFY_", "NATS_"))}
+    env.update(settings, DOCKER_HOST=docker_host)
+    return Wireline(env=env, data_dir=data, port=port, process=process, workdir=workdir,
+                    user="git")
 
 
 DOCKERFILE = f"""FROM {BASE_IMAGE}
