@@ -27,6 +27,7 @@ from registry_admin.settings import RegistryAdminSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ra_support import RegistryProcess, free_port, served_cert_der  # noqa: E402
+from unify_testkit.aio import wait_until  # noqa: E402
 from tests.fixtures.components import consul_call  # noqa: E402
 
 DOMAIN = "unify.test"
@@ -56,16 +57,6 @@ class Collector:
                     return e
             await asyncio.sleep(0.05)
         raise TimeoutError("no such event")
-
-
-async def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise TimeoutError(what)
 
 
 class Cluster:
@@ -107,7 +98,8 @@ class Cluster:
             fp = self.current_fp() if self.admin.server else None
             return fp and all(self.serving(*k.rsplit(":", 1)[0:1], int(k.rsplit(":", 1)[1]))
                               == fp for k in self.procs)
-        await wait_until(check, timeout, "all registries serve the current certificate")
+        await wait_until(check, timeout=timeout,
+                         what="all registries serve the current certificate")
 
 
 @pytest.fixture
@@ -159,7 +151,8 @@ async def cluster(request, common_settings, consul_http_addr, tmp_path):
     await admin.start(health_addr=("127.0.0.1", 0))
     try:
         await wait_until(lambda: admin.server is not None and len(pki.sans_of(
-            admin.server.cert).dns) >= 5, 30, "certificate issued for the three nodes")
+            admin.server.cert).dns) >= 5, timeout=30,
+            what="certificate issued for the three nodes")
         await c.all_serving_current()
         yield c
     finally:

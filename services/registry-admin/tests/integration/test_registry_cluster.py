@@ -18,11 +18,12 @@ import aiohttp
 import pytest
 
 from unify_common.events import ErrorEvent, ImagePushed, RegistryStep
+from unify_testkit.aio import wait_until
 
 from registry_admin import pki
 from registry_admin.secret import fingerprint, new_secret
 
-from conftest import DOMAIN, wait_until
+from conftest import DOMAIN
 from ra_support import free_port
 
 DOCKER_ENV = {**os.environ, "DOCKER_HOST": os.environ.get(
@@ -121,8 +122,8 @@ async def test_new_node_gains_its_san_and_registries_roll_one_at_a_time(cluster)
     port = free_port()
     cluster.add_process("reg-d", "127.0.0.4", port)
     cluster.register("reg-d", "127.0.0.4", port)
-    await wait_until(lambda: "reg-d" in pki.sans_of(cluster.admin.server.cert).dns, 30,
-                     "reg-d in the certificate")
+    await wait_until(lambda: "reg-d" in pki.sans_of(cluster.admin.server.cert).dns, timeout=30,
+                     what="reg-d in the certificate")
     sans = pki.sans_of(cluster.admin.server.cert)
     assert sans == pki.SanSet(("localhost", "reg-a", "reg-b", "reg-c", "reg-d",
                                f"registry.{DOMAIN}"), ("127.0.0.1", "127.0.0.4"))
@@ -205,7 +206,8 @@ async def test_mismatched_secret_is_reported_and_uploads_move_only_between_match
         assert fingerprint(other) not in err.message
         assert not cluster.admin.health.ready()
         cluster.register("reg-e", "127.0.0.5", port)
-        await wait_until(lambda: cluster.admin.secret_mismatches == {}, 30, "mismatch cleared")
+        await wait_until(lambda: cluster.admin.secret_mismatches == {}, timeout=30,
+                         what="mismatch cleared")
 
 
 async def test_notifications_need_the_token_and_a_well_formed_body(cluster):

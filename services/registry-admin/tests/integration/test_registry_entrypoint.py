@@ -15,9 +15,9 @@ import pytest
 from consul_bridge.service import run as run_bridge
 from consul_bridge.settings import BridgeSettings
 
-from conftest import wait_until
 from ra_support import free_port
 from tests.fixtures.components import consul_call
+from unify_testkit.aio import wait_until
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -50,7 +50,7 @@ async def test_entrypoint_serves_health_and_stops_on_sigterm(common_settings, co
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         await wait_until(lambda: (tmp_path / "certs.d" / "registry.unify.test:5000" /
-                                  "ca.crt").exists(), 60, "trust written")
+                                  "ca.crt").exists(), timeout=60, what="trust written")
         status, text = await asyncio.to_thread(_get, f"http://127.0.0.1:{health}/readyz?verbose")
         assert status == 200, text
         assert "[+]secret ok" in text and "[+]certificate ok" in text
@@ -78,7 +78,7 @@ async def test_entrypoint_serves_health_and_stops_on_sigterm(common_settings, co
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             await wait_until(lambda: (tmp_path / "certs.d-trust" / "reg-x:5000" / "ca.crt"
-                                      ).exists(), 60, "trust mode wrote certs.d")
+                                      ).exists(), timeout=60, what="trust mode wrote certs.d")
             assert sorted(p.name for p in (tmp_path / "certs.d-trust").iterdir()) == sorted(
                 p.name for p in (tmp_path / "certs.d").iterdir())
             assert (tmp_path / "certs.d-trust" / "reg-x:5000" / "ca.crt").read_bytes() == \

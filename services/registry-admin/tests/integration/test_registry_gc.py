@@ -17,11 +17,12 @@ import aiohttp
 import pytest
 
 from unify_common.events import ImageDeleted, ImagePushed, RegistryStep
+from unify_testkit.aio import wait_until
 
 from registry_admin import gc, pki, plan
 from registry_admin.registry_api import RegistryClient
 
-from conftest import DOMAIN, wait_until
+from conftest import DOMAIN
 from ra_support import push_image
 from test_registry_cluster import DOCKER_ENV, build_image, docker, registry_name  # noqa: F401
 
@@ -57,7 +58,8 @@ async def test_ls_follows_catalog_pagination_with_sizes_and_last_push(cluster):
     for repo in ("ra-ls/a", "ra-ls/b", "ra-ls/c"):
         pushed[repo] = await push_image(s.registry_url, ca, repo, "v1", os.urandom(3000))
     await wait_until(lambda: len([e for e in cluster.collector.of("unify.registry.image.pushed")
-                                  if isinstance(e, ImagePushed)]) == 3, 20, "three pushes")
+                                  if isinstance(e, ImagePushed)]) == 3,
+                     timeout=20, what="three pushes")
     out = await asyncio.to_thread(subprocess.run, [UNIFY, "registry", "ls", "--json",
                                                    "--page-size", "1"],
                                   env=cli_env(cluster), capture_output=True, text=True,
@@ -174,7 +176,7 @@ async def test_gc_refuses_to_delete_the_image_of_a_running_swarm_task(
             return {r for r in gc.swarm_protected(names, environment=DOCKER_ENV)
                     if r[0] == "ra-gc/sleeper"}
 
-        found = await wait_until(lambda: running(), 60, "the Swarm task")
+        found = await wait_until(lambda: running(), timeout=60, what="the Swarm task")
         (repo, tag, digest), = found
         assert (repo, tag) == ("ra-gc/sleeper", "1") and digest.startswith("sha256:")
         # the tag moves on: the running task's digest is untagged now
@@ -205,6 +207,6 @@ async def test_gc_refuses_to_delete_the_image_of_a_running_swarm_task(
                                  env=DOCKER_ENV, capture_output=True, text=True, timeout=30)
             return out.stdout.strip() == ""
 
-        await wait_until(gone, 30, "the task's container removed")
+        await wait_until(gone, timeout=30, what="the task's container removed")
         subprocess.run(["docker", "rmi", "-f", *images], env=DOCKER_ENV, capture_output=True,
                        timeout=60)
