@@ -12,14 +12,14 @@ complete current catalog, which is what its reconciler takes.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 from nats.js.kv import KeyValue
 
 from .events import Instance, KvEntry, decode_instance
-from .state import CatalogState
 from .logs import get_logger
+from .state import CatalogState
 
 __all__ = ["CatalogMirror", "CatalogState"]
 
@@ -111,7 +111,7 @@ class CatalogMirror:
                 self._bucket._js.delete_consumer(info.stream_name, info.name), timeout)
         except Exception as err:  # closed connection, already gone: it expires on its own
             log.debug("watch consumer not deleted; it expires",
-                error=str(err) or type(err).__name__)
+                      error=str(err) or type(err).__name__)
 
     async def _run(self) -> None:
         assert self._watcher is not None, "start() sets the watcher first"

@@ -16,7 +16,7 @@ Used by consul-bridge (one publisher) and dns411 (one Route 53 writer).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import consul  # type: ignore[import-untyped]
 
@@ -89,7 +89,7 @@ class SessionLock:
             why = str(err) or type(err).__name__
             if self.holding and loop.time() - self._last_ok < self.ttl_s / 2:
                 log.warning("lock renewal failed; still within the TTL", lock=self.purpose,
-                    reason=why)
+                            reason=why)
             else:
                 self._lost(why)
         return self.holding

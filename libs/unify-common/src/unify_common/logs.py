@@ -27,7 +27,8 @@ import logging
 import re
 import sys
 import time
-from typing import Any, MutableMapping, TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 __all__ = ["Logger", "configure_logging", "get_logger", "mask_secrets"]
 
@@ -58,7 +59,7 @@ def mask_secrets(text: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", text)
 
 
-def _clean(fields: dict) -> dict:
+def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
             for k, v in fields.items()}
 

@@ -18,7 +18,7 @@ import logging
 import os
 import ssl
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -86,9 +86,9 @@ class ProblemReporter:
         new = sorted(current - self._reported)
         failed: set[Problem] = set()
         for problem in new:
-            log.warning("input rejected", extra={"fields": {
-                "source": self.source, "reason": problem.reason, "message": problem.message,
-                "service": problem.service, "instance_id": problem.instance_id}})
+            log.warning("input rejected", source=self.source, reason=problem.reason,
+                        message=problem.message, service=problem.service,
+                        instance_id=problem.instance_id)
             if self.publish is None:
                 continue
             msg_id = f"{self.source}:{self.node}:problem:{problem.fingerprint}:{time.time_ns()}"
@@ -96,8 +96,8 @@ class ProblemReporter:
                 await self.publish(subjects.error_subject(self.source),
                                    problem.event(self.source, node=self.node), msg_id)
             except Exception as err:  # NATS down: keep it unreported, try next pass
-                log.warning("cannot publish a problem", extra={"fields": {
-                    "source": self.source, "reason": problem.reason, "error": str(err)}})
+                log.warning("cannot publish a problem", source=self.source, reason=problem.reason,
+                            error=str(err))
                 failed.add(problem)
         self._reported = current - failed
         return new

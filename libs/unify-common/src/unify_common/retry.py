@@ -6,7 +6,8 @@ import asyncio
 import logging
 import random
 import time
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from .logs import Logger, get_logger
 
@@ -83,5 +84,5 @@ async def retry_until(call: Callable[[], Awaitable[T]], *, what: str,
                 raise
             delay = min(left, backoff_delay(failures, base=base, cap=cap, rng=rng))
             log.warning(what, reason=str(err) or type(err).__name__, retry_in_s=round(delay, 2),
-                attempt=failures, gives_up_in_s=round(left, 1))
+                        attempt=failures, gives_up_in_s=round(left, 1))
             await sleep(delay)

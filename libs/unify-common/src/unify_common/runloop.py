@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 __all__ = ["run_until_stopped"]
 

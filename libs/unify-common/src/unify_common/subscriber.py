@@ -36,7 +36,7 @@ import asyncio
 import random
 import re
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -209,7 +209,7 @@ class Subscriber:
                 try:
                     await asyncio.wait_for(self._wake.wait(),
                                            None if due is None else max(0.0, due - now))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue  # re-evaluate after every wake-up and every deadline
             self.schedule.begin()
@@ -234,8 +234,8 @@ class Subscriber:
             self.last_error = str(err)
             self._armed = self._quick_due = False
             log.error("reconcile failed; will retry", component=self.name, error=str(err),
-                retry_in_s=round(delay, 2), attempt=self.schedule.failures,
-                exc_info=not isinstance(err, OSError))
+                      retry_in_s=round(delay, 2), attempt=self.schedule.failures,
+                      exc_info=not isinstance(err, OSError))
             return
         self.schedule.succeeded(self._clock())
         if self.health is not None:
@@ -244,7 +244,7 @@ class Subscriber:
         self.reconciles += 1
         self._armed = True
         log.debug("reconciled", component=self.name, revision=state.revision, reason=reason,
-            ms=round((self._clock() - started) * 1000, 1))
+                  ms=round((self._clock() - started) * 1000, 1))
 
     async def _run_quick(self) -> None:
         """One quick run on the current catalog (disarms until the next reconcile succeeds);
@@ -258,10 +258,10 @@ class Subscriber:
             await self._quick(state)
         except Exception as err:  # the debounced reconcile still follows and sets it right
             log.warning("quick step failed; the reconcile follows", component=self.name,
-                error=str(err), exc_info=True)
+                        error=str(err), exc_info=True)
             return
         log.debug("quick step", component=self.name, revision=state.revision,
-            ms=round((self._clock() - started) * 1000, 1))
+                  ms=round((self._clock() - started) * 1000, 1))
 
 
 def failure_kind(err: BaseException) -> str:

@@ -9,6 +9,7 @@ import asyncio
 import sys
 
 import nats.errors
+
 from unify_common.logs import configure_logging, get_logger
 
 from .service import run

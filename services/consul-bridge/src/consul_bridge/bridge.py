@@ -25,11 +25,9 @@ import asyncio
 import gc
 import hashlib
 import time
-
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
-
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -37,8 +35,13 @@ from nats.js.kv import KeyValue
 from unify_common import subjects
 from unify_common.catalog import read_catalog
 from unify_common.consul_health import decode_health
-from unify_common.events import (ErrorEvent, Instance, KvEntry, encode_instance,
-                                 instance_from_health_entry)
+from unify_common.events import (
+    ErrorEvent,
+    Instance,
+    KvEntry,
+    encode_instance,
+    instance_from_health_entry,
+)
 from unify_common.logs import get_logger
 from unify_common.natsio import publish_event
 from unify_common.retry import retry_forever
@@ -46,8 +49,8 @@ from unify_common.retry import retry_forever
 from .blocking import blocking_get, next_index
 from .diff import Change, diff_instances, diff_kv
 from .guard import RemovalGuard
-from .wire import decode_node_names, decode_node_service_names, signature
 from .settings import BridgeSettings
+from .wire import decode_node_names, decode_node_service_names, signature
 
 __all__ = ["Bridge"]
 
@@ -319,7 +322,7 @@ class Bridge:
                 effective[key] = previous[key]  # held back: last known state stands
             if removals - allowed:
                 log.warning("removal held until confirmed", service=service,
-                    held=len(removals - allowed), confirm_s=self._guard.confirm_s)
+                            held=len(removals - allowed), confirm_s=self._guard.confirm_s)
                 self._wake_guard.set()
             changes = diff_instances(previous, effective, index=index, now_ms=_now_ms())
             for change in changes:
@@ -341,7 +344,7 @@ class Bridge:
         message = (f"instance is {size} bytes encoded, more than the "
                    f"{self.settings.max_instance_bytes} allowed (tags and meta too large)")
         log.error("instance skipped", service=inst.service[:200],
-            instance_id=inst.instance_id[:200], reason=message)
+                  instance_id=inst.instance_id[:200], reason=message)
         event = ErrorEvent(source="consul-bridge", reason="instance-too-large",
                            message=message, service=inst.service[:200],
                            instance_id=inst.instance_id[:200], node=inst.node[:200],
@@ -356,7 +359,7 @@ class Bridge:
                            message=inst.tag_error, service=inst.service,
                            instance_id=inst.instance_id, node=inst.node, observed_at=_now_ms())
         log.warning("instance has invalid Unify tags; subscribers will skip it",
-            service=inst.service, instance_id=inst.instance_id, reason=inst.tag_error)
+                    service=inst.service, instance_id=inst.instance_id, reason=inst.tag_error)
         await self._send(subjects.error_subject("consul-bridge"), event,
                          f"error:{change.key}:{index}:{change.msg_id.rsplit(':', 1)[-1]}")
 
@@ -370,7 +373,7 @@ class Bridge:
             try:
                 await asyncio.wait_for(self._wake_guard.wait(), timeout)
                 continue
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             for service in sorted(self._published):
                 current, index = self._observed.get(service, ({}, 0))
@@ -399,7 +402,7 @@ class Bridge:
                 raw = e.get("Value") or b""
                 if len(raw) > self.settings.max_instance_bytes:
                     log.error("KV entry skipped: value too large", key=e["Key"][:200],
-                        bytes=len(raw))
+                              bytes=len(raw))
                     continue
                 current[e["Key"]] = KvEntry.from_bytes(
                     e["Key"], raw if isinstance(raw, bytes) else str(raw).encode(),
@@ -443,7 +446,7 @@ class Bridge:
             # Cannot happen for instances (they are size-checked first); for anything else
             # too large, skip this one change rather than stop the bridge.
             log.error("event larger than the NATS max payload skipped", subject=change.subject,
-                key=change.key)
+                      key=change.key)
             return
         def write():  # a fresh coroutine for every attempt
             if change.put is None:

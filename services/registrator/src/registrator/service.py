@@ -27,12 +27,13 @@ import hashlib
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from consul.exceptions import BadRequest
 import docker
 import docker.errors
+from consul.exceptions import BadRequest
 
 from unify_common.consulio import make_consul
 from unify_common.events import ErrorEvent
@@ -45,8 +46,7 @@ from unify_common.subjects import error_subject
 
 from . import __version__
 from .plan import Plan, make_plan, ours, scope_prefix
-from .rules import Rejected, Rules, Wanted, container_name, swarm_service_id, \
-    wanted_for_container
+from .rules import Rejected, Rules, Wanted, container_name, swarm_service_id, wanted_for_container
 from .settings import RegistratorSettings
 
 __all__ = ["ContainerState", "Registrator", "node_address", "read_container", "read_running",
@@ -418,7 +418,7 @@ class Registrator:
         self.health.record_success()
         self.resyncs += 1
         log.debug("resync done", containers=len(states), services=len(regs),
-            registered=len(plan.register), deregistered=len(plan.deregister))
+                  registered=len(plan.register), deregistered=len(plan.deregister))
         await self._flush_pending()
         return True
 
@@ -491,7 +491,7 @@ class Registrator:
                                 f"Consul refused service {reg.id}: {str(err)[:300]}"))
                         continue
                     log.info("registered", id=reg.id, service=reg.name, address=reg.address,
-                        port=reg.port)
+                             port=reg.port)
                 for service_id in plan.deregister:
                     await agent.deregister(service_id)
                     log.info("deregistered", id=service_id)
@@ -508,7 +508,7 @@ class Registrator:
         self._reported[state.id] = rejected.message
         self.health.errors.labels(kind=rejected.reason).inc()
         log.warning("container skipped", container=state.name, reason=rejected.reason,
-            detail=rejected.message)
+                    detail=rejected.message)
         event = ErrorEvent(source=SOURCE, reason=rejected.reason,
                            message=f"container {state.name}: {rejected.message}",
                            instance_id=scope_prefix(self.node, state.name).rstrip(":"),

@@ -23,7 +23,7 @@ import datetime as dt
 import hmac
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -35,9 +35,9 @@ from unify_common.subscriber import Subscriber
 
 from . import notify, pki, plan, store
 from .ops import SOURCE, Operator, restarter_from_settings
+from .probe import accepts_upload_state
 from .registry_api import RegistryClient, RegistryError
 from .restart import Restarter, served_fingerprint
-from .probe import accepts_upload_state
 from .secret import fingerprint, probe_problems, secret_problems
 from .settings import RegistryAdminSettings
 
@@ -52,7 +52,7 @@ Clock = Callable[[], dt.datetime]
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _ms() -> int:
@@ -196,7 +196,7 @@ class RegistryAdmin(Operator):
                     store.write_server(s.tls_dir, self.server)
                 fp = pki.cert_fingerprint(self.server.cert_pem)
                 log.info("server certificate issued", reason=reason, dns=list(sans.dns),
-                    ips=list(sans.ips), fingerprint=fp)
+                         ips=list(sans.ips), fingerprint=fp)
                 await self.step("certificate", run_id, "issue", "ok",
                                 f"{reason}: {', '.join(sans.dns + sans.ips)}")
             self.health.set_applied_config(pki.cert_fingerprint(self.server.cert_pem))
