@@ -325,7 +325,7 @@ async def test_two_bridges_one_publisher_and_takeover(bridge_settings, consul_ht
 async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
     """A dev agent restarts empty. If registrations come back within the confirmation
     window nothing is deregistered; if they do not, each instance is deregistered once."""
-    from unify_cli.devstack.consul import ConsulAgent
+    from unify_testkit.devstack.consul import ConsulAgent
     from unify_common.settings import CommonSettings
 
     agent = ConsulAgent(tmp_path / "consul").start()
@@ -388,7 +388,7 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events)
     CONSUL_HTTP_TOKEN, and neither the token nor the password of a NATS_URL with one appear
     in what the JSON handler writes (structured fields included), even when a log call
     passes them as fields."""
-    from unify_cli.devstack.consul import ConsulAgent
+    from unify_testkit.devstack.consul import ConsulAgent
     from unify_common.settings import CommonSettings
 
     token = "5e3c7a52-8d1f-4c2b-9a61-acl-management"

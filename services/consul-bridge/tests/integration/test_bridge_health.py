@@ -17,7 +17,7 @@ import nats
 import pytest
 
 from tests.fixtures.components import consul_call
-from unify_cli.devstack.process import free_port
+from unify_testkit.devstack.process import free_port
 
 
 def scrape(port: int, path: str) -> tuple[int, str]:
