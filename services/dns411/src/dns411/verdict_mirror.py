@@ -85,17 +85,30 @@ class VerdictMirror:
         return self._loaded.is_set()
 
     async def stop(self, *, timeout: float = 5.0) -> None:
-        """Stop following (each step bounded by ``timeout`` seconds)."""
+        """Stop following and delete the watch's consumer on the server (each step bounded
+        by ``timeout`` seconds; a consumer left behind expires after 30 s unwatched)."""
         if self._expiry is not None:
             self._expiry.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=timeout)
         if self._watcher is not None:
+            sub = getattr(self._watcher, "_sub", None)  # nats-py KeyWatcher's subscription
+            try:
+                info = await asyncio.wait_for(sub.consumer_info(), timeout)
+            except Exception:  # connection closed: the ephemeral consumer expires
+                info = None
             try:
                 await asyncio.wait_for(self._watcher.stop(), timeout)
-            except Exception:  # connection closed: the ephemeral consumer expires
+            except Exception:
                 pass
+            if info is not None:  # nats-py's unsubscribe leaves the consumer on the server
+                try:
+                    await asyncio.wait_for(
+                        self._js.delete_consumer(info.stream_name, info.name), timeout)
+                except Exception as err:  # already gone, or NATS away: it expires in 30 s
+                    log.debug("verdict watch not deleted; it expires",
+                              error=str(err) or type(err).__name__)
 
     def documents(self) -> list[VerdictDocument]:
         """The live documents (received less than ``ttl`` seconds ago)."""

@@ -52,6 +52,9 @@ async def test_mirror_follows_and_expires(dns_common):
         await eventually(lambda: rejected({}), timeout=10)
         assert len(changes) == seen + 1
         assert [d.node for d in mirror.documents()] == []
+        assert (await js.stream_info("KV_h2-mirror")).state.consumer_count == 1  # its watch
+        await mirror.stop()
+        assert (await js.stream_info("KV_h2-mirror")).state.consumer_count == 0
     finally:
         await mirror.stop()
         await nc.close()
