@@ -216,8 +216,6 @@ class Reconciler:
         self._rejected_hash = self._reload_failed_hash = ""
         self._live = LiveState(applied=desired, slots=slot_layout(desired),
                                ports=frontend_ports(desired))
-        if self.verdicts is not None:
-            await self.verdicts.offer(desired.verdicts, state.revision)
         self.applied_hash = digest
         log.info("applied", extra={"fields": {"method": method, "config_hash": digest,
                                               "revision": state.revision}})
@@ -225,6 +223,8 @@ class Reconciler:
             source=SOURCE, node=self._node, method=method, config_hash=digest,
             detail=f"revision {state.revision}", observed_at=_now_ms()),
             f"{SOURCE}:{self._node}:applied:{digest}:{state.revision}:{method}")
+        if self.verdicts is not None:  # after the report: never on the path to Applied
+            await self.verdicts.offer(desired.verdicts, state.revision)
         if busy:
             raise PortsUnavailable(f"ports {sorted(busy)} are held by another program; "
                                    "everything else is applied, retrying for these")
