@@ -32,6 +32,12 @@ Routing rules (each one a stated, deterministic choice):
 * A port another program holds on the node (found by the shell) is left out
   (``port-unavailable``), so one such tag cannot block every other change.
 * Servers: Consul ``passing`` -> ``ready``; ``warning`` -> ``drain``; ``critical`` -> ``maint``.
+* Which listener a vhost can be served on (``missing-vhost``, ``ssl-mode-conflict``), the
+  TLS plan of the ``ssl`` tag and when a certificate is needed are the shared rule of
+  :mod:`unify_common.listeners`, which dns411 applies too.
+* Verdicts (:attr:`~switchboard.model.Desired.verdicts`, published for dns411): every host
+  name a routed service asks for is accepted when a frontend routes it, else rejected with
+  the first reason met (see :func:`_verdicts`).
 * Every rejection of a service's claim (``port-conflict``, ``route-conflict``,
   ``missing-vhost``, ``invalid-name``, ``ssl-mode-conflict``, ``missing-certificate``,
   ``port-unavailable``, ``name-collision``) is one problem per instance the service follows,
