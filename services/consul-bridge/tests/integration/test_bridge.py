@@ -21,6 +21,8 @@ from unify_common.logs import configure_logging, get_logger
 from unify_common.events import decode_event
 from unify_common.natsio import ensure_catalog_bucket
 from tests.fixtures.components import consul_call
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 
 class EventLog:
@@ -32,12 +34,9 @@ class EventLog:
     async def start(self, url: str) -> None:
         self.nc = await nats.connect(url)
         js = self.nc.jetstream()
-        for _ in range(100):  # the bridge creates the stream
-            try:
-                await js.stream_info("UNIFY")
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
+        # the bridge creates the stream (nats-py's "not found" is no OSError: retry on any)
+        await wait_until(lambda: js.stream_info("UNIFY"), returns, timeout=5,
+                         what="stream UNIFY", retry_on=(Exception,))
 
         async def on_msg(msg):
             self.items.append((msg.subject, msg.headers.get("Nats-Msg-Id", ""),
@@ -51,11 +50,8 @@ class EventLog:
                 for s, _, e in self.items if s.startswith(prefix)]
 
     async def wait_for(self, count: int, prefix: str = "unify.", timeout: float = 15.0) -> None:
-        for _ in range(int(timeout / 0.05)):
-            if len([1 for s, _, _ in self.items if s.startswith(prefix)]) >= count:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"expected {count} events under {prefix}, got {self.types()}")
+        await wait_until(lambda: self.types(prefix), lambda seen: len(seen) >= count,
+                         timeout=timeout, what=f"{count} events under {prefix}")
 
     async def close(self) -> None:
         await self.nc.close()

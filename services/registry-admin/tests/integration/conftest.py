@@ -50,13 +50,10 @@ class Collector:
         return [e for s, e in self.events if s.startswith(subject_prefix)]
 
     async def wait_for(self, pred, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for _s, e in self.events:
-                if pred(e):
-                    return e
-            await asyncio.sleep(0.05)
-        raise TimeoutError("no such event")
+        """The first event ``pred`` accepts, waiting up to ``timeout`` seconds for it."""
+        found = await wait_until(lambda: [e for _s, e in self.events if pred(e)][:1],
+                                 timeout=timeout, what="an event matching pred")
+        return found[0]
 
 
 class Cluster:
