@@ -5,9 +5,17 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from unify_common.listeners import (Refusal, TlsPlan, VerdictDocument, VhostVerdict,
-                                    certificate_covers, listener_refusal, needs_certificate,
-                                    tls_plan, unroutable_vhost)
+from unify_common.listeners import (
+    Refusal,
+    TlsPlan,
+    VerdictDocument,
+    VhostVerdict,
+    certificate_covers,
+    listener_refusal,
+    needs_certificate,
+    tls_plan,
+    unroutable_vhost,
+)
 from unify_common.tags import Listener, parse_tags
 
 HTTP, HTTPS, TCP = Listener("http", 80), Listener("https", 443), Listener("tcp", 5432)

@@ -9,10 +9,10 @@ import pytest
 
 from switchboard.desired import backend_name, build_desired, frontend_ports
 from switchboard.model import Certificate
-from unify_common.listeners import VhostVerdict
-from unify_common.problems import Problem
 from switchboard.render import RenderOptions, render, render_maps
 from tests.fixtures.catalog import make_instance
+from unify_common.listeners import VhostVerdict
+from unify_common.problems import Problem
 from unify_common.tags import UnifyTags, parse_tags
 
 OPTIONS = RenderOptions(bind="127.0.0.1", run_dir="/run/sb", host_maps=False)

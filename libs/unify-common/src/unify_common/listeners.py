@@ -30,7 +30,8 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import msgspec
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 from nats.js import JetStreamContext
@@ -80,7 +80,7 @@ class VerdictMirror:
             self._waited = True
             try:
                 await asyncio.wait_for(self._loaded.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self._loaded.is_set()
 
@@ -144,9 +144,9 @@ class VerdictMirror:
 
     async def _run(self) -> None:
         kv = await self._open()
-        self._watcher = await kv.watchall(inactive_threshold=30.0)
+        self._watcher = watcher = await kv.watchall(inactive_threshold=30.0)
         log.info("following switchboard's verdicts", bucket=self.bucket, ttl_s=self.ttl)
-        async for entry in self._watcher:
+        async for entry in watcher:
             if entry is None:  # the end of the initial values
                 self._loaded.set()
                 continue

@@ -13,7 +13,7 @@ deployed, or none written yet) nothing is withheld and only the shared rule of
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import msgspec
 

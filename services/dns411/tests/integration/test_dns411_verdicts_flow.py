@@ -12,8 +12,8 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
-from nats.js.errors import NotFoundError
 from dns411_support import both, eventually, managed_settings
+from nats.js.errors import NotFoundError
 
 from dns411.service import Dns411
 from switchboard.render import RenderOptions

@@ -11,6 +11,7 @@ import asyncio
 import sys
 
 import nats.errors
+
 from unify_common.logs import configure_logging, get_logger
 from unify_common.natsio import CatalogMissing
 from unify_common.runloop import run_until_stopped

@@ -26,8 +26,9 @@ decision            when
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Union
+from typing import NamedTuple
 
 from .model import Desired
 from .plan import SparePlan, runtime_commands, spare_commands
@@ -92,7 +93,7 @@ class Reload(NamedTuple):
     kind: str = "reload"
 
 
-Decision = Union[Unchanged, Runtime, Spare, Reload]
+Decision = Unchanged | Runtime | Spare | Reload
 
 
 def decide(live: LiveState, desired: Desired, options: RenderOptions) -> Decision:

@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from unify_common.events import Instance
 
@@ -62,8 +63,13 @@ except ImportError:  # pragma: no cover - depends on the Python version
     except ImportError:
         from hashlib import sha256 as _sha256
 from unify_common.hostnames import name_error
-from unify_common.listeners import (VhostVerdict, certificate_covers, listener_refusal,
-                                    needs_certificate, tls_plan)
+from unify_common.listeners import (
+    VhostVerdict,
+    certificate_covers,
+    listener_refusal,
+    needs_certificate,
+    tls_plan,
+)
 from unify_common.problems import Problem
 from unify_common.tags import UnifyTags
 

@@ -48,17 +48,16 @@ if needed) with its own report, so a burst still gives one reload.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import Awaitable, Callable
 
 from unify_common import subjects
-from unify_common.state import CatalogState
 from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.logs import get_logger
 from unify_common.problems import ProblemReporter
+from unify_common.state import CatalogState
 
 from .apply.certstore import CertificateStore
 from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
@@ -273,7 +272,7 @@ class Reconciler:
         try:
             if await self.sink.runtime(plan.undo):
                 return True
-        except (OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError) as err:
             log.warning("could not take back the spare backends", extra={"fields": {
                 "error": str(err)}})
         return False
@@ -334,7 +333,7 @@ class Reconciler:
         """``sink.runtime(commands)``, with a master that does not answer counted as False."""
         try:
             return await self.sink.runtime(commands)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
 
     async def _carry_out(self, decision: Decision, desired: Desired, data: bytes,

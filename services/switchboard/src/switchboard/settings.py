@@ -163,7 +163,7 @@ class SwitchboardSettings(EnvSettings):
         return value
 
     @model_validator(mode="after")
-    def _derive(self) -> "SwitchboardSettings":
+    def _derive(self) -> SwitchboardSettings:
         if not self.debounce <= self.max_wait <= 60:
             raise ValueError("UNIFY_SWITCHBOARD_MAX_WAIT must be at least the debounce and at "
                              f"most 60 seconds, got {self.max_wait:g}")

@@ -12,7 +12,7 @@ slots lowest first (in ``key`` order); otherwise the backend gets a fresh layout
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["assign_slots", "fresh_capacity"]
 

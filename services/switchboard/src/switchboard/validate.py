@@ -14,8 +14,8 @@ Dissenting instances are left out of the service and reported (``tag-disagreemen
 
 from __future__ import annotations
 
-from socket import AF_INET, AF_INET6, inet_pton
 from functools import lru_cache
+from socket import AF_INET, AF_INET6, inet_pton
 
 from unify_common.events import Instance
 from unify_common.problems import Problem

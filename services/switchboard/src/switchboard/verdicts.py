@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 from nats.js import JetStreamContext
@@ -101,17 +101,17 @@ class VerdictPublisher:
             await self.refresh()
 
     async def _write(self) -> None:
-        if self._kv is None:
+        vhosts = self._vhosts
+        if self._kv is None or vhosts is None:
             return
         doc = VerdictDocument(node=self.node, revision=self._revision,
-                              written_at=int(self._clock() * 1000), vhosts=self._vhosts)
+                              written_at=int(self._clock() * 1000), vhosts=vhosts)
         try:
             await self._kv.put(self.key, _encoder.encode(doc))
         except Exception as err:  # NATS down: the next apply or refresh writes again
             log.warning("cannot write the verdicts", bucket=self.bucket_name, error=str(err))
             return
-        self._written = self._vhosts
+        self._written = vhosts
         self.writes += 1
         log.debug("verdicts written", bucket=self.bucket_name, revision=self._revision,
-                  vhosts=len(self._vhosts), rejected=sum(not v.accepted
-                                                         for v in self._vhosts.values()))
+                  vhosts=len(vhosts), rejected=sum(not v.accepted for v in vhosts.values()))

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import nats
 import pytest
+from sb_backends import NamedBackend
+from sb_support import Events
 
-from unify_testkit.devstack.haproxy import HAProxyServer
-from unify_common.settings import CommonSettings
 from switchboard.render import RenderOptions
 from switchboard.service import SwitchboardService
 from switchboard.settings import SwitchboardSettings
-
-from sb_backends import NamedBackend
-from sb_support import Events
 from tests.fixtures.catalog import declare_catalog_at
+from unify_common.settings import CommonSettings
+from unify_testkit.devstack.haproxy import HAProxyServer
 
 
 @pytest.fixture
@@ -102,7 +101,7 @@ async def switchboard_factory(sb_common: CommonSettings, run_dir: Path):
     for service in started:
         try:
             await asyncio.wait_for(service.stop(), 20)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for task in asyncio.all_tasks():
                 task.print_stack(file=sys.stderr)
             raise AssertionError("switchboard did not stop within 20 s") from None

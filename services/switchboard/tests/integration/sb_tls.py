@@ -28,7 +28,7 @@ class TestCA:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder().subject_name(_name("Unify Test CA"))
             .issuer_name(_name("Unify Test CA")).public_key(self.key.public_key())
@@ -46,7 +46,7 @@ class TestCA:
         ``key_of``: put that other bundle's key instead (a key not matching the certificate).
         """
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder().subject_name(_name(names[0]))
             .issuer_name(self.cert.subject).public_key(key.public_key())

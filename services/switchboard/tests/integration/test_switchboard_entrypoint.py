@@ -12,8 +12,8 @@ from sb_support import get_body
 
 from switchboard.procinfo import parse_show_proc
 from tests.fixtures.catalog import make_instance, put_instance
-from unify_testkit.devstack.haproxy import master_cli
 from unify_testkit.aio import wait_until
+from unify_testkit.devstack.haproxy import master_cli
 from unify_testkit.devstack.process import free_port
 
 

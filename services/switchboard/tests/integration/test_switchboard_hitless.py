@@ -42,7 +42,7 @@ async def test_keep_alive_clients_survive_reloads(
                 await put_instance(js, sb_common, flap)
             else:
                 await delete_instance(js, sb_common, flap)
-            await wait_until(lambda: len(events.applied) >= count, timeout=30,
+            await wait_until(lambda count=count: len(events.applied) >= count, timeout=30,
                              what=f"reload {step + 1}")
     finally:
         output, _ = clients.communicate("stop\n", timeout=60)

@@ -16,8 +16,8 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from unify_common.atomic import write_atomic
 from unify_common.logs import get_logger
@@ -99,7 +99,7 @@ class HAProxySink:
                 raise ConfigCheckFailed(f"cannot run {self.haproxy_bin}: {err}") from None
             try:
                 output, _ = await asyncio.wait_for(proc.communicate(), self.check_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
                 raise ConfigCheckFailed(f"{self.haproxy_bin} -c did not finish within "
@@ -172,7 +172,7 @@ class HAProxySink:
         """True when a master answers ``show proc`` with at least one worker."""
         try:
             return bool((await self.proc_info()).workers)
-        except (OSError, ValueError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ValueError):
             return False
 
     async def reload(self) -> int:
@@ -184,18 +184,18 @@ class HAProxySink:
         """
         try:
             before = await self.proc_info()
-        except (OSError, ValueError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError, ValueError) as err:
             raise ReloadFailed(f"no HAProxy master at {self.master_socket}: {err}") from None
         try:
             await self.cli("reload")
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass  # the master re-executes itself and may drop the connection
         deadline = time.monotonic() + self.reload_timeout
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             try:
                 now = await self.proc_info()
-            except (OSError, ValueError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, ValueError):
                 continue
             if now.failed > before.failed:
                 raise ReloadFailed("HAProxy could not load the new configuration; the previous "
@@ -208,7 +208,7 @@ class HAProxySink:
     async def _answers(self, pid: int) -> bool:
         try:
             info = await self.cli(f"@!{pid} show info")
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
         return f"Pid: {pid}\n" in info
 

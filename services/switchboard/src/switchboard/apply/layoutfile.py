@@ -23,10 +23,11 @@ configuration written by a version before this file, or a stop between the two w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import msgspec
+
 from unify_common.atomic import write_atomic
 from unify_common.logs import get_logger
 

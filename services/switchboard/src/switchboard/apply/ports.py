@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["busy_ports", "listening_ports"]
 
