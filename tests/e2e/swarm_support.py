@@ -29,9 +29,9 @@ import dns.rcode
 import docker
 import docker.errors
 
+from unify_cli.images import BuildResult
 from unify_testkit import returns, wait_until
 from unify_testkit.devstack.process import reserved_port
-from unify_cli.images import BuildResult
 
 __all__ = ["APP_IMAGE", "SwarmStack", "app_body_host", "build_app_image", "dns_answer",
            "docker_cli", "http_get", "jetstream_consumers", "nats_connect_reply",

@@ -19,7 +19,6 @@ import docker.errors
 import pytest
 
 from tests.fixtures.engine import docker_host
-
 from unify_testkit import returns, wait_until
 
 from .swarm_support import (SwarmStack, app_body_host, build_app_image, dns_answer,

@@ -9,8 +9,7 @@ import time
 import dns.exception
 import pytest
 
-from unify_testkit import NotReached, returns, wait_until
-from unify_testkit import aio
+from unify_testkit import NotReached, aio, returns, wait_until
 
 
 def counter(values):

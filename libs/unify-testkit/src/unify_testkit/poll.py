@@ -17,7 +17,8 @@ Two ways of writing a probe, both common in this suite::
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dns.exception
 

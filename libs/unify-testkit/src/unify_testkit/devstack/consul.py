@@ -27,8 +27,9 @@ def consul_binary() -> str:
     cached = Path(os.environ.get("UNIFY_CACHE_DIR", Path.home() / ".cache/unify")) / "bin/consul"
     if cached.exists():
         return str(cached)
-    if shutil.which("consul"):
-        return shutil.which("consul")
+    on_path = shutil.which("consul")
+    if on_path:
+        return on_path
     script = _REPO / "scripts/build-consul.sh"
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -58,7 +59,7 @@ class ConsulAgent:
         """``127.0.0.1:<http port>``."""
         return f"127.0.0.1:{self.http_port}"
 
-    def start(self) -> "ConsulAgent":
+    def start(self) -> ConsulAgent:
         """Start the agent and wait for a leader. :raises TimeoutError: / RuntimeError."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = {

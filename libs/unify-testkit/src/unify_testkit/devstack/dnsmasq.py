@@ -64,7 +64,7 @@ class Dnsmasq:
             "--log-facility=-",
         ]
 
-    def start(self) -> "Dnsmasq":
+    def start(self) -> Dnsmasq:
         """Create the files when missing, start, wait for the TCP port.
 
         :raises TimeoutError: / RuntimeError: (with the log tail) it did not come up.

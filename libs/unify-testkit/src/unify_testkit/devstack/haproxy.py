@@ -75,7 +75,7 @@ class HAProxyServer:
         self.pidfile = workdir / "haproxy.pid"
         self.process: ManagedProcess | None = None
 
-    def start(self, *, timeout: float = 30.0) -> "HAProxyServer":
+    def start(self, *, timeout: float = 30.0) -> HAProxyServer:
         """Start HAProxy and wait until the master CLI answers with a running worker.
 
         :raises RuntimeError: HAProxy exited (bad configuration; its log tail is in the message).

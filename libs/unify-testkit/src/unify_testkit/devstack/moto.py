@@ -60,7 +60,7 @@ class MotoServer:
         with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1) as resp:
             return resp.status == 200
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         """Start and wait until it answers HTTP. :raises TimeoutError: / RuntimeError:."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(

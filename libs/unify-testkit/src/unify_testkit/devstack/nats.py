@@ -41,7 +41,7 @@ class NatsServer:
         """``nats://127.0.0.1:<port>``."""
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> "NatsServer":
+    def start(self) -> NatsServer:
         """Start and wait for the client port. :raises TimeoutError: / RuntimeError."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(

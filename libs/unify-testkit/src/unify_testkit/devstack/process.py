@@ -8,8 +8,8 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..poll import NotReached, wait_until
 
@@ -120,10 +120,11 @@ class ManagedProcess:
         log.close()
         if ready is None:
             return
+        proc = self.proc
 
         def up() -> bool:
-            if self.proc.poll() is not None:  # not a "not yet": fails at once
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+            if proc.poll() is not None:  # not a "not yet": fails at once
+                raise RuntimeError(f"{self.name} exited with {proc.returncode}:\n"
                                    f"{self.tail()}")
             try:
                 return bool(ready())
@@ -156,7 +157,7 @@ class ManagedProcess:
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` to the process."""
-        if self.alive():
+        if self.proc is not None and self.alive():
             os.kill(self.proc.pid, sig)
 
     def stop(self, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:

@@ -19,11 +19,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..poll import NotReached, wait_until
 from .consul import ConsulAgent
 from .dnsmasq import free_udp_tcp_port
 from .moto import MotoServer
 from .nats import NatsServer
-from ..poll import NotReached, wait_until
 from .process import ManagedProcess, reserved_port, tcp_open
 
 __all__ = ["DevStack", "StackBusy", "consul_put"]
@@ -97,7 +97,7 @@ class DevStack:
             **self.moto.env(),
         }
 
-    def start(self) -> "DevStack":
+    def start(self) -> DevStack:
         """Start everything and wait until each part answers.
 
         :raises StackBusy: another stack runs in ``workdir`` (nothing was touched).
@@ -144,6 +144,7 @@ class DevStack:
     def _create_zone(self) -> None:
         import boto3
 
+        assert self.moto is not None
         client = boto3.client("route53", endpoint_url=self.moto.endpoint_url,
                               region_name="us-east-1", aws_access_key_id="testing",
                               aws_secret_access_key="testing")
@@ -172,6 +173,7 @@ class DevStack:
     def describe(self) -> list[tuple[str, str]]:
         """(component, where it listens or logs) rows for printing."""
         logs = self.workdir / "logs"
+        assert self.consul and self.nats and self.moto, "describe() after start()"
         return [
             ("consul", f"http://{self.consul.http_addr}  (DNS 127.0.0.1:{self.consul.dns_port})"),
             ("nats", self.nats.url),
