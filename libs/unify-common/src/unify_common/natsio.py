@@ -29,7 +29,7 @@ from nats.js.kv import KeyValue
 
 from . import subjects
 from .events import Event, encode_event
-from .logs import Logger, mask_secrets
+from .logs import Logger, get_logger, mask_secrets
 from .retry import retry_until
 from .settings import CommonSettings, env_float
 
@@ -37,6 +37,7 @@ __all__ = ["connect_nats", "ensure_catalog_bucket", "ensure_stream", "publish_ev
            "unreachable_message", "wait_for_catalog", "CatalogMissing", "MSG_ID_HEADER"]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+log = get_logger("unify.nats")
 DUPLICATE_WINDOW_S = 120.0
 
 
@@ -57,12 +58,16 @@ async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool =
     then closes for good when the server goes away, and ``closed_cb`` (if given) is awaited.
 
     Uses ``NATS_CREDS`` (a ``.creds`` file), or ``NATS_USER``/``NATS_PASSWORD``; TLS when
-    ``NATS_CA`` or ``NATS_CERT``/``NATS_KEY`` are set or a URL is ``tls://``.
+    ``NATS_CA`` or ``NATS_CERT``/``NATS_KEY`` are set or a URL is ``tls://``. While no
+    server answers, the first failure is logged as one warning line (``unify.nats``), the
+    retries at debug level, and the first success after them as one info line.
 
     :raises nats.errors.NoServersError: no server answered the first connection attempt.
     """
+    outage = _OutageLog(name)
     options: dict = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
-                     "connect_timeout": 5}
+                     "connect_timeout": 5, "error_cb": outage.error,
+                     "reconnected_cb": outage.restored}
     if fail_fast:
         async def quiet(_err: Exception) -> None:  # the caller reports the failure once
             return None
@@ -81,7 +86,33 @@ async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool =
         if settings.nats_cert:
             context.load_cert_chain(settings.nats_cert, settings.nats_key or None)
         options["tls"] = context
-    return await nats.connect(list(settings.nats_urls), **options)
+    nc = await nats.connect(list(settings.nats_urls), **options)
+    await outage.restored()
+    return nc
+
+
+class _OutageLog:
+    """What a connection reports while its servers are unreachable. nats-py hands every
+    failed attempt to ``error_cb`` (by default a traceback at error level, every half second
+    while a server is down); here the first failure of an outage is one warning line, the
+    repeats are debug lines, and the first success after it one info line."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+
+    async def error(self, err: Exception) -> None:
+        reason = str(err) or type(err).__name__
+        if self.down:
+            log.debug("NATS still unreachable; retrying", client=self.name, error=reason)
+            return
+        self.down = True
+        log.warning("NATS unreachable; retrying", client=self.name, error=reason)
+
+    async def restored(self) -> None:
+        if self.down:
+            self.down = False
+            log.info("NATS connection restored", client=self.name)
 
 
 async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
