@@ -112,7 +112,7 @@ def serves(http_port: int, host: str, backend: str | None = None) -> bool:
 
 def start_backend(name: str, workdir: Path) -> tuple[ManagedProcess, int]:
     port = free_port()
-    proc = ManagedProcess(f"backend-{name}", [sys.executable, "-m", "unify_cli.demo_backend",
+    proc = ManagedProcess(f"backend-{name}", [sys.executable, "-m", "unify_testkit.demo_backend",
                                               "--port", str(port), "--name", name],
                           log_path=workdir / f"backend-{name}.log")
     proc.start(lambda: tcp_open("127.0.0.1", port))

@@ -251,7 +251,7 @@ def run_size(size: int, changes: int, workdir: Path, ct_bin: str) -> dict:
         procs.append(nats_server)
         http_port = reserved_port()
         backend_port = free_port()
-        backend = ManagedProcess("backend", [sys.executable, "-m", "unify_cli.demo_backend",
+        backend = ManagedProcess("backend", [sys.executable, "-m", "unify_testkit.demo_backend",
                                              "--port", str(backend_port), "--name", "bench"],
                                  log_path=workdir / "backend.log")
         backend.start(lambda: tcp_open("127.0.0.1", backend_port))

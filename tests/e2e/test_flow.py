@@ -37,7 +37,7 @@ def backend(tmp_path):
 
     def start(name: str) -> int:
         port = free_port()
-        proc = ManagedProcess(name, [sys.executable, "-m", "unify_cli.demo_backend",
+        proc = ManagedProcess(name, [sys.executable, "-m", "unify_testkit.demo_backend",
                                      "--port", str(port), "--name", name],
                               log_path=tmp_path / f"{name}.log")
         proc.start(lambda: tcp_open("127.0.0.1", port))

@@ -55,7 +55,7 @@ class Demo:
         """Start the backend and register both services in Consul."""
         port = free_port()
         self.backend = ManagedProcess(
-            "demo-backend", [sys.executable, "-m", "unify_cli.demo_backend", "--port",
+            "demo-backend", [sys.executable, "-m", "unify_testkit.demo_backend", "--port",
                              str(port), "--name", "hello-1"],
             log_path=self.workdir / "logs" / "demo-backend.log")
         self.backend.start(lambda: tcp_open("127.0.0.1", port))

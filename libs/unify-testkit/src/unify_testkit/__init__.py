@@ -6,6 +6,8 @@ kept out of the product packages.
 * :mod:`unify_testkit.devstack`: the real components as processes on loopback (Consul,
   nats-server, HAProxy, dnsmasq, moto) and :class:`~unify_testkit.devstack.stack.DevStack`,
   the whole stack ``unify dev up`` and the end-to-end tests run.
+* :mod:`unify_testkit.demo_backend`: a tiny real HTTP backend that answers with its name
+  (``python -m unify_testkit.demo_backend --port P --name N``).
 
 Installed editable by ``scripts/setup.sh``; the CLI needs it only for ``unify dev``
 (``pip install 'unify-cli[dev]'``).

@@ -1,6 +1,6 @@
-"""A tiny real HTTP backend for ``unify dev demo`` and the end-to-end tests.
+"""A tiny real HTTP backend for ``unify dev demo``, the end-to-end tests and the benchmarks.
 
-``python -m unify_cli.demo_backend --port P --name NAME`` answers every GET with
+``python -m unify_testkit.demo_backend --port P --name NAME`` answers every GET with
 ``hello from NAME\\n`` (and ``X-Backend: NAME``) until stopped.
 """
 
