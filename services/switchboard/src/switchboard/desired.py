@@ -51,17 +51,20 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from unify_common.events import Instance
 
-try:  # CPython's own SHA-256: for inputs this short, cheaper than OpenSSL's (no EVP context)
-    from _sha256 import sha256 as _sha256  # Python <= 3.11
-except ImportError:  # pragma: no cover - depends on the Python version
+if TYPE_CHECKING:  # the private modules ship no stubs; they make the same objects as hashlib's
+    from hashlib import sha256 as _sha256
+else:  # CPython's own SHA-256: for inputs this short, cheaper than OpenSSL's (no EVP context)
     try:
-        from _sha2 import sha256 as _sha256  # Python >= 3.12
-    except ImportError:
-        from hashlib import sha256 as _sha256
+        from _sha256 import sha256 as _sha256  # Python <= 3.11
+    except ImportError:  # pragma: no cover - depends on the Python version
+        try:
+            from _sha2 import sha256 as _sha256  # Python >= 3.12
+        except ImportError:
+            from hashlib import sha256 as _sha256
 from unify_common.hostnames import name_error
 from unify_common.listeners import (
     VhostVerdict,
@@ -76,7 +79,7 @@ from unify_common.tags import UnifyTags
 from .gcpause import gc_paused
 from .model import Backend, Certificate, Desired, Frontend, HttpRoute, Server, SniRoute
 from .slots import assign_slots, fresh_capacity
-from .validate import consensus, instance_problem
+from .validate import consensus, instance_problem, usable_tags
 
 __all__ = ["DEFAULT_PROFILE", "DesiredBuilder", "backend_name", "build_desired", "certificate_for",
            "clear_caches", "frontend_ports", "order_routes", "spare_backends"]
@@ -86,6 +89,10 @@ _STATE = {"passing": "ready", "warning": "drain", "critical": "maint"}
 #: A usable instance with its catalog key and its server: ``(key, instance, server)``; one
 #: tuple per instance, which is also what a build remembers of it (see :class:`_Memo`).
 Member = tuple[str, Instance, Server]
+
+#: What a build concluded of one instance: its :data:`Member` tuple when usable, else
+#: ``(None, instance, problem)``.
+Verdict = Member | tuple[None, Instance, Problem]
 
 
 class Followed(NamedTuple):
@@ -308,12 +315,14 @@ def _backend(name: str, mode: str, service: str, tags: UnifyTags, members: list[
              min_slots: int) -> Backend:
     servers = {key: server for key, _, server in members}
     layout = previous.get(name)
+    slots: tuple[Server | None, ...]
     if layout is None:  # a fresh layout, assign_slots' rule without its general case
         count = len(servers)
-        slots = tuple(map(servers.get, sorted(servers))) + (None,) * (
+        slots = tuple([servers[key] for key in sorted(servers)]) + (None,) * (
             fresh_capacity(count, min_slots) - count)
     else:  # a free slot's None maps to None
-        slots = tuple(map(servers.get, assign_slots(list(servers), layout, min_slots)))
+        slots = tuple([None if key is None else servers[key]
+                       for key in assign_slots(list(servers), layout, min_slots)])
     if tags.check is not None and not tags.check.enabled:
         check = None
     elif mode == "tcp":
@@ -384,7 +393,17 @@ def frontend_ports(desired: Desired) -> dict[int, str]:
 
 #: The backend settings of a service without ``balance``, ``check`` or ``ssl`` tags on plain
 #: HTTP: what a spare backend is rendered with, so it can stand in for such a service.
-DEFAULT_PROFILE = {"mode": "http", "balance": "roundrobin", "check": ("GET", "/"),
+class Profile(TypedDict):
+    """The backend settings a spare backend shares with the services it can stand in for:
+    the :class:`~switchboard.model.Backend` fields of the same names."""
+
+    mode: str
+    balance: str
+    check: tuple[str, str]
+    server_ssl: bool
+
+
+DEFAULT_PROFILE: Profile = {"mode": "http", "balance": "roundrobin", "check": ("GET", "/"),
                    "server_ssl": False}
 
 
@@ -416,8 +435,8 @@ class _Memo:
     """
 
     def __init__(self) -> None:
-        self.verdicts: dict[int, tuple] = {}
-        self.services: dict[str, tuple[list[Member], tuple]] = {}
+        self.verdicts: dict[int, Verdict] = {}
+        self.services: dict[str, tuple[list[Member], tuple[Followed, list[Problem]]]] = {}
         self.backends: dict[str, tuple[list[Member], object, int, Backend]] = {}
 
 
@@ -470,13 +489,14 @@ class _Group:
     def __init__(self, member: Member, inst: Instance) -> None:
         self.members = [member]
         self.tags = inst.tags
-        self.unify = inst.unify
+        self.unify = usable_tags(inst)
         self.same = True
         self.create_index = inst.create_index
 
 
-def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: dict,
-            verdicts: dict) -> tuple[dict[str, _Group], list[Problem]]:
+def _gather(instances: Iterable[Instance] | Mapping[str, Instance],
+            previous: Mapping[int, Verdict], verdicts: dict[int, Verdict]
+            ) -> tuple[dict[str, _Group], list[Problem]]:
     """One pass over the catalog: each instance checked (the one rule of
     :func:`~switchboard.validate.instance_problem`), a usable one
     keyed (:func:`~unify_common.events.catalog_key`) with its server and grouped by service;
@@ -498,10 +518,10 @@ def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: di
         ident = id(inst)
         verdict = previous.get(ident)
         group = groups.get(inst.service)
-        tags = inst.tags
-        same = group is not None and tags == group.tags
+        # the group's checked parse when this instance carries the same raw tags
+        known = group.unify if group is not None and inst.tags == group.tags else None
         if verdict is None or verdict[1] is not inst:
-            problem = instance_problem(inst, group.unify if same else None)
+            problem = instance_problem(inst, known)
             if problem is None:
                 # its catalog key (unify_common.events.catalog_key, computed the same way:
                 # "i." + 40 hex digits of SHA-256 over node NUL instance id) and its server
@@ -521,7 +541,7 @@ def _gather(instances: Iterable[Instance] | Mapping[str, Instance], previous: di
             groups[inst.service] = _Group(verdict, inst)
         else:
             group.members.append(verdict)
-            if not same:
+            if known is None:
                 group.same = False
             if inst.create_index < group.create_index:
                 group.create_index = inst.create_index
@@ -534,19 +554,22 @@ def _asks_for_frontends(group: _Group) -> bool:
     as the HAProxy service itself tagged ``dns=`` only, is nothing switchboard routes."""
     if group.same:
         return bool(group.unify.listeners)
-    return any(inst.unify.listeners for _, inst, _ in group.members)
+    return any(usable_tags(inst).listeners for _, inst, _ in group.members)
 
 
-def _follow(service: str, group: _Group, previous: dict,
-            current: dict) -> tuple[Followed, list[Problem]]:
+def _follow(service: str, group: _Group,
+            previous: Mapping[str, tuple[list[Member], tuple[Followed, list[Problem]]]],
+            current: dict[str, tuple[list[Member], tuple[Followed, list[Problem]]]]
+            ) -> tuple[Followed, list[Problem]]:
     """What the claims follow of a service, and its ``tag-disagreement`` problems."""
     members = group.members
     seen = previous.get(service)
     if seen is not None and seen[0] == members:
         current[service] = seen
         return seen[1]
+    dissent: list[Problem]
     if group.same:  # consensus' common case: equal raw tags, so equal parsed tags
-        tags, agreeing, dissent = members[0][1].unify, members, []
+        tags, agreeing, dissent = group.unify, members, []
         create_index = group.create_index
     else:
         pairs = [(key, inst) for key, inst, _ in members]
@@ -565,10 +588,10 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
            previous_slots: Mapping[str, Sequence[str | None]] | None, min_slots: int,
            unavailable_ports: frozenset[int], spares: int,
            previous_ports: Mapping[int, str] | None) -> Desired:
-    verdicts: dict = {}
-    groups, problems = _gather(instances, _memo.verdicts, verdicts)
-    _memo.verdicts = verdicts
-    memo_services: dict[str, tuple[list[Member], tuple]] = {}
+    checked: dict[int, Verdict] = {}
+    groups, problems = _gather(instances, _memo.verdicts, checked)
+    _memo.verdicts = checked
+    memo_services: dict[str, tuple[list[Member], tuple[Followed, list[Problem]]]] = {}
     followed: list[Followed] = []
     dissenting: list[tuple[str, UnifyTags, str]] = []  # (service, tags, message)
     for service, group in groups.items():
@@ -578,7 +601,7 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
         if dissent:
             problems.extend(dissent)
             left_out = {(p.instance_id, p.node): p.message for p in dissent}
-            dissenting.extend((service, inst.unify, left_out[inst.instance_id, inst.node])
+            dissenting.extend((service, usable_tags(inst), left_out[inst.instance_id, inst.node])
                               for _, inst, _ in group.members
                               if (inst.instance_id, inst.node) in left_out)
         followed.append(item)
@@ -627,7 +650,9 @@ def _build(_memo: _Memo, instances: Iterable[Instance] | Mapping[str, Instance],
             continue
         certs: tuple[Certificate, ...] = ()
         if kind == "https":
-            certs = tuple(sorted({certificate_for(r.host, certificates) for r in routes}))
+            # every terminating route has one (a route without is skipped by the claims)
+            certs = tuple(sorted({cert for r in routes
+                                  if (cert := certificate_for(r.host, certificates))}))
         frontends.append(Frontend(name=f"fe_{kind}_{port}", kind=kind, port=port,
                                   routes=routes, sni_routes=sni, certificates=certs))
     backends.extend(spare_backends(spares, min_slots))

@@ -89,9 +89,9 @@ def _same_structure(live: Desired, desired: Desired, options: RenderOptions | No
     for old, new in zip(live.backends, desired.backends):
         if old is not new and _backend_skeleton(old) != _backend_skeleton(new):
             return False
-    for old, new in zip(live.frontends, desired.frontends):
-        if old is not new and old != new and (
-                _frontend_skeleton(old, options) != _frontend_skeleton(new, options)):
+    for old_fe, new_fe in zip(live.frontends, desired.frontends):
+        if old_fe is not new_fe and old_fe != new_fe and (
+                _frontend_skeleton(old_fe, options) != _frontend_skeleton(new_fe, options)):
             return False
     return True
 
@@ -106,7 +106,7 @@ def _slot_commands(backend: Backend, index: int, old: Server | None,
     moved = old is None or (old.address, old.port) != (new.address, new.port)
     if moved:
         commands.append(f"set server {server} addr {new.address} port {new.port}")
-    if moved or old.state != new.state or old.weight != new.weight:
+    if old is None or moved or old.state != new.state or old.weight != new.weight:
         if new.state == "maint":
             commands.append(f"set server {server} state maint")
         else:
@@ -249,8 +249,8 @@ def spare_commands(live: Desired, desired: Desired, options: RenderOptions) -> S
                 continue
             if route.prefix is not None or route.backend not in standins:
                 return None
-            spare = standins[route.backend][0].name
-            add.append(f"add map {path} {route.host} {spare}")
+            spare_name = standins[route.backend][0].name
+            add.append(f"add map {path} {route.host} {spare_name}")
             remove.append(f"del map {path} {route.host}")
             served.add(route.backend)
     if served != set(standins):

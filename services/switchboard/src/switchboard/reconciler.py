@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 from unify_common import subjects
@@ -64,7 +64,7 @@ from .apply.haproxy import ConfigCheckFailed, HAProxySink, ReloadFailed
 from .apply.layoutfile import load_layout, save_layout
 from .apply.ports import busy_ports, listening_ports
 from .apply.supervisor import HAProxySupervisor
-from .decision import Decision, LiveState, Reload, Runtime, Spare, Unchanged, decide
+from .decision import LiveState, Reload, Runtime, Spare, Unchanged, decide
 from .desired import DesiredBuilder, frontend_ports
 from .model import Desired
 from .plan import SparePlan, slot_layout
@@ -146,7 +146,7 @@ class Reconciler:
         #: the last applied configuration hash (for status and tests)
         self.applied_hash = ""
         #: ``() -> context manager`` timing each apply (the service sets Health.time_apply)
-        self.time_apply = nullcontext
+        self.time_apply: Callable[[], AbstractContextManager[object]] = nullcontext
 
     @property
     def live(self) -> LiveState | None:
@@ -169,6 +169,15 @@ class Reconciler:
         self._live = live
         return live
 
+    def _known(self) -> LiveState:
+        """The live state once :meth:`_current` has read it (every step after its start).
+
+        :raises AssertionError: before that.
+        """
+        live = self._live
+        assert live is not None, "the live state is read at the start of each step"
+        return live
+
     async def __call__(self, state: CatalogState) -> None:
         certificates, cert_problems = self._certificates.load()
         live = self._current()
@@ -186,16 +195,19 @@ class Reconciler:
                 await self._undo_spare(live.spare)
                 self._live = replace(live, spare=None)
             return
-        decision = decide(live, desired, self.settings.render)
-        if isinstance(decision, Spare):
-            decision = await self._take_spare(decision.plan, digest, state.revision)
+        decided = decide(live, desired, self.settings.render)
+        decision: Unchanged | Runtime | Reload
+        if isinstance(decided, Spare):
+            decision = await self._take_spare(decided.plan, digest, state.revision)
+        else:
+            decision = decided
         try:
             with self.time_apply():
                 method = await self._carry_out(decision, desired, data, maps)
         except ConfigCheckFailed as err:
             if isinstance(decision, Reload) and decision.undo is not None:
                 await self._undo_spare(decision.undo)
-                self._live = replace(self._live, spare=None)
+                self._live = replace(self._known(), spare=None)
             self._rejected_hash = digest
             log.error("config rejected by haproxy -c; previous config keeps serving",
                       extra={"fields": {"config_hash": digest, "error": err.output[:500]}})
@@ -251,7 +263,7 @@ class Reconciler:
             held |= listening_ports(text.decode(errors="replace"))
         return busy_ports(self.settings.render.bind, wanted - held)
 
-    async def _take_spare(self, plan: SparePlan, digest: str, revision: int) -> Decision:
+    async def _take_spare(self, plan: SparePlan, digest: str, revision: int) -> Reload:
         """Carry out the first half of a :class:`~switchboard.decision.Spare` decision: the
         new vhosts serve through spare backends at once (see the module doc), reported as
         ``runtime``. Returns the reload that follows (with ``plan`` to take back if the
@@ -259,7 +271,7 @@ class Reconciler:
         sets the worker straight either way)."""
         if not await self._runtime_quietly(plan.apply):
             return Reload()
-        self._live = replace(self._live, spare=plan)
+        self._live = replace(self._known(), spare=plan)
         await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
             source=SOURCE, node=self._node, method="runtime", config_hash=digest,
             detail=f"revision {revision}: {_spare_summary(plan)}; reload follows",
@@ -336,7 +348,8 @@ class Reconciler:
         except (TimeoutError, OSError):
             return False
 
-    async def _carry_out(self, decision: Decision, desired: Desired, data: bytes,
+    async def _carry_out(self, decision: Unchanged | Runtime | Reload, desired: Desired,
+                         data: bytes,
                          maps: dict[str, bytes]) -> str:
         """Get the worker to ``desired`` (``data`` and ``maps`` rendered from it) as
         ``decision`` says; returns the ``Applied`` method (``unchanged``, ``runtime`` or
@@ -361,7 +374,7 @@ class Reconciler:
         if isinstance(decision, Runtime) and decision.first:
             if await self._runtime_quietly(decision.commands):
                 await self._write(data, maps, desired)
-                self._live = replace(self._live, reload_pending=False)  # worker runs the file
+                self._live = replace(self._known(), reload_pending=False)  # worker runs the file
                 return "runtime"
             decision = Reload(forced=True)
         changed = await self._write(data, maps, desired)
@@ -372,7 +385,7 @@ class Reconciler:
         if isinstance(decision, Runtime):
             if await self._runtime_quietly(decision.commands):
                 return "runtime"
-        elif not (changed or self._live.reload_pending or decision.forced):
+        elif not (changed or self._known().reload_pending or decision.forced):
             return "unchanged"
         await self.sink.reload()
         return "reload"
@@ -383,7 +396,7 @@ class Reconciler:
         is then pending until the worker takes it)."""
         changed = await self.sink.write(data, maps)
         if changed:
-            self._live = replace(self._live, reload_pending=True)
+            self._live = replace(self._known(), reload_pending=True)
         if changed or not self._layout_saved:
             try:
                 save_layout(self.sink.config_path, data, slot_layout(desired),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -86,7 +87,12 @@ _env = jinja2.Environment(
     keep_trailing_newline=True,
 )
 # Compiled once, when the module is imported (~20 ms), not on the first render.
-_macros = _env.get_template("haproxy.cfg.j2").module
+# jinja2 sets a template's macros as attributes of its module object at run time, which its
+# types cannot name: they are taken from the object's namespace, once.
+_macros: dict[str, Callable[..., str]] = vars(_env.get_template("haproxy.cfg.j2").module)
+_head_macro = _macros["head"]
+_frontend_macro = _macros["frontend"]
+_backend_options_macro = _macros["backend_options"]
 
 
 class _ChunkCache:
@@ -209,7 +215,7 @@ def _server_lines(backend: Backend, lines: list[str]) -> None:
 
 
 def _backend_options(key: tuple) -> str:
-    return str(_macros.backend_options(*key))
+    return str(_backend_options_macro(*key))
 
 
 class Renderer:
@@ -253,11 +259,11 @@ class Renderer:
         with gc_paused():
             for cache in (self._heads, self._frontends, self._options, self._backends):
                 cache.start()
-            parts = [self._heads.get(options, lambda o: str(_macros.head(o)).encode())]
+            parts = [self._heads.get(options, lambda o: str(_head_macro(o)).encode())]
             frontends = self._frontends
             for fe in desired.frontends:
                 parts.append(frontends.get((fe, options, host_map_path(fe, options)),
-                                           lambda k: str(_macros.frontend(*k)).encode()))
+                                           lambda k: str(_frontend_macro(*k)).encode()))
             backends, backend_text = self._backends, self._backend_text
             for backend in desired.backends:
                 parts.append(backends.get(backend, backend_text))
@@ -311,6 +317,6 @@ def config_hash(data: bytes, maps: dict[str, bytes] | None = None) -> str:
     """SHA-256 (hex) of configuration bytes and the map files it reads, as carried by
     ``Applied.config_hash``; without maps it is the SHA-256 of ``data`` alone."""
     digest = hashlib.sha256(data)
-    for path in sorted(maps or ()):
-        digest.update(b"\0" + path.encode() + b"\0" + maps[path])
+    for path, text in sorted((maps or {}).items()):
+        digest.update(b"\0" + path.encode() + b"\0" + text)
     return digest.hexdigest()

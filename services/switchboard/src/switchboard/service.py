@@ -44,7 +44,7 @@ class SwitchboardService:
     def __init__(self, settings: SwitchboardSettings) -> None:
         self.settings = settings
         self.sink = HAProxySink(config_path=settings.config_path,
-                                master_socket=settings.master_socket,
+                                master_socket=settings.master_socket_path,
                                 haproxy_bin=settings.haproxy_bin,
                                 reload_timeout=settings.reload_timeout)
         self.supervisor = (HAProxySupervisor(self.sink, log_path=settings.config_path.with_name(
@@ -66,7 +66,7 @@ class SwitchboardService:
             self.health.add_check("haproxy", self._haproxy_check)
 
     def _haproxy_check(self) -> str | None:
-        process = self.supervisor.process
+        process = self.supervisor.process if self.supervisor is not None else None
         if process is not None:  # the master switchboard started
             return None if process.returncode is None else \
                 f"haproxy exited with status {process.returncode}"
@@ -101,7 +101,10 @@ class SwitchboardService:
                     "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
         await self.subscriber.start()
         try:
-            await self.verdicts.open(self.subscriber.js)
+            js = self.subscriber.js
+            if js is None:  # start() connects or raises; never met
+                raise RuntimeError("no JetStream context after the subscriber started")
+            await self.verdicts.open(js)
             await self.verdicts.refresh()  # a reconcile may have offered them already
         except Exception as err:  # routing goes on; dns411 then sees no verdicts of this node
             log.error("cannot open the verdict bucket; verdicts are not published",
@@ -110,15 +113,16 @@ class SwitchboardService:
             self._refresh = asyncio.create_task(self.verdicts.run_refresh(),
                                                 name="verdict-refresh")
         if self.supervisor is not None:
-            self._watch = asyncio.create_task(self._watch_haproxy(), name="haproxy-watch")
+            self._watch = asyncio.create_task(self._watch_haproxy(self.supervisor),
+                                              name="haproxy-watch")
 
-    async def _watch_haproxy(self) -> None:
+    async def _watch_haproxy(self, supervisor: HAProxySupervisor) -> None:
         while True:
             await asyncio.sleep(2.0)
             if self.sink.live_bytes() is None or self.reconciler.applied_hash == "":
                 continue
             try:
-                if await self.supervisor.ensure_running():
+                if await supervisor.ensure_running():
                     log.warning("haproxy was not running; started it again")
                 self._haproxy_problem = None  # ours runs, or a master it did not start answers
             except ReloadFailed as err:

@@ -95,6 +95,7 @@ class SwitchboardSettings(EnvSettings):
     #: seconds: the verdict bucket's max age; each node rewrites its document every third
     verdict_ttl: float = env_var("UNIFY_SWITCHBOARD_VERDICT_TTL", 60.0)
     _render_options: RenderOptions = PrivateAttr()
+    _master_socket_path: Path = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -181,9 +182,15 @@ class SwitchboardSettings(EnvSettings):
         except ValueError as err:
             raise ValueError(f"UNIFY_HAPROXY_* setting: {err}") from None
         self._render_options = render
+        self._master_socket_path = master_socket
         return self
 
     @property
     def render(self) -> RenderOptions:
         """The node-level options printed into the configuration (built from the fields)."""
         return self._render_options
+
+    @property
+    def master_socket_path(self) -> Path:
+        """:attr:`master_socket` as built (absolute; typed as never ``None``)."""
+        return self._master_socket_path

@@ -21,7 +21,7 @@ from unify_common.events import Instance
 from unify_common.problems import Problem
 from unify_common.tags import TagError, UnifyTags, parse_tags
 
-__all__ = ["Keyed", "consensus", "instance_problem"]
+__all__ = ["Keyed", "consensus", "instance_problem", "usable_tags"]
 
 
 def _problem(reason: str, message: str, inst: Instance) -> Problem:
@@ -73,6 +73,17 @@ def instance_problem(inst: Instance, parsed: UnifyTags | None = None) -> Problem
     return None
 
 
+def usable_tags(inst: Instance) -> UnifyTags:
+    """The parsed tags of an instance :func:`instance_problem` found usable (never ``None``
+    there: an instance without them is refused first).
+
+    :raises AssertionError: when called with an instance that has no parsed tags.
+    """
+    unify = inst.unify
+    assert unify is not None, "only usable instances, which carry their parsed tags"
+    return unify
+
+
 #: A usable instance with its catalog key: ``(key, instance)``.
 Keyed = tuple[str, Instance]
 
@@ -88,10 +99,10 @@ def consensus(members: list[Keyed]) -> tuple[UnifyTags, list[Keyed], list[Proble
     # the parsed value.
     first = members[0][1]
     if all(inst.tags == first.tags for _, inst in members):
-        return first.unify, members, []
+        return usable_tags(first), members, []
     groups: dict[UnifyTags, list[Keyed]] = {}
     for member in members:
-        groups.setdefault(member[1].unify, []).append(member)
+        groups.setdefault(usable_tags(member[1]), []).append(member)
     ranked = sorted(groups.items(), key=lambda item: (
         -len(item[1]), min((i.instance_id, i.node) for _, i in item[1])))
     winner, agreeing = ranked[0]

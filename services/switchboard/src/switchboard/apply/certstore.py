@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from unify_common.problems import Problem
 
@@ -27,13 +27,13 @@ __all__ = ["CertificateStore", "load_certificates"]
 _FILE_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}\.pem$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
 _NAME_RE = re.compile(r"^(?:\*\.)?[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*$")
-_PUBLIC = dict(encoding=serialization.Encoding.DER,
-               format=serialization.PublicFormat.SubjectPublicKeyInfo)
+#: how public keys are compared: DER SubjectPublicKeyInfo
+_DER, _SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 
 
 def _names(leaf: x509.Certificate) -> tuple[str, ...]:
     try:
-        san = leaf.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         raw = san.value.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         raw = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
@@ -44,7 +44,7 @@ def _bundle(path: Path) -> Certificate:
     data = path.read_bytes()
     chain = x509.load_pem_x509_certificates(data)
     key = serialization.load_pem_private_key(_key_block(data), password=None)
-    if key.public_key().public_bytes(**_PUBLIC) != chain[0].public_key().public_bytes(**_PUBLIC):
+    if key.public_key().public_bytes(_DER, _SPKI) != chain[0].public_key().public_bytes(_DER, _SPKI):
         raise ValueError("the private key does not match the first certificate")
     names = _names(chain[0])
     if not names:
