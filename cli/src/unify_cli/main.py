@@ -4,7 +4,9 @@
   going away (a line on stderr, then it resumes after the last event it printed).
 * ``unify events replay (--since 10m|<RFC3339> | --from-seq N) [--until T] [--subject S]``
   — exactly the events of a window, in stream order.
-* ``unify dns list [--zone Z] [--source desired|dnsmasq|route53] [--json]`` — DNS records.
+* ``unify dns list [--zone Z] [--source desired|dnsmasq|route53] [--node N] [--json]`` — the
+  DNS records dns411 serves, with drift marks, from the state it publishes on NATS (see
+  :mod:`unify_common.dnslisting`).
 * ``unify dev up [--demo]`` — the whole local stack on real parts; Ctrl-C stops it.
 * ``unify dev demo`` — register example services in a running ``dev up`` stack.
 * ``unify apps keys|ls|releases|rollback|scale|logs|lock`` — wireline apps (see
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import sys
 
@@ -80,16 +83,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _extra_installed(command: str, module: str) -> bool:
+    """True when the service package ``unify <command>`` runs is importable; otherwise says
+    which extra of unify-cli brings it (on stderr) and returns False."""
+    if importlib.util.find_spec(module) is not None:
+        return True
+    print(f"unify {command}: needs the {module} package: pip install 'unify-cli[{command}]'",
+          file=sys.stderr)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for usage errors)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["dns", "list"]:
-        from dns411 import cli_list  # the CLI is a client of dns411's listing
-        return cli_list(argv[2:])
+        # from the state each dns411 node publishes on NATS: no dns411 package needed
+        from unify_common.dnslisting import list_command
+        return list_command(argv[2:], prog="unify dns list")
     if argv[:1] == ["apps"]:
+        if not _extra_installed("apps", "wireline"):
+            return 2
         from .apps_cmd import main as apps_main  # wireline's apps, keys, releases
         return apps_main(argv[1:])
     if argv[:1] == ["registry"]:
+        if not _extra_installed("registry", "registry_admin"):
+            return 2
         from .registry_cmd import main as registry_main  # registry-admin's ls and gc
         return registry_main(argv[1:])
     args = _parser().parse_args(argv)
@@ -111,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                                           as_json=args.json))
             return 0
         if args.command == "dns":  # only `dns list` exists; reached here with bad words
-            print("unify: use `unify dns list [--zone Z] [--source S] [--json]`",
+            print("unify: use `unify dns list [--zone Z] [--source S] [--node N] [--json]`",
                   file=sys.stderr)
             return 2
         if args.command == "images":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dns411.drift import Row, compare, desired_rows
-from dns411.listing import format_table
+from unify_common.dnslisting import format_table
 from dns411.model import RecordSet
 
 DESIRED = [RecordSet("web.example.com", "A", ("10.0.0.1", "10.0.0.2"), 30),

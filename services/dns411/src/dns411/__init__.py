@@ -2,12 +2,7 @@
 
 Pure core: :mod:`.names`, :mod:`.model`, :mod:`.static`, :mod:`.desired`, :mod:`.render`,
 :mod:`.plan`. Shell: :mod:`.apply` (dnsmasq files and process, Route 53 API),
-:mod:`.reconciler`, :mod:`.service`, :mod:`.cli`.
+:mod:`.reconciler`, :mod:`.service`, :mod:`.listing` (the state it publishes for ``unify dns
+list``), :mod:`.cli`.
 """
 
-
-def cli_list(argv: list[str] | None = None) -> int:
-    """``unify dns list`` entry: print records as a table (or ``--json``); see :mod:`.cli`."""
-    from .cli import list_main
-
-    return list_main(argv)

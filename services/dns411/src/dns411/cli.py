@@ -4,59 +4,55 @@
   environment, see :mod:`.settings` and :mod:`unify_common.settings`).
 * ``unify-dns411 --dry-run``: read the catalog once, print the plan (dnsmasq file diffs,
   Route 53 changes), write nothing.
-* ``unify-dns411 list [--zone Z] [--source desired|dnsmasq|route53] [--json]``: print
-  records with drift marks (see :mod:`.listing`).
+* ``unify-dns411 list [--zone Z] [--source desired|dnsmasq|route53] [--node N] [--json]``:
+  ``unify dns list`` (records with drift marks, from the state dns411 nodes publish on NATS;
+  see :mod:`unify_common.dnslisting`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import logging
 import sys
 
+from unify_common.catalog import CatalogState, read_catalog
+from unify_common.dnslisting import list_command
 from unify_common.logs import configure_logging
+from unify_common.natsio import connect_nats, unreachable_message, wait_for_catalog
 from unify_common.settings import CommonSettings
 
 from .settings import Dns411Settings
 
-__all__ = ["list_main", "main"]
-
-
-def _list_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unify dns list",
-                                     description="List DNS records with drift marks.")
-    parser.add_argument("--zone", default=None, help="only names in this zone")
-    parser.add_argument("--source", default="desired", choices=("desired", "dnsmasq", "route53"),
-                        help="desired (default): the records dns411 wants, DRIFT '-'; "
-                        "dnsmasq / route53: compare with what that side serves, marking "
-                        "missing, extra and foreign records")
-    parser.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    return parser
+__all__ = ["list_main", "main", "read_state"]
 
 
 def list_main(argv: list[str] | None = None) -> int:
-    """``list`` subcommand: print a table (or ``--json``). Returns the exit status."""
-    from .listing import format_table, list_records
+    """``list`` subcommand: the same listing as ``unify dns list``, from the state the dns411
+    nodes publish on NATS (:func:`unify_common.dnslisting.list_command`). Returns the exit
+    status."""
+    return list_command(argv, prog="unify-dns411 list")
 
-    args = _list_parser().parse_args(argv)
+
+async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> CatalogState:
+    """Read the catalog once (for ``--dry-run``): each NATS server is tried once.
+
+    :raises ConnectionError: no NATS server answered (within ``timeout`` seconds).
+    """
+    logging.getLogger("nats").setLevel(logging.CRITICAL)  # one clear error, not a retry log
     try:
-        rows = list_records(zone=args.zone, source=args.source)
-    except ConnectionError as err:
-        print(f"unify dns list: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # unreachable AWS, bad settings: one clear line
-        print(f"unify dns list: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
-    else:
-        print(format_table(rows))
-    return 0
+        nc = await asyncio.wait_for(
+            connect_nats(common, name="dns411-dry-run", fail_fast=True), timeout)
+    except Exception as err:
+        raise ConnectionError(unreachable_message(common, err)) from None
+    try:
+        return await read_catalog(await wait_for_catalog(nc.jetstream(), common, timeout=timeout,
+                                                         log=logging.getLogger("dns411")))
+    finally:
+        await nc.close()
 
 
 async def _dry_run(settings: Dns411Settings, common: CommonSettings) -> str:
-    from .listing import read_state
     from .service import build_reconciler
 
     state = await read_state(common)

@@ -1,6 +1,7 @@
 """Compare what a place holds (dnsmasq files, a hosted zone) with the desired records (pure).
 
-One :class:`Row` per value. ``drift`` is ``""`` for the desired listing itself; for another
+One :class:`~unify_common.dnslisting.Row` per value (the row of the state dns411 publishes
+and ``unify dns list`` prints). ``drift`` is ``""`` for the desired listing itself; for another
 source it is ``in-sync``, ``ttl`` (value present, TTL differs), ``missing`` (desired, absent
 there), ``extra`` (there, owned by this dns411, not desired), ``foreign`` (there, not owned
 by this dns411, not desired) or ``not-owned`` (desired, but the record there is someone
@@ -9,37 +10,13 @@ else's).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-import msgspec
+from unify_common.dnslisting import Row, in_zone
 
 from .model import RecordSet
-from .names import zone_for
 
 __all__ = ["Row", "compare", "desired_rows", "in_zone"]
-
-
-class Row(msgspec.Struct, frozen=True, order=True):
-    """One listed value: ``type``, ``name``, ``value``, ``ttl`` (seconds), ``owner`` (owner id,
-    ``""`` unknown), ``origin`` (catalog, kv, file, dnsmasq, route53), ``drift``."""
-
-    name: str
-    type: str
-    value: str
-    ttl: int
-    owner: str = ""
-    origin: str = ""
-    drift: str = ""
-
-    def as_dict(self) -> dict:
-        """JSON-ready dict with the column names of the table."""
-        return {"type": self.type, "name": self.name, "value": self.value, "ttl": self.ttl,
-                "owner": self.owner, "origin": self.origin, "drift": self.drift}
-
-
-def in_zone(name: str, zone: str | None) -> bool:
-    """True when ``zone`` is None or ``name`` is ``zone`` or below it (label boundary)."""
-    return zone is None or zone_for(name, [zone]) is not None
 
 
 def desired_rows(records: Iterable[RecordSet], owner_id: str) -> list[Row]:

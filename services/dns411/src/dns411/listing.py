@@ -1,124 +1,132 @@
-"""``list_records``: what dns411 wants, what dnsmasq serves, what Route 53 holds, with drift.
+"""What this dns411 node serves, as the document it publishes on NATS.
 
-Used by ``unify dns list`` (through :func:`dns411.cli_list`) and ``unify-dns411 list``.
-Reads the catalog from NATS (when no ``state`` is given), dnsmasq's files from the
-configured paths, and Route 53 through boto3 (standard AWS variables).
+After every reconcile the reconciler hands a :class:`Served` snapshot to the service, which
+turns it into a :class:`~unify_common.dnslisting.DnsState` (:func:`build_state`) and puts it
+into the state bucket (``UNIFY_DNS411_STATE_BUCKET``) under the node's name; ``unify dns
+list`` reads it from there, on any machine with NATS access (see
+:mod:`unify_common.dnslisting` for the format and why a document).
+
+* desired: the records of that reconcile (drift ``""``);
+* dnsmasq: dns411's hosts and conf files as they are on disk after the apply (the last good
+  files when a new set was refused), compared with the desired records;
+* Route 53: per managed hosted zone, the listing dns411 keeps (read from Route 53 at most
+  ``UNIFY_ROUTE53_RESYNC`` seconds before, with the changes that landed since; the listing
+  of the plan when a change was rejected), compared with the desired records of names in
+  that zone. Listing costs no API call.
+
+:func:`state_document` is the pure part (tested as a table).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import time
+from collections.abc import Mapping, Sequence
 
-from unify_common.catalog import CatalogState, read_catalog
-from unify_common.natsio import connect_nats, ensure_catalog_bucket, unreachable_message
-from unify_common.settings import CommonSettings
+import msgspec
 
-from .apply.route53 import Route53Sink, sink_for
-from .drift import Row, compare, desired_rows, in_zone
-from .model import RecordSet
+from unify_common.dnslisting import DnsState, ZoneListing, encode_state
+
+from .drift import compare, desired_rows
+from .model import RECORD_TYPES, RecordSet
 from .names import zone_for
 from .plan import companion_name, owner_of
-from .reconciler import Reconciler
 from .render import parse_conf_file, parse_hosts_file
 from .settings import Dns411Settings
 
-__all__ = ["SOURCES", "format_table", "list_records", "Row"]
-
-SOURCES = ("desired", "dnsmasq", "route53")
+__all__ = ["Served", "build_state", "encode_within", "route53_zones", "state_document"]
 
 
-async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> CatalogState:
-    """Read the catalog once (for one-shot commands): each NATS server is tried once.
+class Served(msgspec.Struct, frozen=True):
+    """One reconcile's result, for the published state (no I/O to take it).
 
-    :raises ConnectionError: no NATS server answered (within ``timeout`` seconds).
+    ``records``: desired record sets; ``revision``: the catalog revision; ``route53``:
+    ``off``, ``standby`` or ``on``; ``zones``: managed hosted zone id -> name;
+    ``listings``: zone id -> (ms since the epoch it was read, record sets held there).
     """
-    logging.getLogger("nats").setLevel(logging.CRITICAL)  # one clear error, not a retry log
-    try:
-        nc = await asyncio.wait_for(
-            connect_nats(common, name="dns411-list", fail_fast=True), timeout)
-    except Exception as err:
-        raise ConnectionError(unreachable_message(common, err)) from None
-    try:
-        return await read_catalog(await ensure_catalog_bucket(nc.jetstream(), common))
-    finally:
-        await nc.close()
+
+    records: tuple[RecordSet, ...]
+    revision: int
+    route53: str = "off"
+    zones: Mapping[str, str] = msgspec.field(default_factory=dict)
+    listings: Mapping[str, tuple[int, tuple[RecordSet, ...]]] = msgspec.field(
+        default_factory=dict)
 
 
-def _dnsmasq_records(settings: Dns411Settings) -> list[RecordSet]:
-    try:
-        conf_text = settings.conf_path.read_text()
-    except FileNotFoundError:
-        conf_text = ""
-    ttl, cnames = parse_conf_file(conf_text)
-    try:
-        hosts_text = settings.hosts_path.read_text()
-    except FileNotFoundError:
-        hosts_text = ""
-    return parse_hosts_file(hosts_text, ttl or 0) + cnames
+def route53_zones(desired: Sequence[RecordSet], zones: Mapping[str, str],
+                  listings: Mapping[str, tuple[int, Sequence[RecordSet]]], owner_id: str
+                  ) -> tuple[ZoneListing, ...]:
+    """One :class:`ZoneListing` per managed zone that has a listing (sorted by zone id):
+    its A/AAAA/CNAME record sets (owners from their companion TXT records) compared with the
+    desired records whose closest managed zone it is."""
+    names = set(zones.values())
+    wanted: dict[str, list[RecordSet]] = {}
+    for rec in desired:
+        zone = zone_for(rec.name, names)
+        if zone is not None:
+            wanted.setdefault(zone, []).append(rec)
+    out = []
+    for zone_id in sorted(z for z in zones if z in listings):
+        listed_at, held = listings[zone_id]
+        by_key = {r.key: r for r in held}
+        found = [r for r in held if r.type in RECORD_TYPES]
+        owners = {}
+        for rec in found:
+            owner = owner_of(by_key.get((companion_name(*rec.key), "TXT")))
+            if owner:
+                owners[rec.key] = owner
+        rows = compare(wanted.get(zones[zone_id], []), found, owners, owner_id)
+        out.append(ZoneListing(zone_id, zones[zone_id], listed_at, tuple(rows)))
+    return tuple(out)
 
 
-def _route53_records(sink: Route53Sink, zones: dict[str, str]
-                     ) -> tuple[list[RecordSet], dict[tuple[str, str], str]]:
-    records: list[RecordSet] = []
-    for zid in sorted(zones):
-        records.extend(sink.list_zone(zid))
-    by_key = {r.key: r for r in records}
-    owners: dict[tuple[str, str], str] = {}
-    found = []
-    for rec in records:
-        if rec.type not in ("A", "AAAA", "CNAME"):
-            continue
-        found.append(rec)
-        owner = owner_of(by_key.get((companion_name(*rec.key), "TXT")))
-        if owner:
-            owners[rec.key] = owner
-    return found, owners
+def state_document(served: Served, *, node: str, owner_id: str, published_at: int,
+                   every: float, dnsmasq: Sequence[RecordSet] | None) -> DnsState:
+    """The document of ``served`` (pure).
 
-
-def list_records(zone: str | None = None, source: str = "desired", *,
-                 settings: Dns411Settings | None = None, common: CommonSettings | None = None,
-                 state: CatalogState | None = None, route53_client=None) -> list[Row]:
-    """Rows (sorted by name, type, value) from ``source``, limited to ``zone`` (a name; for
-    ``route53`` also a hosted zone id), with drift marked (see :mod:`.drift`).
-
-    :raises ValueError: unknown ``source``.
-    :raises ConnectionError: NATS unreachable (catalog needed, no ``state``).
-    :raises botocore.exceptions.ClientError: Route 53 refused.
+    :param dnsmasq: the record sets dns411's dnsmasq files hold, or ``None`` (dnsmasq off).
+    :param published_at: ms since the epoch; ``every``: seconds between publications.
     """
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    settings = settings or Dns411Settings.from_env()
-    common = common or CommonSettings.from_env()
-    if state is None:
-        state = asyncio.run(read_state(common))
-    desired = Reconciler(settings, node=common.node).desired(state).records
-    if source == "desired":
-        rows = desired_rows(desired, settings.owner_id)
-    elif source == "dnsmasq":
-        found = _dnsmasq_records(settings)
-        rows = compare(desired, found, {r.key: settings.owner_id for r in found},
-                       settings.owner_id)
-    else:
-        sink = sink_for(settings, route53_client)
-        managed = {zid: name for zid, name in sink.zones().items()
-                   if not settings.zones or name in settings.zones
-                   or zid.lower() in settings.zones}
-        wanted = zone.rstrip(".").lower() if zone else None
-        chosen = {zid: name for zid, name in managed.items()
-                  if wanted is None or wanted in (name, zid.lower())}
-        found, owners = _route53_records(sink, chosen)
-        names = set(managed.values())
-        desired = [r for r in desired if zone_for(r.name, names) in chosen.values()]
-        return compare(desired, found, owners, settings.owner_id)
-    return [r for r in rows if in_zone(r.name, zone)]
+    desired = served.records
+    return DnsState(
+        node=node, owner_id=owner_id, published_at=published_at, revision=served.revision,
+        every=every, desired=tuple(desired_rows(desired, owner_id)),
+        dnsmasq=None if dnsmasq is None else tuple(
+            compare(desired, dnsmasq, {r.key: owner_id for r in dnsmasq}, owner_id)),
+        route53=served.route53,
+        zones=route53_zones(desired, served.zones, served.listings, owner_id)
+        if served.route53 == "on" else ())
 
 
-def format_table(rows: list[Row]) -> str:
-    """A fixed-width table: TYPE NAME VALUE TTL OWNER ORIGIN DRIFT."""
-    header = ("TYPE", "NAME", "VALUE", "TTL", "OWNER", "ORIGIN", "DRIFT")
-    cells = [header] + [(r.type, r.name, r.value, str(r.ttl), r.owner or "-", r.origin,
-                         r.drift or "-") for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip()
-                     for c in cells)
+def _read(path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def build_state(served: Served, settings: Dns411Settings, *, node: str,
+                now_ms: int | None = None) -> DnsState:
+    """:func:`state_document` with the dnsmasq files read from disk (when dnsmasq is on).
+
+    :raises OSError: a file exists but cannot be read.
+    """
+    dnsmasq = None
+    if settings.dnsmasq_enabled:
+        ttl, cnames = parse_conf_file(_read(settings.conf_path))
+        dnsmasq = parse_hosts_file(_read(settings.hosts_path), ttl or 0) + cnames
+    return state_document(served, node=node, owner_id=settings.owner_id,
+                          published_at=int(time.time() * 1000) if now_ms is None else now_ms,
+                          every=settings.tick, dnsmasq=dnsmasq)
+
+
+def encode_within(state: DnsState, max_bytes: int) -> bytes:
+    """The KV value of ``state``; when larger than ``max_bytes`` (the server's max payload),
+    the value of the same document without rows and with ``error`` saying why."""
+    data = encode_state(state)
+    if len(data) <= max_bytes:
+        return data
+    return encode_state(msgspec.structs.replace(
+        state, desired=(), dnsmasq=None if state.dnsmasq is None else (),
+        zones=tuple(msgspec.structs.replace(z, rows=()) for z in state.zones),
+        error=f"the state is too large to publish ({len(data)} bytes compressed, the NATS "
+              f"server takes {max_bytes})"))

@@ -1,10 +1,11 @@
-"""The record model of dns411: what a name should resolve to, and why something was skipped."""
+"""The record model of dns411: what a name should resolve to, and why something was skipped
+(:class:`~unify_common.problems.Problem`, the one problem type of every service, re-exported)."""
 
 from __future__ import annotations
 
-import hashlib
-
 import msgspec
+
+from unify_common.problems import Problem
 
 __all__ = ["ADDRESS_TYPES", "RECORD_TYPES", "Problem", "RecordSet", "Desired"]
 
@@ -33,31 +34,9 @@ class RecordSet(msgspec.Struct, frozen=True, order=True):
         """``(name, type)``: the identity of a record set."""
         return (self.name, self.type)
 
-    def same_data(self, other: "RecordSet") -> bool:
+    def same_data(self, other: RecordSet) -> bool:
         """Equal values and TTL (origin ignored)."""
         return self.values == other.values and self.ttl == other.ttl
-
-
-class Problem(msgspec.Struct, frozen=True, order=True):
-    """Why one input item (an instance, a KV key, a file line, a record) was skipped.
-
-    ``reason`` is a short machine word (``invalid-tags``, ``invalid-address``,
-    ``name-conflict``, ``static-conflict``, ``invalid-static``, ``not-owned``,
-    ``owned-by-other``, ``change-rejected``...); ``message`` is for humans and never holds
-    secrets. ``service``/``instance_id``/``node`` are set when one instance is concerned.
-    """
-
-    reason: str
-    message: str
-    service: str = ""
-    instance_id: str = ""
-    node: str = ""
-
-    @property
-    def fingerprint(self) -> str:
-        """16 hex digits identifying this problem (for deduplicated reporting)."""
-        raw = "\0".join((self.reason, self.message, self.service, self.instance_id, self.node))
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 class Desired(msgspec.Struct, frozen=True):

@@ -26,7 +26,9 @@ from typing import Iterable, Mapping, Sequence
 
 import msgspec
 
-from .model import RECORD_TYPES, Problem, RecordSet
+from unify_common.problems import Problem
+
+from .model import RECORD_TYPES, RecordSet
 from .names import MAX_NAME_LEN, zone_for
 
 __all__ = ["Change", "ChangeUnit", "Route53Plan", "batch_units", "companion_name",

@@ -27,14 +27,16 @@ from typing import Awaitable, Callable
 import msgspec
 
 from unify_common import subjects
-from unify_common.state import CatalogState
-from unify_common.events import Applied, ErrorEvent, Event
+from unify_common.events import Applied, Event
 from unify_common.logs import get_logger
+from unify_common.problems import Problem, ProblemReporter
+from unify_common.state import CatalogState
 
 from .apply.dnsmasq import DnsmasqConfigError, DnsmasqSink
 from .apply.route53 import Route53Sink
 from .desired import build_desired
-from .model import Desired, Problem, RecordSet
+from .listing import Served
+from .model import Desired, RecordSet
 from .plan import Route53Plan, plan_route53, to_boto_change
 from .render import render_conf, render_hosts
 from .settings import Dns411Settings
@@ -63,10 +65,16 @@ class Reconciler:
         self.node = node
         self.dnsmasq = dnsmasq
         self.route53 = route53
+        #: logs and publishes each new problem once while it persists
+        self.reporter = ProblemReporter("dns411", node, publish)
         self.publish = publish
         #: a :class:`~dns411.apply.lock.WriterLock`; Route 53 is written only while it holds
         self.lock = None
-        self._reported: set[str] = set()
+        #: ``(Served) -> None``, called after every reconcile (the service publishes it)
+        self.on_served: Callable[[Served], None] | None = None
+        self._r53_zones: dict[str, str] = {}  # managed zones of the last plan
+        self._planned: dict[str, tuple[int, tuple[RecordSet, ...]]] = {}  # their listings
+        self._held: dict[str, tuple[int, tuple[RecordSet, ...]]] = {}  # last known
         self._last_report: tuple[str, str, str] = ("", "", "")  # (method, hash, detail)
         self._r53_key = ""  # desired records last verified in Route 53, and when
         self._r53_at = 0.0
@@ -155,23 +163,31 @@ class Reconciler:
     def _plan(self, desired: Desired, zones: dict[str, str], sink: Route53Sink) -> Route53Plan:
         existing = {zid: sink.list_zone(zid, max_age=self.settings.route53_resync)
                     for zid in sorted(zones)}
+        self._r53_zones = dict(zones)
+        self._planned = {zid: kept for zid in zones if (kept := sink.kept(zid)) is not None}
         return plan_route53(desired.records, zones, existing, owner_id=self.settings.owner_id,
                             policy=self.settings.policy, domains=desired.domains)
 
-    async def _report(self, problems: list[Problem]) -> None:
-        current = {p.fingerprint: p for p in problems}
-        for fp in sorted(set(current) - self._reported):
-            p = current[fp]
-            log.warning("problem", extra={"fields": {
-                "reason": p.reason, "detail": p.message, "service": p.service,
-                "instance_id": p.instance_id}})
-            if self.publish is not None:
-                event = ErrorEvent(source="dns411", reason=p.reason, message=p.message,
-                                   service=p.service, instance_id=p.instance_id, node=p.node,
-                                   observed_at=int(time.time() * 1000))
-                await self.publish(subjects.error_subject("dns411"), event,
-                                   f"dns411:error:{self.node}:{fp}:{time.time_ns()}")
-        self._reported = set(current)
+    @property
+    def publish(self) -> Publish | None:
+        """``async (subject, event, msg_id)`` or ``None``: where reports and problems go."""
+        return self._publish
+
+    @publish.setter
+    def publish(self, publish: Publish | None) -> None:
+        self._publish = publish
+        self.reporter.publish = publish
+
+    def _served(self, desired: Desired, revision: int, standby: bool) -> Served:
+        """What this reconcile leaves served (for the published state, no I/O)."""
+        if self.route53 is None or standby:
+            return Served(desired.records, revision, "off" if self.route53 is None else "standby")
+        for zid in self._r53_zones:
+            kept = self.route53.kept(zid) or self._planned.get(zid)
+            if kept is not None:
+                self._held[zid] = kept
+        self._held = {zid: v for zid, v in self._held.items() if zid in self._r53_zones}
+        return Served(desired.records, revision, "on", dict(self._r53_zones), dict(self._held))
 
     async def __call__(self, state: CatalogState) -> None:
         # One caller: the subscriber shell's loop (a lock takeover asks it for a reconcile),
@@ -237,7 +253,7 @@ class Reconciler:
                     problems.append(Problem("apply-failed", f"route53: {type(err).__name__}: "
                                             f"{str(err)[:300]}"))
                     failures.append("route53")
-        await self._report(problems)
+        await self.reporter.report(problems)
         digest = hashlib.sha256(hosts + b"\0" + conf).hexdigest()
         method = ("reload" if dnsmasq_method in ("reload", "restart")
                   else "runtime" if changes > 0 else "unchanged")
@@ -255,6 +271,8 @@ class Reconciler:
                 source="dns411", node=self.node, method=method, config_hash=digest,
                 detail=detail, observed_at=int(time.time() * 1000)),
                 f"dns411:applied:{self.node}:{state.revision}:{digest}:{time.time_ns()}")
+        if self.on_served is not None:
+            self.on_served(self._served(desired, state.revision, standby))
         if failures:
             raise ApplyFailed(f"dns411 apply failed: {', '.join(failures)}")
 

@@ -5,7 +5,10 @@ The subscriber shell decides when to reconcile: catalog changes (debounced), ret
 failed apply, a lock won (:meth:`Subscriber.request`), and its periodic resync every
 ``UNIFY_DNS411_TICK`` seconds, which starts a dead dnsmasq child again and heals Route 53
 drift once its resync time is due. Every reconcile first looks whether the hosted zone list
-is due to be read again (in the background, see :meth:`Reconciler.discover_zones`).
+is due to be read again (in the background, see :meth:`Reconciler.discover_zones`). After
+every reconcile, what the node serves is put into the state bucket
+(``UNIFY_DNS411_STATE_BUCKET``, see :mod:`.listing`), in the background: ``unify dns list``
+reads it.
 
 Health (:class:`~unify_common.health.Health`, metric prefix ``unify_dns411_``, served on
 ``UNIFY_HEALTH_ADDR``, default ``127.0.0.1:9103``): checks ``nats`` and, with
@@ -20,7 +23,11 @@ from __future__ import annotations
 import asyncio
 from importlib.metadata import version
 
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BadRequestError, NotFoundError
+
 from unify_common.consulio import make_consul
+from unify_common.dnslisting import STATE_MAX_AGE, node_key
 from unify_common.events import Applied, ErrorEvent, Event
 from unify_common.health import Health
 from unify_common.logs import get_logger
@@ -33,6 +40,7 @@ from .apply.dnsmasq import DnsmasqSink
 from .apply.dnsmasq_process import ManagedDnsmasq, control_for
 from .apply.lock import WriterLock
 from .apply.route53 import sink_for
+from .listing import Served, build_state, encode_within
 from .reconciler import Reconciler
 from .settings import Dns411Settings
 from .verdict_mirror import VerdictMirror
@@ -72,6 +80,13 @@ class Dns411:
                                      health=self.health)
         self.reconciler.publish = self._publish
         self.reconciler.time_apply = self.health.time_apply
+        self.reconciler.on_served = self._served
+        self._node = common.node
+        self._state_kv = None  # the state bucket, opened (or created) at the first put
+        self._state_pending: Served | None = None
+        self._state_task: asyncio.Task | None = None
+        #: number of state documents put into the state bucket so far
+        self.states_published = 0
         self._reported_hash = ""  # config_hash of the last Applied published
         dnsmasq = self.reconciler.dnsmasq
         if dnsmasq is not None and isinstance(dnsmasq.control, ManagedDnsmasq):
@@ -118,6 +133,52 @@ class Dns411:
         elif isinstance(event, Applied):
             self._reported_hash = event.config_hash
         await self.subscriber.publish(subject, event, msg_id=msg_id)
+
+    def _served(self, served: Served) -> None:
+        """Publish what a reconcile left served, in the background (the reconcile loop never
+        waits for it); while one put runs, only the newest snapshot waits for the next."""
+        self._state_pending = served
+        if self._state_task is None or self._state_task.done():
+            self._state_task = asyncio.get_running_loop().create_task(
+                self._publish_states(), name="dns411-state")
+            self._background.add(self._state_task)
+            self._state_task.add_done_callback(self._background.discard)
+
+    async def _publish_states(self) -> None:
+        """Put each pending snapshot into the state bucket (see :mod:`.listing`). A failure
+        is logged and counted (error kind ``state-publish-failed``); the next reconcile
+        publishes again."""
+        while self._state_pending is not None:
+            served, self._state_pending = self._state_pending, None
+            try:
+                nc = self.subscriber.nc
+                state = await asyncio.to_thread(build_state, served, self.settings,
+                                                node=self._node)
+                data = await asyncio.to_thread(encode_within, state, nc.max_payload)
+                if self._state_kv is None:
+                    self._state_kv = await self._open_state_bucket()
+                await self._state_kv.put(node_key(self._node), data)
+                self.states_published += 1
+            except Exception as err:  # NATS away, bucket refused: the next reconcile retries
+                self._state_kv = None
+                self.health.count_error("state-publish-failed")
+                log.warning("cannot publish the served records",
+                            bucket=self.settings.state_bucket, error=f"{type(err).__name__}: {str(err)[:300]}")
+
+    async def _open_state_bucket(self):
+        """The state bucket, created when missing (dns411 owns it: one key per node, history
+        1, entries expire ``STATE_MAX_AGE`` seconds after their last update)."""
+        js = self.subscriber.js
+        try:
+            return await js.key_value(self.settings.state_bucket)
+        except NotFoundError:
+            try:
+                return await js.create_key_value(KeyValueConfig(
+                    bucket=self.settings.state_bucket, history=1, ttl=STATE_MAX_AGE,
+                    storage=StorageType.FILE,
+                    description="what each dns411 node serves (unify dns list)"))
+            except BadRequestError:  # another dns411 created it in between
+                return await js.key_value(self.settings.state_bucket)
 
     async def start(self, *, health_addr: tuple[str, int] | None = None) -> None:
         """Serve health on ``health_addr`` (``None``: not served; an address that cannot be

@@ -58,6 +58,8 @@ variable                        meaning                                      def
 ``UNIFY_DNS411_DEBOUNCE``       seconds of quiet after a catalog change       ``0.05``
                                 before a reconcile (0..1; a burst gives one
                                 reconcile, so one dnsmasq restart)
+``UNIFY_DNS411_STATE_BUCKET``   NATS KV bucket where each node puts what it   ``unify-dns411``
+                                serves (read by ``unify dns list``)
 ``UNIFY_HEALTH_ADDR``           ``host:port`` of ``/livez``, ``/readyz``      ``127.0.0.1:9103``
                                 and ``/metrics`` (port 0: any free port)
 ``UNIFY_VERDICT_BUCKET``        switchboard's per-vhost verdicts (NATS KV):  ``unify-switchboard-verdicts``
@@ -84,6 +86,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from unify_common.dnslisting import STATE_BUCKET
 from unify_common.settings import CommaList, EnvSettings, HostPort, env_var
 
 from .plan import POLICIES
@@ -92,6 +95,7 @@ from .render import consul_server_line
 __all__ = ["Dns411Settings"]
 
 _OWNER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ZONE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DOMAIN_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
@@ -150,6 +154,7 @@ class Dns411Settings(EnvSettings):
     tick: float = env_var("UNIFY_DNS411_TICK", 30.0)
     replica_every: float = env_var("UNIFY_DNS411_REPLICA_EVERY", 30.0)
     debounce: float = env_var("UNIFY_DNS411_DEBOUNCE", 0.05)
+    state_bucket: str = env_var("UNIFY_DNS411_STATE_BUCKET", STATE_BUCKET)
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9103))
     #: switchboard's verdict bucket (:mod:`dns411.verdict_mirror`), read only
     verdict_bucket: str = env_var("UNIFY_VERDICT_BUCKET", "unify-switchboard-verdicts")
@@ -200,6 +205,9 @@ class Dns411Settings(EnvSettings):
             raise ValueError(f"UNIFY_ROUTE53_POLICY must be one of {', '.join(POLICIES)}")
         if not _OWNER_RE.match(self.owner_id):
             raise ValueError("UNIFY_DNS_OWNER_ID must be 1-64 of letters, digits, '.', '_', '-'")
+        if not _BUCKET_RE.match(self.state_bucket):
+            raise ValueError("UNIFY_DNS411_STATE_BUCKET must be 1-64 of letters, digits, "
+                             f"'_', '-', got {self.state_bucket!r}")
         if not _LABEL_RE.match(self.haproxy_label):
             raise ValueError("UNIFY_HAPROXY_LABEL must be one DNS label")
         if not self.conf_name.endswith(".conf") or "/" in self.conf_name:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from unify_common.events import KvEntry
+from unify_common.problems import Problem
 
-from .model import Problem, RecordSet
+from .model import RecordSet
 from .names import is_hostname, normalize_name, parse_address
 
 __all__ = ["records_from_hosts", "records_from_kv"]

@@ -24,8 +24,10 @@ RESTARTS = 20
 async def consumer_counts(js) -> tuple[int, dict[str, int]]:
     """(the account's consumer count, consumers by stream) as the server reports them."""
     account = await js.account_info()
+    # (the state bucket dns411 writes after its first reconcile is left out: never consumed)
     return account.consumers, {s.config.name: s.state.consumer_count
-                               for s in await js.streams_info()}
+                               for s in await js.streams_info()
+                               if s.config.name != "KV_unify-dns411"}
 
 
 @pytest.mark.timeout(240)

@@ -56,9 +56,9 @@ async def test_foreign_and_other_owner_records_are_never_touched(tmp_path, route
         ("mail.example.com.", "A", 300, ("10.7.7.7",)),
         ("web.example.com.", "A", 300, ("10.9.9.9",)),
     ]
-    assert publish.errors() == [
-        ("owned-by-other", "api.example.com A belongs to owner someone-else; left alone"),
+    assert publish.errors() == [  # new problems in Problem order (reason first)
         ("not-owned", "web.example.com A exists without a dns411 ownership record; left alone"),
+        ("owned-by-other", "api.example.com A belongs to owner someone-else; left alone"),
     ]
     await reconciler(state())  # sync deletes only what it owns: nothing here
     assert len(zone_records(route53, zone)) == 4
@@ -305,7 +305,7 @@ async def test_record_comes_back_after_removal(tmp_path, route53):
 
 async def test_a_domain_without_hosted_zone_is_reported_once_while_it_lasts(tmp_path, route53,
                                                                           caplog):
-    caplog.set_level("WARNING", logger="dns411")
+    caplog.set_level("WARNING", logger="unify.problems")
     top = create_zone(route53, "example.com")
     reconciler, publish = make(tmp_path, route53)
     reconciler.route53.zone_refresh = 0.0  # a new zone is seen at the next reconcile
@@ -319,8 +319,8 @@ async def test_a_domain_without_hosted_zone_is_reported_once_while_it_lasts(tmp_
                "not written to Route 53")
     assert publish.errors() == [("no-hosted-zone", message)]
     assert [(r.getMessage(), r.fields) for r in caplog.records] == [
-        ("problem", {"reason": "no-hosted-zone", "detail": message, "service": "",
-                     "instance_id": ""})]
+        ("input rejected", {"source": "dns411", "reason": "no-hosted-zone", "message": message,
+                            "service": "", "instance_id": ""})]
     assert [name for name, _, _, _ in zone_records(route53, top)] == [
         "_dns411-a.web.example.com.", "_dns411-a.www.example.com.", "web.example.com.",
         "www.example.com."]

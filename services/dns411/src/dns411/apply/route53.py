@@ -25,8 +25,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from unify_common.logs import get_logger
+from unify_common.problems import Problem
 
-from ..model import Problem, RecordSet
+from ..model import RecordSet
 from ..names import normalize_name
 from ..plan import Change, ChangeUnit, batch_units, to_boto_change
 
@@ -234,6 +235,16 @@ class Route53Sink:
                 start["StartRecordIdentifier"] = page["NextRecordIdentifier"]
         self._listings[zone_id] = (read_at, {r.key: r for r in out})
         return out
+
+    def kept(self, zone_id: str) -> tuple[int, tuple[RecordSet, ...]] | None:
+        """The kept listing of a zone, no API call: ``(when it was read, in ms since the
+        epoch; its record sets with the changes that landed since)``, or ``None`` when none
+        is kept (never read, or dropped after a rejected or failed change)."""
+        cached = self._listings.get(zone_id)
+        if cached is None:
+            return None
+        read_ms = int((time.time() - (time.monotonic() - cached[0])) * 1000)
+        return read_ms, tuple(cached[1].values())
 
     def forget(self) -> None:
         """Drop kept listings (another writer may change the zones meanwhile)."""
