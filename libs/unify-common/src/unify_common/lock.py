@@ -9,6 +9,8 @@ calls ``on_lost``. A renewal that merely fails (timeout, Consul busy or restarti
 tolerated while less than half a TTL has passed since the last good one — the session cannot
 have expired yet, so no one else can hold the key — and drops the lock after that: two
 holders at once are worse than a few seconds without one.
+A candidate whose attempts fail (Consul unreachable, or refusing: an ACL token without
+session or key rights) logs it once, until an attempt goes through again.
 
 Used by consul-bridge (one publisher) and dns411 (one Route 53 writer).
 """
@@ -53,6 +55,7 @@ class SessionLock:
         self.session_id: str | None = None
         self.holding = False
         self._last_ok = 0.0
+        self._refused: str | None = None
 
     @property
     def last_contact(self) -> float:
@@ -80,6 +83,7 @@ class SessionLock:
                     self.holding = True
                     log.info("lock acquired", lock=self.purpose, key=self.key)
                     self.on_acquired()
+            self._refused = None
         except consul.NotFound:
             self._lost("session expired")
             self.session_id = None
@@ -90,8 +94,11 @@ class SessionLock:
             if self.holding and loop.time() - self._last_ok < self.ttl_s / 2:
                 log.warning("lock renewal failed; still within the TTL", lock=self.purpose,
                             reason=why)
-            else:
+            elif self.holding:
                 self._lost(why)
+            elif self._refused is None:  # once until Consul answers again (e.g. an ACL denial)
+                self._refused = why
+                log.warning("lock attempt failed; retrying", lock=self.purpose, reason=why)
         return self.holding
 
     def _lost(self, why: str) -> None:

@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import nats
 import pytest
@@ -16,11 +16,11 @@ from nats.js.api import DeliverPolicy
 
 from consul_bridge.service import run
 from consul_bridge.settings import BridgeSettings
-from unify_common.catalog import read_catalog
-from unify_common.logs import configure_logging, get_logger
-from unify_common.events import decode_event
-from unify_common.natsio import ensure_catalog_bucket
 from tests.fixtures.components import consul_call
+from unify_common.catalog import read_catalog
+from unify_common.events import decode_event
+from unify_common.logs import configure_logging, get_logger
+from unify_common.natsio import ensure_catalog_bucket
 from unify_testkit import returns
 from unify_testkit.aio import wait_until
 
@@ -321,8 +321,8 @@ async def test_two_bridges_one_publisher_and_takeover(bridge_settings, consul_ht
 async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
     """A dev agent restarts empty. If registrations come back within the confirmation
     window nothing is deregistered; if they do not, each instance is deregistered once."""
-    from unify_testkit.devstack.consul import ConsulAgent
     from unify_common.settings import CommonSettings
+    from unify_testkit.devstack.consul import ConsulAgent
 
     agent = ConsulAgent(tmp_path / "consul").start()
     try:
@@ -361,22 +361,37 @@ async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
         agent.stop()
 
 
+class WrittenLog:
+    """What the log handler wrote: ``lines`` (JSON objects, one a line)."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stream.getvalue().splitlines()
+
+    async def wait_for(self, msg: str, timeout: float = 15.0) -> None:
+        """Wait until a line with message ``msg`` was written."""
+        await wait_until(lambda: [json.loads(line)["msg"] for line in self.lines],
+                         lambda written: msg in written, timeout=timeout,
+                         what=f"a log line {msg!r}")
+
+
 @contextlib.contextmanager
-def json_log_lines() -> Iterator[list[str]]:
+def json_log() -> Iterator[WrittenLog]:
     """Configure logging as a service does (``configure_logging(fmt="json")``, level DEBUG)
-    into a buffer; the list given fills, on exit, with every line the handler wrote. The
-    root logger's handlers and level are restored afterwards."""
+    into a buffer, read through the :class:`WrittenLog` given. The root logger's handlers
+    and level are restored afterwards."""
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
-    stream = io.StringIO()
-    lines: list[str] = []
-    configure_logging(fmt="json", level="DEBUG", stream=stream)
+    written = WrittenLog()
+    configure_logging(fmt="json", level="DEBUG", stream=written.stream)
     try:
-        yield lines
+        yield written
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
-        lines.extend(stream.getvalue().splitlines())
 
 
 async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events):
@@ -384,8 +399,8 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events)
     CONSUL_HTTP_TOKEN, and neither the token nor the password of a NATS_URL with one appear
     in what the JSON handler writes (structured fields included), even when a log call
     passes them as fields."""
-    from unify_testkit.devstack.consul import ConsulAgent
     from unify_common.settings import CommonSettings
+    from unify_testkit.devstack.consul import ConsulAgent
 
     token = "5e3c7a52-8d1f-4c2b-9a61-acl-management"
     agent = ConsulAgent(tmp_path / "consul", extra_config={"acl": {
@@ -410,14 +425,19 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events)
                 wait_s=10.0, removal_confirm_s=2.0)
 
         # without the token the agent denies everything: no leadership, no events
-        handle = await start_bridge(settings_with(""))
-        await events.start(nats_server.url)
-        await asyncio.sleep(3.0)
+        with json_log() as denied:
+            handle = await start_bridge(settings_with(""))
+            await events.start(nats_server.url)
+            await denied.wait_for("lock attempt failed; retrying")
+            await stop_bridge(handle)
         assert events.types() == []
-        await stop_bridge(handle)
+        refusals = [entry for entry in map(json.loads, denied.lines)
+                    if entry["msg"] == "lock attempt failed; retrying"]
+        assert [(e["lock"], "Permission denied" in e["reason"]) for e in refusals] == [
+            ("consul-bridge", True)]
 
         settings = settings_with(token)
-        with json_log_lines() as lines:
+        with json_log() as written:
             handle = await start_bridge(settings)
             await events.wait_for(1, "unify.catalog.instance", timeout=30)
             assert events.types("unify.catalog.instance") == [("instance.registered", "sec-1")]
@@ -426,9 +446,9 @@ async def test_acl_token_is_used_and_never_logged(tmp_path, nats_server, events)
             get_logger("consul_bridge").warning(
                 "settings", nats_urls=settings.common.nats_urls, settings=repr(settings),
                 consul_token=settings.common.consul_token.get_secret_value())
-        written = "\n".join(lines)
-        assert token not in written
-        assert "n4ts-pw-secret" not in written
+        lines = written.lines
+        assert token not in "\n".join(lines)
+        assert "n4ts-pw-secret" not in "\n".join(lines)
         # the lines do carry the structured fields, masked
         last = json.loads(lines[-1])
         del last["ts"], last["settings"]
