@@ -12,7 +12,7 @@ costs dns411 and Route 53 nothing (the rows come from the listing dns411 keeps a
 
 The value is zlib-compressed JSON (msgspec) of :class:`DnsState`; rows are JSON arrays
 ``[name, type, value, ttl, owner, origin, drift]`` to stay small (a catalog of 10,000 names
-gives about 0.1 MB). A document expires :data:`STATE_MAX_AGE` seconds after its last update,
+gives about 0.16 MB). A document expires :data:`STATE_MAX_AGE` seconds after its last update,
 so the node names of containers long gone do not stay listed.
 
 Drift words (``Row.drift``): ``""`` for the desired listing itself; otherwise ``in-sync``,
@@ -72,7 +72,7 @@ class Row(msgspec.Struct, frozen=True, order=True, array_like=True):
     origin: str = ""
     drift: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int]:
         """JSON-ready dict with the column names of the table."""
         return {"type": self.type, "name": self.name, "value": self.value, "ttl": self.ttl,
                 "owner": self.owner, "origin": self.origin, "drift": self.drift}
