@@ -3,8 +3,8 @@
 import pytest
 
 from consul_bridge.diff import diff_instances, diff_kv
-from unify_common.events import KvEntry
 from tests.fixtures.catalog import make_instance
+from unify_common.events import KvEntry
 
 WEB_A = make_instance("web", "web-a", "10.0.0.1", 8080, ["dns=example.com"])
 WEB_A_MOVED = make_instance("web", "web-a", "10.0.0.9", 8080, ["dns=example.com"])

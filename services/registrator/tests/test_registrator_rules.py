@@ -6,8 +6,15 @@ from typing import Any
 
 import pytest
 
-from registrator.rules import DIGEST, MARKER, Check, Registration, Rules, image_base_name, \
-    wanted_for_container
+from registrator.rules import (
+    DIGEST,
+    MARKER,
+    Check,
+    Registration,
+    Rules,
+    image_base_name,
+    wanted_for_container,
+)
 
 NODE = "n1"
 RULES = Rules(node=NODE)

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Literal, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import msgspec
 
@@ -118,7 +119,7 @@ class Instance(msgspec.Struct, frozen=True):
         """The catalog key of this instance, see :func:`catalog_key`."""
         return catalog_key(self.node, self.instance_id)
 
-    def definition(self) -> tuple:
+    def definition(self) -> tuple[object, ...]:
         """Everything but health and indexes: two instances with equal definitions differ at
         most in health."""
         return (self.service, self.instance_id, self.node, self.address, self.port,
@@ -155,7 +156,7 @@ class KvEntry(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_bytes(cls, key: str, raw: bytes, *, modify_index: int = 0,
-                   flags: int = 0) -> "KvEntry":
+                   flags: int = 0) -> KvEntry:
         """The entry for Consul's raw value bytes (``b""`` for a key without a value)."""
         try:
             return cls(key=key, value=raw.decode("utf-8"), modify_index=modify_index,
@@ -194,14 +195,14 @@ class _Base(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
         return self.__struct_config__.tag  # type: ignore[return-value]
 
 
-class InstanceRegistered(_Base, tag="instance.registered"):
+class InstanceRegistered(_Base, tag="instance.registered", frozen=True):
     """An instance appeared. ``consul_index`` is the index of the answer that showed it."""
 
     instance: Instance
     consul_index: int = 0
 
 
-class InstanceUpdated(_Base, tag="instance.updated"):
+class InstanceUpdated(_Base, tag="instance.updated", frozen=True):
     """Address, port, tags or meta of an instance changed; ``previous`` is the old view."""
 
     instance: Instance
@@ -209,7 +210,7 @@ class InstanceUpdated(_Base, tag="instance.updated"):
     consul_index: int = 0
 
 
-class InstanceHealth(_Base, tag="instance.health"):
+class InstanceHealth(_Base, tag="instance.health", frozen=True):
     """Only the aggregated health (or the check list) of an instance changed."""
 
     instance: Instance
@@ -217,26 +218,26 @@ class InstanceHealth(_Base, tag="instance.health"):
     consul_index: int = 0
 
 
-class InstanceDeregistered(_Base, tag="instance.deregistered"):
+class InstanceDeregistered(_Base, tag="instance.deregistered", frozen=True):
     """The instance left the catalog; ``instance`` is its last known view."""
 
     instance: Instance
     consul_index: int = 0
 
 
-class KvSet(_Base, tag="kv.set"):
+class KvSet(_Base, tag="kv.set", frozen=True):
     """A watched KV key was created or changed."""
 
     entry: KvEntry
 
 
-class KvDeleted(_Base, tag="kv.deleted"):
+class KvDeleted(_Base, tag="kv.deleted", frozen=True):
     """A watched KV key was deleted; ``entry`` is its last known value."""
 
     entry: KvEntry
 
 
-class ErrorEvent(_Base, tag="error"):
+class ErrorEvent(_Base, tag="error", frozen=True):
     """A component rejected input or failed to apply.
 
     ``source`` names the component (``consul-bridge``, ``switchboard``...), ``reason`` is a
@@ -253,7 +254,7 @@ class ErrorEvent(_Base, tag="error"):
     node: str = ""
 
 
-class Applied(_Base, tag="applied"):
+class Applied(_Base, tag="applied", frozen=True):
     """A subscriber applied a desired state on ``node``.
 
     ``method`` is ``reload``, ``runtime`` (changed through an API without restart) or
@@ -273,7 +274,7 @@ class Applied(_Base, tag="applied"):
     detail: str = ""
 
 
-class ImagePushed(_Base, tag="registry.image.pushed"):
+class ImagePushed(_Base, tag="registry.image.pushed", frozen=True):
     """A manifest was pushed to the private registry (distribution's notification ``push``
     of a manifest, published only once ``tag`` resolves to ``digest`` through the registry
     API; see ``services/registry-admin``).
@@ -298,7 +299,7 @@ class ImagePushed(_Base, tag="registry.image.pushed"):
     pushed_at: int = 0
 
 
-class ImageDeleted(_Base, tag="registry.image.deleted"):
+class ImageDeleted(_Base, tag="registry.image.deleted", frozen=True):
     """A manifest (``digest`` set) or a tag (``tag`` set) was deleted from the registry;
     fields as in :class:`ImagePushed`."""
 
@@ -311,7 +312,7 @@ class ImageDeleted(_Base, tag="registry.image.deleted"):
     deleted_at: int = 0
 
 
-class RegistryStep(_Base, tag="registry.step"):
+class RegistryStep(_Base, tag="registry.step", frozen=True):
     """One step of a registry-admin operation.
 
     ``operation`` is ``gc``, ``certificate`` or ``rollout``; ``run_id`` ties the steps of one
@@ -368,13 +369,13 @@ class Release(msgspec.Struct, frozen=True, kw_only=True):
     stack: str = ""
 
 
-class ReleaseRecorded(_Base, tag="release"):
+class ReleaseRecorded(_Base, tag="release", frozen=True):
     """wireline recorded ``release`` (subject ``unify.apps.<app>.release``)."""
 
     release: Release
 
 
-class BuildOutput(_Base, tag="build.output"):
+class BuildOutput(_Base, tag="build.output", frozen=True):
     """Consecutive output lines of release ``number`` of ``app`` (build, push and deploy
     steps, as the pusher saw them); ``first_line`` is the index of ``lines[0]`` in the
     release's log, so the chunks of one release can be put back in order."""
@@ -385,7 +386,7 @@ class BuildOutput(_Base, tag="build.output"):
     lines: tuple[str, ...]
 
 
-class DeployFailed(_Base, tag="deploy.failed"):
+class DeployFailed(_Base, tag="deploy.failed", frozen=True):
     """A deploy of ``app`` (release ``number``, commit ``sha``) failed at ``stage``
     (``build``, ``push``, ``deploy``, ``health``, ``rollback``, ``lock``); ``message`` is
     what the pusher was told; ``pusher`` the key name."""
@@ -398,14 +399,14 @@ class DeployFailed(_Base, tag="deploy.failed"):
     pusher: str = ""
 
 
-Event = Union[
-    InstanceRegistered, InstanceUpdated, InstanceHealth, InstanceDeregistered,
-    KvSet, KvDeleted, ErrorEvent, Applied, ImagePushed, ImageDeleted, RegistryStep,
-    ReleaseRecorded, BuildOutput, DeployFailed,
-]
+Event = (
+    InstanceRegistered | InstanceUpdated | InstanceHealth | InstanceDeregistered
+    | KvSet | KvDeleted | ErrorEvent | Applied | ImagePushed | ImageDeleted | RegistryStep
+    | ReleaseRecorded | BuildOutput | DeployFailed
+)
 
 _encoder = msgspec.json.Encoder(order="deterministic")
-_decoder = msgspec.json.Decoder(Event)
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _instance_decoder = msgspec.json.Decoder(Instance)
 
 

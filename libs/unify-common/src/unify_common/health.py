@@ -40,7 +40,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info

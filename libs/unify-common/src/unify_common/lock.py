@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import consul  # type: ignore[import-untyped]
+import consul
 
 from .logs import get_logger
 

@@ -19,6 +19,7 @@ import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -65,7 +66,7 @@ async def connect_nats(settings: CommonSettings, *, name: str, fail_fast: bool =
     :raises nats.errors.NoServersError: no server answered the first connection attempt.
     """
     outage = _OutageLog(name)
-    options: dict = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
+    options: dict[str, Any] = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.5,
                      "connect_timeout": 5, "error_cb": outage.error,
                      "reconnected_cb": outage.restored}
     if fail_fast:

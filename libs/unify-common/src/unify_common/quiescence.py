@@ -5,7 +5,7 @@ clock passed in."""
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from .retry import backoff_delay
 

@@ -43,13 +43,26 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Any, Mapping, Self
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, \
-    model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, NoDecode, \
-    PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "env_float", "env_int",
            "env_secret", "env_var"]

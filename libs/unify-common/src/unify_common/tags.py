@@ -31,6 +31,7 @@ import re
 import msgspec
 
 from .hostnames import CHARACTERS, hostname_problem
+
 __all__ = [
     "BALANCE_ALGORITHMS",
     "SSL_MODES",

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from unify_testkit.devstack.nats import nats_server_binary
-from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
 from unify_common.logs import _JsonFormatter, _TextFormatter
 from unify_common.natsio import connect_nats
 from unify_common.settings import CommonSettings
+from unify_testkit.devstack.nats import nats_server_binary
+from unify_testkit.devstack.process import ManagedProcess, free_port, tcp_open
 
 
 @pytest.fixture

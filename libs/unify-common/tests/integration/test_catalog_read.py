@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import nats
 
+from tests.fixtures.catalog import make_instance
 from unify_common.catalog import read_catalog
 from unify_common.events import encode_instance
 from unify_common.natsio import ensure_catalog_bucket
 from unify_common.settings import CommonSettings
-from tests.fixtures.catalog import make_instance
 
 
 async def test_every_cold_read_sees_the_whole_catalog(nats_server):

@@ -10,6 +10,7 @@ import logging
 import nats
 import pytest
 
+from tests.fixtures.catalog import declare_catalog, delete_instance, make_instance, put_instance
 from unify_common import subjects
 from unify_common.catalog import CatalogState
 from unify_common.events import InstanceRegistered
@@ -17,7 +18,6 @@ from unify_common.natsio import CatalogMissing, publish_event
 from unify_common.settings import CommonSettings
 from unify_common.subscriber import Subscriber
 from unify_testkit.aio import wait_until
-from tests.fixtures.catalog import declare_catalog, delete_instance, make_instance, put_instance
 
 
 def settings_for(server) -> CommonSettings:

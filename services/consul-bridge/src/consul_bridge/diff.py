@@ -12,9 +12,18 @@ from dataclasses import dataclass
 import msgspec
 
 from unify_common import subjects
-from unify_common.events import (Event, Instance, InstanceDeregistered, InstanceHealth,
-                                 InstanceRegistered, InstanceUpdated, KvDeleted, KvEntry, KvSet,
-                                 encode_instance)
+from unify_common.events import (
+    Event,
+    Instance,
+    InstanceDeregistered,
+    InstanceHealth,
+    InstanceRegistered,
+    InstanceUpdated,
+    KvDeleted,
+    KvEntry,
+    KvSet,
+    encode_instance,
+)
 
 __all__ = ["Change", "diff_instances", "diff_kv"]
 

@@ -9,8 +9,9 @@ name, address, port or tags; one of ours that is not wanted is deregistered — 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .rules import DIGEST, MARKER, Registration
 

@@ -11,11 +11,19 @@ from typing import Any
 
 import docker
 import pytest
+from registrator_support import (
+    IMAGE,
+    IMAGE_DIR,
+    NODE,
+    Made,
+    Running,
+    docker_factory,
+    docker_host,
+    resyncs,
+)
 
 from registrator.service import Registrator
 from registrator.settings import RegistratorSettings
-from registrator_support import IMAGE, IMAGE_DIR, NODE, Made, Running, docker_factory, \
-    docker_host, resyncs
 from unify_common.settings import CommonSettings
 from unify_testkit.aio import wait_until
 

@@ -11,6 +11,7 @@ import urllib.request
 
 import nats
 import pytest
+from registrator_support import NODE, agent_services, docker_host, host_port
 
 from registrator.rules import DIGEST, MARKER
 from tests.fixtures.catalog import declare_catalog
@@ -19,8 +20,6 @@ from unify_common.events import ErrorEvent, decode_event
 from unify_common.settings import CommonSettings
 from unify_testkit.aio import wait_until
 from unify_testkit.devstack.nats import NatsServer
-
-from registrator_support import NODE, agent_services, docker_host, host_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,9 +7,9 @@ import asyncio
 import docker
 import pytest
 from docker.types import EndpointSpec, ServiceMode
+from registrator_support import NODE, agent_services
 
 from registrator.rules import DIGEST, MARKER
-from registrator_support import NODE, agent_services
 from tests.fixtures.components import consul_call
 from unify_common.settings import CommonSettings
 from unify_testkit.aio import wait_until
@@ -83,13 +83,14 @@ async def test_swarm_service_scaled_1_3_0(consul_http_addr, engine, made, start_
         if replicas != 1:
             await asyncio.to_thread(scale, service, replicas)
         ports = await wait_until(lambda: asyncio.to_thread(task_ports, engine, name),
-                                 lambda p: len(p) == replicas, timeout=60, interval=0.3)
+                                 lambda p, want=replicas: len(p) == want, timeout=60, interval=0.3)
         assert len(set(ports.values())) == replicas
-        await wait_until(registered, lambda got: got == expected(ports), timeout=30)
+        want_registered = expected(ports)
+        await wait_until(registered, lambda got, want=want_registered: got == want, timeout=30)
         addresses = await asyncio.to_thread(task_addresses, engine, name)
-        await wait_until(internal, lambda got: got == {
-            f"{INTERNAL}:{task}:8000": (name, address, 8000, INTERNAL)
-            for task, address in addresses.items()})
+        want = {f"{INTERNAL}:{task}:8000": (name, address, 8000, INTERNAL)
+                for task, address in addresses.items()}
+        await wait_until(internal, lambda got, want=want: got == want)
 
     await asyncio.to_thread(scale, service, 0)
     await wait_until(registered, lambda got: got == {}, timeout=60)
