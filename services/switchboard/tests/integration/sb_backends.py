@@ -18,6 +18,8 @@ class _Handler(BaseHTTPRequestHandler):
         healthy = self.server.healthy or self.path != "/health"
         if self.path == "/health":
             self.server.seen_methods.append(self.command)
+        if "X-Forwarded-For" not in self.headers:  # HAProxy adds it to what it proxies only
+            self.server.checks += 1
         self.send_response(200 if healthy else 503)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -55,6 +57,7 @@ class NamedBackend:
         self.server.backend_name = name
         self.server.healthy = True
         self.server.seen_methods = []
+        self.server.checks = 0
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name=f"backend-{name}")
@@ -73,6 +76,13 @@ class NamedBackend:
     def health_methods(self) -> list[str]:
         """HTTP methods of the ``/health`` requests received so far."""
         return list(self.server.seen_methods)
+
+    @property
+    def checks(self) -> int:
+        """Requests received without ``X-Forwarded-For``: HAProxy's health checks (it adds
+        the header to every request it proxies, ``option forwardfor``), when the test sends
+        nothing to the backend directly."""
+        return self.server.checks
 
     def close(self) -> None:
         """Stop serving and free the port."""

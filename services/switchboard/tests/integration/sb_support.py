@@ -7,9 +7,10 @@ import msgspec
 
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.events import Applied, ErrorEvent, decode_event
+from unify_common.natsio import ensure_catalog_bucket
 from unify_testkit.aio import wait_until
 
-__all__ = ["Events", "get_body", "start_with_web"]
+__all__ = ["Events", "get_body", "settle", "start_with_web"]
 
 
 class Events:
@@ -28,6 +29,27 @@ class Events:
             self.errors.append(event)
         elif isinstance(event, Applied):
             self.applied.append(event)
+
+
+async def settle(js, sb_common, events: Events) -> int:
+    """Put a sentinel the routing ignores (an instance of service ``sb-sentinel`` without
+    Unify tags) and wait for the ``Applied`` of the reconcile that takes it in (its detail
+    names the bucket revision); returns that revision.
+
+    What "nothing else follows" rests on: one reconcile at a time takes in every change and
+    request before it, and reports are published in order on one connection. So a report an
+    earlier change or a stray reconcile would still make comes before the sentinel's; or
+    it is folded into the sentinel's reconcile, which then reports something other than
+    ``unchanged`` (a reload still pending) or was started by another reason than ``change``
+    (the subscriber counts them: ``Subscriber.reasons``).
+    """
+    await put_instance(js, sb_common, make_instance("sb-sentinel", "sb-sentinel-1",
+                                                    "127.0.0.1", 9))
+    bucket = await ensure_catalog_bucket(js, sb_common)
+    revision = (await bucket.status()).stream_info.state.last_seq
+    await wait_until(lambda: any(e.detail == f"revision {revision}" for e in events.applied),
+                     what=f"the Applied of the sentinel's revision {revision}")
+    return revision
 
 
 async def get_body(port: int, host: str, path: str = "/") -> tuple[int, str]:

@@ -238,7 +238,13 @@ async def test_unchecked_vhost_serves_through_a_spare_with_its_check_stopped(
     await wait_until(lambda: len(events.applied) == 2, what="Applied (runtime)")
     assert events.applied[1].method == "runtime"
     assert await get_body(port, "docs.example.com") == (200, "beta")
-    await asyncio.sleep(2.5)  # longer than one check interval (2 s): no check has run
+    # web's server is checked every 2 s (HAProxy's default inter), as the spare's slot would
+    # be: two more of its checks mean a whole interval went by with the slot serving, in
+    # which a running check of the slot would have reached beta
+    seen = alpha.checks
+    await wait_until(lambda: alpha.checks >= seen + 2, timeout=10,
+                     what="two more health checks of web's server")
+    assert beta.checks == 0
     assert await server_status(service, "be_spare_1", "s1") == ("no check", "")
     gate.set()
     await wait_until(lambda: len(events.applied) == 3, what="Applied (reload)")
