@@ -266,12 +266,12 @@ class Bridge:
                    "services registered only on it are skipped")
         message = (f"{kind} name {shown} has control characters; Consul refuses queries "
                    f"for it (HTTP 400), so {skipped}")
-        log.error(f"{kind} skipped", **{kind: shown}, reason=message)
+        log.bind(**{kind: shown}).error(f"{kind} skipped", reason=message)
         digest = hashlib.sha256(name.encode(errors="replace")).hexdigest()[:16]
         event = ErrorEvent(source="consul-bridge", reason=f"invalid-{kind}-name",
                            message=message, observed_at=_now_ms(),
-                           **({"service": name[:200]} if kind == "service"
-                              else {"node": name[:200]}))
+                           service=name[:200] if kind == "service" else "",
+                           node=name[:200] if kind != "service" else "")
         await self._send(subjects.error_subject("consul-bridge"), event,
                          f"error:{kind}-name:{digest}:{index}")
 
@@ -353,7 +353,7 @@ class Bridge:
                          f"error:{inst.key}:{index}:too-large")
 
     async def _report_tag_error(self, inst: Instance, change: Change, index: int) -> None:
-        if inst.tag_error is None or change.event.type == "instance.health":  # type: ignore
+        if inst.tag_error is None or change.event.type == "instance.health":
             return
         event = ErrorEvent(source="consul-bridge", reason="invalid-tags",
                            message=inst.tag_error, service=inst.service,
@@ -379,8 +379,8 @@ class Bridge:
                 current, index = self._observed.get(service, ({}, 0))
                 if self._published[service].keys() - current.keys():
                     await self._apply_service(service, current, index)
-            for prefix, (current, index) in sorted(self._kv_observed.items()):
-                await self._apply_kv(prefix, current, index)
+            for prefix, (entries, kv_index) in sorted(self._kv_observed.items()):
+                await self._apply_kv(prefix, entries, kv_index)
 
     async def _watch_kv(self, prefix: str) -> None:
         wait = f"{int(self.settings.wait_s)}s"

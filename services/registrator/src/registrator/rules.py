@@ -285,8 +285,12 @@ def _ports(inspect: Mapping[str, Any], rules: Rules, node_address: str) -> list[
 # -- metadata ------------------------------------------------------------------------------
 
 def _env_pairs(env: object) -> dict[str, str]:
+    """``KEY=VALUE`` items of a container's ``Config.Env`` (a list of strings, or null in the
+    engine's answer); anything else holds no pairs."""
     pairs: dict[str, str] = {}
-    for item in env or []:
+    if not isinstance(env, list):
+        return pairs
+    for item in env:
         key, sep, value = str(item).partition("=")
         if sep:
             pairs[key] = value
@@ -371,7 +375,6 @@ def _build_check(meta: Mapping[str, str], address: str, port: int) -> Check | No
     if skip_text and skip_text not in _BOOLS:
         raise _Bad("invalid-metadata",
                    f"SERVICE_CHECK_TLS_SKIP_VERIFY={skip_text[:40]!r} is not true or false")
-    common = {"Status": status, "DeregisterCriticalServiceAfter": deregister}
     host = f"[{address}]" if ":" in address else address
     for scheme in ("http", "https"):
         path = meta.get(f"check_{scheme}", "")
@@ -382,12 +385,14 @@ def _build_check(meta: Mapping[str, str], address: str, port: int) -> Check | No
                            "starting with /")
             return Check(HTTP=f"{scheme}://{host}:{port}{path}", Method=method,
                          TLSSkipVerify=_BOOLS.get(skip_text, False) if scheme == "https"
-                         else False, Interval=interval, Timeout=timeout, **common)
+                         else False, Interval=interval, Timeout=timeout, Status=status,
+                         DeregisterCriticalServiceAfter=deregister)
     ttl = _duration(meta, "check_ttl")
     if ttl:
-        return Check(TTL=ttl, **common)
+        return Check(TTL=ttl, Status=status, DeregisterCriticalServiceAfter=deregister)
     if meta.get("check_tcp", ""):
-        return Check(TCP=f"{host}:{port}", Interval=interval, Timeout=timeout, **common)
+        return Check(TCP=f"{host}:{port}", Interval=interval, Timeout=timeout, Status=status,
+                     DeregisterCriticalServiceAfter=deregister)
     return None
 
 

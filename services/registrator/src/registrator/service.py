@@ -31,15 +31,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import consul.aio
 import docker
 import docker.errors
 from consul.exceptions import BadRequest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from unify_common.consulio import make_consul
 from unify_common.events import ErrorEvent
 from unify_common.health import Health
 from unify_common.logs import get_logger
 from unify_common.natsio import connect_nats, publish_event
+from unify_common.retry import backoff_delay
 from unify_common.runloop import run_until_stopped
 from unify_common.settings import CommonSettings
 from unify_common.subjects import error_subject
@@ -175,13 +179,13 @@ class Registrator:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: docker.DockerClient | None = None
-        self._consul = None
+        self._consul: consul.aio.Consul | None = None
         self._address = ""
         self._reported: dict[str, str] = {}
         self._pending: collections.deque[tuple[str, ErrorEvent]] = \
             collections.deque(maxlen=_PENDING_MAX)
-        self._nc = None
-        self._js = None
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
         self._nats_task: asyncio.Task | None = None
         self._publish_failing = False
         #: number of full resyncs that succeeded (tests wait on it)
@@ -267,6 +271,15 @@ class Registrator:
             self._client.close()
         await self.health.stop()
 
+    def _agent(self) -> Any:
+        """The Consul client's agent endpoint (py-consul's ``Consul.Agent``).
+
+        :raises RuntimeError: called before :meth:`start` or :meth:`once` made the client.
+        """
+        if self._consul is None:
+            raise RuntimeError("the Consul client is made by start() or once()")
+        return self._consul.agent
+
     # -- the work loop ----------------------------------------------------------------------
 
     async def _work(self) -> None:
@@ -305,18 +318,18 @@ class Registrator:
     # -- Docker events (a thread) -------------------------------------------------------------
 
     def _watch_events(self) -> None:
-        backoff = 0.5
+        failures = 0  # consecutive connection failures, for the reconnect backoff
         while not self._stopping.is_set():
             client = None
             try:
                 client = self._docker_factory()
-                self._stream = client.events(decode=True,
-                                             filters={"type": ["container", "service"]})
+                stream = client.events(decode=True, filters={"type": ["container", "service"]})
+                self._stream = stream  # stop() closes it to end the loop below
                 if self._stopping.is_set():
                     break
                 self._call(self._docker_connected)
-                backoff = 0.5
-                for event in self._stream:
+                failures = 0
+                for event in stream:
                     self._call(self._on_event, event)
                 reason = "Docker event stream ended"
             except Exception as err:  # dockerd away or restarting
@@ -327,8 +340,8 @@ class Registrator:
             if self._stopping.is_set():
                 break
             self._call(self._docker_lost, reason)
-            self._stopping.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+            failures += 1
+            self._stopping.wait(backoff_delay(failures, base=0.5, cap=10.0))  # stop wakes it
 
     def _call(self, fn, *args) -> None:
         loop = self._loop
@@ -360,7 +373,8 @@ class Registrator:
         first = self._docker_problem is None or self._docker_problem == "not read yet"
         self._docker_problem = reason
         self.health.record_failure("docker")
-        (log.warning if first else log.debug)(what, error=reason, **fields)
+        logger = log.bind(**fields)
+        (logger.warning if first else logger.debug)(what, error=reason)
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("Type")
@@ -404,7 +418,7 @@ class Registrator:
                 if container_id not in present:
                     del self._reported[container_id]
             try:
-                current = ours(await self._consul.agent.services(), self.node)
+                current = ours(await self._agent().services(), self.node)
             except Exception as err:
                 return self._consul_failed(err)
             regs = [reg for item in wanted for reg in item.registrations]
@@ -437,7 +451,7 @@ class Registrator:
             return True  # gone before we learnt its name: the next resync tidies up
         wanted = self._wanted(state, address)
         try:
-            current = ours(await self._consul.agent.services(), self.node)
+            current = ours(await self._agent().services(), self.node)
         except Exception as err:
             return self._consul_failed(err)
         plan = make_plan(current, wanted.registrations,
@@ -472,7 +486,7 @@ class Registrator:
     async def _apply(self, plan: Plan, owners: Mapping[str, ContainerState]) -> bool:
         if plan.empty:
             return True
-        agent = self._consul.agent.service
+        agent = self._agent().service
         with self.health.time_apply():
             try:
                 for reg in plan.register:
@@ -536,7 +550,7 @@ class Registrator:
 
     async def _nats_loop(self) -> None:
         """Connect to NATS in the background (retrying forever); never blocks registering."""
-        delay = 1.0
+        failures = 0
         warned = False
         while True:
             try:
@@ -547,8 +561,8 @@ class Registrator:
                     log.warning("NATS unreachable; registering goes on, error events wait",
                                 error=str(err) or type(err).__name__)
                     warned = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                failures += 1
+                await asyncio.sleep(backoff_delay(failures, base=1.0, cap=30.0))
                 continue
             break
         await nc.close()  # the fail-fast connection never reconnects: open the lasting one
