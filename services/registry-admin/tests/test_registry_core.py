@@ -8,12 +8,11 @@ import json
 
 import pytest
 
+from registry_admin import notify, pki, plan, secret
 from unify_common.events import Instance
 from unify_common.state import CatalogState
 
-from registry_admin import notify, pki, plan, secret
-
-NOW = dt.datetime(2026, 12, 6, 1, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 6, 1, 0, tzinfo=dt.UTC)
 D1 = "sha256:" + "a" * 64
 D2 = "sha256:" + "b" * 64
 

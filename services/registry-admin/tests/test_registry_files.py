@@ -13,7 +13,7 @@ from registry_admin import gc, pki, store
 from registry_admin.registry_api import next_link
 from registry_admin.settings import RegistryAdminSettings
 
-NOW = dt.datetime(2026, 12, 6, 1, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 6, 1, 0, tzinfo=dt.UTC)
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
 
 

@@ -28,8 +28,8 @@ import asyncio
 import re
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import aiohttp
 
@@ -169,15 +169,15 @@ async def _blobs_of(reg: RegistryClient, repo: str, digest: str, depth: int = 0
 async def _registry_command(op: Operator, *args: str) -> tuple[int, str]:
     s = op.settings
     proc = await asyncio.create_subprocess_exec(
-        s.registry_bin, "garbage-collect", *args, str(s.config_path),
+        s.registry_bin, "garbage-collect", *args, str(s.config_file),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), s.gc_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         return -1, f"garbage-collect did not finish within {s.gc_timeout:g}s"
-    return proc.returncode, out.decode(errors="replace")
+    return await proc.wait(), out.decode(errors="replace")  # exited: wait() has its status
 
 
 async def _refuses_writes(node: plan.Node, ca_file: str) -> bool:
@@ -202,11 +202,11 @@ async def _set_mode(op: Operator, nodes: list[plan.Node], run_id: str, *, read_o
     step = "read-only" if read_only else "read-write"
     await op.step("gc", run_id, step, "started")
     try:  # only the flag changes: the rest stays as registry-admin rendered it
-        store.set_read_only(op.settings.config_path, read_only)
+        store.set_read_only(op.settings.config_file, read_only)
     except (OSError, ValueError) as err:
         await op.step("gc", run_id, step, "failed", str(err))
         return f"cannot switch the registry configuration: {err}"
-    server = store.read_server(op.settings.tls_dir)
+    server = store.read_server(op.settings.tls_dir_path)
     if server is None:
         await op.step("gc", run_id, step, "failed", "no server certificate")
         return "no server certificate: registry-admin has not issued one yet"
@@ -221,7 +221,7 @@ async def _set_mode(op: Operator, nodes: list[plan.Node], run_id: str, *, read_o
         for node in nodes:
             try:
                 refused = await _refuses_writes(node, str(op.settings.verify_ca))
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 refused, why = False, repr(err)
             else:
                 why = "it accepted an upload"

@@ -52,6 +52,8 @@ class Operator:
         self.notify_token = ""
         self._js = None
         self.on_step = None
+        #: rollouts started by :meth:`roll` (for status and tests)
+        self.rollouts = 0
 
     @property
     def js(self):
@@ -72,12 +74,12 @@ class Operator:
     def write_registry_config(self, *, read_only: bool) -> bool:
         """Render the configuration every instance reads (0600); ``True`` when it changed."""
         s = self.settings
-        s.config_path.parent.mkdir(parents=True, exist_ok=True)
+        s.config_file.parent.mkdir(parents=True, exist_ok=True)
         data = store.render_registry_config(
-            storage_dir=s.storage_dir, tls_dir=s.tls_dir, port=s.listen_port,
+            storage_dir=s.storage_dir, tls_dir=s.tls_dir_path, port=s.listen_port,
             secret=self.http_secret, notify_url=s.notify_url, notify_token=self.notify_token,
             read_only=read_only)
-        return write_atomic(s.config_path, data, mode=0o600)
+        return write_atomic(s.config_file, data, mode=0o600)
 
     # ---- publishing ---------------------------------------------------------------------
 

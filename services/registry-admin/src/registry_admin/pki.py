@@ -41,8 +41,8 @@ class SanSet:
     ips: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, dns: "set[str] | list[str] | tuple[str, ...]",
-           ips: "set[str] | list[str] | tuple[str, ...]") -> "SanSet":
+    def of(cls, dns: set[str] | list[str] | tuple[str, ...],
+           ips: set[str] | list[str] | tuple[str, ...]) -> SanSet:
         """Normalise (lower-case names, canonical IP text) and sort."""
         return cls(tuple(sorted({d.lower().rstrip(".") for d in dns})),
                    tuple(sorted({str(ipaddress.ip_address(i)) for i in ips},

@@ -10,7 +10,6 @@ is written but an empty upload directory in the probe repository, removed by the
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from urllib.parse import urlsplit
 
@@ -54,5 +53,5 @@ async def accepts_upload_state(a: Node, b: Node, ca_file: str, *, timeout: float
             finally:
                 async with http.delete(base_a + path):
                     pass
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return None

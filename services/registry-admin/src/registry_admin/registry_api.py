@@ -80,7 +80,7 @@ class RegistryClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "RegistryClient":
+    async def __aenter__(self) -> RegistryClient:
         self._session = aiohttp.ClientSession(
             timeout=self._timeout, connector=aiohttp.TCPConnector(ssl=self._ssl))
         return self
@@ -89,13 +89,23 @@ class RegistryClient:
         if self._session is not None:
             await self._session.close()
 
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        """The session ``async with`` opened.
+
+        :raises AssertionError: used outside ``async with``.
+        """
+        session = self._session
+        assert session is not None, "RegistryClient is used inside 'async with'"
+        return session
+
     def _url(self, path: str) -> str:
         return f"{self.base}{path}"
 
     async def ping(self) -> bool:
         """``GET /v2/`` answers 200 (or 401: up, but wants auth)."""
         try:
-            async with self._session.get(self._url("/v2/")) as resp:
+            async with self._http.get(self._url("/v2/")) as resp:
                 return resp.status in (200, 401)
         except (aiohttp.ClientError, TimeoutError):
             return False
@@ -105,7 +115,7 @@ class RegistryClient:
         :raises RegistryError: another status, or no answer."""
         url = self._url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
         try:
-            async with self._session.head(url, headers={"Accept": ACCEPT_MANIFESTS}) as resp:
+            async with self._http.head(url, headers={"Accept": ACCEPT_MANIFESTS}) as resp:
                 if resp.status == 404:
                     return None
                 if resp.status != 200:
@@ -122,7 +132,7 @@ class RegistryClient:
             if url is None:
                 return out
             try:
-                async with self._session.get(url) as resp:
+                async with self._http.get(url) as resp:
                     if resp.status == 404:
                         return out
                     if resp.status != 200:
@@ -148,7 +158,7 @@ class RegistryClient:
         """The manifest ``reference`` names, ``None`` when unknown."""
         url = self._url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
         try:
-            async with self._session.get(url, headers={"Accept": ACCEPT_MANIFESTS}) as resp:
+            async with self._http.get(url, headers={"Accept": ACCEPT_MANIFESTS}) as resp:
                 if resp.status == 404:
                     return None
                 if resp.status != 200:
@@ -170,7 +180,7 @@ class RegistryClient:
         :raises RegistryError: no answer, or a status other than 200/404."""
         url = self._url(f"/v2/{repository}/blobs/{digest}")
         try:
-            async with self._session.head(url) as resp:
+            async with self._http.head(url) as resp:
                 if resp.status not in (200, 404):
                     raise RegistryError(f"HEAD blob {repository}@{digest}: HTTP {resp.status}")
                 return resp.status == 200
@@ -181,7 +191,7 @@ class RegistryClient:
         """``DELETE /v2/<name>/manifests/<digest>``; ``True`` when it was deleted (202)."""
         url = self._url(f"/v2/{repository}/manifests/{digest}")
         try:
-            async with self._session.delete(url) as resp:
+            async with self._http.delete(url) as resp:
                 return resp.status == 202
         except (aiohttp.ClientError, TimeoutError) as err:
             raise RegistryError(f"DELETE manifest {repository}@{digest}: {err!r}") from None

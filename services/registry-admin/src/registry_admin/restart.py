@@ -17,7 +17,7 @@ import hashlib
 import re
 import ssl
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -45,10 +45,11 @@ def command_restarter(argv: tuple[str, ...], *, timeout: float = 60.0) -> Restar
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise RuntimeError(f"restart command for {node.name} timed out after {timeout}s")
+            raise RuntimeError(
+                f"restart command for {node.name} timed out after {timeout}s") from None
         if proc.returncode != 0:
             raise RuntimeError(f"restart command for {node.name} exited {proc.returncode}: "
                                f"{out.decode(errors='replace')[-300:].strip()}")
@@ -93,7 +94,7 @@ async def served_fingerprint(host: str, port: int, *, timeout: float = 2.0) -> s
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=None), timeout)
-    except (OSError, asyncio.TimeoutError, ssl.SSLError):
+    except (TimeoutError, OSError, ssl.SSLError):
         return None
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
@@ -101,7 +102,7 @@ async def served_fingerprint(host: str, port: int, *, timeout: float = 2.0) -> s
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), timeout)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
+        except (TimeoutError, OSError, ssl.SSLError):
             pass
     return "sha256:" + hashlib.sha256(der).hexdigest() if der else None
 
@@ -121,7 +122,7 @@ async def wait_serving(node: Node, wanted_fp: str, ca_file: str, *, timeout: flo
                     async with session.get(f"https://{node.endpoint}/v2/") as resp:
                         if resp.status in (200, 401):
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)

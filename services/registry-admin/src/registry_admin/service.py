@@ -80,7 +80,6 @@ class RegistryAdmin(Operator):
         #: instance name -> reason, for every instance whose secret differs
         self.secret_mismatches: dict[str, str] = {}
         self.trusted: list[str] = []
-        self.rollouts = 0
         self._reported: set[tuple[str, str]] = set()
         self._lock = asyncio.Lock()
         self._secret_lock = asyncio.Lock()
@@ -109,7 +108,7 @@ class RegistryAdmin(Operator):
         if s.mode == "manager":
             self.ca = store.ensure_ca(s.state_dir, self.clock(), days=s.ca_days)
             self.load_secrets()
-            self.server = store.read_server(s.tls_dir)
+            self.server = store.read_server(s.tls_dir_path)
             self.write_registry_config(read_only=False)
         self.health.add_check("secret", lambda: "; ".join(self.secret_mismatches.values())
                               or None)
@@ -187,19 +186,20 @@ class RegistryAdmin(Operator):
                                 extra_names=s.extra_names)
         if s.mode == "manager":
             assert self.ca is not None
-            reason = pki.renewal_reason(self.server, self.ca, sans, self.clock())
-            if reason is not None:
+            server = self.server
+            reason = pki.renewal_reason(server, self.ca, sans, self.clock())
+            if reason is not None or server is None:  # no server: reason is "missing"
                 run_id = uuid.uuid4().hex[:12]
                 with self.health.time_apply():
-                    self.server = pki.issue_server(self.ca, sans, self.clock(),
-                                                   days=s.cert_days)
-                    store.write_server(s.tls_dir, self.server)
-                fp = pki.cert_fingerprint(self.server.cert_pem)
+                    server = self.server = pki.issue_server(self.ca, sans, self.clock(),
+                                                            days=s.cert_days)
+                    store.write_server(s.tls_dir_path, server)
+                fp = pki.cert_fingerprint(server.cert_pem)
                 log.info("server certificate issued", reason=reason, dns=list(sans.dns),
                          ips=list(sans.ips), fingerprint=fp)
                 await self.step("certificate", run_id, "issue", "ok",
                                 f"{reason}: {', '.join(sans.dns + sans.ips)}")
-            self.health.set_applied_config(pki.cert_fingerprint(self.server.cert_pem))
+            self.health.set_applied_config(pki.cert_fingerprint(server.cert_pem))
             ca_pem = self.ca.cert_pem
         else:
             ca_pem = s.verify_ca.read_bytes()
@@ -346,10 +346,12 @@ class RegistryAdmin(Operator):
         # distribution 2.8 notifies before it writes the tag (distribution#2625): the tag
         # usually resolves a few milliseconds later, so the first retries come quickly;
         # doubling up to 0.25 s keeps the requests bounded (about 45 in 10 s)
+        registry = self._registry
+        assert registry is not None, "the registry client opens before notifications are served"
         delay, seen = 0.002, None
         while True:
             try:
-                seen = await self._registry.resolve(item.repository, reference)
+                seen = await registry.resolve(item.repository, reference)
             except RegistryError as err:
                 seen = f"error: {err}"
             if seen == item.digest:

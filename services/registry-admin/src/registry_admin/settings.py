@@ -172,7 +172,7 @@ class RegistryAdminSettings(EnvSettings):
         return url.rstrip("/")
 
     @model_validator(mode="after")
-    def _check(self) -> "RegistryAdminSettings":
+    def _check(self) -> RegistryAdminSettings:
         for name in (*(f"{self.service}.{d}" for d in self.domains), *self.extra_names):
             if not is_hostname(name):
                 raise ValueError(f"UNIFY_REGISTRY_DOMAINS/EXTRA_NAMES: {name!r} is not a "
@@ -187,9 +187,19 @@ class RegistryAdminSettings(EnvSettings):
         if not 1 <= self.cert_days <= 825 or not self.cert_days < self.ca_days:
             raise ValueError("UNIFY_REGISTRY_CERT_DAYS must be 1-825 and below the CA's days")
         # frozen model: the paths derived from the state dir are set once, here
-        self.__dict__.update(tls_dir=self.tls_dir or self.state_dir / "tls",
-                             config_path=self.config_path or self.state_dir / "registry.yml")
+        self.__dict__.update(tls_dir=self.tls_dir_path, config_path=self.config_file)
         return self
+
+    @property
+    def tls_dir_path(self) -> Path:
+        """:attr:`tls_dir`, or ``<state_dir>/tls`` when none was given (never ``None``)."""
+        return self.tls_dir or self.state_dir / "tls"
+
+    @property
+    def config_file(self) -> Path:
+        """:attr:`config_path`, or ``<state_dir>/registry.yml`` when none was given (never
+        ``None``)."""
+        return self.config_path or self.state_dir / "registry.yml"
 
     @property
     def notify_host(self) -> str:

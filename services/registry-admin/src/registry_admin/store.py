@@ -104,7 +104,7 @@ def write_trust(certs_d: Path, dirs: list[str], ca_pem: bytes) -> list[str]:
 
 def remove_stale_trust(certs_d: Path, keep: list[str]) -> list[str]:
     """Remove directories registry-admin created (marker present) that are not in ``keep``."""
-    removed = []
+    removed: list[str] = []
     if not certs_d.is_dir():
         return removed
     for entry in sorted(certs_d.iterdir()):

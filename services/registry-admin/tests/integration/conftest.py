@@ -17,18 +17,18 @@ import pytest
 
 from consul_bridge.service import run as run_bridge
 from consul_bridge.settings import BridgeSettings
-from unify_common.events import decode_event
-
 from registry_admin import pki, store
 from registry_admin.plan import META_SECRET_FP, Node
 from registry_admin.secret import fingerprint
 from registry_admin.service import RegistryAdmin
 from registry_admin.settings import RegistryAdminSettings
+from unify_common.events import decode_event
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ra_support import RegistryProcess, free_port, served_cert_der  # noqa: E402
-from unify_testkit.aio import wait_until  # noqa: E402
+
 from tests.fixtures.components import consul_call  # noqa: E402
+from unify_testkit.aio import wait_until  # noqa: E402
 
 DOMAIN = "unify.test"
 CERTS_D = Path("/etc/docker/certs.d")
@@ -136,7 +136,7 @@ async def cluster(request, common_settings, consul_http_addr, tmp_path):
                                         "notify_url": f"http://127.0.0.1:{notify_port}/notify"})
     offset = {"days": float(getattr(request, "param", 0))}
     admin = RegistryAdmin(settings, restarter=restarter, clock=lambda: dt.datetime.now(
-        dt.timezone.utc) + dt.timedelta(days=offset["days"]))
+        dt.UTC) + dt.timedelta(days=offset["days"]))
     c = Cluster(consul_http_addr, admin, procs, collector, tmp_path)
     c.offset = offset
     holder["c"] = c

@@ -51,7 +51,7 @@ class RegistryProcess:
     _stop: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> "RegistryProcess":
+    def start(self) -> RegistryProcess:
         env = {"PATH": os.environ.get("PATH", ""), "REGISTRY_HTTP_ADDR": f"127.0.0.1:{self.port}",
                **self.env}
         with self._lock:

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
-from unify_common.events import ErrorEvent, ImagePushed, RegistryStep
-from unify_testkit.aio import wait_until
-
-from registry_admin import pki
-from registry_admin.secret import fingerprint, new_secret
+from ra_support import free_port
 
 from conftest import DOMAIN
-from ra_support import free_port
+from registry_admin import pki
+from registry_admin.secret import fingerprint, new_secret
+from unify_common.events import ErrorEvent, ImagePushed, RegistryStep
+from unify_testkit.aio import wait_until
 
 DOCKER_ENV = {**os.environ, "DOCKER_HOST": os.environ.get(
     "DOCKER_HOST", "unix:///run/unify-docker.sock")}

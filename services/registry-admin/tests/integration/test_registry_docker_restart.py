@@ -11,18 +11,17 @@ import subprocess
 import uuid
 
 import pytest
+from ra_support import free_port
+from test_registry_cluster import DOCKER_ENV, docker
 
 from registry_admin import pki, store
 from registry_admin.plan import Node
 from registry_admin.restart import docker_restarter, wait_serving
 
-from ra_support import free_port
-from test_registry_cluster import DOCKER_ENV, docker
-
 
 @pytest.mark.timeout(180)
 async def test_docker_restarter_restarts_the_container_registrator_named(tmp_path):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     state = tmp_path / "state"
     ca = store.ensure_ca(state, now, days=3650)
     first = pki.issue_server(ca, pki.SanSet.of(["localhost"], ["127.0.0.21"]), now)

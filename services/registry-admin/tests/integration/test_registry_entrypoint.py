@@ -11,11 +11,10 @@ import sys
 import urllib.request
 
 import pytest
+from ra_support import free_port
 
 from consul_bridge.service import run as run_bridge
 from consul_bridge.settings import BridgeSettings
-
-from ra_support import free_port
 from tests.fixtures.components import consul_call
 from unify_testkit.aio import wait_until
 

@@ -15,18 +15,19 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import test_registry_cluster
+from ra_support import push_image
+from test_registry_cluster import DOCKER_ENV, build_image, docker
 
+from conftest import DOMAIN
+from registry_admin import gc, pki, plan
+from registry_admin.registry_api import RegistryClient
 from unify_common.events import ImageDeleted, ImagePushed, RegistryStep
 from unify_testkit.aio import wait_until
 
-from registry_admin import gc, pki, plan
-from registry_admin.registry_api import RegistryClient
-
-from conftest import DOMAIN
-from ra_support import push_image
-from test_registry_cluster import DOCKER_ENV, build_image, docker, registry_name  # noqa: F401
-
 UNIFY = str(Path(sys.executable).with_name("unify"))
+#: the cluster tests' fixture (registry.unify.test in /etc/hosts), used here too
+registry_name = test_registry_cluster.registry_name
 
 
 def cli_env(cluster) -> dict[str, str]:

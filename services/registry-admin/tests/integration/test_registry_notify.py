@@ -11,13 +11,11 @@ import uuid
 
 import aiohttp
 import pytest
-
-from unify_common.events import ErrorEvent, ImagePushed, RegistryStep, decode_event
+from ra_support import push_image
 
 from registry_admin import pki
 from registry_admin.registry_api import ACCEPT_MANIFESTS
-
-from ra_support import push_image
+from unify_common.events import ErrorEvent, ImagePushed, RegistryStep, decode_event
 
 
 def envelope(event_id: str, repository: str, tag: str, digest: str) -> bytes:
