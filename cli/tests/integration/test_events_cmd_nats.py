@@ -40,7 +40,7 @@ async def test_replay_windows(nats_server):
         await publish_kv(js, n)
     await publish_kv(js, 3)  # a retried publish: same message id, dropped by JetStream
     await asyncio.sleep(1.2)
-    middle = dt.datetime.now(dt.timezone.utc)
+    middle = dt.datetime.now(dt.UTC)
     await asyncio.sleep(0.2)
     await publish_event(js, subjects.error_subject("switchboard"),
                         ErrorEvent(source="switchboard", reason="config-check-failed",
@@ -49,22 +49,22 @@ async def test_replay_windows(nats_server):
     await nc.close()
 
     lines = run_unify(nats_server.url, "events", "replay", "--from-seq", "2", "--json")
-    assert [(json.loads(l)["seq"], json.loads(l)["event"]["type"]) for l in lines] == [
+    assert [(json.loads(line)["seq"], json.loads(line)["event"]["type"]) for line in lines] == [
         (2, "kv.set"), (3, "kv.set"), (4, "error"), (5, "kv.set")]
     assert json.loads(lines[0])["event"]["entry"]["key"] == "unify/k2"
 
     lines = run_unify(nats_server.url, "events", "replay", "--since", middle.isoformat())
-    assert [l.split()[1:4] for l in lines] == [
+    assert [line.split()[1:4] for line in lines] == [
         ["4", "unify.error.switchboard", "error"], ["5", "unify.catalog.kv.set", "kv.set"]]
     assert lines[0].endswith("switchboard config-check-failed: bad")
 
     lines = run_unify(nats_server.url, "events", "replay", "--since", "1h",
                       "--until", middle.isoformat())
-    assert [l.split()[1] for l in lines] == ["1", "2", "3"]
+    assert [line.split()[1] for line in lines] == ["1", "2", "3"]
 
     lines = run_unify(nats_server.url, "events", "replay", "--from-seq", "1",
                       "--subject", "unify.error.>")
-    assert [l.split()[1] for l in lines] == ["4"]
+    assert [line.split()[1] for line in lines] == ["4"]
 
     assert run_unify(nats_server.url, "events", "replay", "--from-seq", "6") == []
 
@@ -160,13 +160,16 @@ async def test_tail_says_when_nats_goes_and_resumes_without_losing_events(nats_s
         await _until(lambda: len(err.lines) == 2)
         assert err.lines[1] == "unify: connected to NATS again; resuming after sequence 2"
         await publish_kv(nc.jetstream(), 4)
-        await nc.close()
         await _until(lambda: len(out.lines) == 3)
-        await asyncio.sleep(0.5)
+        # sentinel: tail prints in stream order, so a repeated 3 or 4 would come before 5
+        await publish_kv(nc.jetstream(), 5)
+        await nc.close()
+        await _until(lambda: any(line.split()[1] == "5" for line in out.lines))
         assert [line.split()[1:] for line in out.lines] == [
             ["2", "unify.catalog.kv.set", "kv.set", "unify/k2='v2'"],
             ["3", "unify.catalog.kv.set", "kv.set", "unify/k3='v3'"],
-            ["4", "unify.catalog.kv.set", "kv.set", "unify/k4='v4'"]]
+            ["4", "unify.catalog.kv.set", "kv.set", "unify/k4='v4'"],
+            ["5", "unify.catalog.kv.set", "kv.set", "unify/k5='v5'"]]
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

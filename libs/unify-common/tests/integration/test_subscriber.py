@@ -301,9 +301,7 @@ async def test_a_crashed_readers_watch_consumer_expires(nats_server, js):
     await mirror.start()
     assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 1}
     await crashed.close()  # no mirror.stop(): as if the process had been killed
-    for _ in range(100):  # up to 10 s for the server's cleanup pass
-        if (await consumers(js))["KV_unify-catalog"] == 0:
-            break
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: consumers(js), lambda seen: seen["KV_unify-catalog"] == 0,
+                     timeout=10, interval=0.1, what="the server's cleanup pass")
     assert await consumers(js) == {"UNIFY": 0, "KV_unify-catalog": 0}
     await mirror.stop(timeout=1.0)
