@@ -25,6 +25,7 @@ from importlib.metadata import version
 
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
 
 from unify_common.consulio import make_consul
 from unify_common.dnslisting import STATE_MAX_AGE, node_key
@@ -82,7 +83,7 @@ class Dns411:
         self.reconciler.time_apply = self.health.time_apply
         self.reconciler.on_served = self._served
         self._node = common.node
-        self._state_kv = None  # the state bucket, opened (or created) at the first put
+        self._state_kv: KeyValue | None = None  # the state bucket, opened at the first put
         self._state_pending: Served | None = None
         self._state_task: asyncio.Task | None = None
         #: number of state documents put into the state bucket so far
@@ -152,23 +153,28 @@ class Dns411:
             served, self._state_pending = self._state_pending, None
             try:
                 nc = self.subscriber.nc
+                if nc is None:
+                    raise RuntimeError("not connected to NATS")
                 state = await asyncio.to_thread(build_state, served, self.settings,
                                                 node=self._node)
                 data = await asyncio.to_thread(encode_within, state, nc.max_payload)
-                if self._state_kv is None:
-                    self._state_kv = await self._open_state_bucket()
-                await self._state_kv.put(node_key(self._node), data)
+                kv = self._state_kv or await self._open_state_bucket()
+                self._state_kv = kv
+                await kv.put(node_key(self._node), data)
                 self.states_published += 1
             except Exception as err:  # NATS away, bucket refused: the next reconcile retries
                 self._state_kv = None
                 self.health.count_error("state-publish-failed")
                 log.warning("cannot publish the served records",
-                            bucket=self.settings.state_bucket, error=f"{type(err).__name__}: {str(err)[:300]}")
+                            bucket=self.settings.state_bucket,
+                            error=f"{type(err).__name__}: {str(err)[:300]}")
 
-    async def _open_state_bucket(self):
+    async def _open_state_bucket(self) -> KeyValue:
         """The state bucket, created when missing (dns411 owns it: one key per node, history
         1, entries expire ``STATE_MAX_AGE`` seconds after their last update)."""
         js = self.subscriber.js
+        if js is None:
+            raise RuntimeError("not connected to NATS")
         try:
             return await js.key_value(self.settings.state_bucket)
         except NotFoundError:
