@@ -16,6 +16,7 @@ neither routes nor resolves.
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import time
 
@@ -126,6 +127,10 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
     assert wait_until(lambda: _equal(dns_answer(stack.dns_port, HOST), records), returns,
                       timeout=30, what="ticker resolves") == records
     print(f"served after {time.monotonic() - started:.1f} s")
+    listed = subprocess.run(["git", "ls-remote", wireline.url(APP)], capture_output=True,
+                            text=True, timeout=30, check=False,
+                            env={**os.environ, "GIT_SSH_COMMAND": wireline.ssh_command(alice)})
+    assert (listed.returncode, listed.stdout) == (0, f"{sha1}\tHEAD\n{sha1}\trefs/heads/main\n")
     _git_user_is_confined(wireline, alice)
 
     # 2. SCALE=web=2 in wireline.ini + push: both tasks answer, in turn
@@ -195,7 +200,8 @@ def test_push_scale_update_fail_rollback_remove(suite, engine, tmp_path):
 
 
 def _git_user_is_confined(wireline, alice) -> None:
-    """The push above came in as ``git`` (the image's only SSH user). Over SSH that user runs
+    """The push above came in as ``git`` (the image's only SSH user), and so did the
+    ``git ls-remote`` (``git-upload-pack``). Over SSH that user runs
     nothing but wireline's forced command, and root cannot log in at all; inside the image it
     owns the repositories (the service handed them over) but cannot read the host key, write
     sshd's or wireline's files, or use the Docker socket."""

@@ -73,3 +73,26 @@ def test_sigterm_while_nats_is_unreachable_stops_cleanly(tmp_path):
     except ConnectionRefusedError:
         refused = True
     assert refused
+
+
+def test_bad_settings_exit_2_and_a_missing_sshd_exits_1(tmp_path):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("UNIFY_", "NATS_", "CONSUL_"))}
+    env.update({"NATS_URL": f"nats://127.0.0.1:{_free_port()}",
+                "UNIFY_WIRELINE_DATA_DIR": str(tmp_path / "data"),
+                "UNIFY_WIRELINE_SSH_LISTEN": "127.0.0.1", "UNIFY_WIRELINE_SSH_USER": "root",
+                "UNIFY_HEALTH_ADDR": f"127.0.0.1:{_free_port()}", "UNIFY_LOG_FORMAT": "json"})
+    bad = subprocess.run([sys.executable, "-m", "wireline"], capture_output=True, text=True,
+                         timeout=60, check=False,
+                         env={**env, "UNIFY_WIRELINE_SSH_PORT": "x"})
+    assert (bad.returncode, bad.stderr) == (
+        2, "wireline: UNIFY_WIRELINE_SSH_PORT must be an integer, got 'x'\n")
+    missing = subprocess.run([sys.executable, "-m", "wireline"], capture_output=True,
+                             text=True, timeout=60, check=False,
+                             env={**env, "UNIFY_WIRELINE_SSH_PORT": str(_free_port()),
+                                  "UNIFY_WIRELINE_SSHD_BIN": str(tmp_path / "no-sshd")})
+    assert missing.returncode == 1, missing.stderr
+    import json
+    errors = [json.loads(line) for line in missing.stderr.splitlines()
+              if line.startswith("{") and json.loads(line)["level"] == "error"]
+    assert [e["msg"] for e in errors] == ["cannot start"], missing.stderr

@@ -26,6 +26,7 @@ import pwd
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -310,8 +311,18 @@ class WirelineService:
                               else "not connected to NATS")
         await self.health.start(*self.settings.health_addr)
         self._server = await self._push_server()
+        self.start_sshd()  # a missing or broken sshd binary fails the start
         self._tasks = [asyncio.create_task(self._sshd_loop()),
                        asyncio.create_task(self._keys_loop())]
+        for task in self._tasks:
+            task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            err = task.exception()
+            log.error("loop failed; the service no longer follows sshd or the keys",
+                      loop=task.get_coro().__name__, error=str(err) or repr(err))
+            self.health.record_failure("loop")
 
     async def stop(self) -> None:
         """Stop what :meth:`start` started (any part of it): the loops, the hook socket, sshd
@@ -348,13 +359,13 @@ def main() -> int:
     """``python -m wireline``: run until SIGTERM/SIGINT (also while starting:
     :func:`unify_common.runloop.run_until_stopped`); 0 on a clean stop, 2 for bad settings,
     1 when it cannot start."""
-    common = CommonSettings.from_env()
-    configure_logging(fmt=common.log_format, level=common.log_level)
     try:
+        common = CommonSettings.from_env()
         settings = WirelineSettings.from_env()
     except ValueError as err:
-        log.error("bad settings", reason=str(err))
+        print(f"wireline: {err}", file=sys.stderr)
         return 2
+    configure_logging(fmt=common.log_format, level=common.log_level)
     service = WirelineService(settings, common)
     try:
         asyncio.run(run_until_stopped(
