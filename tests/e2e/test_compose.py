@@ -253,12 +253,17 @@ def _config_hash(lines: list[str]) -> str:
 
 def test_killed_switchboard_comes_back_with_the_same_config_and_no_reload(docker_engine,
                                                                            suite, app_image):
+    initial = wait_until(lambda: _config_hash(suite.metrics("switchboard_health")),
+                         returns, timeout=60)
     _start_app(docker_engine, suite, "steady-1", "steady")
     host = f"steady.{DOMAIN}"
     wait_until(lambda: _equal(suite.http(host), (200, "hello from steady-1\n")),
                returns, timeout=60)
+    # served at once through the runtime API ("ahead of the file"); the configuration in force
+    # is the one the reconcile after it writes, with the new vhost
     before = wait_until(lambda: _config_hash(suite.metrics("switchboard_health")),
-                        returns, timeout=60)
+                        lambda digest: digest != initial, timeout=60,
+                        what="the file with steady.<domain> in force")
     switchboard = suite.container(docker_engine, "switchboard")
     started_before = switchboard.attrs["State"]["StartedAt"]
     # a crash, not an operator's stop: SIGKILL to the container's init from outside, so the
