@@ -26,9 +26,8 @@ async def _run(settings: SwitchboardSettings) -> None:
     service = SwitchboardService(settings)
     await run_until_stopped(
         lambda: service.start(health_addr=settings.health_addr), service.stop,
-        on_started=lambda: log.info("switchboard running", extra={"fields": {
-            "node": settings.common.node, "config": str(settings.config_path),
-            "manage": settings.manage, "health": service.health.bound}}))
+        on_started=lambda: log.info("switchboard running", node=settings.common.node,
+            config=str(settings.config_path), manage=settings.manage, health=service.health.bound))
 
 
 def main() -> int:
@@ -42,7 +41,7 @@ def main() -> int:
     try:
         asyncio.run(_run(settings))
     except (OSError, nats.errors.Error, CatalogMissing) as err:
-        log.error("cannot start", extra={"fields": {"error": str(err) or repr(err)}})
+        log.error("cannot start", error=str(err) or repr(err))
         return 1
     return 0
 

@@ -210,7 +210,7 @@ class Reconciler:
                 self._live = replace(self._known(), spare=None)
             self._rejected_hash = digest
             log.error("config rejected by haproxy -c; previous config keeps serving",
-                      extra={"fields": {"config_hash": digest, "error": err.output[:500]}})
+                      config_hash=digest, error=err.output[:500])
             await self._publish(subjects.error_subject(SOURCE), ErrorEvent(
                 source=SOURCE, reason="config-check-failed", node=self._node,
                 message=f"haproxy -c rejected config {digest[:12]}: {err.output[:1500]}",
@@ -228,8 +228,7 @@ class Reconciler:
         self._live = LiveState(applied=desired, slots=slot_layout(desired),
                                ports=frontend_ports(desired))
         self.applied_hash = digest
-        log.info("applied", extra={"fields": {"method": method, "config_hash": digest,
-                                              "revision": state.revision}})
+        log.info("applied", method=method, config_hash=digest, revision=state.revision)
         await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
             source=SOURCE, node=self._node, method=method, config_hash=digest,
             detail=f"revision {state.revision}", observed_at=_now_ms()),
@@ -285,8 +284,7 @@ class Reconciler:
             if await self.sink.runtime(plan.undo):
                 return True
         except (TimeoutError, OSError) as err:
-            log.warning("could not take back the spare backends", extra={"fields": {
-                "error": str(err)}})
+            log.warning("could not take back the spare backends", error=str(err))
         return False
 
     async def quick(self, state: CatalogState) -> None:
@@ -335,8 +333,7 @@ class Reconciler:
         else:
             return
         detail = f"ahead of the file: {done}; revision {state.revision}"
-        log.info("applied at runtime ahead of the file", extra={"fields": {
-            "detail": detail, "revision": state.revision}})
+        log.info("applied at runtime ahead of the file", detail=detail, revision=state.revision)
         await self._publish(subjects.applied_subject(SOURCE, self._node), Applied(
             source=SOURCE, node=self._node, method="runtime", config_hash="", detail=detail,
             observed_at=_now_ms()), f"{SOURCE}:{self._node}:applied:quick:{state.revision}")
@@ -403,6 +400,5 @@ class Reconciler:
                             frontend_ports(desired))
                 self._layout_saved = True
             except OSError as err:  # a restart then reads the file's comments instead
-                log.warning("cannot write the layout file", extra={"fields": {
-                    "error": str(err)}})
+                log.warning("cannot write the layout file", error=str(err))
         return changed

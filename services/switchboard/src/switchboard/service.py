@@ -97,8 +97,8 @@ class SwitchboardService:
             try:
                 await self.health.start(*health_addr)
             except OSError as err:
-                log.error("cannot serve health; running without it", extra={"fields": {
-                    "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
+                log.error("cannot serve health; running without it", address=f"{health_addr[0]}:{health_addr[1]}",
+                    error=str(err))
         await self.subscriber.start()
         try:
             js = self.subscriber.js
@@ -127,7 +127,7 @@ class SwitchboardService:
                 self._haproxy_problem = None  # ours runs, or a master it did not start answers
             except ReloadFailed as err:
                 self._haproxy_problem = f"cannot start haproxy: {err}"
-                log.error("cannot start haproxy", extra={"fields": {"error": str(err)}})
+                log.error("cannot start haproxy", error=str(err))
 
     async def stop(self) -> None:
         """Stop reconciling; stop HAProxy too when switchboard started it."""

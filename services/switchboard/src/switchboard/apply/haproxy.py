@@ -157,8 +157,7 @@ class HAProxySink:
             for path in directory.glob("fe_*.map"):
                 if path not in keep:
                     path.unlink(missing_ok=True)
-                    log.info("host map of a removed frontend deleted", extra={"fields": {
-                        "path": str(path)}})
+                    log.info("host map of a removed frontend deleted", path=str(path))
 
     async def cli(self, command: str) -> str:
         """One master CLI command. :raises OSError: / asyncio.TimeoutError: no master."""
@@ -238,7 +237,7 @@ class HAProxySink:
             lowered = answer.lower()
             if any(word in lowered for word in ("no such", "require", "invalid", "unknown",
                                                  "failed", "not ", "error", "denied")):
-                log.warning("runtime command refused; will reload", extra={"fields": {
-                    "commands": "; ".join(batch)[:300], "answer": answer[:300]}})
+                log.warning("runtime command refused; will reload", commands="; ".join(batch)[:300],
+                    answer=answer[:300])
                 return False
         return True

@@ -92,6 +92,6 @@ def load_layout(config_path: Path, live: bytes | None) -> tuple[dict[str, tuple[
             return dict(saved.slots), dict(saved.ports)
         reason = "layout file describes another configuration"
     log.info("slot layout and port kinds read from the live configuration's comments",
-             extra={"fields": {"path": str(config_path), "reason": reason[:300]}})
+             path=str(config_path), reason=reason[:300])
     text = live.decode(errors="replace")
     return layout_from_config(text), ports_from_config(text)

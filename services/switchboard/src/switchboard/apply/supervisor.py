@@ -67,7 +67,7 @@ class HAProxySupervisor:
                                    f"see {self.log_path}")
             if await self.sink.master_alive():
                 self.starts += 1
-                log.info("haproxy started", extra={"fields": {"pid": self.process.pid}})
+                log.info("haproxy started", pid=self.process.pid)
                 return True
             await asyncio.sleep(0.05)
         raise ReloadFailed(f"haproxy did not answer within {self.start_timeout:.0f}s")
