@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from unify_testkit import wait_until
+
 #: the programs a running stack is made of, as /proc/<pid>/cmdline shows them
 PARTS = ("consul", "nats-server", "moto", "consul_bridge", "switchboard", "dns411", "haproxy",
          "dnsmasq")
@@ -67,14 +69,9 @@ def part_of(cmdline: str) -> str | None:
 
 def wait_for_stack(pid: int, timeout: float = 120.0) -> dict[tuple[int, int], str]:
     """The stack's processes once every part of it runs under ``pid``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        procs = descendants(pid)
-        if {part_of(c) for c in procs.values()} >= set(PARTS):
-            return procs
-        missing = set(PARTS) - {part_of(c) for c in procs.values()}
-        assert time.monotonic() < deadline, (missing, sorted(procs.values()))
-        time.sleep(0.2)
+    return wait_until(lambda: descendants(pid),
+                      lambda procs: {part_of(c) for c in procs.values()} >= set(PARTS),
+                      timeout=timeout, interval=0.2, what=f"every part of the stack under {pid}")
 
 
 def alive(procs: dict[tuple[int, int], str]) -> list[str]:
@@ -88,10 +85,9 @@ def alive(procs: dict[tuple[int, int], str]) -> list[str]:
 
 
 def wait_gone(procs: dict[tuple[int, int], str], timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(procs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert alive(procs) == []
+    """Wait until none of ``procs`` runs any more."""
+    wait_until(lambda: alive(procs), lambda left: left == [], timeout=timeout, interval=0.1,
+               what="every process of the stack gone")
 
 
 @pytest.mark.timeout(240)
