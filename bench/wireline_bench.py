@@ -27,6 +27,10 @@ Stages (from the release record wireline keeps, seconds):
   out the registry push.
 
 The request loop sends one request every 20 ms, at most 6,000 requests or 120 s per push.
+It shares the flow's names on the engine (container ``wl-e2e-wireline``, registrator node
+``wl-e2e-node``) and every registrator registers every container: run it alone, not while
+``tests/e2e/test_wireline_flow.py`` runs on the same engine. Everything it creates is
+removed at the end (the image ``unify-local/wireline:bench`` stays, as a build cache).
 
     DOCKER_HOST=unix:///run/unify-docker.sock .venv/bin/python bench/wireline_bench.py [--warm 5]
 """
