@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from unify_common.catalog import CatalogState
 
 from dns411.desired import build_desired
 from dns411.model import Problem, RecordSet
 from tests.fixtures.catalog import make_instance
+from unify_common.catalog import CatalogState
 
 
 def state(*instances) -> CatalogState:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dns411.drift import Row, compare, desired_rows
-from unify_common.dnslisting import format_table
 from dns411.model import RecordSet
+from unify_common.dnslisting import format_table
 
 DESIRED = [RecordSet("web.example.com", "A", ("10.0.0.1", "10.0.0.2"), 30),
            RecordSet("api.example.com", "A", ("10.0.0.5",), 30),

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from dns411.model import RecordSet
-from dns411.plan import (Change, ChangeUnit, batch_units, owner_of, owner_value, plan_route53,
-                         plan_zone, to_boto_change)
+from dns411.plan import (
+    Change,
+    ChangeUnit,
+    batch_units,
+    owner_of,
+    owner_value,
+    plan_route53,
+    plan_zone,
+    to_boto_change,
+)
 
 OWN = owner_value("me")
 OTHER = owner_value("someone-else")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from dns411.model import RecordSet
-from dns411.render import (HEADER, consul_server_line, parse_conf_file, parse_hosts_file,
-                           render_conf, render_hosts)
+from dns411.render import (
+    HEADER,
+    consul_server_line,
+    parse_conf_file,
+    parse_hosts_file,
+    render_conf,
+    render_hosts,
+)
 
 
 def rs(name, rtype, *values, ttl=30):

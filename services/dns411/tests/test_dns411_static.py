@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from unify_common.events import KvEntry
 
 from dns411.model import Problem, RecordSet
 from dns411.static import records_from_hosts, records_from_kv
+from unify_common.events import KvEntry
 
 
 def kv(**entries):

@@ -28,11 +28,11 @@ catalog, and Consul KV wins over files (``static-conflict``).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from unify_common.state import CatalogState
 from unify_common.events import Instance
 from unify_common.listeners import unroutable_vhost as _unroutable_tags
+from unify_common.state import CatalogState
 
 from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
 from .names import is_hostname, name_error, parse_address
@@ -52,9 +52,11 @@ def unroutable_vhost(inst: Instance) -> str | None:
     :param inst: an instance with parsed Unify tags and a ``vhost``.
     :returns: a message for a ``vhost-unroutable`` problem.
     """
+    tags = inst.unify
+    assert tags is not None, "called for instances with parsed tags only"
     if not 1 <= inst.port <= 65535:
-        return f"port {inst.port} is outside 1-65535; no CNAME for vhost {inst.unify.vhost}"
-    return _unroutable_tags(inst.unify)
+        return f"port {inst.port} is outside 1-65535; no CNAME for vhost {tags.vhost}"
+    return _unroutable_tags(tags)
 
 
 def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 # the one host-name rule, shared with switchboard (see unify_common.hostnames)
 from unify_common.hostnames import MAX_NAME_LEN, is_hostname, name_error, normalize_name

@@ -22,7 +22,7 @@ values per request, each UPSERT counted twice).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -233,10 +233,11 @@ def plan_route53(desired: Iterable[RecordSet], zones: Mapping[str, str],
         problems.extend(p)
     unzoned_names = sorted(set(unzoned))
     domains = tuple(domains)
-    zoneless = {zone_for(name, domains) for name in unzoned_names} if domains else set()
+    zoneless = {zone for zone in (zone_for(name, domains) for name in unzoned_names)
+                if zone is not None} if domains else set()
     problems.extend(Problem("no-hosted-zone", f"dns={domain}: no Route 53 hosted zone covers "
                             f"{domain}; its records are not written to Route 53")
-                    for domain in sorted(zoneless - {None}))
+                    for domain in sorted(zoneless))
     return Route53Plan(tuple(units), tuple(problems), tuple(unzoned_names))
 
 

@@ -20,9 +20,10 @@ import asyncio
 import difflib
 import hashlib
 import time
-from contextlib import nullcontext
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -41,6 +42,10 @@ from .plan import Route53Plan, plan_route53, to_boto_change
 from .render import render_conf, render_hosts
 from .settings import Dns411Settings
 from .static import records_from_hosts, records_from_kv
+
+if TYPE_CHECKING:
+    from .apply.lock import WriterLock
+    from .verdict_mirror import VerdictMirror
 
 __all__ = ["ApplyFailed", "Reconciler"]
 
@@ -69,7 +74,7 @@ class Reconciler:
         self.reporter = ProblemReporter("dns411", node, publish)
         self.publish = publish
         #: a :class:`~dns411.apply.lock.WriterLock`; Route 53 is written only while it holds
-        self.lock = None
+        self.lock: WriterLock | None = None
         #: ``(Served) -> None``, called after every reconcile (the service publishes it)
         self.on_served: Callable[[Served], None] | None = None
         self._r53_zones: dict[str, str] = {}  # managed zones of the last plan
@@ -82,11 +87,11 @@ class Reconciler:
         self.last_plan: Route53Plan | None = None
         #: ``() -> context manager`` timing each sink apply (the service sets
         #: Health.time_apply)
-        self.time_apply = nullcontext
+        self.time_apply: Callable[[], AbstractContextManager[object]] = nullcontext
         self.last_desired: Desired | None = None
         #: switchboard's verdicts (a :class:`~dns411.verdict_mirror.VerdictMirror`, set by the
         #: service); ``None``: none, only the shared listener rule applies
-        self.verdicts = None
+        self.verdicts: VerdictMirror | None = None
 
     def _static_layers(self, state: CatalogState) -> tuple[list, list[Problem]]:
         s = self.settings
@@ -138,13 +143,14 @@ class Reconciler:
         try:
             await asyncio.to_thread(self.route53.zones)
         except Exception as err:
-            log.warning("hosted zone discovery failed", extra={"fields": {
-                "error": f"{type(err).__name__}: {str(err)[:300]}"}})
+            log.warning("hosted zone discovery failed", error=f"{type(err).__name__}: {str(err)[:300]}")
 
     def plan_route53(self, desired: Desired) -> Route53Plan:
         """Read the managed zones (one listing each) and plan the changes (blocking I/O).
         Zones come from the sink's cache (discovered there first when never read)."""
         sink = self.route53
+        if sink is None:
+            raise RuntimeError("plan_route53 needs a Route 53 sink")
         zones = self._managed(sink.zones())
         plan = self._plan(desired, zones, sink)
         if plan.unzoned:
@@ -213,9 +219,9 @@ class Reconciler:
                     applied = await asyncio.to_thread(self.dnsmasq.apply, hosts, conf)
                 dnsmasq_method = applied.method
                 if applied.did_write:
-                    log.info("dnsmasq files applied", extra={"fields": {
-                        "method": applied.method, "revision": state.revision,
-                        "steps_ms": {"render": render_ms, **applied.steps_ms}}})
+                    log.info("dnsmasq files applied", method=applied.method,
+                        revision=state.revision,
+                        steps_ms={"render": render_ms, **applied.steps_ms})
                 if applied.warning:
                     problems.append(Problem("restart-needed", applied.warning))
             except DnsmasqConfigError as err:

@@ -14,7 +14,7 @@ another cname): CNAMEs to outside names work in Route 53 but not in dnsmasq.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .model import ADDRESS_TYPES, RecordSet
 from .names import parse_address
@@ -27,7 +27,7 @@ HEADER = "# Written by dns411 from the Unify catalog; edits are overwritten.\n"
 
 def render_hosts(records: Iterable[RecordSet]) -> bytes:
     """The addn-hosts file for the A/AAAA record sets among ``records``."""
-    lines = []
+    lines: list[str] = []
     for rec in sorted(r for r in records if r.type in ADDRESS_TYPES):
         lines.extend(f"{value} {rec.name}\n" for value in rec.values)
     return (HEADER + "".join(lines)).encode()

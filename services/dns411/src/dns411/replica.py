@@ -60,20 +60,20 @@ async def run_replica(settings: Dns411Settings, common: CommonSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("dns411 replica running", extra={"fields": {"node": common.node}})
+    log.info("dns411 replica running", node=common.node)
     try:
         while not stop.is_set():
             try:
                 result = await asyncio.to_thread(replica.sync_once)
                 if result.did_write:
-                    log.info("dnsmasq files applied", extra={"fields": {
-                        "method": result.method, "steps_ms": result.steps_ms}})
-                log.debug("replica applied", extra={"fields": {"method": result.method}})
+                    log.info("dnsmasq files applied", method=result.method,
+                        steps_ms=result.steps_ms)
+                log.debug("replica applied", method=result.method)
             except Exception as err:  # keep the last good files; retry next tick
-                log.error("replica sync failed", extra={"fields": {"error": str(err)[:300]}})
+                log.error("replica sync failed", error=str(err)[:300])
             try:
                 await asyncio.wait_for(stop.wait(), settings.replica_every)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         await asyncio.to_thread(replica.dnsmasq.control.stop)

@@ -196,8 +196,8 @@ class Dns411:
             try:
                 await self.health.start(*health_addr)
             except OSError as err:
-                log.error("cannot serve health; running without it", extra={"fields": {
-                    "address": f"{health_addr[0]}:{health_addr[1]}", "error": str(err)}})
+                log.error("cannot serve health; running without it", address=f"{health_addr[0]}:{health_addr[1]}",
+                    error=str(err))
         self._discover_zones()
         if self.reconciler.lock is not None:
             await self.reconciler.lock.step()  # know who writes before the first reconcile
@@ -205,10 +205,11 @@ class Dns411:
                                                   name="dns411-writer-lock")
         await self.subscriber.start()
         # switchboard's verdicts: a change (or an expiry) asks for a reconcile
-        self.reconciler.verdicts = VerdictMirror(self.subscriber.js,
-                                                 self.settings.verdict_bucket,
-                                                 on_change=self.subscriber.request)
-        self.reconciler.verdicts.start()
+        assert self.subscriber.js is not None, "start() connected it"
+        verdicts = VerdictMirror(self.subscriber.js, self.settings.verdict_bucket,
+                                 on_change=self.subscriber.request)
+        self.reconciler.verdicts = verdicts
+        verdicts.start()
 
     async def stop(self) -> None:
         """Stop reconciling; a dnsmasq child is stopped too."""
@@ -221,6 +222,7 @@ class Dns411:
                 await asyncio.gather(task, return_exceptions=True)
         if self.reconciler.lock is not None:
             await self.reconciler.lock.release()
+        if self._consul is not None:
             await self._consul.http.close()
         if self.reconciler.dnsmasq is not None:
             await asyncio.to_thread(self.reconciler.dnsmasq.control.stop)
@@ -237,8 +239,8 @@ async def run(settings: Dns411Settings, common: CommonSettings) -> None:
     try:
         await run_until_stopped(
             lambda: service.start(health_addr=settings.health_addr), service.stop,
-            on_started=lambda: log.info("dns411 running", extra={"fields": {
-                "node": common.node, "mode": settings.mode, "health": service.health.bound}}))
+            on_started=lambda: log.info("dns411 running", node=common.node, mode=settings.mode,
+                health=service.health.bound))
     except CatalogMissing as err:
-        log.error("cannot start", extra={"fields": {"error": str(err)}})
+        log.error("cannot start", error=str(err))
         raise SystemExit(1) from None

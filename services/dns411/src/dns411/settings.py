@@ -196,7 +196,7 @@ class Dns411Settings(EnvSettings):
         return zone_ids
 
     @model_validator(mode="after")
-    def _check(self) -> "Dns411Settings":
+    def _check(self) -> Dns411Settings:
         if self.mode not in ("primary", "replica"):
             raise ValueError(f"UNIFY_DNS411_MODE must be primary or replica, got {self.mode!r}")
         if not 0 <= self.ttl <= 2147483647:

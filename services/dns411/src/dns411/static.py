@@ -11,7 +11,7 @@ a comment. Several lines may give one name several addresses.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from unify_common.events import KvEntry
 from unify_common.problems import Problem

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from dns411_support import route53_client
 
-from unify_testkit.devstack.moto import MotoServer
 from tests.fixtures.catalog import declare_catalog_at
 from unify_common.settings import CommonSettings
+from unify_testkit.devstack.moto import MotoServer
 
 
 @pytest.fixture

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import boto3
 import dns.exception
 import dns.message
 import dns.query
-import dns.rdatatype
 import dns.rcode
+import dns.rdatatype
 
 from dns411.apply.route53 import route53_config
 from dns411.settings import Dns411Settings

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 Predicate = Callable[[str, str, bytes], bool]
 
@@ -116,7 +116,7 @@ class FaultProxy:
         with self._lock:
             return sum(1 for m, p, b, _ in self.requests if predicate(m, p, b))
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self.thread.start()
         return self
 

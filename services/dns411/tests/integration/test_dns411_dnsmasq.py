@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from dns411_support import both, Collected, eventually, managed_settings, state
+from dns411_support import Collected, both, eventually, managed_settings, state
 
 from dns411.apply.dnsmasq import DnsmasqConfigError, DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq, PidFileDnsmasq

@@ -16,9 +16,9 @@ import nats
 from dns411_support import both, eventually
 
 from tests.fixtures.catalog import make_instance, put_instance
+from unify_common.events import Applied, ErrorEvent, decode_event
 from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
 from unify_testkit.devstack.process import free_port
-from unify_common.events import Applied, ErrorEvent, decode_event
 
 NODE = "dns-health"
 

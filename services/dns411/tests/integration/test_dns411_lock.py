@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import nats
-from dns411_support import (Collected, create_zone, eventually, managed_settings, OWN, state,
-                           zone_records)
-from unify_common.consulio import make_consul
-from unify_common.settings import CommonSettings
+from dns411_support import (
+    OWN,
+    Collected,
+    create_zone,
+    eventually,
+    managed_settings,
+    state,
+    zone_records,
+)
 
 from dns411.apply.lock import WriterLock
 from dns411.apply.route53 import Route53Sink
 from dns411.reconciler import Reconciler
 from dns411.service import Dns411
 from tests.fixtures.catalog import make_instance, put_instance
+from unify_common.consulio import make_consul
+from unify_common.settings import CommonSettings
 
 KEY = "unify/locks/dns411-route53"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dns411_support import both, create_zone, eventually, managed_settings
-from unify_common.catalog import CatalogState
 
 from dns411.apply.dnsmasq import DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq
@@ -11,6 +10,7 @@ from dns411.apply.route53 import Route53Sink
 from dns411.reconciler import Reconciler
 from dns411.replica import Replica
 from tests.fixtures.catalog import make_instance
+from unify_common.catalog import CatalogState
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 SHOP = make_instance("shop", "shop-1", "10.0.1.1", 80, ["dns=example.com", "vhost=shop"])

@@ -6,8 +6,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from dns411_support import (Collected, create_zone, managed_settings, OWN, route53_client, state,
-                           zone_records)
+from dns411_support import (
+    OWN,
+    Collected,
+    create_zone,
+    managed_settings,
+    route53_client,
+    state,
+    zone_records,
+)
 from fault_proxy import is_change, is_listing, is_zone_list, is_zone_read
 
 from dns411.apply.route53 import Route53Sink, ZoneNotFound

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import msgspec
 import nats
-from dns411_support import (OWN, both, create_zone, eventually, managed_settings, route53_client,
-                           zone_records)
+from dns411_support import (
+    OWN,
+    both,
+    create_zone,
+    eventually,
+    managed_settings,
+    route53_client,
+    zone_records,
+)
 from fault_proxy import is_change, is_listing, is_zone_list, is_zone_read
-from unify_common.events import KvEntry, decode_event
 
 from dns411.service import Dns411
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
+from unify_common.events import KvEntry, decode_event
 
 WEB_A = make_instance("web", "web-1", "10.0.0.1", 8080, ["dns=example.com"])
 WEB_B = make_instance("web", "web-2", "10.0.0.2", 8080, ["dns=example.com"], node="node-2")

@@ -3,15 +3,15 @@ and moto."""
 
 from __future__ import annotations
 
-from dns411_support import both, Collected, create_zone, managed_settings, zone_records
-from unify_common.catalog import CatalogState
-from unify_common.events import KvEntry
+from dns411_support import Collected, both, create_zone, managed_settings, zone_records
 
 from dns411.apply.dnsmasq import DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq
 from dns411.apply.route53 import Route53Sink
 from dns411.reconciler import Reconciler
 from tests.fixtures.catalog import make_instance
+from unify_common.catalog import CatalogState
+from unify_common.events import KvEntry
 from unify_testkit.devstack.dnsmasq import Dnsmasq
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])

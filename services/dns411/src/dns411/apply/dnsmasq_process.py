@@ -126,8 +126,7 @@ class ManagedDnsmasq(DnsmasqControl):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dnsmasq exited with {self.proc.returncode} at start")
             if self.answers():
-                log.info("dnsmasq started", extra={"fields": {"pid": self.proc.pid,
-                                                              "port": self.settings.port}})
+                log.info("dnsmasq started", pid=self.proc.pid, port=self.settings.port)
                 return
             time.sleep(0.001)
         self.stop()
@@ -138,12 +137,13 @@ class ManagedDnsmasq(DnsmasqControl):
         if self.pid is None:
             if self.proc is not None:
                 log.warning("dnsmasq was not running; starting it",
-                            extra={"fields": {"exit": self.proc.returncode}})
+                            exit=self.proc.returncode)
             self.start()
 
     def reload(self) -> None:
         """SIGHUP the child (started first when not running)."""
         self.ensure_running()
+        assert self.proc is not None, "ensure_running() starts it"
         os.kill(self.proc.pid, signal.SIGHUP)
 
     def restart(self) -> None:

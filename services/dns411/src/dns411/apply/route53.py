@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from functools import partial
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -94,9 +96,8 @@ def _log_retries(what: str, response: dict, *, failed: bool) -> None:
     """Log the retries botocore made for one call (``ResponseMetadata.RetryAttempts``)."""
     retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
     if retries:
-        log.warning("Route 53 call retried", extra={"fields": {
-            "call": what, "retries": retries, "failed": failed,
-            "error": response.get("Error", {}).get("Code", "")}})
+        log.warning("Route 53 call retried", call=what, retries=retries, failed=failed,
+            error=response.get("Error", {}).get("Code", ""))
 
 
 class Route53Sink:
@@ -175,8 +176,8 @@ class Route53Sink:
             before = self.discovery_calls
             zones = self._read_zone_ids() if self.zone_ids else self._list_zones()
             self._zones, self._zones_at = zones, time.monotonic()
-            log.info("hosted zones discovered", extra={"fields": {
-                "zones": len(zones), "api_calls": self.discovery_calls - before}})
+            log.info("hosted zones discovered", zones=len(zones),
+                api_calls=self.discovery_calls - before)
             return dict(zones)
 
     def _zones_due(self, refresh: bool) -> bool:
@@ -187,8 +188,9 @@ class Route53Sink:
         zones: dict[str, str] = {}
         marker = None
         while True:
-            kwargs = {"Marker": marker} if marker else {}
-            page = self._call("ListHostedZones", lambda: self.client.list_hosted_zones(**kwargs),
+            kwargs: dict[str, str] = {"Marker": marker} if marker else {}
+            page = self._call("ListHostedZones",
+                              partial(self.client.list_hosted_zones, **kwargs),
                               discovery=True)
             for zone in page["HostedZones"]:
                 zones[zone["Id"].rsplit("/", 1)[-1]] = normalize_name(zone["Name"])
@@ -200,7 +202,7 @@ class Route53Sink:
         zones: dict[str, str] = {}
         for zone_id in self.zone_ids:
             try:
-                zone = self._call("GetHostedZone", lambda: self.client.get_hosted_zone(Id=zone_id),
+                zone = self._call("GetHostedZone", partial(self.client.get_hosted_zone, Id=zone_id),
                                   discovery=True)["HostedZone"]
             except ClientError as err:
                 if err.response.get("Error", {}).get("Code") == "NoSuchHostedZone":
@@ -221,11 +223,11 @@ class Route53Sink:
             return list(cached[1].values())
         read_at = time.monotonic()
         out: list[RecordSet] = []
-        start: dict = {}
+        start: dict[str, str] = {}
         while True:
             kwargs = {"HostedZoneId": zone_id, "MaxItems": "300", **start}
             page = self._call("ListResourceRecordSets",
-                              lambda: self.client.list_resource_record_sets(**kwargs))
+                              partial(self.client.list_resource_record_sets, **kwargs))
             out.extend(r for r in map(_record_from_api, page["ResourceRecordSets"]) if r)
             if not page.get("IsTruncated"):
                 break
@@ -284,8 +286,7 @@ class Route53Sink:
             return
         code = err.response.get("Error", {}).get("Code", "")
         message = err.response.get("Error", {}).get("Message", "")[:300]
-        log.error("Route 53 rejected a change", extra={"fields": {
-            "zone": zone_id, "record": unit.what, "error": message}})
+        log.error("Route 53 rejected a change", zone=zone_id, record=unit.what, error=message)
         result.rejected.append(Problem("change-rejected", f"{unit.what}: {code}: {message}"))
 
     def _submit(self, zone_id: str, units: Sequence[ChangeUnit], result: Route53Result,
