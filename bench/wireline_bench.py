@@ -44,14 +44,13 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.wireline_flow_support import (DOMAIN, http_get, start_flow,  # noqa: E402
-                                             write_app)
+from tests.e2e.wireline_flow_support import DOMAIN, http_get, start_flow, write_app  # noqa: E402
 from unify_cli.images import build_images  # noqa: E402
 
 APP = "wl-bench-ticker"
@@ -126,7 +125,7 @@ def main() -> int:
         finally:
             flow.stop()
     load_after = os.getloadavg()[0]
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} CPUs, load average {load_before:.1f} -> {load_after:.1f}, "
           f"image {image.tag} at {image.revision}\n")
     cols = ("receive_s", "build_s", "push_s", "deploy_s", "total", "first_200", "overhead",

@@ -26,9 +26,19 @@ import pytest
 from tests.fixtures.engine import docker_host
 from unify_testkit.devstack.stack import DevStack
 
-from .wireline_flow_support import (APP, DOMAIN, SERVICE, consul_passing, dns_answer,
-                                    http_get, returns, start_flow, task_hosts, wait_until,
-                                    write_app)
+from .wireline_flow_support import (
+    APP,
+    DOMAIN,
+    SERVICE,
+    consul_passing,
+    dns_answer,
+    http_get,
+    returns,
+    start_flow,
+    task_hosts,
+    wait_until,
+    write_app,
+)
 
 pytestmark = pytest.mark.timeout(900)
 

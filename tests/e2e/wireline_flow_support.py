@@ -36,8 +36,7 @@ WIRELINE_TESTS = Path(__file__).resolve().parents[2] / "services" / "wireline" /
 if str(WIRELINE_TESTS) not in sys.path:
     sys.path.insert(0, str(WIRELINE_TESTS))
 
-from wireline_support import (Registry, Wireline, remove_images,  # noqa: E402
-                              start_wireline_image)
+from wireline_support import Registry, Wireline, remove_images, start_wireline_image  # noqa: E402
 
 __all__ = ["APP", "DOMAIN", "Flow", "Registry", "Wireline", "consul_passing", "dns_answer",
            "http_get", "remove_images", "remove_stack", "returns", "start_flow",

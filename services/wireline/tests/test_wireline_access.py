@@ -7,9 +7,17 @@ import subprocess
 
 import pytest
 
-from wireline.access import (AccessError, GitCommand, KeyEntry, authorized_keys_line,
-                             check_app_name, fingerprint, parse_command, parse_public_key,
-                             render_authorized_keys)
+from wireline.access import (
+    AccessError,
+    GitCommand,
+    KeyEntry,
+    authorized_keys_line,
+    check_app_name,
+    fingerprint,
+    parse_command,
+    parse_public_key,
+    render_authorized_keys,
+)
 
 ED25519 = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQ0u0ri1lUT+0C6XjnFLH5ZbpyQd/pbDdxuIXwv2X3l "
            "alice@example")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 import yaml
 
@@ -205,11 +208,9 @@ def test_stack_rendered():
         render_stack(spec, {"web": "x:1", "cache": images["cache"]}, app="t", scale={})
 
 
-def _tar(*members) -> "io.BytesIO":
+def _tar(*members) -> io.BytesIO:
     """A tar stream of ``(name, kind, payload)``: kind ``file`` (payload: content), ``dir``,
     ``sym``/``hard`` (payload: link target), ``fifo``."""
-    import io
-    import tarfile
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

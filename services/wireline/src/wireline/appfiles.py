@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import yaml
 
@@ -170,27 +170,28 @@ def _ports(service: str, value: object) -> list[dict]:
                 raise AppError(f"{what}: {item!r}: a host IP cannot be set on Swarm")
             if not all(p.isdigit() for p in parts):
                 raise AppError(f"{what}: {item!r} is not [published:]target[/protocol]")
-            port = {"target": int(parts[-1]), "protocol": proto}
+            short: dict[str, int | str] = {"target": int(parts[-1]), "protocol": proto}
             if len(parts) == 2:
-                port["published"] = int(parts[0])
-            item = port
+                short["published"] = int(parts[0])
+            item = short
         if not isinstance(item, dict) or set(item) - {"target", "published", "protocol",
                                                        "mode"}:
             raise AppError(f"{what}: entries take target, published, protocol, mode")
         try:
-            port = {"target": int(item["target"])}
+            numbers = {"target": int(item["target"])}
             if "published" in item:
-                port["published"] = int(item["published"])
+                numbers["published"] = int(item["published"])
         except (KeyError, TypeError, ValueError):
             raise AppError(f"{what}: target and published must be port numbers") from None
-        if not all(0 < p < 65536 for p in port.values()):
+        if not all(0 < p < 65536 for p in numbers.values()):
             raise AppError(f"{what}: ports are 1..65535")
+        entry: dict[str, int | str] = dict(numbers)
         protocol = item.get("protocol", "tcp")
         mode = item.get("mode", "ingress")
         if protocol not in ("tcp", "udp") or mode not in ("ingress", "host"):
             raise AppError(f"{what}: protocol is tcp|udp, mode is ingress|host")
-        port.update(protocol=protocol, mode=mode)
-        result.append(port)
+        entry.update(protocol=protocol, mode=mode)
+        result.append(entry)
     return result
 
 
@@ -198,7 +199,7 @@ def _volumes(service: str, value: object, declared: dict) -> list[dict]:
     what = f"service {service!r}: volumes"
     if not isinstance(value, list):
         raise AppError(f"{what}: must be a list")
-    result = []
+    result: list[dict] = []
     for item in value:
         if isinstance(item, str):
             parts = item.split(":")

@@ -13,8 +13,8 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import docker
 
@@ -69,7 +69,7 @@ async def run_streamed(argv: list[str], *, env: dict[str, str], timeout_s: float
     try:
         await asyncio.wait_for(pump(), timeout_s)
         return await asyncio.wait_for(proc.wait(), max(1.0, timeout_s))
-    except (asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError):
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -147,7 +147,7 @@ async def push_image(*, docker_host: str, repository: str, tag: str, user: str =
     try:
         return await asyncio.wait_for(asyncio.to_thread(
             _push_sync, docker_host, repository, tag, _auth(user, password)), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise EngineError(f"push of {repository}:{tag} took longer than {timeout_s:g} s") \
             from None
 

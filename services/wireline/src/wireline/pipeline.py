@@ -24,10 +24,10 @@ from pathlib import Path
 
 import msgspec
 
+from unify_common import subjects
 from unify_common.events import DeployFailed, ErrorEvent, Release
 from unify_common.logs import get_logger
 from unify_common.settings import CommonSettings
-from unify_common import subjects
 
 from . import engine
 from .appfiles import AppError, AppSpec, candidate_files, load_app

@@ -312,8 +312,8 @@ class WirelineService:
         await self.health.start(*self.settings.health_addr)
         self._server = await self._push_server()
         self.start_sshd()  # a missing or broken sshd binary fails the start
-        self._tasks = [asyncio.create_task(self._sshd_loop()),
-                       asyncio.create_task(self._keys_loop())]
+        self._tasks = [asyncio.create_task(self._sshd_loop(), name="sshd"),
+                       asyncio.create_task(self._keys_loop(), name="keys")]
         for task in self._tasks:
             task.add_done_callback(self._loop_ended)
 
@@ -321,7 +321,7 @@ class WirelineService:
         if not task.cancelled() and task.exception() is not None:
             err = task.exception()
             log.error("loop failed; the service no longer follows sshd or the keys",
-                      loop=task.get_coro().__name__, error=str(err) or repr(err))
+                      loop=task.get_name(), error=str(err) or repr(err))
             self.health.record_failure("loop")
 
     async def stop(self) -> None:

@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -75,9 +75,8 @@ class WirelineSettings(EnvSettings):
     each field's variable and default. The constructor takes the field names (tests build
     settings by hand); :meth:`from_env` reads the environment.
 
-    ``host_key``, ``authorized_keys``, ``build_docker_host`` and ``deploy_docker_host`` given
-    as ``None`` are derived (from ``data_dir`` and ``docker_host``); they are always set once
-    built.
+    ``host_key``, ``authorized_keys``, ``build_docker_host`` and ``deploy_docker_host`` left
+    out are derived (from ``data_dir`` and ``docker_host``); they are always set once built.
 
     :raises ValueError: a malformed value, or an unreadable ``*_FILE`` (the message names the
         variable, never a secret).
@@ -88,19 +87,19 @@ class WirelineSettings(EnvSettings):
     ssh_port: int = env_var("UNIFY_WIRELINE_SSH_PORT", 2222)
     ssh_user: str = env_var("UNIFY_WIRELINE_SSH_USER", "git")
     sshd_bin: str = env_var("UNIFY_WIRELINE_SSHD_BIN", "/usr/sbin/sshd")
-    #: ``None`` given: ``<data_dir>/sshd/host_ed25519``
-    host_key: Path | None = env_var("UNIFY_WIRELINE_HOST_KEY", None)
-    #: ``None`` given: ``<data_dir>/sshd/authorized_keys``
-    authorized_keys: Path | None = env_var("UNIFY_WIRELINE_AUTHORIZED_KEYS", None)
+    #: left out: ``<data_dir>/sshd/host_ed25519`` (the ``None`` default never stays)
+    host_key: Path = env_var("UNIFY_WIRELINE_HOST_KEY", None)
+    #: left out: ``<data_dir>/sshd/authorized_keys``
+    authorized_keys: Path = env_var("UNIFY_WIRELINE_AUTHORIZED_KEYS", None)
     shell: str = env_var("UNIFY_WIRELINE_SHELL", default_factory=_default_shell)
     registry: str = env_var("UNIFY_WIRELINE_REGISTRY", "")
     registry_user: str = env_var("UNIFY_WIRELINE_REGISTRY_USER", "")
     registry_password: SecretStr = env_var("UNIFY_WIRELINE_REGISTRY_PASSWORD", SecretStr(""))
     docker_host: str = env_var("DOCKER_HOST", "")
-    #: ``None`` given: ``docker_host``
-    build_docker_host: str | None = env_var("UNIFY_WIRELINE_BUILD_DOCKER_HOST", None)
-    #: ``None`` given: ``docker_host``
-    deploy_docker_host: str | None = env_var("UNIFY_WIRELINE_DEPLOY_DOCKER_HOST", None)
+    #: left out: ``docker_host``
+    build_docker_host: str = env_var("UNIFY_WIRELINE_BUILD_DOCKER_HOST", None)
+    #: left out: ``docker_host``
+    deploy_docker_host: str = env_var("UNIFY_WIRELINE_DEPLOY_DOCKER_HOST", None)
     docker_bin: str = env_var("UNIFY_WIRELINE_DOCKER_BIN", "docker")
     deploy_branch: str = env_var("UNIFY_WIRELINE_DEPLOY_BRANCH", "main")
     stack_prefix: str = env_var("UNIFY_WIRELINE_STACK_PREFIX", "")
@@ -116,8 +115,8 @@ class WirelineSettings(EnvSettings):
 
     @field_validator("data_dir", "host_key", "authorized_keys")
     @classmethod
-    def _absolute(cls, path: Path | None) -> Path | None:
-        return None if path is None else path.absolute()
+    def _absolute(cls, path: Path) -> Path:
+        return path.absolute()
 
     @field_validator("ssh_port")
     @classmethod
@@ -157,7 +156,7 @@ class WirelineSettings(EnvSettings):
         return value
 
     @model_validator(mode="after")
-    def _derived(self) -> "WirelineSettings":
+    def _derived(self) -> WirelineSettings:
         # frozen model: the values derived from the data dir and DOCKER_HOST are set once, here
         self.__dict__.update(
             host_key=self.host_key or self.data_dir / "sshd" / "host_ed25519",

@@ -45,12 +45,13 @@ def _log_to_file(settings: WirelineSettings) -> None:
     common = CommonSettings.from_env()
     configure_logging(fmt=common.log_format, level=common.log_level)
     log_dir = settings.data_dir / "log"
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)  # configure_logging's
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.getLogger().handlers[0]
         handler.setStream(open(log_dir / "shell.log", "a", encoding="utf-8"))  # noqa: SIM115
     except OSError:
-        logging.getLogger().handlers[0].setStream(open(os.devnull, "w"))  # noqa: SIM115
+        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
 
 
 def ensure_hooks(settings: WirelineSettings) -> Path:

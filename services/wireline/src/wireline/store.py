@@ -21,7 +21,7 @@ import asyncio
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -31,7 +31,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KeyValue
 
 from unify_common import subjects
-from unify_common.events import (BuildOutput, DeployFailed, Event, Release, ReleaseRecorded)
+from unify_common.events import BuildOutput, DeployFailed, Event, Release, ReleaseRecorded
 from unify_common.logs import get_logger
 from unify_common.natsio import connect_nats, ensure_stream, publish_event
 from unify_common.settings import CommonSettings
@@ -161,7 +161,7 @@ class Store:
 
     @classmethod
     async def open(cls, settings: WirelineSettings, common: CommonSettings, *,
-                   name: str = "wireline", fail_fast: bool = True) -> "Store":
+                   name: str = "wireline", fail_fast: bool = True) -> Store:
         """Connect, make sure the stream and the four buckets exist.
 
         :raises nats.errors.NoServersError: NATS unreachable (``fail_fast``).
@@ -277,7 +277,7 @@ class Store:
             return None
         return _holder_decoder.decode(entry.value)
 
-    def lock(self, app: str, holder: LockHolder) -> "AppLock":
+    def lock(self, app: str, holder: LockHolder) -> AppLock:
         """An :class:`AppLock` for ``app`` held as ``holder``."""
         return AppLock(self.locks, app, holder, ttl_s=self.settings.lock_ttl_s)
 

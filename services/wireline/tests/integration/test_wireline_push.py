@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from wireline_support import (head, make_app, run, service_labels, service_state,
-                              stack_services)
+from wireline_support import head, make_app, run, service_labels, service_state, stack_services
 
 from unify_common.events import BuildOutput, DeployFailed, ReleaseRecorded, decode_event
 from unify_common.natsio import connect_nats

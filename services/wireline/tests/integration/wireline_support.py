@@ -33,7 +33,7 @@ class Registry:
     def addr(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.yml"
         config.write_text(json.dumps({
