@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -52,6 +53,17 @@ class EventLog:
     async def wait_for(self, count: int, prefix: str = "unify.", timeout: float = 15.0) -> None:
         await wait_until(lambda: self.types(prefix), lambda seen: len(seen) >= count,
                          timeout=timeout, what=f"{count} events under {prefix}")
+
+    async def wait_for_instance(self, kind: str, instance_id: str,
+                                timeout: float = 15.0) -> None:
+        """Wait for the ``kind`` event (``instance.registered``...) of ``instance_id``.
+
+        A sentinel: the bridge follows each service through one query whose answers it
+        publishes in order, so once the event of an instance registered after the change under
+        test is in, every event of that service the change could cause is in too."""
+        await wait_until(lambda: self.types("unify.catalog.instance"),
+                         lambda seen: (kind, instance_id) in seen, timeout=timeout,
+                         what=f"{kind} of {instance_id}")
 
     async def close(self) -> None:
         await self.nc.close()
@@ -119,19 +131,27 @@ async def test_lifecycle_events_carry_exact_instance(bridge_settings, consul_htt
     await events.wait_for(3, "unify.catalog.instance")
     consul_call(consul_http_addr, "PUT", "/v1/agent/service/deregister/web-1")
     await events.wait_for(4, "unify.catalog.instance")
-    await asyncio.sleep(0.5)
+    register(consul_http_addr, "web-2", "web", 8081, [])  # sentinel: nothing of web-1 after
+    await events.wait_for_instance("instance.registered", "web-2")
     kinds = [e.type for s, _, e in events.items if s.startswith("unify.catalog.instance")]
     # re-registering with the TTL check resets it to passing: health flips, then port update
     assert kinds[:2] == ["instance.registered", "instance.health"]
-    assert kinds[-1] == "instance.deregistered"
+    assert kinds[-2:] == ["instance.deregistered", "instance.registered"]
     updated = [e for _, _, e in events.items if e.type == "instance.updated"]
     assert [(u.previous.port, u.instance.port) for u in updated] == [(8080, 9090)]
     healths = [e for _, _, e in events.items if e.type == "instance.health"]
     assert (healths[0].previous_health, healths[0].instance.health) == ("passing", "critical")
-    js = events.nc.jetstream()
-    state = await read_catalog(await ensure_catalog_bucket(js, bridge_settings.common))
-    assert state.instances == {}
+    bucket = await ensure_catalog_bucket(events.nc.jetstream(), bridge_settings.common)
+    await wait_until(lambda: stored(bucket), lambda ids: ids == [("web-2", "unify-dev")],
+                     what="the bucket holding web-2 alone")
     await stop_bridge(handle)
+
+
+async def stored(bucket) -> list[tuple[str, str]]:
+    """(instance id, node) of each instance in the catalog bucket, sorted (the bucket is
+    written just after the event is published: poll it)."""
+    state = await read_catalog(bucket)
+    return sorted((i.instance_id, i.node) for i in state.instances.values())
 
 
 async def test_kv_events(bridge_settings, consul_http_addr, nats_server, events):
@@ -220,10 +240,16 @@ async def test_restart_reconciles_against_the_bucket(bridge_settings, consul_htt
     before = len(events.items)
     handle = await start_bridge(bridge_settings)
     await events.wait_for(before + 2, "unify.catalog.instance")
-    await asyncio.sleep(1.0)  # anything else would show up by now
+    # sentinels in both services: anything else the restart caused in them comes before
+    register(consul_http_addr, "api-9", "api", 7009, [])
+    register(consul_http_addr, "cache-9", "cache", 6399, [])
+    await events.wait_for_instance("instance.registered", "api-9")
+    await events.wait_for_instance("instance.registered", "cache-9")
     after = [(e.type, e.instance.instance_id) for _, _, e in events.items[before:]]
     assert sorted(after) == [("instance.deregistered", "api-2"),
-                             ("instance.registered", "cache-1")]
+                             ("instance.registered", "api-9"),
+                             ("instance.registered", "cache-1"),
+                             ("instance.registered", "cache-9")]
     await stop_bridge(handle)
 
 
@@ -232,36 +258,49 @@ async def test_mass_disappearance_is_held_then_confirmed(bridge_settings, consul
     settings = bridge_settings.replace(removal_confirm_s=3.0)
     for i in range(4):
         register_on_node(consul_http_addr, "worker-1", f"job-{i}", "job", 7100 + i)
-    handle = await start_bridge(settings)
-    await events.start(nats_server.url)
-    await events.wait_for(4, "unify.catalog.instance")
-    # one answer without any of them (the whole node is gone): held, not trusted at once
-    consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "worker-1"})
-    await asyncio.sleep(1.0)
-    assert [t for t, _ in events.types("unify.catalog.instance")] == ["instance.registered"] * 4
-    await events.wait_for(8, "unify.catalog.instance", timeout=15)
-    assert sorted(events.types("unify.catalog.instance")[4:]) == [
-        ("instance.deregistered", f"job-{i}") for i in range(4)]
+    with json_log() as written:
+        handle = await start_bridge(settings)
+        await events.start(nats_server.url)
+        await events.wait_for(4, "unify.catalog.instance")
+        # one answer without any of them (the whole node is gone): held, not trusted at once
+        consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "worker-1"})
+        await written.wait_for("removal held until confirmed")
+        held_seen_ms = time.time() * 1000  # at or after the bridge held them
+        await events.wait_for(8, "unify.catalog.instance", timeout=15)
+    [held, *_] = [json.loads(line) for line in written.lines
+                  if json.loads(line)["msg"] == "removal held until confirmed"]
+    assert (held["service"], held["held"], held["confirm_s"]) == ("job", 4, 3.0)
+    gone = [e for s, _, e in events.items if s.startswith("unify.catalog.instance.dereg")]
+    assert sorted(e.instance.instance_id for e in gone) == [f"job-{i}" for i in range(4)]
+    # released only once the absence lasted the window (less the poll's own delay)
+    assert min(e.observed_at for e in gone) - held_seen_ms >= 2500
+    assert [t for t, _ in events.types("unify.catalog.instance")][:4] == [
+        "instance.registered"] * 4
     await stop_bridge(handle)
 
 
 async def test_mass_disappearance_that_comes_back_publishes_nothing(
         bridge_settings, consul_http_addr, nats_server, events):
     settings = bridge_settings.replace(removal_confirm_s=5.0)
-    for i in range(3):
+    for i in range(4):
         register_on_node(consul_http_addr, "worker-2", f"q-{i}", "queue", 7200 + i)
-    handle = await start_bridge(settings)
-    await events.start(nats_server.url)
-    await events.wait_for(3, "unify.catalog.instance")
-    consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "worker-2"})
-    await asyncio.sleep(0.5)
-    for i in range(3):  # the node came back with the same registrations
+    with json_log() as written:
+        handle = await start_bridge(settings)
+        await events.start(nats_server.url)
+        await events.wait_for(4, "unify.catalog.instance")
+        consul_call(consul_http_addr, "PUT", "/v1/catalog/deregister", {"Node": "worker-2"})
+        await written.wait_for("removal held until confirmed")
+    for i in range(3):  # the node came back with the same registrations, all but q-3
         register_on_node(consul_http_addr, "worker-2", f"q-{i}", "queue", 7200 + i)
-    await asyncio.sleep(6.0)  # past the confirmation window
-    kinds = [t for t, _ in events.types("unify.catalog.instance")]
+    # q-3 went with the others in the same answer: its removal is released once the window
+    # is over, in the same re-check that would release the others were they still held
+    await events.wait_for_instance("instance.deregistered", "q-3")
+    register_on_node(consul_http_addr, "worker-2", "q-9", "queue", 7209)  # sentinel
+    await events.wait_for_instance("instance.registered", "q-9")
+    kinds = events.types("unify.catalog.instance")
     # re-registration gives the instances new Consul indexes: they are updates, not losses
-    assert "instance.deregistered" not in kinds
-    assert kinds[:3] == ["instance.registered"] * 3
+    assert [i for k, i in kinds if k == "instance.deregistered"] == ["q-3"]
+    assert [k for k, _ in kinds[:4]] == ["instance.registered"] * 4
     await stop_bridge(handle)
 
 
@@ -291,7 +330,8 @@ async def test_two_bridges_one_publisher_and_takeover(bridge_settings, consul_ht
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     first = spawn("bridge-a")
-    await asyncio.sleep(1.5)
+    await wait_until(lambda: _lock_holder(consul_http_addr), lambda holder: holder == "bridge-a",
+                     timeout=20, what="bridge-a leading", retry_on=(Exception,))
     second = spawn("bridge-b")
     try:
         await events.start(nats_server.url)
@@ -300,16 +340,21 @@ async def test_two_bridges_one_publisher_and_takeover(bridge_settings, consul_ht
         assert _lock_holder(consul_http_addr) == "bridge-a"
         first.send_signal(signal.SIGKILL)
         first.wait(5)
-        for _ in range(300):  # session TTL 10 s; Consul may take up to twice that
-            if _lock_holder(consul_http_addr) == "bridge-b":
-                break
-            await asyncio.sleep(0.1)
-        assert _lock_holder(consul_http_addr) == "bridge-b"
+        # session TTL 10 s; Consul may take up to twice that
+        await wait_until(lambda: _lock_holder(consul_http_addr),
+                         lambda holder: holder == "bridge-b", timeout=30, interval=0.1,
+                         what="bridge-b taking over")
         register(consul_http_addr, "two-1", "two", 82, [])
         await events.wait_for(2, "unify.catalog.instance")
-        await asyncio.sleep(0.5)
-        assert events.types("unify.catalog.instance") == [
-            ("instance.registered", "one-1"), ("instance.registered", "two-1")]
+        # sentinels: a republished one-1 or a second two-1 would come before them
+        register(consul_http_addr, "one-2", "one", 83, [])
+        register(consul_http_addr, "two-2", "two", 84, [])
+        await events.wait_for_instance("instance.registered", "one-2")
+        await events.wait_for_instance("instance.registered", "two-2")
+        seen = events.types("unify.catalog.instance")
+        assert seen[:2] == [("instance.registered", "one-1"), ("instance.registered", "two-1")]
+        assert sorted(seen[2:]) == [("instance.registered", "one-2"),
+                                    ("instance.registered", "two-2")]
     finally:
         for proc in (first, second):
             proc.terminate()
@@ -330,32 +375,38 @@ async def test_consul_agent_restart(tmp_path, nats_server, events, comes_back):
             common=CommonSettings(consul_addr=agent.http_addr, nats_urls=(nats_server.url,),
                                   node="restart-node"),
             wait_s=10.0, removal_confirm_s=4.0)
-        for i in range(3):
+        for i in range(4):
             register(agent.http_addr, f"r-{i}", "restarted", 7300 + i, [])
         handle = await start_bridge(settings)
         await events.start(nats_server.url)
-        await events.wait_for(3, "unify.catalog.instance")
-        agent.stop()
-        await asyncio.sleep(2.0)  # the bridge sees errors and keeps its state
-        agent.start()
-        if comes_back:
+        await events.wait_for(4, "unify.catalog.instance")
+        with json_log() as written:
+            agent.stop()  # the bridge sees its queries fail and keeps its state
+            await written.wait_for("Consul query (last known state stands) failed; retrying")
+        with json_log() as written:
+            agent.start()
+            # the session died with the agent: wait for the new leader, and for it to hold
+            # the removals the empty agent's answer shows
+            await wait_until(lambda: _lock_holder(agent.http_addr),
+                             lambda holder: holder == "restart-node", timeout=30, interval=0.1,
+                             what="the bridge leading again", retry_on=(Exception,))
+            await written.wait_for("removal held until confirmed")
+        if comes_back:  # all but r-3
             for i in range(3):
                 register(agent.http_addr, f"r-{i}", "restarted", 7300 + i, [])
-        for _ in range(300):  # the session died with the agent: wait for the new leader
-            try:
-                if _lock_holder(agent.http_addr) == "restart-node":
-                    break
-            except Exception:
-                pass
-            await asyncio.sleep(0.1)
         if comes_back:
-            await asyncio.sleep(settings.removal_confirm_s + 3.0)  # past the window
-            kinds = events.types("unify.catalog.instance")[3:]
-            assert [k for k, _ in kinds if k == "instance.deregistered"] == []
+            # r-3 went with the others: its removal goes out once the window is over, in
+            # the same re-check that would release the others were they still held; the
+            # sentinel r-9 comes after anything that re-check published
+            await events.wait_for_instance("instance.deregistered", "r-3", timeout=30)
+            register(agent.http_addr, "r-9", "restarted", 7309, [])
+            await events.wait_for_instance("instance.registered", "r-9")
+            kinds = events.types("unify.catalog.instance")[4:]
+            assert [i for k, i in kinds if k == "instance.deregistered"] == ["r-3"]
         else:
-            await events.wait_for(6, "unify.catalog.instance", timeout=30)
-            assert sorted(events.types("unify.catalog.instance")[3:]) == [
-                ("instance.deregistered", f"r-{i}") for i in range(3)]
+            await events.wait_for(8, "unify.catalog.instance", timeout=30)
+            assert sorted(events.types("unify.catalog.instance")[4:]) == [
+                ("instance.deregistered", f"r-{i}") for i in range(4)]
         await stop_bridge(handle)
     finally:
         agent.stop()
@@ -508,16 +559,25 @@ async def test_service_name_consul_cannot_query_is_skipped_with_one_error(
     await events.wait_for(1, "unify.error.consul-bridge")
     register(consul_http_addr, "web-2", "web", 8082, ["dns=example.com", "vhost=www"])
     await events.wait_for(2, "unify.catalog.instance")
-    await asyncio.sleep(0.5)
+    # sentinels: a second bad name is reported by the same node query after any repeat of
+    # the first; web-3 comes after anything else in web
+    register(consul_http_addr, "bad-2", "other\nname", 8083, ["dns=example.com"])
+    register(consul_http_addr, "web-3", "web", 8084, ["dns=example.com", "vhost=www"])
+    await events.wait_for(2, "unify.error.consul-bridge")
+    await events.wait_for_instance("instance.registered", "web-3")
     errors = [e for s, _, e in events.items if s == "unify.error.consul-bridge"]
     assert [(e.reason, e.service, e.message) for e in errors] == [(
         "invalid-service-name", "new\nline",
         "service name 'new\\nline' has control characters; Consul refuses queries for it "
+        "(HTTP 400), so its instances are skipped"), (
+        "invalid-service-name", "other\nname",
+        "service name 'other\\nname' has control characters; Consul refuses queries for it "
         "(HTTP 400), so its instances are skipped")]
     assert events.types("unify.catalog.instance") == [("instance.registered", "web-1"),
-                                                      ("instance.registered", "web-2")]
-    assert "bad-1" not in {getattr(getattr(e, "instance", None), "instance_id", "")
-                           for _, _, e in events.items}
+                                                      ("instance.registered", "web-2"),
+                                                      ("instance.registered", "web-3")]
+    assert {"bad-1", "bad-2"}.isdisjoint(
+        {getattr(getattr(e, "instance", None), "instance_id", "") for _, _, e in events.items})
     await stop_bridge(handle)
 
 
@@ -549,19 +609,21 @@ async def test_services_on_other_nodes_moving_and_coming_back(bridge_settings,
     # the service went from every node; it comes back on the first one
     catalog_register(consul_http_addr, "node-a", "10.1.0.1", "mover-3", "mover", 8003)
     await events.wait_for(5, "unify.catalog.instance")
-    await asyncio.sleep(0.5)
+    # sentinel in the same service: any spurious event of mover-3 would come before it
+    catalog_register(consul_http_addr, "node-a", "10.1.0.1", "mover-4", "mover", 8004)
+    await events.wait_for_instance("instance.registered", "mover-4")
     assert events.types("unify.catalog.instance") == [
         ("instance.registered", "mover-1"), ("instance.registered", "mover-2"),
         ("instance.deregistered", "mover-1"), ("instance.deregistered", "mover-2"),
-        ("instance.registered", "mover-3")]
+        ("instance.registered", "mover-3"), ("instance.registered", "mover-4")]
     addresses = [(e.instance.node, e.instance.address, e.instance.port)
                  for s, _, e in events.items if s.startswith("unify.catalog.instance.reg")]
     assert addresses == [("node-a", "10.1.0.1", 8001), ("node-b", "10.1.0.2", 8002),
-                         ("node-a", "10.1.0.1", 8003)]
-    js = events.nc.jetstream()
-    state = await read_catalog(await ensure_catalog_bucket(js, bridge_settings.common))
-    assert [(i.instance_id, i.node) for i in state.instances.values()] == [
-        ("mover-3", "node-a")]
+                         ("node-a", "10.1.0.1", 8003), ("node-a", "10.1.0.1", 8004)]
+    bucket = await ensure_catalog_bucket(events.nc.jetstream(), bridge_settings.common)
+    await wait_until(lambda: stored(bucket),
+                     lambda ids: ids == [("mover-3", "node-a"), ("mover-4", "node-a")],
+                     what="the bucket holding mover-3 and mover-4")
     await stop_bridge(handle)
 
 
@@ -583,15 +645,29 @@ async def test_node_name_consul_cannot_query_is_skipped_with_one_error(
     catalog_register(consul_http_addr, "odd node/a?b#c", "10.2.0.3", "odd-1", "we?ird/na me#x",
                      8005)
     await events.wait_for(4, "unify.catalog.instance")
-    await asyncio.sleep(0.5)
+    # sentinels: a second bad node is reported by the node list query after any repeat of
+    # the first; one more instance in each service comes after anything else in it
+    catalog_register(consul_http_addr, "bad\nnode2", "10.2.0.4", "lonely-2", "lonely2", 8006)
+    catalog_register(consul_http_addr, "good-node", "10.2.0.2", "after-2", "after", 8007)
+    catalog_register(consul_http_addr, "good-node", "10.2.0.2", "shared-3", "shared", 8008)
+    catalog_register(consul_http_addr, "odd node/a?b#c", "10.2.0.3", "odd-2", "we?ird/na me#x",
+                     8009)
+    await events.wait_for(2, "unify.error.consul-bridge")
+    for sentinel in ("after-2", "shared-3", "odd-2"):
+        await events.wait_for_instance("instance.registered", sentinel)
     errors = [e for s, _, e in events.items if s == "unify.error.consul-bridge"]
     assert [(e.reason, e.node, e.service, e.message) for e in errors] == [(
         "invalid-node-name", "bad\nnode", "",
         "node name 'bad\\nnode' has control characters; Consul refuses queries for it "
+        "(HTTP 400), so services registered only on it are skipped"), (
+        "invalid-node-name", "bad\nnode2", "",
+        "node name 'bad\\nnode2' has control characters; Consul refuses queries for it "
         "(HTTP 400), so services registered only on it are skipped")]
     assert sorted(events.types("unify.catalog.instance")) == [
-        ("instance.registered", "after-1"), ("instance.registered", "odd-1"),
-        ("instance.registered", "shared-1"), ("instance.registered", "shared-2")]
+        ("instance.registered", "after-1"), ("instance.registered", "after-2"),
+        ("instance.registered", "odd-1"), ("instance.registered", "odd-2"),
+        ("instance.registered", "shared-1"), ("instance.registered", "shared-2"),
+        ("instance.registered", "shared-3")]
     [odd] = [e.instance for _, _, e in events.items
              if getattr(getattr(e, "instance", None), "instance_id", "") == "odd-1"]
     assert (odd.service, odd.node, odd.address) == ("we?ird/na me#x", "odd node/a?b#c",
