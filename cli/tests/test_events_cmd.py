@@ -14,7 +14,7 @@ import pytest
 from unify_cli.events_cmd import parse_time
 from unify_common.events import ErrorEvent, KvEntry, KvSet
 
-NOW = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -82,9 +82,9 @@ def test_replay_window_that_ends_before_it_starts_is_refused():
 
 
 def test_summary_of_an_update_says_what_changed():
+    from tests.fixtures.catalog import make_instance
     from unify_cli.events_cmd import _summary
     from unify_common.events import InstanceUpdated
-    from tests.fixtures.catalog import make_instance
 
     before = make_instance("fr", "fr-2", "127.0.0.1", 21002, ["dns=a.test"])
     weighted = msgspec.structs.replace(before, weight=5)
@@ -106,8 +106,15 @@ def test_summary_of_a_value_that_is_not_utf8_shows_its_exact_bytes():
 
 def test_summaries_of_registry_and_wireline_events():
     from unify_cli.events_cmd import _summary
-    from unify_common.events import (BuildOutput, DeployFailed, ImageDeleted, ImagePushed,
-                                     RegistryStep, Release, ReleaseRecorded)
+    from unify_common.events import (
+        BuildOutput,
+        DeployFailed,
+        ImageDeleted,
+        ImagePushed,
+        RegistryStep,
+        Release,
+        ReleaseRecorded,
+    )
 
     digest = "sha256:" + "ab" * 32
     sha = "0123456789abcdef" * 2 + "01234567"

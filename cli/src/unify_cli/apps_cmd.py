@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-
 import sys
 import time
 from pathlib import Path
@@ -93,10 +92,11 @@ async def _run(args: argparse.Namespace) -> int:
 
     common = CommonSettings.from_env()
     settings = WirelineSettings.from_env()
-    app = getattr(args, "app", None)
-    if app is not None:
+    given: str | None = getattr(args, "app", None)
+    app = given or ""  # the actions that take no app never read it
+    if given is not None:
         try:
-            check_app_name(app)
+            check_app_name(given)
         except AccessError as err:
             print(f"unify apps: {err}", file=sys.stderr)
             return 2

@@ -36,7 +36,7 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
 
     :raises ValueError: neither form.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     match = _DURATION.match(text.strip())
     if match:
         try:
@@ -143,7 +143,7 @@ def format_line(msg, *, as_json: bool) -> str:
         return json.dumps({"seq": meta.sequence.stream, "subject": msg.subject,
                            "time": meta.timestamp.isoformat(), "event": body},
                           separators=(",", ":"))
-    stamp = meta.timestamp.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = meta.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
         event = decode_event(msg.data)
         text = f"{event.type} {_summary(event)}"
@@ -231,7 +231,7 @@ async def _reconnect(settings: CommonSettings, closed: asyncio.Event, on_closed,
         try:
             await asyncio.wait_for(stop.wait(), retry_s)
             return None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         closed.clear()
         try:
@@ -276,8 +276,9 @@ async def replay(settings: CommonSettings, *, subject: str = subjects.ALL,
             config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = max(1, from_seq)
         else:
+            assert since is not None, "exactly one of since and from_seq (checked above)"
             config.deliver_policy = DeliverPolicy.BY_START_TIME
-            config.opt_start_time = since.astimezone(dt.timezone.utc)
+            config.opt_start_time = since.astimezone(dt.UTC)
         psub = await js.pull_subscribe(subject, stream=settings.stream, config=config)
         printed = 0
         if (await psub.consumer_info()).num_pending == 0:
@@ -286,7 +287,7 @@ async def replay(settings: CommonSettings, *, subject: str = subjects.ALL,
         while True:
             try:
                 msgs = await psub.fetch(batch=256, timeout=1.0)
-            except (NatsTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeoutError):
                 break  # nothing more in the window
             done = False
             for msg in msgs:

@@ -27,9 +27,10 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 __all__ = ["BuildResult", "Component", "build_images", "load_components", "repo_root"]
 
@@ -97,8 +98,9 @@ def load_components(path: Path | None = None) -> dict[str, Component]:
         if unknown or "command" not in entry:
             raise ValueError(f"{path}: [{name}] needs 'command' and only {sorted(known)}; "
                              f"got {sorted(entry)}")
-        out[name] = Component(name=name, **{k: tuple(v) if isinstance(v, list) else v
-                                             for k, v in entry.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in entry.items()}
+        out[name] = Component(name=name, **fields)
     return out
 
 

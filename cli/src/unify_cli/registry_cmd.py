@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -59,6 +59,7 @@ async def _last_pushes(settings, timeout: float = 5.0) -> dict[tuple[str, str], 
 
     from nats.errors import TimeoutError as NatsTimeoutError
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
     from unify_common.natsio import connect_nats
     from unify_common.subjects import registry_image_subject
 
@@ -79,7 +80,7 @@ async def _last_pushes(settings, timeout: float = 5.0) -> dict[tuple[str, str], 
         while pending and time.monotonic() < deadline:
             try:
                 msgs = await psub.fetch(batch=512, timeout=1.0)
-            except (NatsTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeoutError):
                 break
             for msg in msgs:
                 pending = msg.metadata.num_pending
@@ -114,7 +115,7 @@ async def _ls(settings, repository: str | None, page_size: int) -> list[dict]:
                 rows.append({
                     "repository": repo, "tag": tag, "digest": manifest.digest,
                     "size": manifest.size, "media_type": manifest.media_type,
-                    "last_push": (dt.datetime.fromtimestamp(last / 1000, dt.timezone.utc)
+                    "last_push": (dt.datetime.fromtimestamp(last / 1000, dt.UTC)
                                   .isoformat(timespec="seconds").replace("+00:00", "Z")
                                   if last else None),
                 })
@@ -131,7 +132,7 @@ def _table(rows: list[dict]) -> str:
 
 
 async def _gc(settings, *, dry_run: bool, delete_untagged: bool) -> int:
-    from registry_admin import gc, plan, pki, store
+    from registry_admin import gc, pki, plan, store
     from registry_admin.ops import Operator, restarter_from_settings
     from unify_common.catalog import read_catalog
     from unify_common.natsio import connect_nats, ensure_catalog_bucket, unreachable_message

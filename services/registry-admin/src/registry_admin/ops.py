@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 
 from unify_common.atomic import write_atomic
 from unify_common.events import ErrorEvent, Event, RegistryStep
@@ -51,7 +52,7 @@ class Operator:
         self.http_secret = ""
         self.notify_token = ""
         self._js = None
-        self.on_step = None
+        self.on_step: Callable[[str, str, str, str, str], None] | None = None
         #: rollouts started by :meth:`roll` (for status and tests)
         self.rollouts = 0
 
