@@ -87,19 +87,23 @@ class WirelineSettings(EnvSettings):
     ssh_port: int = env_var("UNIFY_WIRELINE_SSH_PORT", 2222)
     ssh_user: str = env_var("UNIFY_WIRELINE_SSH_USER", "git")
     sshd_bin: str = env_var("UNIFY_WIRELINE_SSHD_BIN", "/usr/sbin/sshd")
-    #: left out: ``<data_dir>/sshd/host_ed25519`` (the ``None`` default never stays)
-    host_key: Path = env_var("UNIFY_WIRELINE_HOST_KEY", None)
+    #: left out: ``<data_dir>/sshd/host_ed25519`` (the ``None`` default, not validated, never
+    #: stays: see ``_derived``)
+    host_key: Path = env_var("UNIFY_WIRELINE_HOST_KEY", None, validate_default=False)
     #: left out: ``<data_dir>/sshd/authorized_keys``
-    authorized_keys: Path = env_var("UNIFY_WIRELINE_AUTHORIZED_KEYS", None)
+    authorized_keys: Path = env_var("UNIFY_WIRELINE_AUTHORIZED_KEYS", None,
+                                    validate_default=False)
     shell: str = env_var("UNIFY_WIRELINE_SHELL", default_factory=_default_shell)
     registry: str = env_var("UNIFY_WIRELINE_REGISTRY", "")
     registry_user: str = env_var("UNIFY_WIRELINE_REGISTRY_USER", "")
     registry_password: SecretStr = env_var("UNIFY_WIRELINE_REGISTRY_PASSWORD", SecretStr(""))
     docker_host: str = env_var("DOCKER_HOST", "")
     #: left out: ``docker_host``
-    build_docker_host: str = env_var("UNIFY_WIRELINE_BUILD_DOCKER_HOST", None)
+    build_docker_host: str = env_var("UNIFY_WIRELINE_BUILD_DOCKER_HOST", None,
+                                     validate_default=False)
     #: left out: ``docker_host``
-    deploy_docker_host: str = env_var("UNIFY_WIRELINE_DEPLOY_DOCKER_HOST", None)
+    deploy_docker_host: str = env_var("UNIFY_WIRELINE_DEPLOY_DOCKER_HOST", None,
+                                      validate_default=False)
     docker_bin: str = env_var("UNIFY_WIRELINE_DOCKER_BIN", "docker")
     deploy_branch: str = env_var("UNIFY_WIRELINE_DEPLOY_BRANCH", "main")
     stack_prefix: str = env_var("UNIFY_WIRELINE_STACK_PREFIX", "")
