@@ -15,6 +15,13 @@ from unify_common import subjects
 from unify_common.events import ErrorEvent, KvEntry, KvSet
 from unify_common.natsio import ensure_stream, publish_event
 from unify_common.settings import CommonSettings
+from unify_testkit.aio import wait_until
+
+
+async def tail_subscribed(js) -> None:
+    """Wait until the tail's consumer exists on the stream (what it shows starts there)."""
+    await wait_until(lambda: js.stream_info("UNIFY"), lambda info: info.state.consumer_count >= 1,
+                     timeout=15, what="the tail's consumer on UNIFY")
 
 
 def run_unify(nats_url: str, *args: str) -> list[str]:
@@ -80,7 +87,7 @@ async def test_tail_prints_live_events(nats_server):
                              "--subject", "unify.catalog.>"], env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
-        await asyncio.sleep(1.5)  # let it subscribe
+        await tail_subscribed(js)
         await publish_kv(js, 2)
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
         assert line.split()[1:] == ["2", "unify.catalog.kv.set", "kv.set", "unify/k2='v2'"]
@@ -124,11 +131,7 @@ class _Lines:
 
 
 async def _until(predicate, timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+    await wait_until(predicate, timeout=timeout)
 
 
 async def test_tail_says_when_nats_goes_and_resumes_without_losing_events(nats_server):
@@ -146,8 +149,8 @@ async def test_tail_says_when_nats_goes_and_resumes_without_losing_events(nats_s
     task = asyncio.create_task(tail(settings, subject="unify.catalog.>", as_json=False,
                                     out=out, err=err, stop=stop, retry_s=2.0))
     try:
-        await asyncio.sleep(1.0)  # subscribed
         nc = await nats.connect(nats_server.url)
+        await tail_subscribed(nc.jetstream())
         await publish_kv(nc.jetstream(), 2)
         await nc.close()
         await _until(lambda: len(out.lines) == 1)
