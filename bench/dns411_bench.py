@@ -38,8 +38,8 @@ from dns411.reconciler import Reconciler  # noqa: E402
 from dns411.render import render_conf, render_hosts  # noqa: E402
 from dns411.settings import Dns411Settings  # noqa: E402
 from tests.fixtures.catalog import make_instance  # noqa: E402
-from unify_testkit.devstack.moto import MotoServer  # noqa: E402
 from unify_common.catalog import CatalogState  # noqa: E402
+from unify_testkit.devstack.moto import MotoServer  # noqa: E402
 
 
 def catalog(instances: int) -> CatalogState:

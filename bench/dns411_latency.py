@@ -56,15 +56,19 @@ import dns.message
 import dns.rdatatype
 import nats
 
+from unify_common.events import (
+    Instance,
+    InstanceRegistered,
+    encode_instance,
+    instance_from_health_entry,
+)
+from unify_common.natsio import ensure_catalog_bucket, ensure_stream, publish_event
+from unify_common.settings import CommonSettings
+from unify_common.subjects import instance_subject
 from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
 from unify_testkit.devstack.nats import NatsServer
 from unify_testkit.devstack.process import ManagedProcess, reserved_port
 from unify_testkit.devstack.stack import DevStack, consul_put
-from unify_common.events import (Instance, InstanceRegistered, encode_instance,
-                                 instance_from_health_entry)
-from unify_common.natsio import ensure_catalog_bucket, ensure_stream, publish_event
-from unify_common.subjects import instance_subject
-from unify_common.settings import CommonSettings
 
 DOMAIN = "bench.test"
 PER_SERVICE = 10
@@ -165,7 +169,7 @@ def applies_from_log(path: Path, since: int) -> list[tuple[float, str, dict[str,
             if rec.get("msg") != "dnsmasq files applied" or "steps_ms" not in rec:
                 continue
             stamp = datetime.datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
-            wall = stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
+            wall = stamp.replace(tzinfo=datetime.UTC).timestamp()
             out.append((wall, rec["method"], {k: float(v) for k, v in rec["steps_ms"].items()}))
     return out
 

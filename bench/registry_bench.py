@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services/registry-admin/tests/integration"))
 sys.path.insert(0, str(ROOT))
 
+from ra_support import RegistryProcess, free_port, push_image, served_cert_der  # noqa: E402
+
 from consul_bridge.service import run as run_bridge  # noqa: E402
 from consul_bridge.settings import BridgeSettings  # noqa: E402
 from registry_admin import pki  # noqa: E402
@@ -57,13 +59,11 @@ from registry_admin.plan import META_SECRET_FP, Node  # noqa: E402
 from registry_admin.secret import fingerprint  # noqa: E402
 from registry_admin.service import RegistryAdmin  # noqa: E402
 from registry_admin.settings import RegistryAdminSettings  # noqa: E402
+from unify_common.events import ImagePushed, decode_event  # noqa: E402
+from unify_common.settings import CommonSettings  # noqa: E402
 from unify_testkit.aio import wait_until  # noqa: E402
 from unify_testkit.devstack.consul import ConsulAgent  # noqa: E402
 from unify_testkit.devstack.nats import NatsServer  # noqa: E402
-from unify_common.events import ImagePushed, decode_event  # noqa: E402
-from unify_common.settings import CommonSettings  # noqa: E402
-
-from ra_support import RegistryProcess, free_port, push_image, served_cert_der  # noqa: E402
 
 DOMAIN = "unify.test"
 NAME = f"registry.{DOMAIN}"
@@ -124,7 +124,7 @@ class Bench:
                 return False
         return True
 
-    async def __aenter__(self) -> "Bench":
+    async def __aenter__(self) -> Bench:
         self.nats = NatsServer(self.work / "nats").start()
         self.consul = ConsulAgent(self.work / "consul").start()
         common = CommonSettings(consul_addr=self.consul.http_addr, nats_urls=(self.nats.url,),
@@ -156,7 +156,7 @@ class Bench:
         await self.nc.subscribe("unify.registry.image.pushed", cb=on_msg)
         await self.admin.start()
         await wait_until(lambda: self.admin.server is not None
-                         and f"reg-2" in pki.sans_of(self.admin.server.cert).dns,
+                         and "reg-2" in pki.sans_of(self.admin.server.cert).dns,
                          timeout=60, what="cert", interval=POLL_S)
         await wait_until(lambda: self.all_serving(
             pki.cert_fingerprint(self.admin.server.cert_pem), self.procs),
@@ -216,12 +216,12 @@ class Bench:
                 async with http.put(f"{s.registry_url}/v2/bench/small/manifests/{tag}",
                                     data=raw, headers={"Content-Type": media}) as r:
                     assert r.status == 201
-                t = await self._wait_event(lambda e: e.tag == tag and e.repository ==
+                t = await self._wait_event(lambda e, tag=tag: e.tag == tag and e.repository ==
                                            "bench/small")
                 end_to_end.append(t - started)
             url = f"http://127.0.0.1:{s.notify_port}/notify"
             auth = {"Authorization": f"Bearer {self.admin.notify_token}"}
-            for i in range(n):
+            for _ in range(n):
                 eid = str(uuid.uuid4())
                 body = json.dumps({"events": [{
                     "id": eid, "action": "push", "timestamp": "2026-12-06T00:00:00Z",
@@ -231,7 +231,7 @@ class Bench:
                 started = time.monotonic()
                 async with http.post(url, data=body, headers=auth) as r:
                     assert r.status == 200
-                t = await self._wait_event(lambda e: e.registry_event_id == eid)
+                t = await self._wait_event(lambda e, eid=eid: e.registry_event_id == eid)
                 alone.append(t - started)
         return {"end_to_end": end_to_end, "alone": alone}
 
@@ -252,8 +252,8 @@ class Bench:
         for _ in range(rounds):
             fp_before = pki.cert_fingerprint(self.admin.server.cert_pem)
             self.deregister(2)
-            await wait_until(lambda: pki.cert_fingerprint(self.admin.server.cert_pem)
-                             != fp_before, timeout=60, what="re-issue on deregistration",
+            await wait_until(lambda fp_before=fp_before: pki.cert_fingerprint(
+                self.admin.server.cert_pem) != fp_before, timeout=60, what="re-issue on deregistration",
                              interval=POLL_S)
             await wait_until(lambda: self.admin._rollout_task is None
                              or self.admin._rollout_task.done(),
@@ -264,10 +264,10 @@ class Bench:
             fp_mid = pki.cert_fingerprint(self.admin.server.cert_pem)
             started = time.monotonic()
             self.register(2)
-            await wait_until(lambda: pki.cert_fingerprint(self.admin.server.cert_pem)
-                             != fp_mid, timeout=60, what="re-issue", interval=POLL_S)
+            await wait_until(lambda fp_mid=fp_mid: pki.cert_fingerprint(
+                self.admin.server.cert_pem) != fp_mid, timeout=60, what="re-issue", interval=POLL_S)
             fp_new = pki.cert_fingerprint(self.admin.server.cert_pem)
-            await wait_until(lambda: self.all_serving(fp_new, keys),
+            await wait_until(lambda fp_new=fp_new: self.all_serving(fp_new, keys),
                              timeout=120, what="all serving", interval=POLL_S)
             out.append(time.monotonic() - started)
             await wait_until(lambda: self.admin._rollout_task.done(),
@@ -284,7 +284,7 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="registry-bench-"))
     try:
         async with Bench(work) as bench:
-            print(f"# registry bench {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            print(f"# registry bench {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
                   f"load {os.getloadavg()[0]:.2f}")
             lat = await bench.event_latency(args.events)
             for key in ("end_to_end", "alone"):

@@ -44,6 +44,7 @@ _t0, _c0 = time.perf_counter(), time.process_time()
 from switchboard.desired import build_desired  # noqa: E402
 from switchboard.plan import slot_layout  # noqa: E402
 from switchboard.render import RenderOptions, render  # noqa: E402
+
 IMPORT_MS = ((time.perf_counter() - _t0) * 1000, (time.process_time() - _c0) * 1000)
 from tests.fixtures.catalog import make_instance, vhost_catalog  # noqa: E402
 
@@ -84,10 +85,10 @@ def serve_latency(count: int, services: int, changes: int) -> None:
     from switchboard.apply.haproxy import HAProxySink
     from switchboard.reconciler import Reconciler
     from switchboard.settings import SwitchboardSettings
-    from unify_testkit.devstack.haproxy import HAProxyServer
-    from unify_testkit.devstack.process import free_port
     from unify_common.settings import CommonSettings
     from unify_common.state import CatalogState
+    from unify_testkit.devstack.haproxy import HAProxyServer
+    from unify_testkit.devstack.process import free_port
 
     class Hello(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

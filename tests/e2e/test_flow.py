@@ -235,8 +235,9 @@ def test_unify_dns_list_shows_records_from_every_source(stack):
     # the desired listing is the reference; the other sources are marked against it
     for source, drift in (("desired", ""), ("dnsmasq", "in-sync"), ("route53", "in-sync")):
         expected = [("A", "127.0.0.21", 30, drift)]
-        rows = wait_until(lambda: _eq([(r["type"], r["value"], r["ttl"], r["drift"])
-                                       for r in listed(source)], expected), returns)
+        rows = wait_until(lambda source=source, expected=expected: _eq(
+            [(r["type"], r["value"], r["ttl"], r["drift"]) for r in listed(source)],
+            expected), returns)
         assert rows == expected, source
     deregister(stack, "listed-1")
 

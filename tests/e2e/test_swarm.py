@@ -21,9 +21,17 @@ import pytest
 from tests.fixtures.engine import docker_host
 from unify_testkit import returns, wait_until
 
-from .swarm_support import (SwarmStack, app_body_host, build_app_image, dns_answer,
-                            docker_cli, http_get, jetstream_consumers, nats_connect_reply,
-                            service_tasks)
+from .swarm_support import (
+    SwarmStack,
+    app_body_host,
+    build_app_image,
+    dns_answer,
+    docker_cli,
+    http_get,
+    jetstream_consumers,
+    nats_connect_reply,
+    service_tasks,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
