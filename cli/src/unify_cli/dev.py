@@ -80,7 +80,8 @@ class Demo:
         resolver.nameservers = ["127.0.0.1"]
         resolver.port = self.state["dns_port"]
         started = time.monotonic()
-        body, answers = None, None
+        body: str | None = None
+        answers: tuple[str, ...] | None = None  # hello's A, api's A, then hello's whole answer
         while time.monotonic() - started < timeout and (body is None or answers is None):
             if body is None:
                 try:
@@ -95,6 +96,8 @@ class Demo:
                 try:
                     hello = resolver.resolve(f"hello.{domain}", "A", lifetime=1)
                     api = resolver.resolve(f"api.{domain}", "A", lifetime=1)
+                    if hello.rrset is None or api.rrset is None:
+                        raise LookupError("no answer yet")
                     answers = (hello.rrset.to_text(), api.rrset.to_text())
                     for rrset in hello.response.answer:
                         answers = (*answers, rrset.to_text())
