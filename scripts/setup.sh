@@ -31,7 +31,7 @@ fi
   -e libs/unify-common -e libs/unify-testkit \
   -e services/consul-bridge -e services/switchboard -e services/dns411 -e services/registrator \
   -e services/registry-admin -e services/wireline \
-  -e 'cli[dev]' \
+  -e 'cli[dev,apps,registry]' \
   -r requirements-dev.txt
 
 bash scripts/build-consul.sh >/dev/null

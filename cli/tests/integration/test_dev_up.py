@@ -39,7 +39,7 @@ def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
         assert "    api.unify.test. 30 IN A 127.0.0.1" in text
         for name in ("consul", "nats", "route53 (moto)", "haproxy", "dnsmasq",
                      "consul-bridge", "switchboard", "dns411"):
-            assert any(l.startswith(f"  {name} ") for l in lines), name
+            assert any(line.startswith(f"  {name} ") for line in lines), name
         assert (workdir / "env").read_text().count("export ") >= 5
         # a second demo on the same stack would take over hello-1 and api-1, then remove
         # them when it stops: refused
