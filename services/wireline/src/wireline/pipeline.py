@@ -297,9 +297,8 @@ async def _deploy_ref(store: Store, settings: WirelineSettings, ctx: PushContext
             return True
         except _Failed as err:
             await out.line(f"deploy failed: {err}")
-            log.warning("deploy failed", extra={"fields": {
-                "app": app, "release": number, "sha": new, "stage": err.stage,
-                "reason": str(err), "pusher": ctx.pusher}})
+            log.warning("deploy failed", app=app, release=number, sha=new, stage=err.stage,
+                        reason=str(err), pusher=ctx.pusher)
             release = msgspec.structs.replace(
                 release, outcome="failed", message=str(err), finished_at=_ms(),
                 **{k: round(v, 3) for k, v in stage_times.items()})
@@ -381,8 +380,7 @@ async def _pipeline(store: Store, settings: WirelineSettings, ctx: PushContext, 
                    f" deploy {times['deploy_s']:.1f} s)")
     await out.flush()
     await store.save_release(release, out.text())
-    log.info("deployed", extra={"fields": {"app": app, "release": release.number, "sha": sha,
-                                           "pusher": ctx.pusher}})
+    log.info("deployed", app=app, release=release.number, sha=sha, pusher=ctx.pusher)
 
 
 async def _images(store: Store, settings: WirelineSettings, ctx: PushContext, sha: str,

@@ -177,8 +177,7 @@ class WirelineService:
         try:
             user = pwd.getpwnam(self.settings.ssh_user)
         except KeyError:
-            log.warning("ssh user unknown; its folders stay root's", extra={"fields": {
-                "user": self.settings.ssh_user}})
+            log.warning("ssh user unknown; its folders stay root's", user=self.settings.ssh_user)
             return
         for folder in dirs:
             for path in (folder, *folder.rglob("*")):
@@ -194,12 +193,12 @@ class WirelineService:
             text = render_authorized_keys(entries, shell=self.settings.shell,
                                           settings_file=str(self.settings.shell_settings_file))
         except AccessError as err:
-            log.error("authorized_keys not written", extra={"fields": {"reason": str(err)}})
+            log.error("authorized_keys not written", reason=str(err))
             self.health.record_failure("keys")
             return False
         changed = write_atomic(self.settings.authorized_keys, text.encode(), mode=0o644)
         if changed:
-            log.info("authorized_keys written", extra={"fields": {"keys": len(entries)}})
+            log.info("authorized_keys written", keys=len(entries))
         self.health.set_applied_config("sha256:" + hashlib.sha256(text.encode()).hexdigest())
         self.health.record_success()
         return changed
@@ -215,16 +214,14 @@ class WirelineService:
                 preexec_fn=_die_with_parent)
         finally:
             log_file.close()
-        log.info("sshd started", extra={"fields": {"pid": self.sshd.pid,
-                                                   "port": s.ssh_port}})
+        log.info("sshd started", pid=self.sshd.pid, port=s.ssh_port)
 
     async def _sshd_loop(self) -> None:
         delay = 0.5
         while True:
             if self.sshd is None or self.sshd.poll() is not None:
                 if self.sshd is not None:
-                    log.warning("sshd exited; restarting", extra={"fields": {
-                        "code": self.sshd.returncode}})
+                    log.warning("sshd exited; restarting", code=self.sshd.returncode)
                     self.health.record_failure("sshd")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30)
@@ -252,7 +249,7 @@ class WirelineService:
                 raise
             except Exception as err:  # NATS away: keep the last good file
                 log.warning("keys watch failed; keeping the last authorized_keys",
-                            extra={"fields": {"reason": str(err) or type(err).__name__}})
+                            reason=str(err) or type(err).__name__)
                 self.health.record_failure("nats")
                 await asyncio.sleep(2)
 
@@ -273,7 +270,7 @@ class WirelineService:
                 self.health.record_failure("push")
         except ValueError as err:
             stream.write(f"refused: {err}\n")
-            log.warning("hook request refused", extra={"fields": {"reason": str(err)}})
+            log.warning("hook request refused", reason=str(err))
         except Exception as err:  # never leave a pusher without an answer
             log.exception("push failed")
             stream.write(f"deploy failed: internal error ({type(err).__name__})\n")
@@ -296,8 +293,8 @@ class WirelineService:
                 user = pwd.getpwnam(self.settings.ssh_user)
                 os.chown(path, user.pw_uid, user.pw_gid)
             except KeyError:
-                log.warning("ssh user unknown; hook socket left to root", extra={"fields": {
-                    "user": self.settings.ssh_user}})
+                log.warning("ssh user unknown; hook socket left to root",
+                            user=self.settings.ssh_user)
         return server
 
     async def start(self) -> None:

@@ -91,14 +91,13 @@ async def _publish_refusal(message: str, key: str) -> None:
 def _refuse(message: str, *, key: str, original: str | None) -> int:
     sys.stderr.write(f"wireline: {message}\n")
     sys.stderr.flush()
-    log.warning("refused", extra={"fields": {
-        "key": key, "reason": message,
-        "command": quote_for_log(original) if original is not None else None,
-        "client": os.environ.get("SSH_CLIENT", "")}})
+    log.warning("refused", key=key, reason=message,
+                command=quote_for_log(original) if original is not None else None,
+                client=os.environ.get("SSH_CLIENT", ""))
     try:
         asyncio.run(asyncio.wait_for(_publish_refusal(message, key), 5))
     except Exception as err:  # NATS away: the log line stays
-        log.warning("refusal not published", extra={"fields": {"reason": str(err)[:200]}})
+        log.warning("refusal not published", reason=str(err)[:200])
     return 1
 
 
@@ -133,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if not allowed:
         return _refuse(f"key {args.key} may not use app {command.app}", key=args.key,
                        original=original)
-    log.info("accepted", extra={"fields": {"key": args.key, "app": command.app,
-                                          "service": command.service,
-                                          "fingerprint": args.fingerprint}})
+    log.info("accepted", key=args.key, app=command.app, service=command.service,
+             fingerprint=args.fingerprint)
     repo = settings.repos_dir / f"{command.app}.git"
     if not command.is_push:
         if not (repo / "HEAD").exists():

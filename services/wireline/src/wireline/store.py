@@ -250,8 +250,8 @@ class Store:
         try:
             await publish_event(self.js, subject, event, msg_id=msg_id)
         except Exception as err:
-            log.warning("event not published", extra={"fields": {
-                "subject": subject, "reason": str(err) or type(err).__name__}})
+            log.warning("event not published", subject=subject,
+                        reason=str(err) or type(err).__name__)
 
     async def publish_output(self, app: str, number: int, first: int,
                              lines: list[str]) -> None:
@@ -347,11 +347,11 @@ class AppLock:
                 self.revision = await self.kv.update(self.app, value, last=self.revision)
             except KeyWrongLastSequenceError:
                 self.lost = True
-                log.error("app lock lost", extra={"fields": {"app": self.app}})
+                log.error("app lock lost", app=self.app)
                 return
             except Exception as err:  # NATS away: keep trying within the TTL
-                log.warning("lock heartbeat failed", extra={"fields": {
-                    "app": self.app, "reason": str(err) or type(err).__name__}})
+                log.warning("lock heartbeat failed", app=self.app,
+                            reason=str(err) or type(err).__name__)
 
     async def release(self) -> None:
         """Stop the heartbeat and delete the entry if it is still ours."""
@@ -366,6 +366,6 @@ class AppLock:
             try:
                 await self.kv.delete(self.app, last=self.revision)
             except Exception as err:  # expired meanwhile, or NATS away: the TTL frees it
-                log.warning("lock release failed", extra={"fields": {
-                    "app": self.app, "reason": str(err) or type(err).__name__}})
+                log.warning("lock release failed", app=self.app,
+                            reason=str(err) or type(err).__name__)
         self.revision = 0
