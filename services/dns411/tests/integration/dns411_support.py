@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -16,8 +15,6 @@ import dns.rdatatype
 from dns411.apply.route53 import route53_config
 from dns411.settings import Dns411Settings
 from unify_common.state import CatalogState
-from unify_testkit import returns
-from unify_testkit.aio import wait_until
 from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
 
 
@@ -71,14 +68,6 @@ def create_zone(client, name: str) -> str:
     """Create a public hosted zone; returns its id (without ``/hostedzone/``)."""
     zone = client.create_hosted_zone(Name=name, CallerReference=f"{name}-{time.time_ns()}")
     return zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
-
-
-async def eventually(check: Callable[[], object], *, timeout: float = 20.0,
-                     what: str = "") -> None:
-    """Await until ``check()`` (its value awaited when it is a coroutine) returns without
-    raising: the test kit's :func:`unify_testkit.aio.wait_until` with
-    :func:`~unify_testkit.returns`, polling every 0.1 s."""
-    await wait_until(check, returns, timeout=timeout, what=what, interval=0.1)
 
 
 OWN = '"heritage=unify-dns411,owner=test-owner"'

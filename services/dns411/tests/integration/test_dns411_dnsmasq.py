@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from dns411_support import Collected, both, eventually, managed_settings, state
+from dns411_support import Collected, both, managed_settings, state
 
 from dns411.apply.dnsmasq import DnsmasqConfigError, DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq, PidFileDnsmasq
 from dns411.reconciler import ApplyFailed, Reconciler
 from tests.fixtures.catalog import make_instance
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 from unify_testkit.devstack.dnsmasq import Dnsmasq
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
@@ -47,8 +49,8 @@ async def test_hosts_change_reloads_conf_change_restarts(managed):
 
     await reconciler(state(WEB, WEB2))  # hosts only: SIGHUP, same process
     assert control.pid == first_pid
-    await eventually(lambda: answers(settings.port, "web.example.com", [
-        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]))
+    await wait_until(lambda: answers(settings.port, "web.example.com", [
+        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]), returns)
 
     await reconciler(state(WEB, WEB2, SHOP, HAPROXY))  # new cname= line: restart
     assert control.pid != first_pid
@@ -115,14 +117,14 @@ async def test_pid_file_mode_signals_external_dnsmasq(tmp_path):
         # first apply writes the conf file: no restart command -> hosts re-read, restart asked
         await reconciler(state(WEB))
         # hosts re-read; local-ttl=30 from the conf file waits for the restart (TTL 0 now)
-        await eventually(lambda: answers(settings.port, "web.example.com", [
-            ("web.example.com.", "A", 0, "10.0.0.1")]))
+        await wait_until(lambda: answers(settings.port, "web.example.com", [
+            ("web.example.com.", "A", 0, "10.0.0.1")]), returns)
         assert [(e.reason, e.message) for s, e in publish.events if s.startswith("unify.error")] \
             == [("restart-needed", "dnsmasq conf changed but UNIFY_DNSMASQ_RESTART_CMD is not "
                  "set; hosts were re-read, restart dnsmasq for the conf file")]
         await reconciler(state(WEB, WEB2))  # hosts only: SIGHUP
-        await eventually(lambda: answers(settings.port, "web.example.com", [
-            ("web.example.com.", "A", 0, "10.0.0.1"), ("web.example.com.", "A", 0, "10.0.0.2")]))
+        await wait_until(lambda: answers(settings.port, "web.example.com", [
+            ("web.example.com.", "A", 0, "10.0.0.1"), ("web.example.com.", "A", 0, "10.0.0.2")]), returns)
         assert server.process.pid == pid
         server.restart()  # the operator restarts: the conf file now counts
         assert both(settings.port, "web.example.com")[1][0] == (
@@ -145,8 +147,8 @@ async def test_hosts_only_change_needs_no_check_conf_change_does(managed):
     result = sink.apply(*reconciler.render(reconciler.desired(state(WEB, WEB2))))
     assert (result.method, result.did_write, sorted(result.steps_ms)) == (
         "reload", True, ["signal", "validate", "write"])
-    await eventually(lambda: answers(settings.port, "web.example.com", [
-        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]))
+    await wait_until(lambda: answers(settings.port, "web.example.com", [
+        ("web.example.com.", "A", 30, "10.0.0.1"), ("web.example.com.", "A", 30, "10.0.0.2")]), returns)
 
     conf_before = settings.conf_path.read_bytes()
     with pytest.raises(DnsmasqConfigError, match="bad option at line 1 of operator.conf"):

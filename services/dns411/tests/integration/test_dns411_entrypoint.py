@@ -8,9 +8,11 @@ import subprocess
 import sys
 
 import nats
-from dns411_support import OWN, both, create_zone, eventually, zone_records
+from dns411_support import OWN, both, create_zone, zone_records
 
 from tests.fixtures.catalog import make_instance, put_instance
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
 from unify_testkit.devstack.process import tcp_open
 
@@ -43,8 +45,8 @@ async def test_module_entry_point_runs_from_env(tmp_path, dns_common, route53, m
     proc = subprocess.Popen([sys.executable, "-m", "dns411"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        await eventually(lambda: _answers(port), timeout=30)
-        await eventually(lambda: _route53(route53, zone), timeout=30)
+        await wait_until(lambda: _answers(port), returns, timeout=30)
+        await wait_until(lambda: _route53(route53, zone), returns, timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)

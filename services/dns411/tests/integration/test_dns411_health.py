@@ -13,10 +13,12 @@ import urllib.error
 import urllib.request
 
 import nats
-from dns411_support import both, eventually
+from dns411_support import both
 
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.events import Applied, ErrorEvent, decode_event
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
 from unify_testkit.devstack.process import free_port
 
@@ -67,7 +69,7 @@ async def test_health_endpoints_of_the_running_dns411(tmp_path, dns_common):
         def ready():
             assert scrape(health_port, "/readyz")[0] == 200
 
-        await eventually(ready, timeout=30, what="dns411 ready")
+        await wait_until(ready, returns, timeout=30, what="dns411 ready")
         assert both(dns_port, "web.example.com") == (
             "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])
         assert scrape(health_port, "/livez") == (200, "ok\n")
@@ -133,7 +135,7 @@ async def test_dead_dnsmasq_is_unready_until_the_periodic_resync_starts_it(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "dns411"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        await eventually(lambda: _ready(health_port), timeout=30, what="dns411 ready")
+        await wait_until(lambda: _ready(health_port), returns, timeout=30, what="dns411 ready")
         (child,) = _children(proc.pid)
         os.kill(child, signal.SIGKILL)
         verdicts = set()

@@ -14,12 +14,14 @@ import sys
 import msgspec
 import nats
 import pytest
-from dns411_support import create_zone, eventually, managed_settings
+from dns411_support import create_zone, managed_settings
 
 from dns411.service import Dns411
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.dnslisting import StateUnavailable, read_states
 from unify_common.settings import CommonSettings
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 API = make_instance("api", "api-1", "10.0.0.2", 80, ["dns=dev.example.com"])
@@ -88,10 +90,10 @@ async def test_unify_dns_list_reads_each_nodes_published_state(tmp_path, dns_com
                 assert [r.drift for z in state.zones for r in z.rows if r.name == "web."
                         "example.com"] == ["in-sync"]
 
-        await eventually(lambda: published("edge-a", "on"))
+        await wait_until(lambda: published("edge-a", "on"), returns)
         await standby.start()
         running.push_async_callback(standby.stop)
-        await eventually(lambda: published("edge-b", "standby"))
+        await wait_until(lambda: published("edge-b", "standby"), returns)
 
         # the newest state (the standby's) for the desired records
         listed = unify(url)
@@ -146,7 +148,7 @@ async def test_a_corrupt_document_is_skipped_with_a_warning(tmp_path, dns_common
     try:
         await service.start()
         try:
-            await eventually(lambda: _assert(service.states_published >= 1))
+            await wait_until(lambda: _assert(service.states_published >= 1), returns)
             kv = await nc.jetstream().key_value("unify-dns411")
             await kv.put("intruder", msgspec.json.encode({"node": "x"}))
         finally:

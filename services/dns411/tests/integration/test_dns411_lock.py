@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 import nats
-from dns411_support import (
-    OWN,
-    Collected,
-    create_zone,
-    eventually,
-    managed_settings,
-    state,
-    zone_records,
-)
+from dns411_support import OWN, Collected, create_zone, managed_settings, state, zone_records
 
 from dns411.apply.lock import WriterLock
 from dns411.apply.route53 import Route53Sink
@@ -20,6 +12,8 @@ from dns411.service import Dns411
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.consulio import make_consul
 from unify_common.settings import CommonSettings
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 KEY = "unify/locks/dns411-route53"
 
@@ -89,14 +83,14 @@ async def test_standby_service_takes_over_and_heals(tmp_path, consul_http_addr, 
     first, second = services
     try:
         assert first.reconciler.lock.holding and not second.reconciler.lock.holding
-        await eventually(lambda: assert_web(route53, zone))
+        await wait_until(lambda: assert_web(route53, zone), returns)
         await first.stop()
         # delete the A record by hand: only a takeover reconcile (no catalog change) heals it
         route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
             "Action": "DELETE", "ResourceRecordSet": {
                 "Name": "web.example.com.", "Type": "A", "TTL": 30,
                 "ResourceRecords": [{"Value": "10.0.0.1"}]}}]})
-        await eventually(lambda: assert_web(route53, zone), timeout=30)
+        await wait_until(lambda: assert_web(route53, zone), returns, timeout=30)
         assert second.reconciler.lock.holding
     finally:
         for service in services:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dns411_support import both, create_zone, eventually, managed_settings
+from dns411_support import both, create_zone, managed_settings
 
 from dns411.apply.dnsmasq import DnsmasqSink
 from dns411.apply.dnsmasq_process import ManagedDnsmasq
@@ -11,6 +11,8 @@ from dns411.reconciler import Reconciler
 from dns411.replica import Replica
 from tests.fixtures.catalog import make_instance
 from unify_common.catalog import CatalogState
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 WEB = make_instance("web", "web-1", "10.0.0.1", 80, ["dns=example.com"])
 SHOP = make_instance("shop", "shop-1", "10.0.1.1", 80, ["dns=example.com", "vhost=shop"])
@@ -51,6 +53,6 @@ async def test_replica_serves_owned_route53_records(tmp_path, route53):
 
         await primary(CatalogState(instances={i.key: i for i in (SHOP, HAPROXY)}))
         assert replica.sync_once().method == "reload"
-        await eventually(lambda: gone(settings.port))
+        await wait_until(lambda: gone(settings.port), returns)
     finally:
         control.stop()

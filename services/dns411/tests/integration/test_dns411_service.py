@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import msgspec
 import nats
-from dns411_support import (
-    OWN,
-    both,
-    create_zone,
-    eventually,
-    managed_settings,
-    route53_client,
-    zone_records,
-)
+from dns411_support import OWN, both, create_zone, managed_settings, route53_client, zone_records
 from fault_proxy import is_change, is_listing, is_zone_list, is_zone_read
 
 from dns411.service import Dns411
 from tests.fixtures.catalog import delete_instance, make_instance, put_instance
 from unify_common.events import KvEntry, decode_event
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 WEB_A = make_instance("web", "web-1", "10.0.0.1", 8080, ["dns=example.com"])
 WEB_B = make_instance("web", "web-2", "10.0.0.2", 8080, ["dns=example.com"], node="node-2")
@@ -46,37 +40,37 @@ async def test_catalog_to_dnsmasq_and_route53(tmp_path, dns_common, route53):
     await service.start()
     port = settings.port
     try:
-        await eventually(lambda: assert_web(port, ["10.0.0.1", "10.0.0.2"]))
+        await wait_until(lambda: assert_web(port, ["10.0.0.1", "10.0.0.2"]), returns)
         assert both(port, "shop.example.com") == ("NOERROR", [
             ("haproxy.example.com.", "A", 30, "10.0.9.1"),
             ("shop.example.com.", "CNAME", 30, "haproxy.example.com.")])
         assert both(port, "WEB.Example.COM") == ("NOERROR", [
             ("WEB.Example.COM.", "A", 30, "10.0.0.1"), ("WEB.Example.COM.", "A", 30, "10.0.0.2")])
-        await eventually(lambda: assert_zone(route53, zone, [
+        await wait_until(lambda: assert_zone(route53, zone, [
             ("_dns411-a.haproxy.example.com.", "TXT", 30, (OWN,)),
             ("_dns411-a.web.example.com.", "TXT", 30, (OWN,)),
             ("_dns411-cname.shop.example.com.", "TXT", 30, (OWN,)),
             ("haproxy.example.com.", "A", 30, ("10.0.9.1",)),
             ("shop.example.com.", "CNAME", 30, ("haproxy.example.com.",)),
             ("web.example.com.", "A", 30, ("10.0.0.1", "10.0.0.2")),
-        ]))
+        ]), returns)
         def reported():
             errors = [e for s, e in events if s == "unify.error.dns411"]
             assert [(e.reason, e.service, e.instance_id) for e in errors] == [
                 ("invalid-tags", "api", "api-1")]
             applied = [e for s, e in events if s == "unify.applied.dns411.test-node"]
             assert [(e.source, e.node) for e in applied[-1:]] == [("dns411", "test-node")]
-        await eventually(reported)
+        await wait_until(reported, returns)
 
         # scale down {A, B} -> {A}
         await delete_instance(js, dns_common, WEB_B)
-        await eventually(lambda: assert_web(port, ["10.0.0.1"]))
-        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)))
+        await wait_until(lambda: assert_web(port, ["10.0.0.1"]), returns)
+        await wait_until(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)), returns)
 
         # IPv6 instance -> AAAA in both places
         await put_instance(js, dns_common, WEB_V6)
-        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("2001:db8::3",),
-                                            rtype="AAAA"))
+        await wait_until(lambda: assert_r53(route53, zone, "web.example.com.", ("2001:db8::3",),
+                                            rtype="AAAA"), returns)
         assert both(port, "web.example.com", "AAAA") == ("NOERROR", [
             ("web.example.com.", "AAAA", 30, "2001:db8::3")])
 
@@ -92,13 +86,13 @@ async def test_catalog_to_dnsmasq_and_route53(tmp_path, dns_common, route53):
             assert_r53(route53, zone, "haproxy.example.com.", None)
             assert_r53(route53, zone, "shop.example.com.", ("haproxy.example.com.",),
                        rtype="CNAME")
-        await eventually(dangling)
+        await wait_until(dangling, returns)
 
         # everything deregistered -> nothing answers, Route 53 keeps only NS/SOA
         for inst in (WEB_A, WEB_V6, SHOP, BAD):
             await delete_instance(js, dns_common, inst)
-        await eventually(lambda: assert_gone(port))
-        await eventually(lambda: assert_r53_empty(route53, zone))
+        await wait_until(lambda: assert_gone(port), returns)
+        await wait_until(lambda: assert_r53_empty(route53, zone), returns)
     finally:
         await service.stop()
         await nc.close()
@@ -136,19 +130,19 @@ async def test_quiet_catalog_ticks_restart_dnsmasq_and_heal_route53(tmp_path, dn
     service = Dns411(settings, dns_common, route53_client=route53)
     await service.start()
     try:
-        await eventually(lambda: assert_web(settings.port, ["10.0.0.1"]))
+        await wait_until(lambda: assert_web(settings.port, ["10.0.0.1"]), returns)
         child = service.reconciler.dnsmasq.control
         first_pid = child.pid
         child.proc.kill()  # dnsmasq dies (dns411 started it: its own child)
         child.proc.wait(5)
-        await eventually(lambda: assert_web(settings.port, ["10.0.0.1"]))
+        await wait_until(lambda: assert_web(settings.port, ["10.0.0.1"]), returns)
         assert child.pid not in (None, first_pid)
-        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)))
+        await wait_until(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)), returns)
         route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
             "Action": "DELETE", "ResourceRecordSet": {
                 "Name": "web.example.com.", "Type": "A", "TTL": 30,
                 "ResourceRecords": [{"Value": "10.0.0.1"}]}}]})
-        await eventually(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)))
+        await wait_until(lambda: assert_r53(route53, zone, "web.example.com.", ("10.0.0.1",)), returns)
     finally:
         await service.stop()
         await nc.close()
@@ -166,9 +160,9 @@ async def test_consul_kv_static_record_through_the_catalog_bucket(tmp_path, dns_
     service = Dns411(settings, dns_common)
     await service.start()
     try:
-        await eventually(lambda: assert_answer(settings.port, "db.example.com", "192.0.2.7"))
+        await wait_until(lambda: assert_answer(settings.port, "db.example.com", "192.0.2.7"), returns)
         await bucket.delete(entry.catalog_key)  # the bucket change alone wakes dns411
-        await eventually(lambda: assert_refused(settings.port, "db.example.com"))
+        await wait_until(lambda: assert_refused(settings.port, "db.example.com"), returns)
     finally:
         await service.stop()
         await nc.close()
@@ -203,7 +197,7 @@ async def test_zones_are_discovered_at_start_not_in_the_first_reconcile(tmp_path
 
     try:
         await service.start()  # discovery runs in the background, dnsmasq never waits for it
-        await eventually(reconciled)
+        await wait_until(reconciled, returns)
         assert calls() == (1, 0, 1, 1)
         # discovery first and on its own; the reconcile: one listing, one change batch
         assert [is_zone_list(m, p, b) for m, p, b, _ in fault_proxy.requests] == [
@@ -233,7 +227,7 @@ async def test_unreachable_route53_never_delays_dnsmasq(tmp_path, dns_common):
         started = time.monotonic()
         await service.start()
         assert time.monotonic() - started < 1.0  # zone discovery does not hold the start
-        await eventually(lambda: assert_web(settings.port, ["10.0.0.1"]), timeout=10.0)
+        await wait_until(lambda: assert_web(settings.port, ["10.0.0.1"]), returns, timeout=10.0)
     finally:
         await service.stop()
         await nc.close()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import msgspec
 import nats
-from dns411_support import eventually
 from nats.js.api import KeyValueConfig
 
 from dns411.verdict_mirror import VerdictMirror
 from dns411.verdicts import Rejection
 from unify_common.listeners import VerdictDocument, VhostVerdict
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 NO_CERT = VhostVerdict(False, "missing-certificate", "none", "shop")
 
@@ -37,19 +38,19 @@ async def test_mirror_follows_and_expires(dns_common):
 
         def rejected(expected):
             assert mirror.rejected() == expected
-        await eventually(lambda: rejected(withheld), timeout=10)
+        await wait_until(lambda: rejected(withheld), returns, timeout=10)
         assert mirror.ttl == 3.0
         await kv.put("n2", doc("n2", VhostVerdict(True)))
-        await eventually(lambda: rejected({}))
+        await wait_until(lambda: rejected({}), returns)
         await kv.put("n2", doc("n2", NO_CERT))
-        await eventually(lambda: rejected(withheld))
+        await wait_until(lambda: rejected(withheld), returns)
         await kv.delete("n2")
-        await eventually(lambda: rejected({}))
+        await wait_until(lambda: rejected({}), returns)
         await kv.put("n2", doc("n2", NO_CERT))
-        await eventually(lambda: rejected(withheld))
+        await wait_until(lambda: rejected(withheld), returns)
         seen = len(changes)
         # n2 stops rewriting: after the max age its rejection no longer counts
-        await eventually(lambda: rejected({}), timeout=10)
+        await wait_until(lambda: rejected({}), returns, timeout=10)
         assert len(changes) == seen + 1
         assert [d.node for d in mirror.documents()] == []
         assert (await js.stream_info("KV_h2-mirror")).state.consumer_count == 1  # its watch

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
-from dns411_support import both, eventually, managed_settings
+from dns411_support import both, managed_settings
 from nats.js.errors import NotFoundError
 
 from dns411.service import Dns411
@@ -22,6 +22,8 @@ from switchboard.settings import SwitchboardSettings
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.events import decode_event
 from unify_common.listeners import VerdictDocument, VhostVerdict
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 from unify_testkit.devstack.haproxy import HAProxyServer
 from unify_testkit.devstack.process import free_port
 
@@ -82,19 +84,22 @@ async def test_a_rejected_vhost_has_no_cname_until_switchboard_accepts_it(
             doc = msgspec.json.decode(entry.value, type=VerdictDocument)
             assert (doc.node, doc.vhosts) == ("test-node", expected)
 
-        await eventually(lambda: document({"shop.example.com": rejected,
-                                           "web.example.com": VhostVerdict(True)}))
+        await wait_until(lambda: document({"shop.example.com": rejected,
+                                           "web.example.com": VhostVerdict(True)}), returns)
 
         def without_shop():
             assert settings.conf_path.read_text() == (
                 f"{HEADER}local-ttl=30\nlocal=/example.com/\n"
                 "cname=web.example.com,haproxy.example.com,30\n")
-        await eventually(without_shop)
+        await wait_until(without_shop, returns)
         assert settings.hosts_path.read_text() == f"{HEADER}127.0.0.1 haproxy.example.com\n"
-        assert both(settings.port, "shop.example.com") == ("NXDOMAIN", [])
-        assert both(settings.port, "web.example.com") == ("NOERROR", [
-            ("haproxy.example.com.", "A", 30, "127.0.0.1"),
-            ("web.example.com.", "CNAME", 30, "haproxy.example.com.")])
+
+        def answers_without_shop():  # dnsmasq restarts after the file is written
+            assert both(settings.port, "shop.example.com") == ("NXDOMAIN", [])
+            assert both(settings.port, "web.example.com") == ("NOERROR", [
+                ("haproxy.example.com.", "A", 30, "127.0.0.1"),
+                ("web.example.com.", "CNAME", 30, "haproxy.example.com.")])
+        await wait_until(answers_without_shop, returns)
 
         withheld = ("dns411", "vhost-rejected", "shop.example.com gets no CNAME: switchboard "
                     "on test-node rejects it (missing-certificate: no certificate covers "
@@ -103,7 +108,7 @@ async def test_a_rejected_vhost_has_no_cname_until_switchboard_accepts_it(
         def reported(count):
             assert [(e.source, e.reason, e.message, e.service, e.instance_id, e.node)
                     for e in errors] == [withheld] * count
-        await eventually(lambda: reported(1))
+        await wait_until(lambda: reported(1), returns)
 
         # a dns411 starting now reads the verdicts before its first reconcile: the rejected
         # name is never published, not even for a moment
@@ -112,11 +117,11 @@ async def test_a_rejected_vhost_has_no_cname_until_switchboard_accepts_it(
         fresh = Dns411(fresh_settings, dns_common)
         await fresh.start()
         try:
-            await eventually(lambda: _reconciled(fresh))
+            await wait_until(lambda: _reconciled(fresh), returns)
             assert fresh_settings.conf_path.read_text() == (
                 f"{HEADER}local-ttl=30\nlocal=/example.com/\n"
                 "cname=web.example.com,haproxy.example.com,30\n")
-            await eventually(lambda: reported(2))  # the new process reports it once too
+            await wait_until(lambda: reported(2), returns)  # the new process reports it once too
         finally:
             await asyncio.wait_for(fresh.stop(), 20)
 
@@ -125,16 +130,16 @@ async def test_a_rejected_vhost_has_no_cname_until_switchboard_accepts_it(
                               ["dns=example.com", "vhost=shop", f"http={http_port}",
                                "check=disabled"], create_index=6)
         await put_instance(js, dns_common, fixed)
-        await eventually(lambda: document({"shop.example.com": VhostVerdict(True),
-                                           "web.example.com": VhostVerdict(True)}))
+        await wait_until(lambda: document({"shop.example.com": VhostVerdict(True),
+                                           "web.example.com": VhostVerdict(True)}), returns)
 
         def with_shop():
             assert settings.conf_path.read_text() == (
                 f"{HEADER}local-ttl=30\nlocal=/example.com/\n"
                 "cname=shop.example.com,haproxy.example.com,30\n"
                 "cname=web.example.com,haproxy.example.com,30\n")
-        await eventually(with_shop)
-        await eventually(lambda: assert_shop_answers(settings.port))
+        await wait_until(with_shop, returns)
+        await wait_until(lambda: assert_shop_answers(settings.port), returns)
         reported(2)  # each process reported the rejection once, nothing since
     finally:
         await asyncio.wait_for(dns411.stop(), 20)
