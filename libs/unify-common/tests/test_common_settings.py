@@ -8,7 +8,7 @@ import pytest
 
 import unify_common.settings as settings_module
 from tests.fixtures.settings_docs import check_table, rst_rows
-from unify_common.settings import CommonSettings
+from unify_common.settings import CommonSettings, bucket_name
 
 
 @pytest.mark.parametrize("raw,scheme", [
@@ -63,3 +63,16 @@ def test_a_bad_secret_is_refused_without_its_value():
     with pytest.raises(ValueError) as err:
         CommonSettings(consul_token=["t0ken-value"])
     assert str(err.value) == "CONSUL_HTTP_TOKEN: Input should be a valid string, got '**********'"
+
+
+@pytest.mark.parametrize("name", ["unify-catalog", "KV_x", "a" * 64, "under_score-1"])
+def test_bucket_names_accepted(name):
+    assert bucket_name(name, "UNIFY_X_BUCKET") == name
+
+
+@pytest.mark.parametrize("name", ["", "a" * 65, "a.b", "a b", "a>", "a*", "ä"])
+def test_bucket_names_refused_naming_the_variable(name):
+    with pytest.raises(ValueError) as err:
+        bucket_name(name, "UNIFY_X_BUCKET")
+    assert str(err.value) == (
+        f"UNIFY_X_BUCKET must be 1-64 letters, digits, '_' or '-', got {name[:80]!r}")

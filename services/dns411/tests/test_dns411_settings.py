@@ -58,6 +58,11 @@ def test_everything_from_env():
     pytest.param({"UNIFY_ROUTE53_ZONE_TTL": "-1"}, "UNIFY_ROUTE53_ZONE_TTL", id="zone-ttl"),
     pytest.param({"UNIFY_DNS411_DEBOUNCE": "2"}, "UNIFY_DNS411_DEBOUNCE must be 0..1",
                  id="debounce"),
+    pytest.param({"UNIFY_VERDICT_BUCKET": "a.b"},
+                 "UNIFY_VERDICT_BUCKET must be 1-64 letters, digits, '_' or '-', got 'a.b'",
+                 id="verdict-bucket"),
+    pytest.param({"UNIFY_DNS411_STATE_BUCKET": "x" * 65}, "UNIFY_DNS411_STATE_BUCKET must be",
+                 id="state-bucket"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):

@@ -65,6 +65,9 @@ BAD = {
     "max-wait-below-debounce": ({**CFG, "UNIFY_SWITCHBOARD_DEBOUNCE": "0.5",
                                  "UNIFY_SWITCHBOARD_MAX_WAIT": "0.1"},
                                 "UNIFY_SWITCHBOARD_MAX_WAIT must be at least the debounce"),
+    "verdict-bucket": ({**CFG, "UNIFY_VERDICT_BUCKET": "verdicts>"},
+                       "^UNIFY_VERDICT_BUCKET must be 1-64 letters, digits, '_' or '-', "
+                       "got 'verdicts>'$"),
 }
 
 

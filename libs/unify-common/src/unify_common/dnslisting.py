@@ -38,7 +38,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from .natsio import connect_nats, unreachable_message
-from .settings import CommonSettings
+from .settings import CommonSettings, bucket_name
 
 __all__ = ["DnsState", "Row", "ZoneListing", "SOURCES", "STATE_BUCKET", "STATE_MAX_AGE",
            "StateUnavailable", "choose_state", "decode_state", "encode_state",
@@ -55,7 +55,6 @@ SOURCES = ("desired", "dnsmasq", "route53")
 #: holds the writer lock), ``on`` (this node writes; ``zones`` hold what it last listed)
 ROUTE53_STATES = ("off", "standby", "on")
 
-_BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_=.-]")
 
 
@@ -317,8 +316,7 @@ def list_command(argv: Sequence[str] | None = None, *, prog: str = "unify dns li
         if settings is None:
             settings = CommonSettings.from_env()
         bucket = os.environ.get("UNIFY_DNS411_STATE_BUCKET", "") or STATE_BUCKET
-        if not _BUCKET_RE.match(bucket):
-            raise ValueError(f"UNIFY_DNS411_STATE_BUCKET: not a bucket name: {bucket!r}")
+        bucket_name(bucket, "UNIFY_DNS411_STATE_BUCKET")
     except ValueError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ file's content, without its trailing newline, is the value. ``NATS_CREDS`` is a 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Annotated, Any, Self
@@ -64,8 +65,26 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-__all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "env_float", "env_int",
+__all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "bucket_name", "env_float",
+           "env_int",
            "env_secret", "env_var"]
+
+
+#: what a JetStream KV bucket may be called (the server's rule for stream names, which a
+#: bucket's ``KV_<bucket>`` stream must follow, narrowed to the characters NATS tools accept)
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def bucket_name(value: str, variable: str) -> str:
+    """``value`` when it is a usable NATS KV bucket name: 1-64 letters, digits, ``_`` or
+    ``-``.
+
+    :raises ValueError: naming ``variable`` and showing (the start of) ``value``.
+    """
+    if not _BUCKET_NAME.fullmatch(value):
+        raise ValueError(f"{variable} must be 1-64 letters, digits, '_' or '-', "
+                         f"got {value[:80]!r}")
+    return value
 
 
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -87,7 +87,7 @@ from pydantic import BeforeValidator, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from unify_common.dnslisting import STATE_BUCKET
-from unify_common.settings import CommaList, EnvSettings, HostPort, env_var
+from unify_common.settings import CommaList, EnvSettings, HostPort, bucket_name, env_var
 
 from .plan import POLICIES
 from .render import consul_server_line
@@ -95,7 +95,6 @@ from .render import consul_server_line
 __all__ = ["Dns411Settings"]
 
 _OWNER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ZONE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DOMAIN_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
@@ -162,10 +161,7 @@ class Dns411Settings(EnvSettings):
     @field_validator("verdict_bucket")
     @classmethod
     def _verdict_bucket(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-            raise ValueError("UNIFY_VERDICT_BUCKET must be 1-64 of letters, digits, '_', '-'"
-                             f", got {value[:80]!r}")
-        return value
+        return bucket_name(value, "UNIFY_VERDICT_BUCKET")
 
     @property
     def conf_path(self) -> Path:
@@ -205,9 +201,7 @@ class Dns411Settings(EnvSettings):
             raise ValueError(f"UNIFY_ROUTE53_POLICY must be one of {', '.join(POLICIES)}")
         if not _OWNER_RE.match(self.owner_id):
             raise ValueError("UNIFY_DNS_OWNER_ID must be 1-64 of letters, digits, '.', '_', '-'")
-        if not _BUCKET_RE.match(self.state_bucket):
-            raise ValueError("UNIFY_DNS411_STATE_BUCKET must be 1-64 of letters, digits, "
-                             f"'_', '-', got {self.state_bucket!r}")
+        bucket_name(self.state_bucket, "UNIFY_DNS411_STATE_BUCKET")
         if not _LABEL_RE.match(self.haproxy_label):
             raise ValueError("UNIFY_HAPROXY_LABEL must be one DNS label")
         if not self.conf_name.endswith(".conf") or "/" in self.conf_name:

@@ -37,13 +37,12 @@ default.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from unify_common.settings import CommonSettings, EnvSettings, HostPort, env_var
+from unify_common.settings import CommonSettings, EnvSettings, HostPort, bucket_name, env_var
 
 from .render import RenderOptions
 
@@ -122,10 +121,7 @@ class SwitchboardSettings(EnvSettings):
     @field_validator("verdict_bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-            raise ValueError("UNIFY_VERDICT_BUCKET must be 1-64 characters of A-Z a-z 0-9 _ -"
-                             f", got {value[:80]!r}")
-        return value
+        return bucket_name(value, "UNIFY_VERDICT_BUCKET")
 
     @field_validator("verdict_ttl")
     @classmethod
