@@ -7,8 +7,9 @@ Log with fields as keyword arguments::
     log.error("bridge failed; restarting", exc_info=err)
 
 The standard keywords (``exc_info``, ``stack_info``, ``stacklevel``, ``extra``) keep their
-meaning; every other keyword is a field. The older ``extra={"fields": {...}}`` form is still
-accepted (its fields are merged with the keyword ones) while the remaining calls move over.
+meaning; every other keyword is a field. Unify's own code logs only this way; the formatters
+read the record's ``fields`` dict, so a plain :mod:`logging` logger given
+``extra={"fields": {...}}`` writes the same line (and the adapter merges such fields too).
 A field named like a secret (``token``, ``password``, ``secret``, ``authorization``, ``creds``,
 ``credential``) is masked, whatever the caller passes, and so are secrets inside URLs anywhere
 in a written line (message, field values, tracebacks): see :func:`mask_secrets`.
