@@ -9,10 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
+
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 
 def _free_port() -> int:
@@ -42,10 +44,14 @@ async def test_sigterm_while_nats_is_unreachable_exits_0(consul_http_addr, tmp_p
     try:
         # health is served before the NATS connection: once it answers, the bridge is
         # inside its start, retrying NATS
-        deadline = time.monotonic() + 30
-        while _livez(health) != 200:
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            await asyncio.sleep(0.05)
+        def serving() -> None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"consul-bridge exited with {proc.returncode}:\n"
+                                   f"{log_path.read_text()[-2000:]}")
+            assert _livez(health) == 200, log_path.read_text()[-2000:]
+
+        await wait_until(serving, returns, timeout=30,
+                         what=f"consul-bridge answering /livez on port {health}")
         assert "consul-bridge running" not in log_path.read_text()
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 15)

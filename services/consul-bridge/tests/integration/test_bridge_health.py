@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -17,6 +16,8 @@ import nats
 import pytest
 
 from tests.fixtures.components import consul_call
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 from unify_testkit.devstack.process import free_port
 
 
@@ -37,13 +38,17 @@ def metric_lines(port: int) -> set[str]:
 
 
 async def wait_ready(port: int, proc: subprocess.Popen, log_path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if scrape(port, "/readyz")[0] == 200:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not ready: {scrape(port, '/readyz?verbose')}\n"
-                         f"{log_path.read_text()[-2000:]}")
+    """Wait until the bridge ``proc`` answers 200 on /readyz at ``port``; its exit fails at
+    once (RuntimeError), and both failures show the end of its log at ``log_path``."""
+    def ready() -> None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"consul-bridge exited with {proc.returncode}:\n"
+                               f"{log_path.read_text()[-2000:]}")
+        status, body = scrape(port, "/readyz?verbose")
+        assert status == 200, f"{status} {body}\n{log_path.read_text()[-2000:]}"
+
+    await wait_until(ready, returns, timeout=timeout,
+                     what=f"consul-bridge ready (/readyz) on port {port}")
 
 
 READY = "[+]nats ok\n[+]consul ok\n[+]last-success ok\nreadyz check passed\n"
@@ -82,10 +87,7 @@ async def test_leader_and_standby_health(common_settings, tmp_path):
         consul_call(common_settings.consul_addr, "PUT", "/v1/agent/service/register", {
             "ID": "web-1", "Name": "web", "Port": 8080, "Address": "127.0.0.1",
             "Tags": ["dns=example.com"]})
-        for _ in range(300):
-            if seen:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: seen, timeout=15, what="an event on unify.catalog.>")
         assert seen == ["unify.catalog.instance.registered.web"]
 
         for port in (leader_port, standby_port):
