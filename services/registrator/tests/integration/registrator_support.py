@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import docker
 from registrator.service import Registrator
 from tests.fixtures.components import consul_call
 from tests.fixtures.engine import docker_host
+from unify_testkit import NotReached, wait_until
 
 IMAGE = "unify-local/rg-test-http:1"
 NODE = "rg-test-node"
@@ -55,13 +55,19 @@ class Made:
                 self.client.containers.get(name).remove(force=True)
             except docker.errors.NotFound:
                 pass
-        deadline = time.monotonic() + 30  # a removed service's task containers go shortly
-        while self.services and time.monotonic() < deadline:
+        if not self.services:
+            return
+
+        def task_containers() -> list[str]:
             left = self.client.containers.list(
                 all=True, filters={"label": "com.docker.swarm.service.name"})
-            if not [c for c in left if c.name.startswith(self.prefix)]:
-                break
-            time.sleep(0.2)
+            return [c.name for c in left if c.name.startswith(self.prefix)]
+
+        try:  # a removed service's task containers go shortly
+            wait_until(task_containers, lambda names: names == [], timeout=30, interval=0.2,
+                       what=f"the task containers of {self.prefix}-* gone")
+        except NotReached:
+            pass  # best effort: anything left is named with this test's prefix
 
 
 def host_port(container, port: str = "8000/tcp") -> int:

@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
+
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 
 def _free_port() -> int:
@@ -47,11 +49,17 @@ async def test_sigterm_while_nats_and_docker_are_unreachable_exits_0(consul_http
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         # not ready (Docker cannot be read) and NATS retried in the background
-        deadline = time.monotonic() + 30
-        while not (_get(health, "/readyz?verbose")[1].startswith("[-]docker failed: ")
-                   and "NATS unreachable" in log_path.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            await asyncio.sleep(0.05)
+        def starting() -> None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"registrator exited with {proc.returncode}:\n"
+                                   f"{log_path.read_text()[-2000:]}")
+            readyz = _get(health, "/readyz?verbose")
+            written = log_path.read_text()
+            assert readyz[1].startswith("[-]docker failed: ") \
+                and "NATS unreachable" in written, f"{readyz}\n{written[-2000:]}"
+
+        await wait_until(starting, returns, timeout=30,
+                         what="registrator not ready (Docker failed) and retrying NATS")
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 15)
     finally:
