@@ -11,9 +11,10 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from unify_testkit import wait_until
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -80,16 +81,21 @@ class RegistryProcess:
             proc.wait(timeout=5)
 
     def wait_serving(self, timeout: float = 20.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            host = self.env.get("REGISTRY_HTTP_ADDR", "127.0.0.1:0").rsplit(":", 1)[0]
+        """The DER certificate the registry serves once it answers TLS on its port.
+
+        :raises RuntimeError: the process exited (with the end of its log), at once.
+        :raises unify_testkit.NotReached: no TLS answer within ``timeout`` seconds.
+        """
+        host = self.env.get("REGISTRY_HTTP_ADDR", "127.0.0.1:0").rsplit(":", 1)[0]
+
+        def served() -> bytes | None:
             der = served_cert_der(host, self.port, timeout=1.0)
-            if der is not None:
-                return der
-            if self.proc is not None and self.proc.poll() is not None:
+            if der is None and self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.name} did not serve TLS on {self.port}")
+            return der
+
+        return wait_until(served, timeout=timeout,
+                          what=f"{self.name} serving TLS on {host}:{self.port}")
 
 
 async def push_image(base: str, ca_file: str, repository: str, tag: str, layer: bytes,
