@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+
+from unify_testkit import wait_until
 
 
 def _free_port() -> int:
@@ -39,13 +40,14 @@ def test_sigterm_while_nats_is_unreachable_stops_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "wireline"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        banner = b""
-        while not banner and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                banner = _ssh_banner(ssh_port)
-            except OSError:
-                time.sleep(0.1)
+        def sshd_answers() -> bytes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"wireline exited with {proc.returncode}:\n"
+                                   f"{(tmp_path / 'wireline.log').read_text()[-2000:]}")
+            return _ssh_banner(ssh_port)  # refused (OSError): not yet
+
+        banner = wait_until(sshd_answers, timeout=30, interval=0.1,
+                            what=f"wireline's sshd answering on port {ssh_port}")
         assert banner.startswith(b"SSH-2.0-OpenSSH"), (tmp_path / "wireline.log").read_text()
         # still starting: not ready without NATS
         try:
@@ -63,10 +65,8 @@ def test_sigterm_while_nats_is_unreachable_stops_cleanly(tmp_path):
             proc.wait(timeout=10)
         log.close()
     assert not (tmp_path / "data" / "wireline.sock").exists()
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{sshd_pid}") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{sshd_pid}")
+    wait_until(lambda: not os.path.exists(f"/proc/{sshd_pid}"), timeout=10, interval=0.1,
+               what=f"wireline's sshd (pid {sshd_pid}) gone")
     try:
         _ssh_banner(ssh_port)
         refused = False
