@@ -8,13 +8,14 @@ import io
 import json
 import logging
 import socket
-import time
 
 import pytest
 
 from unify_common.logs import configure_logging
 from unify_common.natsio import connect_nats
 from unify_common.settings import CommonSettings
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 
 @pytest.mark.timeout(30)
@@ -29,10 +30,13 @@ async def test_one_warning_per_outage_then_debug_lines():
     configure_logging(fmt="json", level="DEBUG", stream=stream)
     connecting = asyncio.create_task(connect_nats(settings, name="h4-outage"))
     try:
-        deadline = time.monotonic() + 20
-        while len(stream.getvalue().splitlines()) < 3:
-            assert time.monotonic() < deadline and not connecting.done(), stream.getvalue()
-            await asyncio.sleep(0.05)
+        def three_lines() -> None:
+            if connecting.done():
+                raise RuntimeError(f"connect_nats ended: {connecting!r}\n{stream.getvalue()}")
+            assert len(stream.getvalue().splitlines()) >= 3, stream.getvalue()
+
+        await wait_until(three_lines, returns, timeout=20,
+                         what="three log lines from connect_nats retrying")
     finally:
         connecting.cancel()
         await asyncio.gather(connecting, return_exceptions=True)
