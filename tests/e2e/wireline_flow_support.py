@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import docker
 
 from tests.e2e.swarm_support import dns_answer, http_get  # noqa: F401 (re-exported)
-from unify_testkit import returns, wait_until
+from unify_testkit import NotReached, returns, wait_until
 from unify_testkit.devstack.process import ManagedProcess, free_port
 from unify_testkit.devstack.stack import DevStack
 
@@ -204,9 +203,11 @@ def remove_stack(client: docker.APIClient, docker_host: str, stack: str = APP) -
         subprocess.run(["docker", "stack", "rm", stack], capture_output=True, timeout=60,
                        env={**os.environ, "DOCKER_HOST": docker_host},
                        check=False)
-    deadline = time.monotonic() + 60
-    while left() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    try:
+        wait_until(left, lambda names: names == [], timeout=60, interval=0.5,
+                   what=f"stack {stack}'s services and networks gone")
+    except NotReached:
+        pass  # best effort, as before: anything left is named after the stack
 
 
 @dataclass
