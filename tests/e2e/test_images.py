@@ -4,13 +4,13 @@ with only NET_BIND_SERVICE; a service stops cleanly on ``docker stop`` (SIGTERM,
 
 from __future__ import annotations
 
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from unify_cli.images import load_components
+from unify_testkit import returns, wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -72,12 +72,16 @@ def test_docker_stop_is_a_clean_sigterm_exit(docker_engine, suite_images, nats_s
                      "UNIFY_HAPROXY_CONFIG": "/var/lib/unify/haproxy/haproxy.cfg"})
     try:
         logs = container.logs
-        for _ in range(100):
+
+        def waiting_for_the_catalog() -> None:
             container.reload()
-            if b"catalog" in logs() or container.status != "running":
-                break
-            time.sleep(0.2)
-        assert container.status == "running", logs().decode()[-2000:]
+            if container.status != "running":
+                raise RuntimeError(f"the switchboard container is {container.status}:\n"
+                                   f"{logs().decode()[-2000:]}")
+            assert b"catalog" in logs(), logs().decode()[-2000:]
+
+        wait_until(waiting_for_the_catalog, returns, timeout=20, interval=0.2,
+                   what="switchboard running and logging about the catalog")
         container.stop(timeout=10)
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 0, logs().decode()[-2000:]
@@ -102,16 +106,16 @@ def test_wireline_image_serves_ssh_and_becomes_healthy(docker_engine, suite_imag
                      "UNIFY_WIRELINE_SSH_LISTEN": "127.0.0.1",
                      "UNIFY_HEALTH_ADDR": f"127.0.0.1:{health_port}"})
     try:
-        deadline = time.monotonic() + 90
-        while True:
+        def healthy() -> None:
             container.reload()
+            if container.status != "running":
+                raise RuntimeError(f"the wireline container is {container.status}:\n"
+                                   f"{container.logs().decode()[-3000:]}")
             health = container.attrs["State"].get("Health", {}).get("Status")
-            if health == "healthy" or container.status != "running" \
-                    or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert (container.status, health) == ("running", "healthy"), \
-            container.logs().decode()[-3000:]
+            assert health == "healthy", f"{health}:\n{container.logs().decode()[-3000:]}"
+
+        wait_until(healthy, returns, timeout=90, interval=0.5,
+                   what="the wireline container healthy (its HEALTHCHECK)")
         with socket.create_connection(("127.0.0.1", ssh_port), timeout=5) as conn:
             assert conn.recv(64).startswith(b"SSH-2.0-OpenSSH_9.2")
         import urllib.request
