@@ -4,10 +4,12 @@ stops everything."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
+
+from unify_testkit import returns, wait_until
 
 
 def unify(*args: str) -> subprocess.CompletedProcess:
@@ -21,17 +23,23 @@ def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "unify_cli.main", "dev", "up", "--demo",
                              "--workdir", str(workdir)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    lines: list[str] = []
+    output = b""
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if "Ctrl-C stops everything" in line:
-                break
-        text = "\n".join(lines)
+        def running() -> None:
+            """Read what dev up printed so far (the pipe never blocks the deadline)."""
+            nonlocal output
+            exited = proc.poll() is not None  # judged after reading what it wrote last
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                output += os.read(proc.stdout.fileno(), 65536)
+            if exited:
+                raise RuntimeError(f"unify dev up exited with {proc.returncode}:\n"
+                                   f"{output.decode(errors='replace')}")
+            assert b"Ctrl-C stops everything" in output, output.decode(errors="replace")
+
+        wait_until(running, returns, timeout=120, interval=0.05,
+                   what="unify dev up --demo printing 'running; Ctrl-C stops everything'")
+        text = output.decode()
+        lines = text.splitlines()
         assert "unify dev: running; Ctrl-C stops everything." in text, text
         assert "→  hello from hello-1" in text
         assert "    hello.unify.test. 30 IN CNAME haproxy.unify.test." in text

@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import termios
-import time
 from pathlib import Path
 
 import pytest
 
-from unify_testkit import wait_until
+from unify_testkit import returns, wait_until
 
 #: the programs a running stack is made of, as /proc/<pid>/cmdline shows them
 PARTS = ("consul", "nats-server", "moto", "consul_bridge", "switchboard", "dns411", "haproxy",
@@ -120,12 +119,25 @@ def test_terminal_closing_stops_dev_up_and_every_process_of_the_stack(tmp_path):
                             stderr=slave, start_new_session=True, preexec_fn=_controlling_tty)
     os.close(slave)
     output = b""
-    try:
-        deadline = time.monotonic() + 120
-        while b"Ctrl-C stops everything" not in output:
-            assert time.monotonic() < deadline, output.decode(errors="replace")
-            if select.select([master], [], [], 0.5)[0]:
+
+    def running() -> None:
+        """Read what dev up wrote to its terminal so far."""
+        nonlocal output
+        exited = proc.poll() is not None  # judged after reading what it wrote last
+        if select.select([master], [], [], 0.5)[0]:
+            try:
                 output += os.read(master, 65536)
+            except OSError:  # EIO once nothing holds the terminal: nothing more to read
+                if not exited:
+                    raise
+        if exited:
+            raise RuntimeError(f"unify dev up exited with {proc.returncode}:\n"
+                               f"{output.decode(errors='replace')}")
+        assert b"Ctrl-C stops everything" in output, output.decode(errors="replace")
+
+    try:
+        wait_until(running, returns, timeout=120, interval=0.05,
+                   what="unify dev up printing 'Ctrl-C stops everything' on its terminal")
         stack = wait_for_stack(proc.pid)
     except BaseException:
         os.close(master)
