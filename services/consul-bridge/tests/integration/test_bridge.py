@@ -199,12 +199,10 @@ async def test_kv_values_that_are_not_utf8_arrive_byte_exact(bridge_settings, co
     put_kv_bytes(consul_http_addr, "unify/blob", second)
     await events.wait_for(4, "unify.catalog.kv")
     bucket = await ensure_catalog_bucket(events.nc.jetstream(), bridge_settings.common)
-    for _ in range(100):  # the bucket is written just after the event is published
-        state = await read_catalog(bucket)
-        if state.kv["unify/blob"].raw == second:
-            break
-        await asyncio.sleep(0.05)
-    assert state.kv["unify/blob"].raw == second
+    # the bucket is written just after the event is published
+    state = await wait_until(lambda: read_catalog(bucket),
+                             lambda state: state.kv["unify/blob"].raw == second, timeout=5,
+                             what="unify/blob's second value in the catalog bucket")
     assert state.kv["unify/blob"].value_base64 == "/v8tMTAuMC4wLjE="
     await stop_bridge(handle)
 
