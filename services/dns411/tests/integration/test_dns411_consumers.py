@@ -17,6 +17,8 @@ import pytest
 
 from tests.fixtures.catalog import make_instance, put_instance
 from unify_common.events import Applied, decode_event
+from unify_testkit import returns
+from unify_testkit.aio import wait_until
 
 RESTARTS = 20
 
@@ -58,11 +60,14 @@ async def test_twenty_restarts_leave_the_consumer_count_unchanged(tmp_path, dns_
                                         env={**env, "UNIFY_NODE": node}, stdout=log,
                                         stderr=subprocess.STDOUT)
             try:
-                for _ in range(400):  # up to 20 s for its first reconcile's report
-                    if node in applied or proc.poll() is not None:
-                        break
-                    await asyncio.sleep(0.05)
-                assert node in applied, log_path.read_text()[-2000:]
+                def reported(proc=proc, node=node, log_path=log_path) -> None:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"dns411 exited with {proc.returncode}:\n"
+                                           f"{log_path.read_text()[-2000:]}")
+                    assert node in applied, log_path.read_text()[-2000:]
+
+                await wait_until(reported, returns, timeout=20,
+                                 what=f"dns411 {node}'s first reconcile's Applied")
                 # while it runs: its one bucket watch, nothing else
                 assert await consumer_counts(js) == (1, {"UNIFY": 0, "KV_unify-catalog": 1})
             finally:

@@ -94,10 +94,8 @@ async def test_health_endpoints_of_the_running_dns411(tmp_path, dns_common):
         # a rejected instance: reported (counted by reason), nothing else changes
         await put_instance(js, dns_common, make_instance("api", "api-1", "10.0.0.7", 80,
                                                          ["dns=example.com", "vhost=a b"]))
-        for _ in range(200):
-            if len(applied) == 2 and errors:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(applied) == 2 and errors, timeout=10,
+                         what="a second Applied and the error event")
         assert [e.reason for e in errors] == ["invalid-tags"]
         assert (applied[1].method, applied[1].config_hash) == ("unchanged",
                                                                applied[0].config_hash)
@@ -139,12 +137,14 @@ async def test_dead_dnsmasq_is_unready_until_the_periodic_resync_starts_it(tmp_p
         (child,) = _children(proc.pid)
         os.kill(child, signal.SIGKILL)
         verdicts = set()
-        for _ in range(200):  # 10 s: unready at once, ready again after the next resync
+
+        def ready_again() -> bool:
             status, text = scrape(health_port, "/readyz?verbose")
             verdicts.add((status, text))
-            if status == 200 and len(verdicts) > 1:
-                break
-            await asyncio.sleep(0.05)
+            return status == 200 and len(verdicts) > 1
+
+        # unready at once, ready again after the next resync
+        await wait_until(ready_again, timeout=10, what="dns411 unready, then ready again")
         assert (503, "[+]nats ok\n[-]dnsmasq failed: dnsmasq is not running\n"
                      "[+]last-success ok\nreadyz check failed\n") in verdicts
         assert scrape(health_port, "/readyz") == (200, "ok\n")
