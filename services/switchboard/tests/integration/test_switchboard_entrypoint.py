@@ -12,6 +12,8 @@ from sb_support import get_body
 
 from switchboard.procinfo import parse_show_proc
 from tests.fixtures.catalog import make_instance, put_instance
+from unify_testkit import NOT_YET
+from unify_testkit import wait_until as wait_until_blocking
 from unify_testkit.aio import wait_until
 from unify_testkit.devstack.haproxy import master_cli
 from unify_testkit.devstack.process import free_port
@@ -57,19 +59,13 @@ async def test_module_entry_point_manages_haproxy(sb_common, nc, backends, run_d
     await wait_until(lambda: not _alive(master_pid), timeout=10, what="HAProxy stopped")
 
 
-def _show_proc(run_dir, attempts: int = 200):
-    """``show proc`` through the master CLI, retried while the master re-executes."""
-    import time
-
-    for _ in range(attempts):
-        try:
-            info = parse_show_proc(master_cli(run_dir / "master.sock", "show proc"))
-            if len(info.workers) == 1:
-                return info
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    return parse_show_proc(master_cli(run_dir / "master.sock", "show proc"))
+def _show_proc(run_dir):
+    """``show proc`` through the master CLI once it lists one worker, retried while the
+    master re-executes (refused, or an answer that does not parse yet)."""
+    return wait_until_blocking(
+        lambda: parse_show_proc(master_cli(run_dir / "master.sock", "show proc")),
+        lambda info: len(info.workers) == 1, timeout=10, retry_on=(*NOT_YET, ValueError),
+        what="HAProxy's master listing one worker")
 
 
 def _new_master(run_dir, old: int) -> bool:
