@@ -13,6 +13,7 @@ from wireline_support import make_app, run
 from unify_common.events import ErrorEvent, decode_event
 from unify_common.natsio import connect_nats
 from unify_common.settings import CommonSettings
+from unify_testkit import returns, wait_until
 
 INVALID = ("wireline: invalid app name {!r}: use a lowercase letter, then up to 62 lowercase "
            "letters, digits or '-' (not ending with '-')")
@@ -75,16 +76,15 @@ def test_refused_commands(wireline, wl_nats, tmp_path):
                                                "root@127.0.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        data = b""
-        for _ in range(50):  # bounded: the local listener appears once ssh is logged in
-            try:
-                with socket.create_connection(("127.0.0.1", local), timeout=2) as conn:
-                    conn.settimeout(3)
-                    data = conn.recv(100)
-                break
-            except (ConnectionRefusedError, TimeoutError):
-                import time
-                time.sleep(0.1)
+        def through_the_forward() -> bytes:
+            with socket.create_connection(("127.0.0.1", local), timeout=2) as conn:
+                conn.settimeout(3)
+                return conn.recv(100)
+
+        # the local listener appears once ssh is logged in
+        data = wait_until(through_the_forward, returns, timeout=10, interval=0.1,
+                          retry_on=(ConnectionRefusedError, TimeoutError),
+                          what=f"ssh's forwarding listener on port {local}")
         assert data == b""  # the channel was refused: no SSH banner came through
     finally:
         forward.terminate()
