@@ -7,22 +7,76 @@ consul-bridge declares, for a lock) cancels the start and stops what was started
 whose work is one long coroutine (consul-bridge's leader loop, registrator's work loop)
 passes it as ``serve``: it is cancelled on the signal, and if it ends by itself (a bug, an
 unrecoverable error) the service stops too, with that error, instead of idling on.
+
+A cancelled start or serve that does not end within ``cancel_timeout`` seconds (a library
+that swallows the cancellation, as nats-py's connect can while it retries an unreachable
+server) does not keep the process alive: it logs that the stop was forced and exits with
+status 1 at once. A second SIGTERM or SIGINT, at any moment after the first, exits at once
+too (status 128 + the signal's number, as a shell reports a killed process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
-__all__ = ["run_until_stopped"]
+from .logs import get_logger
+
+__all__ = ["FORCED_EXIT_STATUS", "run_until_stopped"]
+
+#: exit status when a cancelled start or serve did not end within the time limit
+FORCED_EXIT_STATUS = 1
+
+log = get_logger("unify_common.runloop")
+
+
+def _exit_now(status: int) -> None:
+    """Flush the log handlers and end the process without running any more of the loop (a
+    task that ignores cancellation would otherwise hold ``asyncio.run``'s own clean-up)."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    os._exit(status)
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop_event: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: set ``stop_event``; any later one: exit at once."""
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop_event.is_set():
+            log.info("stop requested", signal=sig.name)
+            stop_event.set()
+            return
+        log.error("second stop signal: exiting at once", signal=sig.name)
+        _exit_now(128 + sig.value)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def _cancel_within(task: asyncio.Future[object], what: str, limit: float) -> None:
+    """Cancel ``task`` and wait up to ``limit`` seconds for it to end; past that, log and
+    exit the process (status :data:`FORCED_EXIT_STATUS`)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if not done:
+        log.error(f"stop forced: {what} did not end within {limit:g} s of its cancellation; "
+                  "exiting", task=what, limit_s=limit)
+        _exit_now(FORCED_EXIT_STATUS)
+    if not task.cancelled():
+        task.exception()  # retrieved: a late error of a cancelled task is not reported
 
 
 async def run_until_stopped(start: Callable[[], Awaitable[object]],
                             stop: Callable[[], Awaitable[object]], *,
                             stop_event: asyncio.Event | None = None,
                             on_started: Callable[[], object] | None = None,
-                            serve: Callable[[], Awaitable[object]] | None = None) -> bool:
+                            serve: Callable[[], Awaitable[object]] | None = None,
+                            cancel_timeout: float = 5.0) -> bool:
     """``await start()``, then wait for ``stop_event`` (default: set by SIGTERM or SIGINT),
     then ``await stop()``. ``stop()`` runs in every case, also when ``start()`` raised or
     was cancelled by the signal.
@@ -30,22 +84,22 @@ async def run_until_stopped(start: Callable[[], Awaitable[object]],
     :param serve: the service's work, awaited once started (after ``on_started``): the stop
         request cancels it, and ``stop()`` runs after it has ended; when it ends first, by
         itself, the service stops then.
+    :param cancel_timeout: seconds a cancelled ``start()`` or ``serve()`` has to end; past
+        them the process exits (status :data:`FORCED_EXIT_STATUS`, with an error log line).
+        The default stays under ``docker stop``'s 10 s grace period.
     :returns: ``True`` when the service had started, ``False`` when the signal came first.
     :raises Exception: whatever ``start()`` or ``serve()`` raised (after ``stop()`` ran).
     """
     if stop_event is None:
         stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_event.set)
+        _install_signal_handlers(asyncio.get_running_loop(), stop_event)
     starting = asyncio.ensure_future(start())
     stopping = asyncio.ensure_future(stop_event.wait())
     serving: asyncio.Future[object] | None = None
     try:
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
+            await _cancel_within(starting, "start", cancel_timeout)
             return False
         starting.result()  # raises what start() raised
         if on_started is not None:
@@ -61,6 +115,5 @@ async def run_until_stopped(start: Callable[[], Awaitable[object]],
     finally:
         stopping.cancel()
         if serving is not None and not serving.done():
-            serving.cancel()
-            await asyncio.gather(serving, return_exceptions=True)
+            await _cancel_within(serving, "serve", cancel_timeout)
         await stop()
