@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import consul_bridge.settings as settings_module
 from consul_bridge.settings import BridgeSettings
-from tests.fixtures.settings_docs import check_table, rst_rows
+from tests.fixtures.settings_docs import check_table, markdown_rows, rst_rows
 from unify_common.settings import CommonSettings
 
 
@@ -31,3 +33,10 @@ def test_the_constructor_and_the_environment_share_their_defaults():
 
 def test_the_docstring_table_matches_the_model():
     check_table(BridgeSettings, rst_rows(settings_module.__doc__))
+
+
+def test_the_readme_table_matches_the_model():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    others = {*CommonSettings.env_variables(), "CONSUL_HTTP_TOKEN_FILE", "NATS_PASSWORD_FILE",
+              "UNIFY_STREAM_MAX_AGE"}
+    check_table(BridgeSettings, markdown_rows(readme), others=others)
