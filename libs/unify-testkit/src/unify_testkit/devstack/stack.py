@@ -89,7 +89,8 @@ class DevStack:
             "CONSUL_HTTP_ADDR": self.consul.http_addr,
             "NATS_URL": self.nats.url,
             "UNIFY_NODE": self.node,
-            # where dns411 keeps dnsmasq's files (also read by `unify dns list`)
+            # where dns411 writes dnsmasq's files (`unify dns list` reads the state dns411
+            # publishes on NATS, not these files)
             "UNIFY_DNSMASQ_HOSTS": str(dns_dir / "hosts"),
             "UNIFY_DNSMASQ_CONF_DIR": str(dns_dir / "conf.d"),
             "UNIFY_DNS_LOCAL_DOMAINS": self.domain,
