@@ -29,6 +29,8 @@ import msgspec
 from unify_common.natsio import unreachable_message
 from unify_common.settings import CommonSettings
 
+from .errors import line
+
 __all__ = ["main"]
 
 
@@ -98,7 +100,7 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             check_app_name(given)
         except AccessError as err:
-            print(f"unify apps: {err}", file=sys.stderr)
+            print(line("unify apps", err), file=sys.stderr)
             return 2
     try:
         store = await Store.open(settings, common, name="unify-apps")
@@ -121,7 +123,7 @@ async def _run(args: argparse.Namespace) -> int:
                     apps = tuple(sorted({check_app_name(a.strip())
                                          for a in (args.apps or "").split(",") if a.strip()}))
                 except AccessError as err:
-                    print(f"unify apps: {err}", file=sys.stderr)
+                    print(line("unify apps", err), file=sys.stderr)
                     return 2
                 if not args.all and not apps:
                     print("unify apps: --apps needs at least one app", file=sys.stderr)
@@ -218,7 +220,7 @@ async def _run(args: argparse.Namespace) -> int:
                 target = deployed[-1]
                 text, replicas = rescaled(target, counts)
             except (IniError, ValueError) as err:
-                print(f"unify apps: {err}", file=sys.stderr)
+                print(line("unify apps", err), file=sys.stderr)
                 return 2
             kind, rollback_of = "scale", 0
         try:
@@ -239,5 +241,5 @@ def main(argv: list[str]) -> int:
     try:
         return asyncio.run(_run(args))
     except ValueError as err:
-        print(f"unify apps: {err}", file=sys.stderr)
+        print(line("unify apps", err), file=sys.stderr)
         return 2

@@ -25,6 +25,10 @@ from pathlib import Path
 
 from unify_common.events import ImagePushed, decode_event
 
+from .errors import EXIT_FAILURE, EXIT_USAGE
+from .errors import line as error_line
+from .errors import reason as short_reason
+
 __all__ = ["main"]
 
 
@@ -167,10 +171,11 @@ async def _gc(settings, *, dry_run: bool, delete_untagged: bool) -> int:
                 refs.add((repo, digest or tag))
         except Exception as err:  # docker unreachable: only a dry run may go on
             if not dry_run:
-                print(f"unify registry gc: cannot list running Swarm tasks ({err}); refusing",
-                      file=sys.stderr)
+                print(error_line("unify registry gc", f"cannot list running Swarm tasks "
+                                                f"({short_reason(err)}); refusing"), file=sys.stderr)
                 return 1
-            print(f"unify registry gc: cannot list running Swarm tasks ({err})",
+            print(error_line("unify registry gc",
+                             f"cannot list running Swarm tasks ({short_reason(err)})"),
                   file=sys.stderr)
         if settings.protect_file is not None:
             refs |= _protect_file(settings.protect_file)
@@ -187,7 +192,7 @@ async def _gc(settings, *, dry_run: bool, delete_untagged: bool) -> int:
             print(f"blob {'eligible' if dry_run else 'deleted'}: {digest}")
     if outcome.status != "ok":
         for reason in outcome.reasons:
-            print(f"unify registry gc: {outcome.status}: {reason}", file=sys.stderr)
+            print(error_line(f"unify registry gc: {outcome.status}", reason), file=sys.stderr)
         return 1
     print(f"gc {'dry run ' if dry_run else ''}done: {report.summary if report else ''}")
     return 0
@@ -206,6 +211,16 @@ def _protect_file(path: Path) -> set[tuple[str, str]]:
     return refs
 
 
+def _registry_reason(err: Exception) -> str:
+    """``"<request>: <short reason>"`` of a :class:`RegistryError` raised over a client
+    error (kept in ``__context__``), else its own text."""
+    cause = err.__cause__ or err.__context__
+    if cause is None:
+        return str(err)
+    request = str(err).partition(": ")[0]
+    return f"{request}: {short_reason(cause)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``unify registry ...``; returns the exit status."""
     from registry_admin.settings import RegistryAdminSettings
@@ -214,23 +229,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = RegistryAdminSettings.from_env()
     except ValueError as err:
-        print(f"unify registry: {err}", file=sys.stderr)
-        return 2
+        print(error_line("unify registry", err), file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "ls":
         from registry_admin.registry_api import RegistryError
         if not 1 <= args.page_size <= 1000:
             print("unify registry ls: --page-size must be 1-1000", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         try:
             rows = asyncio.run(_ls(settings, args.repository, args.page_size))
         except RegistryError as err:
-            print(f"unify registry ls: {settings.registry_url}: {err}", file=sys.stderr)
-            return 1
+            print(error_line(f"unify registry ls: {settings.registry_url}",
+                             _registry_reason(err)), file=sys.stderr)
+            return EXIT_FAILURE
         print(json.dumps(rows, indent=2) if args.json else _table(rows))
         return 0
     try:
         return asyncio.run(_gc(settings, dry_run=args.dry_run,
                                delete_untagged=args.delete_untagged))
     except (OSError, ValueError) as err:
-        print(f"unify registry gc: {err}", file=sys.stderr)
-        return 1
+        print(error_line("unify registry gc", short_reason(err)), file=sys.stderr)
+        return EXIT_FAILURE
