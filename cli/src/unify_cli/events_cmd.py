@@ -156,7 +156,7 @@ async def _connect(settings: CommonSettings, name: str, closed_cb=None):
     try:
         return await connect_nats(settings, name=name, fail_fast=True, closed_cb=closed_cb)
     except Exception as err:
-        raise ValueError(unreachable_message(settings, err)) from None
+        raise ConnectionError(unreachable_message(settings, err)) from None
 
 
 async def tail(settings: CommonSettings, *, subject: str, as_json: bool,
@@ -164,7 +164,7 @@ async def tail(settings: CommonSettings, *, subject: str, as_json: bool,
                stop: asyncio.Event | None = None, retry_s: float = 1.0) -> None:
     """Print live events on ``subject`` until ``stop`` is set (or the task is cancelled).
 
-    The first connection fails fast (:class:`ValueError` with the reason). When NATS goes
+    The first connection fails fast (:class:`ConnectionError` with the reason). When NATS goes
     away later, a line on ``err`` says so, and tail tries again every ``retry_s`` seconds;
     once back, it resumes right after the last stream sequence it had reached, so the
     events published meanwhile are printed, in order, none twice (as long as the stream
@@ -236,7 +236,7 @@ async def _reconnect(settings: CommonSettings, closed: asyncio.Event, on_closed,
         closed.clear()
         try:
             nc = await _connect(settings, "unify-cli-tail", on_closed)
-        except ValueError:
+        except ConnectionError:
             continue
         try:
             await nc.jetstream().stream_info(settings.stream)

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BuildResult", "Component", "build_images", "load_components", "repo_root"]
+__all__ = ["BuildResult", "Component", "EngineUnreachable", "build_images", "engine_client",
+           "load_components", "repo_root"]
 
 #: the project's own distributions and where their sources are
 LOCAL_PACKAGES = ("libs/unify-common", "services/consul-bridge", "services/switchboard",
@@ -208,6 +209,43 @@ def _revision(root: Path) -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+class EngineUnreachable(Exception):
+    """No container engine answers at ``DOCKER_HOST``; the message names it (masked)."""
+
+
+def engine_client(timeout: float = BUILD_TIMEOUT_S):
+    """A ``docker.DockerClient`` for the engine at ``DOCKER_HOST`` (the local socket when
+    unset), checked with one ping.
+
+    :raises EngineUnreachable: the engine does not answer, or ``DOCKER_HOST`` is malformed;
+        one line naming ``DOCKER_HOST`` with secrets in it masked.
+    """
+    import docker  # imported here: the rest of the CLI does not need the Docker SDK
+
+    from unify_common.logs import mask_secrets
+
+    where = os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock (the default)"
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as err:
+        cause = err.__cause__ or err.__context__
+        why = (f"{type(cause).__name__}" if cause is not None else "") or str(err)
+        if isinstance(cause, OSError) and cause.strerror:
+            why = cause.strerror
+        text = str(err)
+        if "FileNotFoundError" in text or "No such file" in text:
+            why = "no such socket"
+        elif "Connection refused" in text or "ConnectionRefused" in text:
+            why = "connection refused"
+        elif "Permission denied" in text or "PermissionError" in text:
+            why = "permission denied"
+        raise EngineUnreachable(mask_secrets(
+            f"no container engine at DOCKER_HOST={where} ({why}); set DOCKER_HOST to the "
+            "engine's socket or tcp:// address")) from None
+    return client
 
 
 def build_images(names: Iterable[str] | None = None, *, base: str = DEFAULT_BASE,

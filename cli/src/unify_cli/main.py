@@ -32,11 +32,16 @@ import sys
 from unify_common import subjects
 from unify_common.settings import CommonSettings
 
+from .errors import EXIT_FAILURE, EXIT_USAGE, line
+
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unify", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="unify", description=__doc__.split("\n\n")[0],
+                                     epilog="Exit status: 0 success; 1 a runtime failure (NATS, "
+                                     "a registry or the engine unreachable, a refusal, a "
+                                     "missing extra); 2 bad arguments or settings.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     events = sub.add_parser("events", help="follow or replay the event stream")
@@ -94,7 +99,8 @@ def _extra_installed(command: str, module: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (2 for usage errors)."""
+    """Run the command line; returns the exit code (1 for a runtime failure, 2 for usage or
+    settings errors; see :mod:`unify_cli.errors`)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["dns", "list"]:
         # from the state each dns411 node publishes on NATS: no dns411 package needed
@@ -102,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         return list_command(argv[2:], prog="unify dns list")
     if argv[:1] == ["apps"]:
         if not _extra_installed("apps", "wireline"):
-            return 2
+            return EXIT_FAILURE
         from .apps_cmd import main as apps_main  # wireline's apps, keys, releases
         return apps_main(argv[1:])
     if argv[:1] == ["registry"]:
         if not _extra_installed("registry", "registry_admin"):
-            return 2
+            return EXIT_FAILURE
         from .registry_cmd import main as registry_main  # registry-admin's ls and gc
         return registry_main(argv[1:])
     args = _parser().parse_args(argv)
@@ -134,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.command == "images":
             from . import images
+            try:
+                client = images.engine_client()
+            except images.EngineUnreachable as err:
+                print(line("unify images build", err), file=sys.stderr)
+                return EXIT_FAILURE
             images.build_images(args.names or None, base=args.base, prefix=args.prefix,
-                                tag=args.tag, log=lambda line: print(line, file=sys.stderr))
+                                tag=args.tag, client=client,
+                                log=lambda text: print(text, file=sys.stderr))
             return 0
         if args.command == "dev":
             from . import dev
@@ -143,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
                 return dev.up(workdir=args.workdir, demo=args.demo)
             return dev.demo_from_workdir(args.workdir)
     except ValueError as err:
-        print(f"unify: {err}", file=sys.stderr)
-        return 2
+        print(line("unify", err), file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         # the reader went away (`unify events replay | head`): stop quietly; point stdout
         # at /dev/null so the interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ConnectionError as err:  # NATS (or another server) unreachable: a runtime failure
+        print(line("unify", err), file=sys.stderr)
+        return EXIT_FAILURE
     return 2
 
 
