@@ -31,7 +31,38 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-__all__ = ["Logger", "configure_logging", "get_logger", "mask_secrets"]
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "Logger", "configure_logging", "get_logger",
+           "log_format", "log_level", "mask_secrets"]
+
+#: the values of ``UNIFY_LOG_FORMAT``
+LOG_FORMATS = ("text", "json")
+#: the values of ``UNIFY_LOG_LEVEL`` (any case): the standard library's level names
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def log_format(value: str) -> str:
+    """``value`` as a log format (one of :data:`LOG_FORMATS`; case and spaces ignored).
+
+    :raises ValueError: any other value, with a message naming ``UNIFY_LOG_FORMAT``.
+    """
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"UNIFY_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; "
+                         f"got {value!r}")
+    return fmt
+
+
+def log_level(value: str) -> str:
+    """``value`` as an upper-case :mod:`logging` level name (one of :data:`LOG_LEVELS`, in
+    any case).
+
+    :raises ValueError: any other value, with a message naming ``UNIFY_LOG_LEVEL``.
+    """
+    level = value.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"UNIFY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; "
+                         f"got {value!r}")
+    return level.upper()
 
 _SECRET_WORDS = ("token", "password", "secret", "authorization", "creds", "credential")
 #: ``scheme://user:password@`` (RFC 3986 section 3.2.1 userinfo): the password goes
@@ -97,15 +128,14 @@ def configure_logging(*, fmt: str = "text", level: str = "INFO",
     """Send logs to ``stream`` (default: stderr) in ``fmt`` (``text`` or ``json``) at
     ``level``, replacing the root logger's handlers.
 
-    :raises ValueError: unknown format or level.
+    :raises ValueError: unknown format or level (:func:`log_format`, :func:`log_level`).
     """
-    if fmt not in ("text", "json"):
-        raise ValueError(f"log format must be 'text' or 'json', got {fmt!r}")
+    fmt, level = log_format(fmt), log_level(level)
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level)
     logging.getLogger("nats").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
 

@@ -23,7 +23,8 @@ variable                  meaning                                               
 ``UNIFY_CATALOG_BUCKET``  the JetStream KV bucket of the catalog                    ``unify-catalog``
 ``UNIFY_NODE``            this node's name in events and IDs                        (the host name)
 ``UNIFY_LOG_FORMAT``      ``text`` or ``json``                                      ``text``
-``UNIFY_LOG_LEVEL``       Python logging level name                                 ``INFO``
+``UNIFY_LOG_LEVEL``       ``debug``, ``info``, ``warning``, ``error`` or            ``INFO``
+                          ``critical`` (any case)
 ``UNIFY_RESYNC``          seconds between full reconciles of a subscriber while     ``300``
                           the catalog is quiet; 0: never
 ========================  =======================================================  =========================
@@ -64,6 +65,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from .logs import log_format, log_level
 
 __all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "bucket_name", "env_float",
            "env_int",
@@ -335,6 +338,16 @@ class CommonSettings(EnvSettings):
     @classmethod
     def _some_url(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
         return urls or ("nats://127.0.0.1:4222",)
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        return log_format(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        return log_level(value)
 
     @field_validator("resync")
     @classmethod
