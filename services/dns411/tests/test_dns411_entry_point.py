@@ -1,4 +1,5 @@
-"""``python -m dns411`` as a process: a bad ``UNIFY_LOG_LEVEL`` or ``UNIFY_LOG_FORMAT`` is one
+"""``python -m dns411`` as a process: ``--help`` prints the usage and exits 0 without starting
+anything; a bad ``UNIFY_LOG_LEVEL`` or ``UNIFY_LOG_FORMAT`` is one
 line naming the variable and exit status 2, like every settings error."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
              if not key.startswith(("UNIFY_", "NATS_", "CONSUL_"))}
     clean.update({"NATS_URL": "nats://127.0.0.1:1", "CONSUL_HTTP_ADDR": "127.0.0.1:1", **env})
     return subprocess.run([sys.executable, "-m", "dns411", *args], env=clean, capture_output=True,
-                          text=True, timeout=20)
+                          text=True, timeout=15)
 
 
 @pytest.mark.parametrize(("variable", "value", "allowed"), [
@@ -28,3 +29,10 @@ def test_a_bad_log_setting_is_one_line_naming_the_variable_and_status_2(variable
     done = _run(**{variable: value})
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"dns411: {variable} must be one of {allowed}; got {value!r}\n"
+
+
+def test_help_prints_the_usage_and_exits_0_without_starting():
+    # started, it would wait for the NATS that is not there until the timeout
+    done = _run("--help")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("usage: unify-dns411 [-h] [--dry-run]\n\n"), done.stdout

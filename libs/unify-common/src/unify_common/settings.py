@@ -42,6 +42,7 @@ file's content, without its trailing newline, is the value. ``NATS_CREDS`` is a 
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import socket
@@ -68,7 +69,8 @@ from pydantic_settings import (
 
 from .logs import log_format, log_level
 
-__all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "bucket_name", "env_float",
+__all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "bucket_name",
+           "env_only_parser", "env_float",
            "env_int",
            "env_secret", "env_var"]
 
@@ -77,6 +79,15 @@ __all__ = ["CommaList", "CommonSettings", "EnvSettings", "HostPort", "bucket_nam
 #: bucket's ``KV_<bucket>`` stream must follow, narrowed to the characters NATS tools accept)
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
+
+def env_only_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line of a service whose settings all come from the environment: only
+    ``--help`` (which prints ``doc``, a module docstring with its reST markup taken out, and
+    exits 0 before anything starts). Parse with ``.parse_args(argv)``; an unknown argument
+    exits 2 with argparse's usage message."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", (doc or "").replace("``", ""))
+    return argparse.ArgumentParser(prog=prog, description=text,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 def bucket_name(value: str, variable: str) -> str:
     """``value`` when it is a usable NATS KV bucket name: 1-64 letters, digits, ``_`` or
@@ -198,6 +209,32 @@ class _SecretFileSource(PydanticBaseSettingsSource):
 
 _BOOL_WORDS = "true or false (also 1/0, yes/no, on/off)"
 
+#: pydantic's error types of a number outside a field's ``ge``/``gt``/``le``/``lt``
+_BOUND_ERRORS = ("greater_than_equal", "greater_than", "less_than_equal", "less_than")
+
+
+def _bounds_text(field: FieldInfo | None) -> str:
+    """A field's range in words, from its ``ge``/``gt``/``le``/``lt`` (as given to
+    :func:`env_var`): ``1-65535``, ``0 or more``, ``more than 0``, ``more than 0 and at most
+    1``."""
+    bounds: dict[str, Any] = {}
+    for item in (field.metadata if field is not None else ()):
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(item, key, None) is not None:
+                bounds[key] = getattr(item, key)
+    low = (f"{bounds['ge']:g}", "ge") if "ge" in bounds else \
+        ((f"{bounds['gt']:g}", "gt") if "gt" in bounds else None)
+    high = (f"{bounds['le']:g}", "le") if "le" in bounds else \
+        ((f"{bounds['lt']:g}", "lt") if "lt" in bounds else None)
+    if low and high and low[1] == "ge" and high[1] == "le":
+        return f"{low[0]}-{high[0]}"
+    parts = []
+    if low:
+        parts.append(f"{low[0]} or more" if low[1] == "ge" else f"more than {low[0]}")
+    if high:
+        parts.append(f"at most {high[0]}" if high[1] == "le" else f"less than {high[0]}")
+    return " and ".join(parts) or "in range"
+
 
 class EnvSettings(BaseSettings):
     """Base of Unify's settings models: frozen, one field per environment variable (named by
@@ -278,6 +315,8 @@ class EnvSettings(BaseSettings):
             if kind == "value_error":
                 text = str(error["ctx"]["error"])
                 messages.append(text if not var or text.startswith(var) else f"{var} {text}")
+            elif kind in _BOUND_ERRORS:
+                messages.append(f"{var} must be {_bounds_text(field)}, got {given}")
             elif kind.startswith("float"):
                 messages.append(f"{var} must be a number, got {given!r}")
             elif kind.startswith("int"):

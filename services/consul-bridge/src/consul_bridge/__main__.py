@@ -11,6 +11,7 @@ import sys
 import nats.errors
 
 from unify_common.logs import configure_logging, get_logger
+from unify_common.settings import env_only_parser
 
 from .service import run
 from .settings import BridgeSettings
@@ -18,8 +19,11 @@ from .settings import BridgeSettings
 log = get_logger("consul_bridge")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on a settings error)."""
+    # --help prints the module doc and exits 0 here, before anything starts
+    env_only_parser("unify-consul-bridge", __doc__).parse_args(
+        sys.argv[1:] if argv is None else argv)
     try:
         settings = BridgeSettings.from_env()
     except ValueError as err:

@@ -14,6 +14,7 @@ import nats.errors
 
 from unify_common.logs import configure_logging, get_logger
 from unify_common.runloop import run_until_stopped
+from unify_common.settings import env_only_parser
 
 from .service import RegistryAdmin
 from .settings import RegistryAdminSettings
@@ -29,8 +30,11 @@ async def _run(settings: RegistryAdminSettings, addr: tuple[str, int]) -> None:
             mode=settings.mode, service=settings.service, notify_port=service.notify_port))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
+    # --help prints the module doc and exits 0 here, before anything starts
+    env_only_parser("unify-registry-admin", __doc__).parse_args(
+        sys.argv[1:] if argv is None else argv)
     try:
         settings = RegistryAdminSettings.from_env()
     except ValueError as err:

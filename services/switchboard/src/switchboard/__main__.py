@@ -15,6 +15,7 @@ import nats.errors
 from unify_common.logs import configure_logging, get_logger
 from unify_common.natsio import CatalogMissing
 from unify_common.runloop import run_until_stopped
+from unify_common.settings import env_only_parser
 
 from .service import SwitchboardService
 from .settings import SwitchboardSettings
@@ -30,8 +31,11 @@ async def _run(settings: SwitchboardSettings) -> None:
             config=str(settings.config_path), manage=settings.manage, health=service.health.bound))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
+    # --help prints the module doc and exits 0 here, before anything starts
+    env_only_parser("unify-switchboard", __doc__).parse_args(
+        sys.argv[1:] if argv is None else argv)
     try:
         settings = SwitchboardSettings.from_env()
     except ValueError as err:

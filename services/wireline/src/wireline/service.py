@@ -34,7 +34,7 @@ from unify_common.atomic import write_atomic
 from unify_common.health import Health
 from unify_common.logs import configure_logging, get_logger
 from unify_common.runloop import run_until_stopped
-from unify_common.settings import CommonSettings
+from unify_common.settings import CommonSettings, env_only_parser
 
 from .access import AccessError, KeyEntry, check_app_name, render_authorized_keys
 from .hook import EXIT_MARK, GIT_ENV
@@ -352,10 +352,13 @@ class WirelineService:
             await self.stop()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """``python -m wireline``: run until SIGTERM/SIGINT (also while starting:
     :func:`unify_common.runloop.run_until_stopped`); 0 on a clean stop, 2 for bad settings,
     1 when it cannot start."""
+    # --help prints the module doc and exits 0 here, before anything starts
+    env_only_parser("unify-wireline", __doc__).parse_args(
+        sys.argv[1:] if argv is None else argv)
     try:
         common = CommonSettings.from_env()
         settings = WirelineSettings.from_env()
