@@ -27,6 +27,8 @@ variable                  meaning                                               
                           ``critical`` (any case)
 ``UNIFY_RESYNC``          seconds between full reconciles of a subscriber while     ``300``
                           the catalog is quiet; 0: never
+``UNIFY_STREAM_MAX_AGE``  seconds the stream keeps events (120 or more; set on the  ``604800``
+                          stream by consul-bridge only)
 ========================  =======================================================  =========================
 
 Booleans, in every Unify setting, take one dialect: ``1``/``true``/``yes``/``on``/``t``/``y``
@@ -88,6 +90,7 @@ def env_only_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", (doc or "").replace("``", ""))
     return argparse.ArgumentParser(prog=prog, description=text,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
 
 def bucket_name(value: str, variable: str) -> str:
     """``value`` when it is a usable NATS KV bucket name: 1-64 letters, digits, ``_`` or
@@ -208,6 +211,10 @@ class _SecretFileSource(PydanticBaseSettingsSource):
 
 
 _BOOL_WORDS = "true or false (also 1/0, yes/no, on/off)"
+
+#: ``CONSUL_HTTP_ADDR`` once its scheme is taken off: a host name or IPv4 address, or a
+#: bracketed IPv6 address, then an optional port
+_CONSUL_ADDR = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
 #: pydantic's error types of a number outside a field's ``ge``/``gt``/``le``/``lt``
 _BOUND_ERRORS = ("greater_than_equal", "greater_than", "less_than_equal", "less_than")
@@ -350,6 +357,9 @@ class CommonSettings(EnvSettings):
     log_format: str = env_var("UNIFY_LOG_FORMAT", "text")
     log_level: str = env_var("UNIFY_LOG_LEVEL", "INFO")
     resync: float = env_var("UNIFY_RESYNC", 300.0)
+    #: set on the stream by its owner (consul-bridge) only; at least JetStream's 2-minute
+    #: duplicate window, which NATS requires to fit inside the retention
+    stream_max_age: float = env_var("UNIFY_STREAM_MAX_AGE", 7 * 24 * 3600.0, ge=120)
 
     @model_validator(mode="before")
     @classmethod
@@ -371,7 +381,12 @@ class CommonSettings(EnvSettings):
     @field_validator("consul_addr")
     @classmethod
     def _no_trailing_slash(cls, addr: str) -> str:
-        return addr.rstrip("/")
+        addr = addr.rstrip("/")
+        match = _CONSUL_ADDR.fullmatch(addr)
+        if not match or (match["port"] and not 0 < int(match["port"]) < 65536):
+            raise ValueError("CONSUL_HTTP_ADDR must be host, host:port or [v6]:port, "
+                             f"optionally after http:// or https://, got {addr[:80]!r}")
+        return addr
 
     @field_validator("nats_urls")
     @classmethod
