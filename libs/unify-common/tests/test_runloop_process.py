@@ -14,40 +14,51 @@ import pytest
 
 from unify_testkit.poll import wait_until
 
-# start() never ends and ignores every cancellation; stop() would report itself
+# start() (argv[2] "start") or serve() ("serve") never ends and ignores every cancellation;
+# stop() reports itself
 STUBBORN = """
 import asyncio, sys
 from unify_common.logs import configure_logging
 from unify_common.runloop import run_until_stopped
 
-async def start():
-    print("starting", flush=True)
+async def stubborn():
+    print("running", flush=True)
     while True:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             print("cancellation swallowed", flush=True)
 
+async def started():
+    pass
+
 async def stop():
     print("stop ran", flush=True)
 
 configure_logging(fmt="text", level="INFO")
-asyncio.run(run_until_stopped(start, stop, cancel_timeout=float(sys.argv[1])))
+if sys.argv[2] == "start":
+    asyncio.run(run_until_stopped(stubborn, stop, cancel_timeout=float(sys.argv[1])))
+else:
+    asyncio.run(run_until_stopped(started, stop, serve=stubborn,
+                                  cancel_timeout=float(sys.argv[1])))
 """
 
 
-def _spawn(tmp_path: Path, cancel_timeout: float) -> tuple[subprocess.Popen[str], Path]:
+def _spawn(tmp_path: Path, cancel_timeout: float, stubborn: str = "start"
+           ) -> tuple[subprocess.Popen[str], Path]:
     err = tmp_path / "stderr"
-    proc = subprocess.Popen([sys.executable, "-c", STUBBORN, str(cancel_timeout)],
+    proc = subprocess.Popen([sys.executable, "-c", STUBBORN, str(cancel_timeout), stubborn],
                             stdout=subprocess.PIPE, stderr=err.open("w"), text=True)
     assert proc.stdout is not None
-    assert proc.stdout.readline() == "starting\n"  # the signal handlers are in place
+    assert proc.stdout.readline() == "running\n"  # the signal handlers are in place
     return proc, err
 
 
 @pytest.mark.timeout(30)
-def test_first_sigterm_ends_a_start_that_swallows_its_cancellation_within_the_limit(tmp_path):
-    proc, err = _spawn(tmp_path, 1.0)
+@pytest.mark.parametrize("stubborn", ["start", "serve"])
+def test_first_sigterm_ends_a_task_that_swallows_its_cancellation_within_the_limit(
+        tmp_path, stubborn):
+    proc, err = _spawn(tmp_path, 1.0, stubborn)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
@@ -57,12 +68,12 @@ def test_first_sigterm_ends_a_start_that_swallows_its_cancellation_within_the_li
     elapsed = time.monotonic() - sent
     assert status == 1
     assert 0.9 <= elapsed < 5.0, elapsed
-    assert proc.stdout.read() == "cancellation swallowed\n"  # stop() never got its turn
+    assert proc.stdout.read() == "cancellation swallowed\nstop ran\n"
     lines = err.read_text().splitlines()
     assert lines == [
         'info    unify_common.runloop: stop requested signal="SIGTERM"',
-        "error   unify_common.runloop: stop forced: start did not end within 1 s of its "
-        'cancellation; exiting task="start" limit_s=1.0',
+        f"error   unify_common.runloop: stop forced: {stubborn} did not end within 1 s of its "
+        f'cancellation; stopping and exiting task="{stubborn}" limit_s=1.0',
     ]
 
 

@@ -10,8 +10,8 @@ unrecoverable error) the service stops too, with that error, instead of idling o
 
 A cancelled start or serve that does not end within ``cancel_timeout`` seconds (a library
 that swallows the cancellation, as nats-py's connect can while it retries an unreachable
-server) does not keep the process alive: it logs that the stop was forced and exits with
-status 1 at once. A second SIGTERM or SIGINT, at any moment after the first, exits at once
+server) does not keep the process alive: it logs that the stop was forced, runs ``stop``
+(bounded by the same limit) and exits with status 1. A second SIGTERM or SIGINT, at any moment after the first, exits at once
 too (status 128 + the signal's number, as a shell reports a killed process).
 """
 
@@ -58,17 +58,33 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop_event: asynci
         loop.add_signal_handler(sig, on_signal, sig)
 
 
-async def _cancel_within(task: asyncio.Future[object], what: str, limit: float) -> None:
-    """Cancel ``task`` and wait up to ``limit`` seconds for it to end; past that, log and
-    exit the process (status :data:`FORCED_EXIT_STATUS`)."""
+async def _cancel_within(task: asyncio.Future[object], what: str, limit: float) -> bool:
+    """Cancel ``task`` and wait up to ``limit`` seconds for it to end.
+
+    :returns: ``True`` when it ended; ``False`` (and an error log line) when it did not.
+    """
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=limit)
     if not done:
         log.error(f"stop forced: {what} did not end within {limit:g} s of its cancellation; "
-                  "exiting", task=what, limit_s=limit)
-        _exit_now(FORCED_EXIT_STATUS)
+                  "stopping and exiting", task=what, limit_s=limit)
+        return False
     if not task.cancelled():
         task.exception()  # retrieved: a late error of a cancelled task is not reported
+    return True
+
+
+async def _stop_and_exit(stop: Callable[[], Awaitable[object]], limit: float) -> None:
+    """After a forced stop: give ``stop()`` up to ``limit`` seconds (so children such as
+    wireline's sshd are still ended), then exit with :data:`FORCED_EXIT_STATUS`, whatever
+    ``stop()`` did."""
+    stopping = asyncio.ensure_future(stop())
+    done, _ = await asyncio.wait({stopping}, timeout=limit)
+    if not done:
+        log.error(f"stop did not end within {limit:g} s either", limit_s=limit)
+    elif not stopping.cancelled() and stopping.exception() is not None:
+        log.error("stop failed", error=repr(stopping.exception()))
+    _exit_now(FORCED_EXIT_STATUS)
 
 
 async def run_until_stopped(start: Callable[[], Awaitable[object]],
@@ -85,7 +101,8 @@ async def run_until_stopped(start: Callable[[], Awaitable[object]],
         request cancels it, and ``stop()`` runs after it has ended; when it ends first, by
         itself, the service stops then.
     :param cancel_timeout: seconds a cancelled ``start()`` or ``serve()`` has to end; past
-        them the process exits (status :data:`FORCED_EXIT_STATUS`, with an error log line).
+        them ``stop()`` still runs (for at most as long again) and then the process exits
+        (status :data:`FORCED_EXIT_STATUS`, with an error log line saying it was forced).
         The default stays under ``docker stop``'s 10 s grace period.
     :returns: ``True`` when the service had started, ``False`` when the signal came first.
     :raises Exception: whatever ``start()`` or ``serve()`` raised (after ``stop()`` ran).
@@ -96,10 +113,11 @@ async def run_until_stopped(start: Callable[[], Awaitable[object]],
     starting = asyncio.ensure_future(start())
     stopping = asyncio.ensure_future(stop_event.wait())
     serving: asyncio.Future[object] | None = None
+    ended = True  # False: a cancelled task ignored its cancellation
     try:
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
-            await _cancel_within(starting, "start", cancel_timeout)
+            ended = await _cancel_within(starting, "start", cancel_timeout)
             return False
         starting.result()  # raises what start() raised
         if on_started is not None:
@@ -115,5 +133,7 @@ async def run_until_stopped(start: Callable[[], Awaitable[object]],
     finally:
         stopping.cancel()
         if serving is not None and not serving.done():
-            await _cancel_within(serving, "serve", cancel_timeout)
+            ended = await _cancel_within(serving, "serve", cancel_timeout)
+        if not ended:
+            await _stop_and_exit(stop, cancel_timeout)
         await stop()
