@@ -7,7 +7,7 @@ import pytest
 
 from dns411.desired import build_desired
 from dns411.model import RecordSet
-from dns411.verdicts import Rejection, rejected_names
+from dns411.verdicts import Judged, Rejection, judged, pending, rejected_names
 from tests.fixtures.catalog import make_instance
 from unify_common.catalog import CatalogState
 from unify_common.listeners import VerdictDocument, VhostVerdict
@@ -68,3 +68,46 @@ def test_without_a_rejection_the_cname_stays(rejected):
     desired = build_desired(STATE, ttl=30, rejected=rejected)
     assert desired.records == (HAPROXY_A, SHOP_CNAME)
     assert desired.problems == ()
+
+
+def doc_at(node, revision, **vhosts):
+    return VerdictDocument(node=node, revision=revision, written_at=0,
+                           vhosts={k.replace("_", "."): v for k, v in vhosts.items()})
+
+
+@pytest.mark.parametrize(("documents", "expected"), [
+    pytest.param([], None, id="no-switchboard"),
+    pytest.param([doc_at("n1", 7, shop_example_com=OK),
+                  doc_at("n2", 9, web_example_com=NO_CERT)],
+                 Judged(frozenset({"shop.example.com", "web.example.com"}), 9), id="union-newest"),
+    pytest.param([doc_at("n1", 3)], Judged(frozenset(), 3), id="empty-document"),
+])
+def test_judged(documents, expected):
+    assert judged(documents) == expected
+
+
+@pytest.mark.parametrize(("covered", "revision", "expected"), [
+    pytest.param(None, 10, False, id="no-switchboard-nothing-waits"),
+    pytest.param(Judged(frozenset({"shop.example.com"}), 5), 10, False, id="mentioned"),
+    pytest.param(Judged(frozenset({"web.example.com"}), 5), 10, True, id="new-name-older-documents"),
+    pytest.param(Judged(frozenset({"web.example.com"}), 10), 10, False, id="document-as-new"),
+    pytest.param(Judged(frozenset({"web.example.com"}), 11), 10, False, id="document-newer"),
+])
+def test_pending(covered, revision, expected):
+    assert pending("shop.example.com", covered, revision) is expected
+
+
+def test_a_new_name_waits_for_a_verdict_without_a_problem():
+    state = CatalogState(instances=STATE.instances, revision=12)
+    older = judged([doc_at("node-1", 11, web_example_com=OK)])
+    desired = build_desired(state, ttl=30, rejected={}, judged=older)
+    assert (desired.records, desired.problems, desired.pending) == (
+        (HAPROXY_A,), (), ("shop.example.com",))
+    # switchboard applied revision 12 without mentioning shop: it is published
+    current = judged([doc_at("node-1", 12, web_example_com=OK)])
+    desired = build_desired(state, ttl=30, rejected={}, judged=current)
+    assert (desired.records, desired.pending) == ((HAPROXY_A, SHOP_CNAME), ())
+    # and once accepted, whatever the revision
+    accepted = judged([doc_at("node-1", 11, shop_example_com=OK)])
+    desired = build_desired(state, ttl=30, rejected={}, judged=accepted)
+    assert (desired.records, desired.pending) == ((HAPROXY_A, SHOP_CNAME), ())

@@ -36,7 +36,7 @@ from unify_common.state import CatalogState
 
 from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
 from .names import is_hostname, name_error, parse_address
-from .verdicts import Rejection
+from .verdicts import Judged, Rejection, pending
 
 __all__ = ["build_desired", "merge_sources", "unroutable_vhost"]
 
@@ -65,7 +65,8 @@ def _instance_problem(inst: Instance, reason: str, message: str) -> Problem:
 
 
 def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str,
-                   problems: list[Problem], rejected: Mapping[str, Rejection]
+                   problems: list[Problem], rejected: Mapping[str, Rejection],
+                   judged: Judged | None = None, waiting: set[str] | None = None
                    ) -> list[tuple[str, str, str]]:
     pairs: list[tuple[str, str, str]] = []
     withheld: dict[str, str] = {}  # name -> the first service asking for it
@@ -99,6 +100,9 @@ def _catalog_pairs(state: CatalogState, haproxy_service: str, haproxy_label: str
                 name = f"{vhost}.{domain}"
                 if name in rejected:
                     withheld.setdefault(name, inst.service)
+                elif pending(name, judged, state.revision):
+                    if waiting is not None:
+                        waiting.add(name)
                 else:
                     wanted.append((name, "CNAME", f"{haproxy_label}.{domain}"))
             if inst.service == haproxy_service:
@@ -172,7 +176,8 @@ def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "hapr
                   haproxy_label: str = "haproxy",
                   static_layers: Sequence[Sequence[RecordSet]] = (),
                   static_problems: Sequence[Problem] = (),
-                  rejected: Mapping[str, Rejection] | None = None) -> Desired:
+                  rejected: Mapping[str, Rejection] | None = None,
+                  judged: Judged | None = None) -> Desired:
     """The desired records for ``state`` (see the module doc for the rules).
 
     :param ttl: seconds, given to every catalog record.
@@ -180,10 +185,16 @@ def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "hapr
     :param static_problems: problems met parsing them (passed through).
     :param rejected: host name -> the switchboard rejection that withholds its CNAME
         (:meth:`.verdict_mirror.VerdictMirror.rejected`); ``None``: no verdicts.
+    :param judged: what the live verdict documents cover
+        (:meth:`.verdict_mirror.VerdictMirror.judged`): a vhost name none of them mentions
+        yet, while all are older than ``state.revision``, waits (no CNAME, no problem; its
+        name goes to ``Desired.pending``). ``None``: nothing waits.
     :returns: records sorted by ``(name, type)``; problems in the order met.
     """
     problems: list[Problem] = list(static_problems)
-    pairs = _catalog_pairs(state, haproxy_service, haproxy_label, problems, rejected or {})
+    waiting: set[str] = set()
+    pairs = _catalog_pairs(state, haproxy_service, haproxy_label, problems, rejected or {},
+                           judged, waiting)
     catalog = _drop_cname_conflicts(_group(pairs, ttl, "catalog"), problems)
     layers = [catalog] + [_drop_cname_conflicts(sorted(layer), problems)
                           for layer in static_layers]
@@ -192,7 +203,7 @@ def build_desired(state: CatalogState, *, ttl: int, haproxy_service: str = "hapr
     domains = {d for inst in state.instances.values() if inst.unify is not None
                for d in inst.unify.dns}
     return Desired(records=tuple(records), problems=tuple(problems),
-                   domains=tuple(sorted(domains)))
+                   domains=tuple(sorted(domains)), pending=tuple(sorted(waiting)))
 
 
 def _report_missing_targets(records: Sequence[RecordSet], state: CatalogState,

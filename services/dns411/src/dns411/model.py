@@ -41,11 +41,13 @@ class RecordSet(msgspec.Struct, frozen=True, order=True):
 
 class Desired(msgspec.Struct, frozen=True):
     """The desired records (sorted by ``(name, type)``) and the problems met building them;
-    ``domains`` are the catalog's ``dns=`` domains (sorted), for reports per domain."""
+    ``domains`` are the catalog's ``dns=`` domains (sorted), for reports per domain;
+    ``pending`` the vhost names (sorted) whose CNAME waits for switchboard's verdict."""
 
     records: tuple[RecordSet, ...] = ()
     problems: tuple[Problem, ...] = ()
     domains: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
 
     def by_key(self) -> dict[tuple[str, str], RecordSet]:
         """Records keyed by ``(name, type)``."""

@@ -42,6 +42,7 @@ from .plan import Route53Plan, plan_route53, to_boto_change
 from .render import render_conf, render_hosts
 from .settings import Dns411Settings
 from .static import records_from_hosts, records_from_kv
+from .verdicts import Judged
 
 if TYPE_CHECKING:
     from .apply.lock import WriterLock
@@ -92,6 +93,7 @@ class Reconciler:
         #: switchboard's verdicts (a :class:`~dns411.verdict_mirror.VerdictMirror`, set by the
         #: service); ``None``: none, only the shared listener rule applies
         self.verdicts: VerdictMirror | None = None
+        self._judged_used: Judged | None = None  # what the last desired state was built with
 
     def _static_layers(self, state: CatalogState) -> tuple[list, list[Problem]]:
         s = self.settings
@@ -118,10 +120,13 @@ class Reconciler:
         """The desired records for ``state`` (catalog + static sources)."""
         s = self.settings
         layers, problems = self._static_layers(state)
-        rejected = self.verdicts.rejected() if self.verdicts is not None else None
-        return build_desired(state, ttl=s.ttl, haproxy_service=s.haproxy_service,
-                             haproxy_label=s.haproxy_label, static_layers=layers,
-                             static_problems=problems, rejected=rejected)
+        verdicts = self.verdicts
+        self._judged_used = verdicts.judged() if verdicts is not None else None
+        return build_desired(
+            state, ttl=s.ttl, haproxy_service=s.haproxy_service,
+            haproxy_label=s.haproxy_label, static_layers=layers, static_problems=problems,
+            rejected=verdicts.rejected() if verdicts is not None else None,
+            judged=self._judged_used)
 
     def render(self, desired: Desired) -> tuple[bytes, bytes]:
         """``(hosts file, conf file)`` bytes."""
@@ -208,6 +213,8 @@ class Reconciler:
         # CPU-bound at large catalogs and reads static files: keep it off the event loop
         started = time.perf_counter()
         desired, hosts, conf = await asyncio.to_thread(self._desired_and_files, state)
+        if self.verdicts is not None:  # a newer verdict covering them asks for a reconcile
+            self.verdicts.hold(desired.pending, self._judged_used)
         render_ms = round((time.perf_counter() - started) * 1000, 1)
         self.last_desired = desired
         problems = list(desired.problems)

@@ -7,7 +7,8 @@ write reached dns411 (the server drops it too, but tells no watcher).
 
 :class:`VerdictMirror` waits for the bucket to exist (polling, as switchboard may start
 later or not at all), follows it with an ephemeral watch, and calls ``on_change`` whenever
-the withheld names changed (by a document written, deleted or expired), so the service
+the withheld names changed (by a document written, deleted or expired), or what the documents
+cover changed while names wait for a verdict (:attr:`VerdictMirror.waiting`), so the service
 reconciles with the whole state again (level-triggered: the same documents give the same
 answer).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 from nats.js import JetStreamContext
@@ -25,7 +26,7 @@ from nats.js.errors import NotFoundError
 from unify_common.listeners import VerdictDocument
 from unify_common.logs import get_logger
 
-from .verdicts import Rejection, rejected_names
+from .verdicts import Judged, Rejection, judged, rejected_names
 
 __all__ = ["VerdictMirror"]
 
@@ -63,6 +64,11 @@ class VerdictMirror:
         self._waited = False
         #: what :meth:`rejected` answers, recomputed in the event loop on every change
         self._rejected: Mapping[str, Rejection] = {}
+        #: what :meth:`judged` answers, recomputed with it
+        self._judged: Judged | None = None
+        #: vhost names the last reconcile held back for want of a verdict (set by the
+        #: reconciler); while any wait, a newer document asks for a reconcile
+        self.waiting: frozenset[str] = frozenset()
         #: documents received so far (for status and tests)
         self.received = 0
 
@@ -121,6 +127,20 @@ class VerdictMirror:
         place)."""
         return self._rejected
 
+    def hold(self, names: Iterable[str], seen: Judged | None) -> None:
+        """The reconciler held back ``names`` for want of a verdict, having read
+        :meth:`judged` as ``seen`` (call it in the event loop). A later document that
+        changes what is covered asks for a reconcile; if one already did meanwhile, the
+        reconcile is asked for now."""
+        self.waiting = frozenset(names)
+        if self.waiting and self._judged != seen:
+            self._on_change()
+
+    def judged(self) -> Judged | None:
+        """:func:`~dns411.verdicts.judged` of the live documents, as of the last change or
+        expiry (same rules as :meth:`rejected`)."""
+        return self._judged
+
     async def _open(self):
         while True:
             try:
@@ -162,7 +182,7 @@ class VerdictMirror:
             self.received += 1
             old = self._docs.get(entry.key)
             self._docs[entry.key] = (doc, self._clock())
-            if old is None or old[0].vhosts != doc.vhosts:
+            if old is None or (old[0].vhosts, old[0].revision) != (doc.vhosts, doc.revision):
                 self._changed()
             else:
                 self._arm_expiry()
@@ -173,9 +193,13 @@ class VerdictMirror:
 
     def _recompute(self) -> None:
         """Recompute :meth:`rejected`; ``on_change`` only when it changed."""
-        rejected = rejected_names(self.documents())
-        if rejected != self._rejected:
-            self._rejected = rejected
+        documents = self.documents()
+        rejected = rejected_names(documents)
+        covered = judged(documents)
+        changed = rejected != self._rejected
+        progressed = covered != self._judged and bool(self.waiting)
+        self._rejected, self._judged = rejected, covered
+        if changed or progressed:
             self._on_change()
 
     def _arm_expiry(self) -> None:

@@ -141,6 +141,45 @@ async def test_a_rejected_vhost_has_no_cname_until_switchboard_accepts_it(
         await wait_until(with_shop, returns)
         await wait_until(lambda: assert_shop_answers(settings.port), returns)
         reported(2)  # each process reported the rejection once, nothing since
+
+        # a new vhost switchboard rejects, registered while both run: dns411 reconciles it
+        # before switchboard has applied it, and must not publish its CNAME even for a moment
+        # (it waits for the verdict); a new accepted vhost after it is the sentinel
+        applied: list[str] = []
+
+        async def on_applied(msg):
+            applied.append(decode_event(msg.data).method)
+
+        await nc.subscribe("unify.applied.dns411.>", cb=on_applied)
+        await nc.flush()
+        cart = make_instance("cart", "cart-1", "127.0.0.1", 8082,
+                             ["dns=example.com", "vhost=cart", f"https={https_port}",
+                              "check=disabled"], create_index=7)
+        await put_instance(js, dns_common, cart)
+        cart_withheld = ("dns411", "vhost-rejected", "cart.example.com gets no CNAME: "
+                         "switchboard on test-node rejects it (missing-certificate: no "
+                         "certificate covers cart.example.com; https route skipped)", "cart",
+                         "", "test-node")
+
+        def cart_reported():
+            assert [(e.source, e.reason, e.message, e.service, e.instance_id, e.node)
+                    for e in errors][2:] == [cart_withheld]
+        await wait_until(cart_reported, returns)
+        blog = make_instance("blog", "blog-1", "127.0.0.1", 8083,
+                             ["dns=example.com", "vhost=blog", f"http={http_port}",
+                              "check=disabled"], create_index=8)
+        await put_instance(js, dns_common, blog)
+
+        def with_blog():
+            assert settings.conf_path.read_text() == (
+                f"{HEADER}local-ttl=30\nlocal=/example.com/\n"
+                "cname=blog.example.com,haproxy.example.com,30\n"
+                "cname=shop.example.com,haproxy.example.com,30\n"
+                "cname=web.example.com,haproxy.example.com,30\n")
+        await wait_until(with_blog, returns)
+        # only blog changed what dnsmasq serves (cart added then taken back would be two more)
+        await wait_until(lambda: [m for m in applied if m != "unchanged"], what="blog applied")
+        assert [m for m in applied if m != "unchanged"] == ["reload"]
     finally:
         await asyncio.wait_for(dns411.stop(), 20)
         await asyncio.wait_for(switchboard.stop(), 20)

@@ -81,11 +81,13 @@ class VerdictPublisher:
 
     async def offer(self, vhosts: Mapping[str, VhostVerdict], revision: int) -> None:
         """The verdicts of an applied state built from catalog ``revision``: written when
-        they differ from the last ones written (the revision alone is no change)."""
+        they differ from the last ones written (the revision alone is no change, but the next
+        :meth:`refresh` writes it: dns411 holds back a name no document mentions only while
+        every document is older than its catalog)."""
         async with self._lock:
             self._vhosts = dict(vhosts)
+            self._revision = revision  # the periodic rewrite carries the latest one
             if self._vhosts != self._written:
-                self._revision = revision
                 await self._write()
 
     async def refresh(self) -> None:
