@@ -23,6 +23,7 @@ from unify_common.natsio import connect_nats, unreachable_message, wait_for_cata
 from unify_common.settings import CommonSettings
 
 from .settings import Dns411Settings
+from .verdict_mirror import VerdictMirror
 
 __all__ = ["list_main", "main", "read_state"]
 
@@ -34,8 +35,12 @@ def list_main(argv: list[str] | None = None) -> int:
     return list_command(argv, prog="unify-dns411 list")
 
 
-async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> CatalogState:
-    """Read the catalog once (for ``--dry-run``): each NATS server is tried once.
+async def read_state(common: CommonSettings, *, timeout: float = 10.0,
+                     verdict_bucket: str | None = None
+                     ) -> tuple[CatalogState, VerdictMirror | None]:
+    """Read the catalog once (for ``--dry-run``), and switchboard's verdicts from
+    ``verdict_bucket`` when given (up to 2 s, as the service's first reconcile waits), so the
+    plan withholds what the running service withholds. Each NATS server is tried once.
 
     :raises ConnectionError: no NATS server answered (within ``timeout`` seconds).
     """
@@ -46,8 +51,17 @@ async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> Catalo
     except Exception as err:
         raise ConnectionError(unreachable_message(common, err)) from None
     try:
-        return await read_catalog(await wait_for_catalog(nc.jetstream(), common, timeout=timeout,
-                                                         log=logging.getLogger("dns411")))
+        state = await read_catalog(await wait_for_catalog(
+            nc.jetstream(), common, timeout=timeout, log=logging.getLogger("dns411")))
+        if verdict_bucket is None:
+            return state, None
+        verdicts = VerdictMirror(nc.jetstream(), verdict_bucket)
+        verdicts.start()
+        try:
+            await verdicts.wait_loaded(2.0)
+        finally:
+            await verdicts.stop()
+        return state, verdicts
     finally:
         await nc.close()
 
@@ -55,8 +69,9 @@ async def read_state(common: CommonSettings, *, timeout: float = 10.0) -> Catalo
 async def _dry_run(settings: Dns411Settings, common: CommonSettings) -> str:
     from .service import build_reconciler
 
-    state = await read_state(common)
+    state, verdicts = await read_state(common, verdict_bucket=settings.verdict_bucket)
     reconciler = build_reconciler(settings, common)
+    reconciler.verdicts = verdicts
     return await asyncio.to_thread(reconciler.dry_run, state)
 
 

@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 
+import msgspec
 import nats
 from dns411_support import OWN, both, create_zone, zone_records
+from nats.js.api import KeyValueConfig
 
 from tests.fixtures.catalog import make_instance, put_instance
+from unify_common.listeners import VerdictDocument, VhostVerdict
 from unify_testkit import returns
 from unify_testkit.aio import wait_until
 from unify_testkit.devstack.dnsmasq import free_udp_tcp_port
@@ -71,6 +74,37 @@ def _port_open(port):
         return tcp_open("127.0.0.1", port)
     except OSError:
         return False
+
+
+async def test_dry_run_withholds_what_switchboard_rejects(tmp_path, dns_common, route53,
+                                                        moto_server):
+    """The plan follows switchboard's verdicts as the service does: a rejected vhost has no
+    CNAME in it."""
+    create_zone(route53, "example.com")
+    shop = make_instance("shop", "shop-1", "127.0.0.1", 8081,
+                         ["dns=example.com", "vhost=shop", "https=8443"])
+    nc = await nats.connect(dns_common.nats_urls[0])
+    js = nc.jetstream()
+    for inst in (WEB, shop):
+        await put_instance(js, dns_common, inst)
+    kv = await js.create_key_value(KeyValueConfig(bucket="dry-run-verdicts", history=1))
+    await kv.put("edge-1", msgspec.json.encode(VerdictDocument(
+        node="edge-1", revision=99, written_at=0, vhosts={"shop.example.com": VhostVerdict(
+            False, "missing-certificate", "no certificate covers shop.example.com", "shop")})))
+    await nc.close()
+    env = dns411_env(tmp_path, dns_common.nats_urls[0], moto_server.endpoint_url,
+                     free_udp_tcp_port(), UNIFY_VERDICT_BUCKET="dry-run-verdicts",
+                     UNIFY_ROUTE53_ENABLED="0")
+    result = subprocess.run([sys.executable, "-m", "dns411", "--dry-run"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# 1 record sets desired"
+    assert [line for line in lines if "shop.example.com" in line] == [
+        line for line in lines if line.startswith("# problem")] == [
+        "# problem (vhost-rejected): shop.example.com gets no CNAME: switchboard on edge-1 "
+        "rejects it (missing-certificate: no certificate covers shop.example.com)"]
+    assert "+10.0.0.1 web.example.com" in lines
 
 
 async def test_dry_run_prints_plan_and_writes_nothing(tmp_path, dns_common, route53, moto_server):
