@@ -38,7 +38,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unify", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="unify", description=__doc__.split("\n\n")[0].replace("``", ""),
                                      epilog="Exit status: 0 success; 1 a runtime failure (NATS, "
                                      "a registry or the engine unreachable, a refusal, a "
                                      "missing extra); 2 bad arguments or settings.")
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="also register the demo services")
     up.add_argument("--workdir", default=".unify/dev", help="state and logs (default .unify/dev)")
     demo = dev_sub.add_parser("demo", help="register demo services in a running stack")
-    demo.add_argument("--workdir", default=".unify/dev")
+    demo.add_argument("--workdir", default=".unify/dev",
+                      help="the running stack's state (default .unify/dev)")
 
     images = sub.add_parser("images", help="container images (deploy/images)")
     img_sub = images.add_subparsers(dest="action", required=True)
