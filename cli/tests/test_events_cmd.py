@@ -62,6 +62,9 @@ def test_summaries_of_errors_and_runtime_steps():
     error = ErrorEvent(source="switchboard", reason="port-conflict", message="port 80 taken",
                        service="same", instance_id="same-id", node="k2")
     assert _summary(error) == "switchboard port-conflict same/same-id node=k2: port 80 taken"
+    per_name = ErrorEvent(source="dns411", reason="vhost-rejected", message="no CNAME",
+                          service="shop", node="k2")
+    assert _summary(per_name) == "dns411 vhost-rejected shop node=k2: no CNAME"
     quick = Applied(source="switchboard", node="n1", method="runtime", config_hash="",
                     detail="ahead of the file: 1 server slot changed; revision 7")
     assert _summary(quick) == ("switchboard node=n1 runtime (ahead of the file: 1 server slot "

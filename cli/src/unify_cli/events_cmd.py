@@ -92,7 +92,8 @@ def _summary(event) -> str:
         value = text if text is not None else event.entry.raw
         return f"{event.entry.key}={value[:60]!r}" + ("..." if len(value) > 60 else "")
     if kind == "error":
-        where = f" {event.service}/{event.instance_id}" if event.service else ""
+        where = f" {event.service}" if event.service else ""
+        where += f"/{event.instance_id}" if event.service and event.instance_id else ""
         where += f" node={event.node}" if event.node else ""
         return f"{event.source} {event.reason}{where}: {event.message}"
     if kind == "applied":
