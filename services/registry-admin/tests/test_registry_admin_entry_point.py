@@ -31,6 +31,15 @@ def test_a_bad_log_setting_is_one_line_naming_the_variable_and_status_2(variable
     assert done.stderr == f"registry-admin: {variable} must be one of {allowed}; got {value!r}\n"
 
 
+@pytest.mark.parametrize(("variable", "value", "line"), [
+    ("UNIFY_REGISTRY_NOTIFY_TOKEN_FILE", "/nope",
+     "UNIFY_REGISTRY_NOTIFY_TOKEN_FILE: cannot read /nope: FileNotFoundError"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable_and_status_2(variable, value, line):
+    done = _run(**{variable: value})
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"registry-admin: {line}\n")
+
+
 def test_help_prints_the_usage_and_exits_0_without_starting():
     # started, it would wait for the NATS that is not there until the timeout
     done = _run("--help")

@@ -123,6 +123,8 @@ def test_settings_from_env_and_their_errors():
         ({"UNIFY_REGISTRY_TRUST_PORTS": "99999"}, "is not a port"),
         ({"UNIFY_REGISTRY_CERT_DAYS": "5000"}, "must be 1-825"),
         ({"UNIFY_REGISTRY_MODE": "both"}, "must be manager or trust"),
+        ({"UNIFY_REGISTRY_HTTP_SECRET_FILE": "/nope"},
+         "^UNIFY_REGISTRY_HTTP_SECRET_FILE: cannot read /nope: FileNotFoundError$"),
     ]:
         with pytest.raises(ValueError, match=message):
             RegistryAdminSettings.from_env(env)

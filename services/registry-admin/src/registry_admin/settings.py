@@ -109,6 +109,17 @@ def read_secret_file(path: Path) -> str:
     return value[0].strip()
 
 
+def _check_secret_file(variable: str, path: Path) -> None:
+    """:raises ValueError: ``path`` (named by ``variable``) is unreadable or empty; the
+    message names the variable and the path, never the content."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{variable}: cannot read {path}: {type(err).__name__}") from None
+    if not text.strip():
+        raise ValueError(f"{variable}: {path} is empty")
+
+
 class RegistryAdminSettings(EnvSettings):
     """Everything registry-admin needs; see the module doc for the variables. The
     constructor also takes ``notify_host``/``notify_port`` for the parts of ``notify_addr``.
@@ -186,6 +197,10 @@ class RegistryAdminSettings(EnvSettings):
             raise ValueError("UNIFY_REGISTRY_MODE must be manager or trust")
         if not 1 <= self.cert_days <= 825 or not self.cert_days < self.ca_days:
             raise ValueError("UNIFY_REGISTRY_CERT_DAYS must be 1-825 and below the CA's days")
+        for variable, path in (("UNIFY_REGISTRY_NOTIFY_TOKEN_FILE", self.notify_token_file),
+                               ("UNIFY_REGISTRY_HTTP_SECRET_FILE", self.http_secret_file)):
+            if path is not None:  # like every *_FILE secret: refused at start, named
+                _check_secret_file(variable, path)
         # frozen model: the paths derived from the state dir are set once, here
         self.__dict__.update(tls_dir=self.tls_dir_path, config_path=self.config_file)
         return self
