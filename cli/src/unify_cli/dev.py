@@ -172,9 +172,9 @@ def up(*, workdir: str, demo: bool) -> int:
         if demo:
             the_demo = Demo(json.loads((stack.workdir / "dev.json").read_text()),
                             stack.workdir)
-            return _serve_demo(the_demo, running, stop)
+            return _serve_demo(the_demo, running, stop, stack)
         print(f"\n{running}", flush=True)
-        stop.wait()
+        _watch(stack, stop)
         return 0
     finally:
         _say("unify dev: stopping ...")
@@ -209,12 +209,28 @@ def demo_from_workdir(workdir: str) -> int:
         the_demo.stop()
 
 
-def _serve_demo(the_demo: Demo, running: str, stop: threading.Event) -> int:
+def _serve_demo(the_demo: Demo, running: str, stop: threading.Event,
+                stack: DevStack | None = None) -> int:
     """Start the demo, show that it answers, then wait for Ctrl-C; 1 when it never answered.
     The caller stops the demo."""
     the_demo.start()
     if not the_demo.wait_and_show():
         return 1
     print(f"\n{running}", flush=True)
-    stop.wait()
+    _watch(stack, stop)
     return 0
+
+
+def _watch(stack: DevStack | None, stop: threading.Event, every: float = 1.0) -> None:
+    """Wait for Ctrl-C; meanwhile say once on stderr when a service of ``stack`` exits (the
+    rest keeps running, so its log can be read)."""
+    told: set[str] = set()
+    while not stop.wait(every):
+        if stack is None:
+            continue
+        for name, status in stack.exited():
+            if name not in told:
+                told.add(name)
+                print(f"unify dev: {name} exited (status {status}); the rest keeps running; "
+                      f"see {stack.workdir / 'logs' / (name + '.log')}",
+                      file=sys.stderr, flush=True)

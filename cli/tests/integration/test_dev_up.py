@@ -65,6 +65,21 @@ def test_dev_up_with_demo_routes_and_resolves_then_stops(tmp_path):
             "its shell) or give this one another --workdir\n")
         assert (workdir / "env").read_text() == env_before
         assert (workdir / "dev.json").exists() and (workdir / "nats").is_dir()
+        # a service of the stack that ends is reported once (the rest keeps running)
+        dns411 = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "[-]m dns411$"],
+                                capture_output=True, text=True, timeout=10).stdout.split()
+        assert len(dns411) == 1, dns411
+        os.kill(int(dns411[0]), signal.SIGTERM)
+        told = (f"unify dev: dns411 exited (status 0); the rest keeps running; see "
+                f"{workdir / 'logs' / 'dns411.log'}")
+
+        def reported() -> None:
+            nonlocal output
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                output += os.read(proc.stdout.fileno(), 65536)
+            assert told in output.decode(errors="replace").splitlines()
+        wait_until(reported, returns, timeout=30, what="dev up reporting dns411's exit")
+        assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]

@@ -171,6 +171,11 @@ class DevStack:
             raise TimeoutError(f"dnsmasq (through dns411) not listening:\n"
                                f"{self.services['dns411'].tail()}") from None
 
+    def exited(self) -> list[tuple[str, int | None]]:
+        """``(name, exit status)`` of each service process that is no longer running."""
+        return [(name, proc.proc.returncode if proc.proc is not None else None)
+                for name, proc in self.services.items() if not proc.alive()]
+
     def describe(self) -> list[tuple[str, str]]:
         """(component, where it listens or logs) rows for printing."""
         logs = self.workdir / "logs"
