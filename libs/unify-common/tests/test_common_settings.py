@@ -76,3 +76,34 @@ def test_bucket_names_refused_naming_the_variable(name):
         bucket_name(name, "UNIFY_X_BUCKET")
     assert str(err.value) == (
         f"UNIFY_X_BUCKET must be 1-64 letters, digits, '_' or '-', got {name[:80]!r}")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    pytest.param({"UNIFY_STREAM_MAX_AGE": "-5"}, "UNIFY_STREAM_MAX_AGE must be 120 or more, got -5",
+                 id="stream-max-age"),
+    pytest.param({"CONSUL_HTTP_ADDR": "http://[::1"},
+                 "CONSUL_HTTP_ADDR must be host, host:port or [v6]:port, optionally after "
+                 "http:// or https://, got '[::1'", id="unclosed-v6"),
+    pytest.param({"CONSUL_HTTP_ADDR": "c.local:70000"},
+                 "CONSUL_HTTP_ADDR must be host, host:port or [v6]:port, optionally after "
+                 "http:// or https://, got 'c.local:70000'", id="port"),
+    pytest.param({"CONSUL_HTTP_ADDR": "http://u:pw@c.local:8500"},
+                 "CONSUL_HTTP_ADDR must be host, host:port or [v6]:port, optionally after "
+                 "http:// or https://, got '***@c.local:8500'", id="credentials-masked"),
+])
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ValueError) as err:
+        CommonSettings.from_env(env)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(("addr", "expected"), [
+    ("https://[::1]:8501/", "[::1]:8501"), ("consul.service:8500", "consul.service:8500"),
+    ("10.0.0.1", "10.0.0.1")])
+def test_good_consul_addresses_are_kept(addr, expected):
+    assert CommonSettings.from_env({"CONSUL_HTTP_ADDR": addr}).consul_addr == expected
+
+
+def test_stream_max_age_is_read_once_with_the_settings():
+    assert CommonSettings.from_env({}).stream_max_age == 604800.0
+    assert CommonSettings.from_env({"UNIFY_STREAM_MAX_AGE": "3600"}).stream_max_age == 3600.0

@@ -31,6 +31,17 @@ def test_a_bad_log_setting_is_one_line_naming_the_variable_and_status_2(variable
     assert done.stderr == f"consul-bridge: {variable} must be one of {allowed}; got {value!r}\n"
 
 
+@pytest.mark.parametrize(("variable", "value", "line"), [
+    ("UNIFY_BRIDGE_REMOVAL_RATIO", "2", "UNIFY_BRIDGE_REMOVAL_RATIO must be 0-1, got 2"),
+    ("UNIFY_STREAM_MAX_AGE", "-5", "UNIFY_STREAM_MAX_AGE must be 120 or more, got -5"),
+    ("CONSUL_HTTP_ADDR", "http://[::1", "CONSUL_HTTP_ADDR must be host, host:port or [v6]:port, "
+     "optionally after http:// or https://, got '[::1'"),
+])
+def test_a_value_out_of_range_is_one_line_naming_the_variable_and_status_2(variable, value, line):
+    done = _run(**{variable: value})
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"consul-bridge: {line}\n")
+
+
 def test_help_prints_the_usage_and_exits_0_without_starting():
     # started, it would wait for the NATS that is not there until the timeout
     done = _run("--help")

@@ -31,6 +31,14 @@ def test_a_bad_log_setting_is_one_line_naming_the_variable_and_status_2(variable
     assert done.stderr == f"dns411: {variable} must be one of {allowed}; got {value!r}\n"
 
 
+@pytest.mark.parametrize(("variable", "value", "line"), [
+    ("UNIFY_DNSMASQ_PORT", "70000", "UNIFY_DNSMASQ_PORT must be 1-65535, got 70000"),
+])
+def test_a_value_out_of_range_is_one_line_naming_the_variable_and_status_2(variable, value, line):
+    done = _run(**{variable: value})
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"dns411: {line}\n")
+
+
 def test_help_prints_the_usage_and_exits_0_without_starting():
     # started, it would wait for the NATS that is not there until the timeout
     done = _run("--help")

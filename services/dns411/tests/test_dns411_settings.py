@@ -63,6 +63,16 @@ def test_everything_from_env():
                  id="verdict-bucket"),
     pytest.param({"UNIFY_DNS411_STATE_BUCKET": "x" * 65}, "UNIFY_DNS411_STATE_BUCKET must be",
                  id="state-bucket"),
+    pytest.param({"UNIFY_DNSMASQ_PORT": "70000"}, "^UNIFY_DNSMASQ_PORT must be 1-65535, got 70000$",
+                 id="dnsmasq-port"),
+    pytest.param({"UNIFY_ROUTE53_LOCK_TTL": "5"},
+                 "^UNIFY_ROUTE53_LOCK_TTL must be 10-86400, got 5$", id="lock-ttl"),
+    pytest.param({"UNIFY_ROUTE53_RESYNC": "-1"},
+                 "^UNIFY_ROUTE53_RESYNC must be 0 or more, got -1$", id="route53-resync"),
+    pytest.param({"UNIFY_DNS411_TICK": "-1"}, "^UNIFY_DNS411_TICK must be 0 or more, got -1$",
+                 id="tick"),
+    pytest.param({"UNIFY_DNS411_REPLICA_EVERY": "0"},
+                 "^UNIFY_DNS411_REPLICA_EVERY must be more than 0, got 0$", id="replica-every"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):

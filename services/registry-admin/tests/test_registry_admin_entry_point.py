@@ -34,6 +34,7 @@ def test_a_bad_log_setting_is_one_line_naming_the_variable_and_status_2(variable
 @pytest.mark.parametrize(("variable", "value", "line"), [
     ("UNIFY_REGISTRY_NOTIFY_TOKEN_FILE", "/nope",
      "UNIFY_REGISTRY_NOTIFY_TOKEN_FILE: cannot read /nope: FileNotFoundError"),
+    ("UNIFY_REGISTRY_LISTEN_PORT", "99999", "UNIFY_REGISTRY_LISTEN_PORT must be 1-65535, got 99999"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_variable_and_status_2(variable, value, line):
     done = _run(**{variable: value})

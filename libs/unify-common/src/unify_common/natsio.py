@@ -15,7 +15,6 @@ subscriber never rewrites the stream's configuration.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ from . import subjects
 from .events import Event, encode_event
 from .logs import Logger, get_logger, mask_secrets
 from .retry import retry_until
-from .settings import CommonSettings, env_float
+from .settings import CommonSettings
 
 __all__ = ["connect_nats", "ensure_catalog_bucket", "ensure_stream", "publish_event",
            "unreachable_message", "wait_for_catalog", "CatalogMissing", "MSG_ID_HEADER"]
@@ -127,7 +126,7 @@ async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
         subjects=[subjects.ALL],
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=env_float(os.environ, "UNIFY_STREAM_MAX_AGE", 7 * 24 * 3600.0),
+        max_age=settings.stream_max_age,
         allow_direct=True,
     )
     try:

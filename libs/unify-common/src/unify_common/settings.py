@@ -229,10 +229,13 @@ def _bounds_text(field: FieldInfo | None) -> str:
         for key in ("ge", "gt", "le", "lt"):
             if getattr(item, key, None) is not None:
                 bounds[key] = getattr(item, key)
-    low = (f"{bounds['ge']:g}", "ge") if "ge" in bounds else \
-        ((f"{bounds['gt']:g}", "gt") if "gt" in bounds else None)
-    high = (f"{bounds['le']:g}", "le") if "le" in bounds else \
-        ((f"{bounds['lt']:g}", "lt") if "lt" in bounds else None)
+    def num(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else str(value)
+
+    low = (num(bounds["ge"]), "ge") if "ge" in bounds else \
+        ((num(bounds["gt"]), "gt") if "gt" in bounds else None)
+    high = (num(bounds["le"]), "le") if "le" in bounds else \
+        ((num(bounds["lt"]), "lt") if "lt" in bounds else None)
     if low and high and low[1] == "ge" and high[1] == "le":
         return f"{low[0]}-{high[0]}"
     parts = []
@@ -385,7 +388,8 @@ class CommonSettings(EnvSettings):
         match = _CONSUL_ADDR.fullmatch(addr)
         if not match or (match["port"] and not 0 < int(match["port"]) < 65536):
             raise ValueError("CONSUL_HTTP_ADDR must be host, host:port or [v6]:port, "
-                             f"optionally after http:// or https://, got {addr[:80]!r}")
+                             f"optionally after http:// or https://, got "
+                             f"{re.sub(r'^[^@]*@', '***@', addr)[:80]!r}")
         return addr
 
     @field_validator("nats_urls")

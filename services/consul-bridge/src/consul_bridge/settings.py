@@ -56,13 +56,14 @@ class BridgeSettings(EnvSettings):
     common: CommonSettings
     kv_prefixes: CommaList = env_var("UNIFY_BRIDGE_KV_PREFIXES", ("unify/",))
     lock_key: str = env_var("UNIFY_BRIDGE_LOCK_KEY", "unify-locks/consul-bridge")
-    lock_ttl_s: float = env_var("UNIFY_BRIDGE_LOCK_TTL", 10.0)
+    lock_ttl_s: float = env_var("UNIFY_BRIDGE_LOCK_TTL", 10.0, ge=10, le=86400)
     wait_s: float = env_var("UNIFY_BRIDGE_WAIT", 240.0)
     ignore_services: Annotated[frozenset[str], NoDecode, BeforeValidator(_names)] = env_var(
         "UNIFY_BRIDGE_IGNORE_SERVICES", frozenset({"consul"}))
-    max_instance_bytes: int = env_var("UNIFY_BRIDGE_MAX_INSTANCE_BYTES", 65536)
-    removal_confirm_s: float = env_var("UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0)
-    removal_ratio: float = env_var("UNIFY_BRIDGE_REMOVAL_RATIO", 0.5)
+    max_instance_bytes: int = env_var("UNIFY_BRIDGE_MAX_INSTANCE_BYTES", 65536, ge=1,
+                                         le=1048576)  # NATS's default max payload
+    removal_confirm_s: float = env_var("UNIFY_BRIDGE_REMOVAL_CONFIRM", 10.0, ge=0)
+    removal_ratio: float = env_var("UNIFY_BRIDGE_REMOVAL_RATIO", 0.5, ge=0, le=1)
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9101))
 
     @field_validator("wait_s")

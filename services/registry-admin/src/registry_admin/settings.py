@@ -137,7 +137,7 @@ class RegistryAdminSettings(EnvSettings):
     #: ``None`` given: ``<state_dir>/registry.yml``; always a path once built
     config_path: Path | None = env_var("UNIFY_REGISTRY_CONFIG", None)
     storage_dir: Path = env_var("UNIFY_REGISTRY_STORAGE_DIR", Path("/var/lib/docker-registry"))
-    listen_port: int = env_var("UNIFY_REGISTRY_LISTEN_PORT", 5000)
+    listen_port: int = env_var("UNIFY_REGISTRY_LISTEN_PORT", 5000, ge=1, le=65535)
     certs_d: Path = env_var("UNIFY_REGISTRY_CERTS_D", Path("/etc/docker/certs.d"))
     trust_ports: Annotated[tuple[int, ...], NoDecode, BeforeValidator(_ports)] = env_var(
         "UNIFY_REGISTRY_TRUST_PORTS", ())
@@ -149,15 +149,15 @@ class RegistryAdminSettings(EnvSettings):
     registry_url: str = env_var("UNIFY_REGISTRY_URL", "https://127.0.0.1:5000")
     ca_file: Path | None = env_var("UNIFY_REGISTRY_CA_FILE", None)
     cert_days: int = env_var("UNIFY_REGISTRY_CERT_DAYS", 90)
-    ca_days: int = env_var("UNIFY_REGISTRY_CA_DAYS", 3650)
+    ca_days: int = env_var("UNIFY_REGISTRY_CA_DAYS", 3650, ge=2, le=36500)
     restart: str = env_var("UNIFY_REGISTRY_RESTART", "none")
     restart_command: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_argv)] = env_var(
         "UNIFY_REGISTRY_RESTART_COMMAND", ())
-    restart_timeout: float = env_var("UNIFY_REGISTRY_RESTART_TIMEOUT", 60.0)
-    resolve_timeout: float = env_var("UNIFY_REGISTRY_RESOLVE_TIMEOUT", 10.0)
+    restart_timeout: float = env_var("UNIFY_REGISTRY_RESTART_TIMEOUT", 60.0, gt=0)
+    resolve_timeout: float = env_var("UNIFY_REGISTRY_RESOLVE_TIMEOUT", 10.0, gt=0)
     mode: str = env_var("UNIFY_REGISTRY_MODE", "manager")
     registry_bin: str = env_var("UNIFY_REGISTRY_BIN", "docker-registry")
-    gc_timeout: float = env_var("UNIFY_REGISTRY_GC_TIMEOUT", 3600.0)
+    gc_timeout: float = env_var("UNIFY_REGISTRY_GC_TIMEOUT", 3600.0, gt=0)
     protect_file: Path | None = env_var("UNIFY_REGISTRY_PROTECT_FILE", None)
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9105))
 

@@ -75,7 +75,7 @@ class SwitchboardSettings(EnvSettings):
     bind: str = env_var("UNIFY_HAPROXY_BIND", _RENDER_DEFAULTS.bind)
     #: ``None`` given: the config's directory; always a path once built
     run_dir: Path | None = env_var("UNIFY_HAPROXY_RUN_DIR", None)
-    maxconn: int = env_var("UNIFY_HAPROXY_MAXCONN", _RENDER_DEFAULTS.maxconn)
+    maxconn: int = env_var("UNIFY_HAPROXY_MAXCONN", _RENDER_DEFAULTS.maxconn, ge=1)
     hard_stop_after: str = env_var("UNIFY_HAPROXY_HARD_STOP_AFTER",
                                    _RENDER_DEFAULTS.hard_stop_after)
     ssl_ciphers: str = env_var("UNIFY_HAPROXY_SSL_CIPHERS", _RENDER_DEFAULTS.ssl_ciphers)

@@ -113,7 +113,7 @@ class WirelineSettings(EnvSettings):
     update_monitor_s: float = env_var("UNIFY_WIRELINE_UPDATE_MONITOR", 10.0)
     lock_ttl_s: float = env_var("UNIFY_WIRELINE_LOCK_TTL", 15.0)
     lock_wait_s: float = env_var("UNIFY_WIRELINE_LOCK_WAIT", 300.0)
-    max_repo_mb: int = env_var("UNIFY_WIRELINE_MAX_REPO_MB", 200)
+    max_repo_mb: int = env_var("UNIFY_WIRELINE_MAX_REPO_MB", 200, ge=1)
     bucket_prefix: str = env_var("UNIFY_WIRELINE_BUCKET_PREFIX", "unify-wireline")
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9106))
 
