@@ -10,9 +10,9 @@ last good files (and is retried at the next tick).
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from unify_common.logs import get_logger
+from unify_common.runloop import run_until_stopped
 from unify_common.settings import CommonSettings
 
 from .apply.dnsmasq import DnsmasqResult, DnsmasqSink
@@ -53,27 +53,28 @@ class Replica:
 
 
 async def run_replica(settings: Dns411Settings, common: CommonSettings) -> None:
-    """Run replica mode until SIGTERM or SIGINT."""
+    """Run replica mode until SIGTERM or SIGINT (the one run loop,
+    :func:`unify_common.runloop.run_until_stopped`: a second signal exits at once)."""
     replica = Replica(settings, dnsmasq=DnsmasqSink(settings, control_for(settings)),
                       route53=sink_for(settings))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("dns411 replica running", node=common.node)
-    try:
-        while not stop.is_set():
+
+    async def serve() -> None:
+        while True:
             try:
                 result = await asyncio.to_thread(replica.sync_once)
                 if result.did_write:
                     log.info("dnsmasq files applied", method=result.method,
-                        steps_ms=result.steps_ms)
+                             steps_ms=result.steps_ms)
                 log.debug("replica applied", method=result.method)
             except Exception as err:  # keep the last good files; retry next tick
                 log.error("replica sync failed", error=str(err)[:300])
-            try:
-                await asyncio.wait_for(stop.wait(), settings.replica_every)
-            except TimeoutError:
-                pass
-    finally:
+            await asyncio.sleep(settings.replica_every)
+
+    async def start() -> None:
+        return None
+
+    async def stop() -> None:
         await asyncio.to_thread(replica.dnsmasq.control.stop)
+
+    await run_until_stopped(start, stop, serve=serve, on_started=lambda: log.info(
+        "dns411 replica running", node=common.node))

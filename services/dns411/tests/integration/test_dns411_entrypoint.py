@@ -59,6 +59,33 @@ async def test_module_entry_point_runs_from_env(tmp_path, dns_common, route53, m
     assert not _port_open(port)  # the dnsmasq child went with it
 
 
+async def test_replica_mode_serves_route53_and_stops_on_sigterm(tmp_path, route53,
+                                                                moto_server):
+    """Replica mode runs on the one run loop: it serves what Route 53 holds for dns411 and
+    exits 0 on SIGTERM with its dnsmasq child gone."""
+    zone = create_zone(route53, "example.com")
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+        {"Action": "CREATE", "ResourceRecordSet": {
+            "Name": name, "Type": rtype, "TTL": 45, "ResourceRecords": [{"Value": value}]}}
+        for name, rtype, value in (("web.example.com.", "A", "10.0.0.1"),
+                                   ("_dns411-a.web.example.com.", "TXT", OWN))]})
+    port = free_udp_tcp_port()
+    env = dns411_env(tmp_path, "nats://127.0.0.1:1", moto_server.endpoint_url, port,
+                     UNIFY_DNS411_MODE="replica", UNIFY_DNS411_REPLICA_EVERY="1")
+    log = open(tmp_path / "replica.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dns411"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        await wait_until(lambda: _answers(port), returns, timeout=30,
+                         what="the replica's dnsmasq answering web.example.com")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+        log.close()
+    assert code == 0, (tmp_path / "replica.log").read_text()[-2000:]
+    assert not _port_open(port)
+
+
 def _answers(port):
     assert both(port, "web.example.com") == ("NOERROR", [("web.example.com.", "A", 45, "10.0.0.1")])
 
