@@ -69,3 +69,10 @@ def test_help_states_the_exit_statuses():
     assert ("Exit status: 0 success; 1 a runtime failure (NATS, a registry or the engine "
             "unreachable, a refusal, a missing extra); 2 bad arguments or settings."
             in " ".join(result.stdout.split()))
+
+
+def test_images_build_of_an_unknown_image_is_a_usage_error(tmp_path):
+    result = _run(["images", "build", "nosuch"], {"DOCKER_HOST": f"unix://{tmp_path}/x.sock"})
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("unify images build: unknown image nosuch; known: "
+                                    "consul-bridge, switchboard, dns411,"), result.stderr

@@ -141,14 +141,24 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.command == "images":
             from . import images
+            known = images.load_components()
+            unknown = [name for name in args.names if name not in known]
+            if unknown:
+                print(f"unify images build: unknown image {', '.join(unknown)}; known: "
+                      f"{', '.join(known)}", file=sys.stderr)
+                return EXIT_USAGE
             try:
                 client = images.engine_client()
             except images.EngineUnreachable as err:
                 print(line("unify images build", err), file=sys.stderr)
                 return EXIT_FAILURE
-            images.build_images(args.names or None, base=args.base, prefix=args.prefix,
-                                tag=args.tag, client=client,
-                                log=lambda text: print(text, file=sys.stderr))
+            try:
+                images.build_images(args.names or None, base=args.base, prefix=args.prefix,
+                                    tag=args.tag, client=client,
+                                    log=lambda text: print(text, file=sys.stderr))
+            except RuntimeError as err:  # a build failed: its last output lines
+                print(line("unify images build", err), file=sys.stderr)
+                return EXIT_FAILURE
             return 0
         if args.command == "dev":
             from . import dev
