@@ -48,7 +48,7 @@ def reason(err: BaseException) -> str:
 
 
 def _direct(err: BaseException) -> str:
-    import aiohttp  # a dependency of unify-common
+    import aiohttp  # the registry API client's errors (declared in cli/pyproject.toml)
 
     if isinstance(err, aiohttp.ClientConnectorCertificateError):
         return f"TLS certificate of {err.host}:{err.port} not trusted"
