@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dns411.desired import build_desired
-from dns411.model import Problem, RecordSet
+from dns411.model import RecordSet
 from tests.fixtures.catalog import make_instance
 from unify_common.catalog import CatalogState
+from unify_common.problems import Problem
 
 
 def state(*instances) -> CatalogState:

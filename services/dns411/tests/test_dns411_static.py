@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dns411.model import Problem, RecordSet
+from dns411.model import RecordSet
 from dns411.static import records_from_hosts, records_from_kv
 from unify_common.events import KvEntry
+from unify_common.problems import Problem
 
 
 def kv(**entries):

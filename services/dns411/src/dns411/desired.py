@@ -32,9 +32,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from unify_common.events import Instance
 from unify_common.listeners import unroutable_vhost as _unroutable_tags
+from unify_common.problems import Problem
 from unify_common.state import CatalogState
 
-from .model import ADDRESS_TYPES, Desired, Problem, RecordSet
+from .model import ADDRESS_TYPES, Desired, RecordSet
 from .names import is_hostname, name_error, parse_address
 from .verdicts import Judged, Rejection, pending
 

@@ -1,5 +1,5 @@
-"""The record model of dns411: what a name should resolve to, and why something was skipped
-(:class:`~unify_common.problems.Problem`, the one problem type of every service, re-exported)."""
+"""The record model of dns411: what a name should resolve to (the problems met building it are
+:class:`unify_common.problems.Problem`, the one problem type of every service)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import msgspec
 
 from unify_common.problems import Problem
 
-__all__ = ["ADDRESS_TYPES", "RECORD_TYPES", "Problem", "RecordSet", "Desired"]
+__all__ = ["ADDRESS_TYPES", "RECORD_TYPES", "RecordSet", "Desired"]
 
 #: Record types dns411 manages (Route 53 and dnsmasq both serve them).
 RECORD_TYPES = ("A", "AAAA", "CNAME")

@@ -80,19 +80,19 @@ class SwitchboardSettings(EnvSettings):
                                    _RENDER_DEFAULTS.hard_stop_after)
     ssl_ciphers: str = env_var("UNIFY_HAPROXY_SSL_CIPHERS", _RENDER_DEFAULTS.ssl_ciphers)
     host_maps: bool = env_var("UNIFY_HAPROXY_HOST_MAPS", _RENDER_DEFAULTS.host_maps)
-    min_slots: int = env_var("UNIFY_HAPROXY_MIN_SLOTS", 4)
+    min_slots: int = env_var("UNIFY_HAPROXY_MIN_SLOTS", 4, ge=1, le=4096)
     #: seconds a reload may take (no variable)
     reload_timeout: float = 30.0
     #: spare backends (``be_spare_<i>``, ``min_slots`` slots each); used with host maps only
-    spare_backends: int = env_var("UNIFY_HAPROXY_SPARE_BACKENDS", 4)
+    spare_backends: int = env_var("UNIFY_HAPROXY_SPARE_BACKENDS", 4, ge=0, le=64)
     #: debounce of the subscriber, seconds: quiet before an apply, longest delay under churn
-    debounce: float = env_var("UNIFY_SWITCHBOARD_DEBOUNCE", 0.05)
+    debounce: float = env_var("UNIFY_SWITCHBOARD_DEBOUNCE", 0.05, ge=0)
     max_wait: float = env_var("UNIFY_SWITCHBOARD_MAX_WAIT", 1.0)
     health_addr: HostPort = env_var("UNIFY_HEALTH_ADDR", ("127.0.0.1", 9102))
     #: the verdict bucket (:mod:`switchboard.verdicts`); dns411 reads the same variable
     verdict_bucket: str = env_var("UNIFY_VERDICT_BUCKET", "unify-switchboard-verdicts")
     #: seconds: the verdict bucket's max age; each node rewrites its document every third
-    verdict_ttl: float = env_var("UNIFY_SWITCHBOARD_VERDICT_TTL", 60.0)
+    verdict_ttl: float = env_var("UNIFY_SWITCHBOARD_VERDICT_TTL", 60.0, ge=3, le=3600)
     _render_options: RenderOptions = PrivateAttr()
     _master_socket_path: Path = PrivateAttr()
 
@@ -111,31 +111,10 @@ class SwitchboardSettings(EnvSettings):
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else path.absolute()
 
-    @field_validator("min_slots")
-    @classmethod
-    def _slots(cls, value: int) -> int:
-        if not 1 <= value <= 4096:
-            raise ValueError(f"UNIFY_HAPROXY_MIN_SLOTS must be 1-4096, got {value}")
-        return value
-
     @field_validator("verdict_bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
         return bucket_name(value, "UNIFY_VERDICT_BUCKET")
-
-    @field_validator("verdict_ttl")
-    @classmethod
-    def _verdict_ttl(cls, value: float) -> float:
-        if not 3 <= value <= 3600:
-            raise ValueError(f"UNIFY_SWITCHBOARD_VERDICT_TTL must be 3-3600 seconds, got {value:g}")
-        return value
-
-    @field_validator("spare_backends")
-    @classmethod
-    def _spares(cls, value: int) -> int:
-        if not 0 <= value <= 64:
-            raise ValueError(f"UNIFY_HAPROXY_SPARE_BACKENDS must be 0-64, got {value}")
-        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -151,13 +130,6 @@ class SwitchboardSettings(EnvSettings):
             if not 0 <= value <= 1:
                 raise ValueError(f"UNIFY_SWITCHBOARD_DEBOUNCE must be 0-1 seconds, got {value:g}")
         return data
-
-    @field_validator("debounce")
-    @classmethod
-    def _debounce(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"UNIFY_SWITCHBOARD_DEBOUNCE must be 0 or more seconds, got {value:g}")
-        return value
 
     @model_validator(mode="after")
     def _derive(self) -> SwitchboardSettings:

@@ -84,7 +84,7 @@ class WirelineSettings(EnvSettings):
 
     data_dir: Path = env_var("UNIFY_WIRELINE_DATA_DIR", Path("/var/lib/wireline"))
     ssh_listen: str = env_var("UNIFY_WIRELINE_SSH_LISTEN", "0.0.0.0")
-    ssh_port: int = env_var("UNIFY_WIRELINE_SSH_PORT", 2222)
+    ssh_port: int = env_var("UNIFY_WIRELINE_SSH_PORT", 2222, ge=1, le=65535)
     ssh_user: str = env_var("UNIFY_WIRELINE_SSH_USER", "git")
     sshd_bin: str = env_var("UNIFY_WIRELINE_SSHD_BIN", "/usr/sbin/sshd")
     #: left out: ``<data_dir>/sshd/host_ed25519`` (the ``None`` default, not validated, never
@@ -121,13 +121,6 @@ class WirelineSettings(EnvSettings):
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.absolute()
-
-    @field_validator("ssh_port")
-    @classmethod
-    def _port(cls, value: int) -> int:
-        if not 1 <= value <= 65535:
-            raise ValueError(f"UNIFY_WIRELINE_SSH_PORT must be 1-65535, got {value}")
-        return value
 
     @field_validator("ssh_user")
     @classmethod
