@@ -70,8 +70,11 @@ async def test_health_endpoints_of_the_running_dns411(tmp_path, dns_common):
             assert scrape(health_port, "/readyz")[0] == 200
 
         await wait_until(ready, returns, timeout=30, what="dns411 ready")
-        assert both(dns_port, "web.example.com") == (
-            "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])
+
+        def answers() -> None:  # dnsmasq, started by the first reconcile, may still bind
+            assert both(dns_port, "web.example.com") == (
+                "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])
+        await wait_until(answers, returns, timeout=10, what="dnsmasq answering")
         assert scrape(health_port, "/livez") == (200, "ok\n")
         assert scrape(health_port, "/readyz?verbose") == (200, (
             "[+]nats ok\n[+]dnsmasq ok\n[+]last-success ok\nreadyz check passed\n"))
@@ -150,8 +153,11 @@ async def test_dead_dnsmasq_is_unready_until_the_periodic_resync_starts_it(tmp_p
         assert scrape(health_port, "/readyz") == (200, "ok\n")
         (restarted,) = _children(proc.pid)
         assert restarted != child
-        assert both(dns_port, "web.example.com") == (
-            "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])
+
+        def answers() -> None:  # the new dnsmasq runs before it listens: poll its answer
+            assert both(dns_port, "web.example.com") == (
+                "NOERROR", [("web.example.com.", "A", 30, "10.0.0.1")])
+        await wait_until(answers, returns, timeout=10, what="the restarted dnsmasq answering")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 20)
