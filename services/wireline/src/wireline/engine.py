@@ -299,29 +299,42 @@ async def remove_stack(*, docker_bin: str, docker_host: str, stack: str, emit: E
     """``docker stack rm`` and wait until its services and networks are gone (a deploy
     right after would otherwise find a network that is about to vanish).
 
+    ``docker stack rm`` removes the services, then the networks at once: a network whose
+    tasks are still shutting down is refused ("in use by task") and the command exits 1 with
+    the services gone or going. So its status alone decides nothing: the stack is gone when
+    its services and networks are, and networks left behind are removed here once the
+    services are gone.
+
     :returns: whether the stack existed. :raises EngineError: not gone in ``timeout_s``.
     """
     label = f"com.docker.stack.namespace={stack}"
 
-    def services() -> list:
-        """The stack's services and networks (``stack rm`` removes networks after)."""
+    def remaining(remove_networks: bool) -> tuple[list, list]:
+        """The stack's services and networks; with ``remove_networks``, the networks of a
+        stack without services are removed first (a refusal is retried by the caller)."""
         client = _client(docker_host)
         try:
-            return (client.services(filters={"label": label})
-                    + client.networks(filters={"label": label}))
+            services = client.services(filters={"label": label})
+            networks = client.networks(filters={"label": label})
+            if remove_networks and not services:
+                for network in networks:
+                    try:
+                        client.remove_network(network["Id"])
+                    except docker.errors.APIError:  # still in use, or gone meanwhile
+                        pass
+                networks = client.networks(filters={"label": label})
+            return services, networks
         finally:
             client.close()
 
-    if not await asyncio.to_thread(services):
+    if not any(await asyncio.to_thread(remaining, False)):
         return False
     argv = [docker_bin, "stack", "rm", stack]
     code = await run_streamed(argv, env=_env(docker_host), timeout_s=timeout_s, emit=emit)
-    if code != 0:
-        raise EngineError(f"docker stack rm exited with {code}")
     deadline = time.monotonic() + timeout_s
-    while await asyncio.to_thread(services):
+    while any(await asyncio.to_thread(remaining, code != 0)):
         if time.monotonic() > deadline:
             raise EngineError(f"stack {stack} still has services or networks after "
-                              f"{timeout_s:g} s")
+                              f"{timeout_s:g} s (docker stack rm exited with {code})")
         await asyncio.sleep(0.5)
     return True
